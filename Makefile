@@ -1,0 +1,67 @@
+# qstar — build, test, run, bench. One flat Makefile in the llm.c manner.
+#   make            bin/qstar with the CPU backend (cJSON, OpenBLAS, OpenMP)
+#   make deps       install what a fresh Debian machine lacks (apt + .venv)
+#   make run        deps, build, the embedded default demo
+#   make test       deps, build, every test; ends with "N passed, N failed"
+#   make bench      benchmarks (bench/)
+#   make cuda       the CUDA build when nvcc is present (says so and skips when not)
+
+CC      ?= gcc
+ARCH    ?= -march=native
+OPT     ?= -O2
+CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -I. $(EXTRA_CFLAGS)
+LDLIBS  := -lcjson -lopenblas -lm -fopenmp
+
+BUILD   := build
+LIB_SRC := $(wildcard kernels/*.c kernels/cpu/*.c model/*.c host/*.c)
+LIB_SRC := $(filter-out host/main.c,$(LIB_SRC))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps run test bench cuda clean
+all: bin/qstar
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libqstar.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/qstar: $(BUILD)/host/main.o $(BUILD)/libqstar.a
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libqstar.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libqstar.a
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+deps:
+	@bash tools/deps.sh
+
+tests: bin/qstar $(TEST_BIN)
+
+run: deps all
+	@bash tools/demo.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all tests
+	@bash tests/run_all.sh
+
+bench: deps all $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+cuda:
+	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory -f kernels/cuda/cuda.mk; \
+	 else echo "make cuda: nvcc not found, skipping the CUDA backend"; fi
+
+clean:
+	rm -rf $(BUILD) bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

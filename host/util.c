@@ -1,0 +1,151 @@
+/*
+ * Host utilities: error reporting, checked allocation, whole-file and atomic file I/O, clocks.
+ * Atomic writes exist because a checkpoint or shard that a crash leaves half-written is worse than
+ * none: readers only ever see a complete file or the previous one.
+ */
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void fatal(const char* fmt, ...) {
+    fflush(stdout);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "qstar: error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+void* xmalloc(size_t bytes) {
+    void* p = malloc(bytes ? bytes : 1);
+    if (!p) fatal("out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void* xcalloc(size_t count, size_t size) {
+    void* p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) fatal("out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+char* xstrdup(const char* s) {
+    size_t n = strlen(s);
+    char* d = xmalloc(n + 1);
+    memcpy(d, s, n + 1);
+    return d;
+}
+
+char* xsprintf(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char* out = NULL;
+    if (vasprintf(&out, fmt, ap) < 0) fatal("out of memory formatting a string");
+    va_end(ap);
+    return out;
+}
+
+char* read_file_maybe(const char* path, size_t* len) {
+    FILE* f = fopen(path, "rb");
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) != 0) fatal("%s: cannot seek: %s", path, strerror(errno));
+    long size = ftell(f);
+    if (size < 0) fatal("%s: cannot tell size: %s", path, strerror(errno));
+    rewind(f);
+    char* buf = xmalloc((size_t)size + 1);
+    if (size > 0 && fread(buf, 1, (size_t)size, f) != (size_t)size) fatal("%s: read failed", path);
+    buf[size] = 0;
+    fclose(f);
+    if (len) *len = (size_t)size;
+    return buf;
+}
+
+char* read_file_or_die(const char* path, size_t* len) {
+    char* buf = read_file_maybe(path, len);
+    if (!buf) fatal("%s: cannot open: %s", path, strerror(errno));
+    return buf;
+}
+
+AtomicFile atomic_open(const char* path) {
+    AtomicFile af;
+    af.path = xstrdup(path);
+    af.tmp_path = xsprintf("%s.tmp.%d", path, (int)getpid());
+    af.f = fopen(af.tmp_path, "wb");
+    if (!af.f) fatal("%s: cannot create: %s", af.tmp_path, strerror(errno));
+    return af;
+}
+
+void atomic_write(AtomicFile* af, const void* data, size_t len) {
+    if (len && fwrite(data, 1, len, af->f) != len)
+        fatal("%s: write failed: %s", af->tmp_path, strerror(errno));
+}
+
+void atomic_commit(AtomicFile* af) {
+    if (fflush(af->f) != 0) fatal("%s: write failed: %s", af->tmp_path, strerror(errno));
+    if (fsync(fileno(af->f)) != 0) fatal("%s: fsync failed: %s", af->tmp_path, strerror(errno));
+    if (fclose(af->f) != 0) fatal("%s: close failed: %s", af->tmp_path, strerror(errno));
+    if (rename(af->tmp_path, af->path) != 0)
+        fatal("%s: cannot rename into place: %s", af->path, strerror(errno));
+    free(af->path);
+    free(af->tmp_path);
+    af->f = NULL;
+}
+
+void write_file_atomic(const char* path, const void* data, size_t len) {
+    AtomicFile af = atomic_open(path);
+    atomic_write(&af, data, len);
+    atomic_commit(&af);
+}
+
+void fsync_dir(const char* dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;  // best effort: some filesystems do not allow it
+    fsync(fd);
+    close(fd);
+}
+
+int file_exists(const char* path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int dir_exists(const char* path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void mkdir_p(const char* path) {
+    char* p = xstrdup(path);
+    for (char* s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) fatal("%s: cannot create directory: %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) fatal("%s: cannot create directory: %s", p, strerror(errno));
+    if (!dir_exists(p)) fatal("%s: exists and is not a directory", p);
+    free(p);
+}
+
+int64_t file_size_or_die(const char* path) {
+    struct stat st;
+    if (stat(path, &st) != 0) fatal("%s: cannot open: %s", path, strerror(errno));
+    return (int64_t)st.st_size;
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int stdout_is_tty(void) { return isatty(STDOUT_FILENO); }

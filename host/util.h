@@ -1,0 +1,59 @@
+/*
+ * Small host utilities shared by every part of qstar: the one way we report a user error
+ * (one line naming the file and the problem, then a non-zero exit), checked allocation and file
+ * I/O, atomic file writes (temp file, fsync, rename) so that nothing is ever half-written, and a
+ * monotonic clock. Every "xxx_or_die" function exits with a message instead of returning an error.
+ */
+#ifndef QSTAR_UTIL_H
+#define QSTAR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+// Prints "qstar: error: <message>" and exits with status 1. Used for every error a user can cause.
+void fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+// Internal invariant violated (a bug, not bad input): prints file:line and aborts.
+#define QSTAR_ASSERT(cond)                                                                          \
+    do {                                                                                            \
+        if (!(cond)) {                                                                              \
+            fprintf(stderr, "qstar: internal error at %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
+            abort();                                                                                \
+        }                                                                                           \
+    } while (0)
+
+void* xmalloc(size_t bytes);            // exits on failure
+void* xcalloc(size_t count, size_t size);
+char* xstrdup(const char* s);
+char* xsprintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));  // malloc'd
+
+// Whole-file read: returns malloc'd bytes with a terminating NUL (not counted in *len).
+char* read_file_or_die(const char* path, size_t* len);
+// Like read_file_or_die but returns NULL (and sets errno) when the file cannot be opened.
+char* read_file_maybe(const char* path, size_t* len);
+
+// Atomic write: data goes to "<path>.tmp.<pid>", is fsync'd, then renamed over path.
+void write_file_atomic(const char* path, const void* data, size_t len);
+// Streamed atomic write: open returns a FILE* on the temp file; commit fsyncs, closes, renames.
+typedef struct {
+    FILE* f;
+    char* path;
+    char* tmp_path;
+} AtomicFile;
+AtomicFile atomic_open(const char* path);
+void atomic_write(AtomicFile* af, const void* data, size_t len);
+void atomic_commit(AtomicFile* af);
+void fsync_dir(const char* dir);
+
+int file_exists(const char* path);
+int dir_exists(const char* path);
+void mkdir_p(const char* path);        // exits on failure
+int64_t file_size_or_die(const char* path);
+
+double now_seconds(void);              // monotonic clock
+
+// Returns 1 when stdout is a terminal (progress lines, colours).
+int stdout_is_tty(void);
+
+#endif

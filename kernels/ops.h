@@ -1,0 +1,147 @@
+/*
+ * The backend contract: every op the model may call, forward and backward, as a table of function
+ * pointers. model/ talks to hardware only through a Backend, so the same model code runs on the
+ * CPU reference (kernels/cpu), on CUDA (kernels/cuda) and, in tests, on the CUDA sources executed
+ * by the emulator (tests/emu). Pointers passed to ops are backend memory (from be->alloc).
+ *
+ * Conventions, the same for every backend:
+ *  - row-major tensors; shapes in the comment beside each argument; N = rows (tokens).
+ *  - linear layers use Hugging Face's (out, in) weight layout: out = inp · weightᵀ.
+ *  - gradients of parameters ACCUMULATE (+=), so micro-batches sum; gradients of activations
+ *    are overwritten unless the argument says "+=".
+ *  - reductions that feed training are deterministic (fixed order, no float atomics).
+ */
+#ifndef QSTAR_OPS_H
+#define QSTAR_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Activation precision. fp32 everywhere today; the CUDA backend is written so that this one
+// typedef can move to bf16 there while parameters, gradients and optimizer state stay fp32.
+typedef float floatX;
+
+#define QSTAR_IGNORE_INDEX (-100)  // target value that contributes no loss (transformers' convention)
+
+typedef struct Backend {
+    const char* name;
+
+    // ---- memory -------------------------------------------------------------------------------
+    void* (*alloc)(size_t bytes);                                  // zero-filled
+    void (*free)(void* ptr);
+    void (*upload)(void* dst, const void* host_src, size_t bytes);   // host -> backend
+    void (*download)(void* host_dst, const void* src, size_t bytes); // backend -> host
+    void (*copy)(void* dst, const void* src, size_t bytes);          // backend -> backend
+    void (*zero)(void* ptr, size_t bytes);
+    void (*sync)(void);
+
+    // ---- token embedding ------------------------------------------------------------------------
+    // out[n] = table[tokens[n]]
+    void (*embedding_forward)(floatX* out,          // (N, H)
+                              const int32_t* tokens, // (N)
+                              const float* table,    // (V, H)
+                              int N, int H);
+    // dtable[tokens[n]] += dout[n]; deterministic for repeated tokens
+    void (*embedding_backward)(float* dtable,        // (V, H) +=
+                               const floatX* dout,   // (N, H)
+                               const int32_t* tokens,// (N)
+                               int N, int V, int H);
+
+    // ---- RMSNorm: out = inp * rsqrt(mean(inp²) + eps) * weight -----------------------------------
+    void (*rmsnorm_forward)(floatX* out,         // (N, H)
+                            float* rstd,         // (N) saved for backward
+                            const floatX* inp,   // (N, H)
+                            const float* weight, // (H)
+                            int N, int H, float eps);
+    void (*rmsnorm_backward)(floatX* dinp,         // (N, H) +=
+                             float* dweight,       // (H) +=
+                             const floatX* dout,   // (N, H)
+                             const floatX* inp,    // (N, H)
+                             const float* weight,  // (H)
+                             const float* rstd,    // (N)
+                             int N, int H);
+
+    // ---- matmul (linear layer without bias): out = inp · weightᵀ --------------------------------
+    void (*matmul_forward)(floatX* out,          // (N, OUT)
+                           const floatX* inp,    // (N, IN)
+                           const float* weight,  // (OUT, IN)
+                           int N, int IN, int OUT);
+    // dinp = (accumulate ? dinp : 0) + dout · weight ; dweight += doutᵀ · inp
+    // dinp may be NULL (input needs no gradient), dweight may be NULL (frozen weight).
+    void (*matmul_backward)(floatX* dinp,         // (N, IN)
+                            float* dweight,       // (OUT, IN) +=
+                            const floatX* dout,   // (N, OUT)
+                            const floatX* inp,    // (N, IN)
+                            const float* weight,  // (OUT, IN)
+                            int N, int IN, int OUT, int accumulate_dinp);
+
+    // ---- rotary position embedding, transformers' rotate-half convention, in place --------------
+    // Rotates the NH query heads and NKV key heads at the front of each qkv row; values untouched.
+    // Angle for pair j of a head at position p: p * theta^(-2j/HD), computed in fp32.
+    void (*rope_forward)(floatX* qkv,            // (N, (NH + 2*NKV) * HD) in place
+                         const int32_t* pos,     // (N) position of each row
+                         int N, int NH, int NKV, int HD, float theta);
+    // The inverse rotation applied to the gradient (dqkv in place).
+    void (*rope_backward)(floatX* dqkv,          // (N, (NH + 2*NKV) * HD) in place
+                          const int32_t* pos,    // (N)
+                          int N, int NH, int NKV, int HD, float theta);
+
+    // ---- causal grouped-query attention ------------------------------------------------------
+    // qkv rows hold NH query heads, then NKV key heads, then NKV value heads (each HD wide);
+    // query head h reads kv head h / (NH/NKV). Scale 1/sqrt(HD). lse keeps each query's
+    // log-sum-exp of scaled scores, so backward recomputes probabilities without an (T, T) store.
+    void (*attention_forward)(floatX* out,        // (B*T, NH*HD)
+                              float* lse,         // (B, NH, T)
+                              const floatX* qkv,  // (B*T, (NH + 2*NKV) * HD)
+                              int B, int T, int NH, int NKV, int HD);
+    void (*attention_backward)(floatX* dqkv,         // (B*T, (NH + 2*NKV) * HD) overwritten
+                               const floatX* dout,   // (B*T, NH*HD)
+                               const floatX* out,    // (B*T, NH*HD)
+                               const float* lse,     // (B, NH, T)
+                               const floatX* qkv,    // (B*T, (NH + 2*NKV) * HD)
+                               int B, int T, int NH, int NKV, int HD);
+
+    // ---- SwiGLU: out = silu(gate) * up, with gate_up rows = [gate (I) | up (I)] ------------------
+    void (*swiglu_forward)(floatX* out,             // (N, I)
+                           const floatX* gate_up,   // (N, 2I)
+                           int N, int I);
+    void (*swiglu_backward)(floatX* dgate_up,       // (N, 2I)
+                            const floatX* dout,     // (N, I)
+                            const floatX* gate_up,  // (N, 2I)
+                            int N, int I);
+
+    // ---- elementwise ----------------------------------------------------------------------------
+    void (*add)(floatX* out, const floatX* a, const floatX* b, size_t n);  // out = a + b (out may alias)
+    void (*scale)(float* x, float s, size_t n);                            // x *= s
+
+    // ---- fused softmax cross-entropy, probabilities never stored -------------------------------
+    // losses[n] = logsumexp(logits[n]) - logits[n][targets[n]], or 0 where targets[n] is ignored.
+    void (*crossentropy_forward)(float* losses,          // (N)
+                                 const floatX* logits,   // (N, V)
+                                 const int32_t* targets, // (N)
+                                 int N, int V);
+    // dlogits[n] = dlosses[n] * (softmax(logits[n]) - onehot(targets[n])); zero rows where ignored.
+    // dlogits may alias logits (the usual case: the logits buffer becomes the gradient).
+    void (*crossentropy_backward)(floatX* dlogits,         // (N, V)
+                                  const floatX* logits,    // (N, V)
+                                  const int32_t* targets,  // (N)
+                                  const float* dlosses,    // (N) upstream gradient of each loss
+                                  int N, int V);
+
+    // ---- optimizer -------------------------------------------------------------------------------
+    // AdamW with decoupled weight decay on one contiguous range; g = grad * grad_scale (clipping).
+    // t is the 1-based step used for bias correction.
+    void (*adamw_update)(float* param, const float* grad, float* m, float* v, size_t n,
+                         float lr, float beta1, float beta2, float eps, float weight_decay,
+                         float grad_scale, int t);
+    // out[0] = Σ x², accumulated in double in a fixed order (out is backend memory, 1 float).
+    void (*sum_squares)(float* out, const float* x, size_t n);
+} Backend;
+
+// Backend registry: "cpu" always; "cuda" in CUDA builds; "emu" in the test build.
+const Backend* backend_get(const char* name);  // NULL if unknown or not built in
+const char* backend_names(void);               // "cpu, cuda" etc. for messages
+
+extern const Backend backend_cpu;
+
+#endif
