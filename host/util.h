@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 // Prints "qstar: error: <message>" and exits with status 1. Used for every error a user can cause.
 void fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

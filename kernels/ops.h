@@ -101,14 +101,14 @@ typedef struct Backend {
                                const floatX* qkv,    // (B*T, (NH + 2*NKV) * HD)
                                int B, int T, int NH, int NKV, int HD);
 
-    // ---- SwiGLU: out = silu(gate) * up, with gate_up rows = [gate (I) | up (I)] ------------------
-    void (*swiglu_forward)(floatX* out,             // (N, I)
-                           const floatX* gate_up,   // (N, 2I)
-                           int N, int I);
-    void (*swiglu_backward)(floatX* dgate_up,       // (N, 2I)
-                            const floatX* dout,     // (N, I)
-                            const floatX* gate_up,  // (N, 2I)
-                            int N, int I);
+    // ---- SwiGLU: out = silu(gate) * up, with gate_up rows = [gate (IM) | up (IM)] ------------------
+    void (*swiglu_forward)(floatX* out,             // (N, IM)
+                           const floatX* gate_up,   // (N, 2*IM)
+                           int N, int IM);
+    void (*swiglu_backward)(floatX* dgate_up,       // (N, 2*IM)
+                            const floatX* dout,     // (N, IM)
+                            const floatX* gate_up,  // (N, 2*IM)
+                            int N, int IM);
 
     // ---- elementwise ----------------------------------------------------------------------------
     void (*add)(floatX* out, const floatX* a, const floatX* b, size_t n);  // out = a + b (out may alias)

@@ -1,0 +1,44 @@
+/*
+ * AdamW (decoupled weight decay, PyTorch's formulation) and the squared norm used for global
+ * gradient clipping. The norm sums fixed-size chunks into a partials array and then adds those in
+ * order, so its value does not depend on the number of threads: resumed and continuous runs match.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu.h"
+
+void cpu_adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
+                      float beta2, float eps, float weight_decay, float grad_scale, int t) {
+    float bc1 = 1.0f - powf(beta1, (float)t);
+    float bc2 = 1.0f - powf(beta2, (float)t);
+    float step_size = lr / bc1;
+    float bc2_sqrt = sqrtf(bc2);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i] * grad_scale;
+        float p = param[i] * (1.0f - lr * weight_decay);
+        float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+    }
+}
+
+void cpu_sum_squares(float* out, const float* x, size_t n) {
+    const size_t chunk = 1 << 16;
+    size_t nchunks = (n + chunk - 1) / chunk;
+    double* partial = malloc(sizeof(double) * (nchunks ? nchunks : 1));
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t end = (c + 1) * chunk < n ? (c + 1) * chunk : n;
+        double acc = 0.0;
+        for (size_t i = c * chunk; i < end; i++) acc += (double)x[i] * x[i];
+        partial[c] = acc;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < nchunks; c++) total += partial[c];
+    free(partial);
+    out[0] = (float)total;
+}

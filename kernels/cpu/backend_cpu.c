@@ -1,0 +1,52 @@
+/*
+ * The CPU backend table: host memory and the plain-C ops of this folder. Its pointers are ordinary
+ * host pointers, so upload/download are copies; allocations are 64-byte aligned for vector loads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/util.h"
+#include "kernels/cpu/cpu.h"
+
+static void* cpu_alloc(size_t bytes) {
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void* p = NULL;
+    if (posix_memalign(&p, 64, rounded ? rounded : 64) != 0) fatal("out of memory allocating %zu bytes", bytes);
+    memset(p, 0, rounded);
+    return p;
+}
+static void cpu_free(void* p) { free(p); }
+static void cpu_memcpy(void* dst, const void* src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+}
+static void cpu_zero(void* p, size_t bytes) { memset(p, 0, bytes); }
+static void cpu_sync(void) {}
+
+const Backend backend_cpu = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .copy = cpu_memcpy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .rope_forward = cpu_rope_forward,
+    .rope_backward = cpu_rope_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .swiglu_forward = cpu_swiglu_forward,
+    .swiglu_backward = cpu_swiglu_backward,
+    .add = cpu_add,
+    .scale = cpu_scale,
+    .crossentropy_forward = cpu_crossentropy_forward,
+    .crossentropy_backward = cpu_crossentropy_backward,
+    .adamw_update = cpu_adamw_update,
+    .sum_squares = cpu_sum_squares,
+};
