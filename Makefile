@@ -9,7 +9,7 @@
 CC      ?= gcc
 ARCH    ?= -march=native
 OPT     ?= -O2
-CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -I. $(EXTRA_CFLAGS)
+CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -I. $(EXTRA_CFLAGS)
 LDLIBS  := -lcjson -lopenblas -lm -fopenmp
 
 BUILD   := build

@@ -1,0 +1,31 @@
+/*
+ * Checkpoints. RUN_DIR/step_NNNNNN/ holds:
+ *   model.safetensors      fp32 weights under transformers' names (loads in MistralForCausalLM)
+ *   config.json            transformers-compatible config
+ *   optimizer.safetensors  AdamW moments "adam_m", "adam_v" as flat (n_params) tensors
+ *   state.json             step, data-loader position and the run's settings
+ * A checkpoint is assembled in RUN_DIR/.tmp.step_NNNNNN and renamed into place as a whole, so a
+ * crash leaves either the previous checkpoints or a complete new one, never a partial directory.
+ */
+#ifndef QSTAR_CHECKPOINT_H
+#define QSTAR_CHECKPOINT_H
+
+#include <cjson/cJSON.h>
+
+#include "host/dataloader.h"
+#include "model/model.h"
+
+typedef struct {
+    int step;
+    DataPosition data;
+    cJSON* settings;  // owned; NULL if absent
+} RunState;
+
+void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPosition* data, const cJSON* settings);
+// Newest complete step_* directory of run_dir (malloc'd), or NULL if there is none.
+char* checkpoint_latest(const char* run_dir);
+// Restores weights, moments and run state into a model created from the checkpoint's config.json.
+void checkpoint_load(const char* ckpt_dir, Model* m, RunState* st);
+void run_state_free(RunState* st);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * The qstar command-line tool: dispatches to a subcommand.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "host/commands.h"
+#include "kernels/ops.h"
+
+static int usage(FILE* f) {
+    fprintf(f,
+            "qstar — Quiet-STaR research kernel suite\n\n"
+            "usage: qstar <command> [options]   (qstar <command> --help for its options)\n\n"
+            "commands:\n"
+            "  train   train a language model on token shards\n"
+            "  info    parameter count and training memory of a config\n\n"
+            "backends in this build: %s\n",
+            backend_names());
+    return f == stdout ? 0 : 2;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) return usage(stderr);
+    const char* cmd = argv[1];
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
+    fprintf(stderr, "qstar: error: unknown command \"%s\" (see qstar --help)\n", cmd);
+    return 2;
+}

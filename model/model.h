@@ -1,0 +1,118 @@
+/*
+ * The network: a Mistral/Llama decoder whose state lives in a few large allocations carved into
+ * named tensors by size tables, as in llm.c. Parameters, gradients and the two AdamW moments are
+ * four flat buffers of n_params floats laid out by one parameter table (Hugging Face names, shapes,
+ * weight-decay and learning-rate groups); activations for a (B, T) batch are one more allocation.
+ * Nothing here knows which backend runs it: every computation is a call through `be`.
+ *
+ * Parameter layout (per layer, contiguous): input_layernorm, q_proj, k_proj, v_proj, o_proj,
+ * post_attention_layernorm, gate_proj, up_proj, down_proj. Because q/k/v and gate/up are adjacent,
+ * each pair of projections runs as one fused GEMM with the weights used in place.
+ */
+#ifndef QSTAR_MODEL_H
+#define QSTAR_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/ops.h"
+#include "model/config.h"
+
+typedef struct {
+    char name[96];     // Hugging Face tensor name
+    int ndim;
+    int64_t shape[2];
+    size_t offset;     // in floats, into params/grads/m/v
+    size_t numel;
+    int decay;         // 1: AdamW weight decay applies (matrices); 0: norms
+    float lr_mult;     // learning-rate multiplier of the tensor's group
+} ParamTensor;
+
+typedef struct {
+    size_t ln1, qkv, o, ln2, gate_up, down;  // offsets (floats) of each layer's tensors
+} LayerOffsets;
+
+// One forward/backward's worth of activations for B sequences of T tokens (N = B*T rows).
+typedef struct {
+    int B, T;
+    floatX* resid;      // (L+1, N, H) residual stream entering each layer; resid[L] is the last output
+    floatX* ln1;        // (L, N, H)
+    float* ln1_rstd;    // (L, N)
+    floatX* qkv;        // (L, N, (NH+2NKV)*HD) after RoPE
+    floatX* att;        // (L, N, NH*HD)
+    float* lse;         // (L, B, NH, T)
+    floatX* resid_mid;  // (L, N, H) after the attention residual
+    floatX* ln2;        // (L, N, H)
+    float* ln2_rstd;    // (L, N)
+    floatX* gate_up;    // (L, N, 2*IM)
+    floatX* mlp;        // (L, N, IM)
+    floatX* lnf;        // (N, H)
+    float* lnf_rstd;    // (N)
+    floatX* logits;     // (N, V); holds dlogits after the backward of the loss
+    float* losses;      // (N) per-token cross-entropy
+    float* dlosses;     // (N) upstream gradient of each token's loss
+    floatX* tmp;        // (N, H) projection output before a residual add
+    // backward scratch, reused by every layer
+    floatX* dresid;     // (N, H)
+    floatX* dln;        // (N, H)
+    floatX* dqkv;       // (N, (NH+2NKV)*HD)
+    floatX* datt;       // (N, NH*HD)
+    floatX* dgate_up;   // (N, 2*IM)
+    floatX* dmlp;       // (N, IM)
+    int32_t* tokens;    // (N)
+    int32_t* targets;   // (N)
+    int32_t* pos;       // (N)
+    float* scalar;      // (1) reduction result
+    void* memory;
+    size_t bytes;
+} Activations;
+
+typedef struct {
+    ModelConfig cfg;
+    const Backend* be;
+    ParamTensor* tensors;
+    int n_tensors;
+    size_t n_params;
+    size_t off_embed, off_norm, off_lm_head;  // off_lm_head == off_embed when tied
+    LayerOffsets* layers;
+    float* params;  // backend memory, n_params each
+    float* grads;
+    float* m;
+    float* v;
+    Activations acts;
+    int n_valid;    // targets that count in the last forward's loss
+} Model;
+
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+} AdamWConfig;
+
+// Builds only the parameter table (names, shapes, offsets, n_params): nothing is allocated.
+void model_build_table(Model* m, const ModelConfig* cfg);
+// Builds the parameter table for cfg and allocates parameters, gradients and moments (zeroed).
+void model_create(Model* m, const ModelConfig* cfg, const Backend* be);
+void model_destroy(Model* m);
+// Normal(0, initializer_range) for matrices and embeddings, ones for norms; Philox keyed by seed.
+void model_init_random(Model* m, uint64_t seed);
+// Loads weights from an HF checkpoint (file, directory, or sharded index), converting to fp32.
+void model_load_weights(Model* m, const char* path);
+// Writes model.safetensors (fp32, HF names) atomically.
+void model_save_weights(const Model* m, const char* path);
+const ParamTensor* model_find_tensor(const Model* m, const char* name);
+
+// Activation memory for (B, T); model_forward/backward need it allocated first.
+size_t model_activation_bytes(const ModelConfig* cfg, int B, int T);
+void model_alloc_activations(Model* m, int B, int T);
+
+// Forward over B*T tokens (host arrays). targets may be NULL (no loss); returns the mean loss over
+// targets that are not QSTAR_IGNORE_INDEX (0 if none). pos NULL means positions 0..T-1 in each row.
+float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, const int32_t* pos);
+// Backward of loss_scale * (mean loss of the last forward); parameter gradients accumulate.
+void model_backward(Model* m, float loss_scale);
+void model_zero_grad(Model* m);
+// Global L2 norm of the gradients.
+float model_grad_norm(Model* m);
+// One AdamW step over every tensor group; grad_scale multiplies gradients (clipping), t is 1-based.
+void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_scale, int t);
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * The parameter table and everything that treats parameters as named tensors: building the table
+ * from a config, allocating the four flat buffers, deterministic initialization, and loading and
+ * saving Hugging Face safetensors by name. Tied embeddings share one tensor: lm_head then points at
+ * embed_tokens and is neither stored twice nor written.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/safetensors.h"
+#include "host/util.h"
+#include "kernels/philox.h"
+#include "model/model.h"
+
+static size_t add_tensor(Model* m, int* cap, const char* name, int64_t d0, int64_t d1) {
+    if (m->n_tensors == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        ParamTensor* grown = xcalloc((size_t)*cap, sizeof(ParamTensor));
+        if (m->tensors) memcpy(grown, m->tensors, sizeof(ParamTensor) * m->n_tensors);
+        free(m->tensors);
+        m->tensors = grown;
+    }
+    ParamTensor* t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = d1 > 0 ? 2 : 1;
+    t->shape[0] = d0;
+    t->shape[1] = d1 > 0 ? d1 : 0;
+    t->numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+    t->offset = m->n_params;
+    t->decay = t->ndim == 2;
+    t->lr_mult = 1.0f;
+    m->n_params += t->numel;
+    return t->offset;
+}
+
+void model_build_table(Model* m, const ModelConfig* cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    const int H = cfg->hidden_size, IM = cfg->intermediate_size, HD = cfg->head_dim;
+    const int NH = cfg->num_attention_heads, NKV = cfg->num_key_value_heads, L = cfg->num_hidden_layers;
+    int cap = 0;
+    char name[96];
+    m->layers = xcalloc((size_t)L, sizeof(LayerOffsets));
+    m->off_embed = add_tensor(m, &cap, "model.embed_tokens.weight", cfg->vocab_size, H);
+    for (int l = 0; l < L; l++) {
+        LayerOffsets* lo = &m->layers[l];
+#define LAYER_TENSOR(field, suffix, d0, d1)                                \
+    do {                                                                   \
+        snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);      \
+        size_t off = add_tensor(m, &cap, name, d0, d1);                    \
+        field;                                                             \
+        (void)off;                                                         \
+    } while (0)
+        LAYER_TENSOR(lo->ln1 = off, "input_layernorm.weight", H, 0);
+        LAYER_TENSOR(lo->qkv = off, "self_attn.q_proj.weight", NH * HD, H);  // q, k, v adjacent: one (C3, H) matrix
+        LAYER_TENSOR(, "self_attn.k_proj.weight", NKV * HD, H);
+        LAYER_TENSOR(, "self_attn.v_proj.weight", NKV * HD, H);
+        LAYER_TENSOR(lo->o = off, "self_attn.o_proj.weight", H, NH * HD);
+        LAYER_TENSOR(lo->ln2 = off, "post_attention_layernorm.weight", H, 0);
+        LAYER_TENSOR(lo->gate_up = off, "mlp.gate_proj.weight", IM, H);  // gate, up adjacent: one (2IM, H) matrix
+        LAYER_TENSOR(, "mlp.up_proj.weight", IM, H);
+        LAYER_TENSOR(lo->down = off, "mlp.down_proj.weight", H, IM);
+#undef LAYER_TENSOR
+    }
+    m->off_norm = add_tensor(m, &cap, "model.norm.weight", H, 0);
+    m->off_lm_head = cfg->tie_word_embeddings ? m->off_embed : add_tensor(m, &cap, "lm_head.weight", cfg->vocab_size, H);
+}
+
+void model_create(Model* m, const ModelConfig* cfg, const Backend* be) {
+    model_build_table(m, cfg);
+    m->be = be;
+    size_t bytes = sizeof(float) * m->n_params;
+    m->params = be->alloc(bytes);
+    m->grads = be->alloc(bytes);
+    m->m = be->alloc(bytes);
+    m->v = be->alloc(bytes);
+}
+
+void model_destroy(Model* m) {
+    const Backend* be = m->be;
+    if (be) {
+        be->free(m->params);
+        be->free(m->grads);
+        be->free(m->m);
+        be->free(m->v);
+        if (m->acts.memory) be->free(m->acts.memory);
+    }
+    free(m->tensors);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+const ParamTensor* model_find_tensor(const Model* m, const char* name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+void model_init_random(Model* m, uint64_t seed) {
+    float* host = xmalloc(sizeof(float) * m->n_params);
+    const float std = m->cfg.initializer_range;
+    for (int ti = 0; ti < m->n_tensors; ti++) {
+        const ParamTensor* t = &m->tensors[ti];
+        float* w = host + t->offset;
+        if (t->ndim == 1) {
+            for (size_t i = 0; i < t->numel; i++) w[i] = 1.0f;
+            continue;
+        }
+        // Counter = (element, tensor): each value depends only on its own coordinates.
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < t->numel; i++) {
+            Philox4 r = philox4x32((uint32_t)i, (uint32_t)(i >> 32), (uint32_t)ti, 0x1417u, (uint32_t)seed,
+                                   (uint32_t)(seed >> 32));
+            w[i] = std * philox_normal(r.v[0], r.v[1]);
+        }
+    }
+    m->be->upload(m->params, host, sizeof(float) * m->n_params);
+    free(host);
+}
+
+void model_load_weights(Model* m, const char* path) {
+    StIndex* st = st_open(path);
+    float* host = xmalloc(sizeof(float) * m->n_params);
+    for (int ti = 0; ti < m->n_tensors; ti++) {
+        const ParamTensor* t = &m->tensors[ti];
+        const StTensor* s = st_find(st, t->name);
+        if (!s) fatal("%s: checkpoint has no tensor \"%s\" required by the model config", path, t->name);
+        st_read_f32(st, s, host + t->offset, t->shape, t->ndim);
+    }
+    m->be->upload(m->params, host, sizeof(float) * m->n_params);
+    free(host);
+    st_close(st);
+}
+
+void model_save_weights(const Model* m, const char* path) {
+    float* host = xmalloc(sizeof(float) * m->n_params);
+    m->be->download(host, m->params, sizeof(float) * m->n_params);
+    StWriteTensor* wt = xcalloc((size_t)m->n_tensors, sizeof(StWriteTensor));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor* t = &m->tensors[i];
+        wt[i].name = t->name;
+        wt[i].ndim = t->ndim;
+        wt[i].shape[0] = t->shape[0];
+        wt[i].shape[1] = t->shape[1];
+        wt[i].data = host + t->offset;
+    }
+    st_write_f32(path, wt, m->n_tensors, NULL);
+    free(wt);
+    free(host);
+}

@@ -1,0 +1,228 @@
+/*
+ * Forward and backward of the decoder, and the optimizer step, written once against the backend
+ * contract. The activation size table below is the single source of truth for what a step keeps:
+ * allocation and `qstar info`'s memory estimate both come from it.
+ *
+ * Backward follows the residual stream: dresid carries d(loss)/d(residual) from the top down, and
+ * each RMSNorm backward adds its branch's gradient into it (the op's dinp is "+="), so the skip
+ * connections cost nothing extra.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/util.h"
+#include "model/model.h"
+
+typedef struct {
+    void** ptr;
+    size_t count;
+    size_t elem;
+} ActSpec;
+
+// Fills specs for (B, T); returns the number of entries. ptr fields point into `a`.
+static int activation_specs(const ModelConfig* c, int B, int T, Activations* a, ActSpec* s) {
+    const size_t N = (size_t)B * T, H = c->hidden_size, L = c->num_hidden_layers, IM = c->intermediate_size;
+    const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
+    const size_t CO = (size_t)c->num_attention_heads * c->head_dim, V = c->vocab_size, NH = c->num_attention_heads;
+    int n = 0;
+#define SPEC(field, cnt, type) s[n++] = (ActSpec){(void**)&a->field, (cnt), sizeof(type)}
+    SPEC(resid, (L + 1) * N * H, floatX);
+    SPEC(ln1, L * N * H, floatX);
+    SPEC(ln1_rstd, L * N, float);
+    SPEC(qkv, L * N * C3, floatX);
+    SPEC(att, L * N * CO, floatX);
+    SPEC(lse, L * N * NH, float);
+    SPEC(resid_mid, L * N * H, floatX);
+    SPEC(ln2, L * N * H, floatX);
+    SPEC(ln2_rstd, L * N, float);
+    SPEC(gate_up, L * N * 2 * IM, floatX);
+    SPEC(mlp, L * N * IM, floatX);
+    SPEC(lnf, N * H, floatX);
+    SPEC(lnf_rstd, N, float);
+    SPEC(logits, N * V, floatX);
+    SPEC(losses, N, float);
+    SPEC(dlosses, N, float);
+    SPEC(tmp, N * H, floatX);
+    SPEC(dresid, N * H, floatX);
+    SPEC(dln, N * H, floatX);
+    SPEC(dqkv, N * C3, floatX);
+    SPEC(datt, N * CO, floatX);
+    SPEC(dgate_up, N * 2 * IM, floatX);
+    SPEC(dmlp, N * IM, floatX);
+    SPEC(tokens, N, int32_t);
+    SPEC(targets, N, int32_t);
+    SPEC(pos, N, int32_t);
+    SPEC(scalar, 1, float);
+#undef SPEC
+    return n;
+}
+
+#define MAX_SPECS 40
+static size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
+
+size_t model_activation_bytes(const ModelConfig* c, int B, int T) {
+    Activations a;
+    ActSpec s[MAX_SPECS];
+    int n = activation_specs(c, B, T, &a, s);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += align_up(s[i].count * s[i].elem);
+    return total;
+}
+
+void model_alloc_activations(Model* m, int B, int T) {
+    Activations* a = &m->acts;
+    if (a->memory && a->B == B && a->T == T) return;
+    if (a->memory) m->be->free(a->memory);
+    memset(a, 0, sizeof *a);
+    ActSpec s[MAX_SPECS];
+    int n = activation_specs(&m->cfg, B, T, a, s);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += align_up(s[i].count * s[i].elem);
+    char* base = m->be->alloc(total);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        *s[i].ptr = base + off;
+        off += align_up(s[i].count * s[i].elem);
+    }
+    a->memory = base;
+    a->bytes = total;
+    a->B = B;
+    a->T = T;
+}
+
+float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, const int32_t* pos) {
+    const Backend* be = m->be;
+    const ModelConfig* c = &m->cfg;
+    Activations* a = &m->acts;
+    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, IM = c->intermediate_size;
+    const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim, V = c->vocab_size;
+    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
+    QSTAR_ASSERT(a->memory != NULL);
+
+    int32_t* host_pos = NULL;
+    if (!pos) {
+        host_pos = xmalloc(sizeof(int32_t) * N);
+        for (int i = 0; i < N; i++) host_pos[i] = i % T;
+        pos = host_pos;
+    }
+    be->upload(a->tokens, tokens, sizeof(int32_t) * N);
+    be->upload(a->pos, pos, sizeof(int32_t) * N);
+    free(host_pos);
+
+    const float* P = m->params;
+    be->embedding_forward(a->resid, a->tokens, P + m->off_embed, N, H);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const LayerOffsets* lo = &m->layers[l];
+        floatX* x = a->resid + (size_t)l * N * H;
+        floatX* ln1 = a->ln1 + (size_t)l * N * H;
+        floatX* qkv = a->qkv + (size_t)l * N * C3;
+        floatX* att = a->att + (size_t)l * N * CO;
+        floatX* mid = a->resid_mid + (size_t)l * N * H;
+        floatX* ln2 = a->ln2 + (size_t)l * N * H;
+        floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
+        floatX* mlp = a->mlp + (size_t)l * N * IM;
+        be->rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, P + lo->ln1, N, H, c->rms_norm_eps);
+        be->matmul_forward(qkv, ln1, P + lo->qkv, N, H, C3);
+        be->rope_forward(qkv, a->pos, N, NH, NKV, HD, c->rope_theta);
+        be->attention_forward(att, a->lse + (size_t)l * N * NH, qkv, B, T, NH, NKV, HD);
+        be->matmul_forward(a->tmp, att, P + lo->o, N, CO, H);
+        be->add(mid, x, a->tmp, (size_t)N * H);
+        be->rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, mid, P + lo->ln2, N, H, c->rms_norm_eps);
+        be->matmul_forward(gu, ln2, P + lo->gate_up, N, H, 2 * IM);
+        be->swiglu_forward(mlp, gu, N, IM);
+        be->matmul_forward(a->tmp, mlp, P + lo->down, N, IM, H);
+        be->add(x + (size_t)N * H, mid, a->tmp, (size_t)N * H);
+    }
+    const floatX* top = a->resid + (size_t)c->num_hidden_layers * N * H;
+    be->rmsnorm_forward(a->lnf, a->lnf_rstd, top, P + m->off_norm, N, H, c->rms_norm_eps);
+    be->matmul_forward(a->logits, a->lnf, P + m->off_lm_head, N, H, V);
+    if (!targets) return 0.0f;
+
+    m->n_valid = 0;
+    for (int i = 0; i < N; i++) {
+        if (targets[i] >= V) fatal("target token %d is outside the vocabulary (%d)", targets[i], V);
+        if (targets[i] >= 0) m->n_valid++;
+    }
+    be->upload(a->targets, targets, sizeof(int32_t) * N);
+    be->crossentropy_forward(a->losses, a->logits, a->targets, N, V);
+    float* losses = xmalloc(sizeof(float) * N);
+    be->download(losses, a->losses, sizeof(float) * N);
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) sum += losses[i];
+    free(losses);
+    return m->n_valid ? (float)(sum / m->n_valid) : 0.0f;
+}
+
+void model_backward(Model* m, float loss_scale) {
+    const Backend* be = m->be;
+    const ModelConfig* c = &m->cfg;
+    Activations* a = &m->acts;
+    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, IM = c->intermediate_size;
+    const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim, V = c->vocab_size;
+    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
+    const float* P = m->params;
+    float* G = m->grads;
+
+    // d(loss_scale * mean)/d(loss_n) is the same for every counted token; ignored rows get zero anyway.
+    float* dl = xmalloc(sizeof(float) * N);
+    float d = m->n_valid ? loss_scale / (float)m->n_valid : 0.0f;
+    for (int i = 0; i < N; i++) dl[i] = d;
+    be->upload(a->dlosses, dl, sizeof(float) * N);
+    free(dl);
+
+    be->crossentropy_backward(a->logits, a->logits, a->targets, a->dlosses, N, V);
+    be->matmul_backward(a->dln, G + m->off_lm_head, a->logits, a->lnf, P + m->off_lm_head, N, H, V, 0);
+    be->zero(a->dresid, sizeof(floatX) * (size_t)N * H);
+    const floatX* top = a->resid + (size_t)c->num_hidden_layers * N * H;
+    be->rmsnorm_backward(a->dresid, G + m->off_norm, a->dln, top, P + m->off_norm, a->lnf_rstd, N, H);
+
+    for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
+        const LayerOffsets* lo = &m->layers[l];
+        const floatX* x = a->resid + (size_t)l * N * H;
+        const floatX* ln1 = a->ln1 + (size_t)l * N * H;
+        const floatX* qkv = a->qkv + (size_t)l * N * C3;
+        const floatX* att = a->att + (size_t)l * N * CO;
+        const floatX* mid = a->resid_mid + (size_t)l * N * H;
+        const floatX* ln2 = a->ln2 + (size_t)l * N * H;
+        const floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
+        const floatX* mlp = a->mlp + (size_t)l * N * IM;
+        // MLP branch: resid_out = mid + down(swiglu(gate_up(ln2(mid))))
+        be->matmul_backward(a->dmlp, G + lo->down, a->dresid, mlp, P + lo->down, N, IM, H, 0);
+        be->swiglu_backward(a->dgate_up, a->dmlp, gu, N, IM);
+        be->matmul_backward(a->dln, G + lo->gate_up, a->dgate_up, ln2, P + lo->gate_up, N, H, 2 * IM, 0);
+        be->rmsnorm_backward(a->dresid, G + lo->ln2, a->dln, mid, P + lo->ln2, a->ln2_rstd + (size_t)l * N, N, H);
+        // attention branch: mid = x + o(attention(rope(qkv(ln1(x)))))
+        be->matmul_backward(a->datt, G + lo->o, a->dresid, att, P + lo->o, N, CO, H, 0);
+        be->attention_backward(a->dqkv, a->datt, att, a->lse + (size_t)l * N * NH, qkv, B, T, NH, NKV, HD);
+        be->rope_backward(a->dqkv, a->pos, N, NH, NKV, HD, c->rope_theta);
+        be->matmul_backward(a->dln, G + lo->qkv, a->dqkv, ln1, P + lo->qkv, N, H, C3, 0);
+        be->rmsnorm_backward(a->dresid, G + lo->ln1, a->dln, x, P + lo->ln1, a->ln1_rstd + (size_t)l * N, N, H);
+    }
+    be->embedding_backward(G + m->off_embed, a->dresid, a->tokens, N, V, H);
+}
+
+void model_zero_grad(Model* m) { m->be->zero(m->grads, sizeof(float) * m->n_params); }
+
+float model_grad_norm(Model* m) {
+    float* scratch = m->acts.scalar;
+    int own = 0;
+    if (!scratch) {
+        scratch = m->be->alloc(sizeof(float));
+        own = 1;
+    }
+    m->be->sum_squares(scratch, m->grads, m->n_params);
+    float ss;
+    m->be->download(&ss, scratch, sizeof(float));
+    if (own) m->be->free(scratch);
+    return sqrtf(ss);
+}
+
+void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_scale, int t) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor* p = &m->tensors[i];
+        m->be->adamw_update(m->params + p->offset, m->grads + p->offset, m->m + p->offset, m->v + p->offset, p->numel,
+                            lr * p->lr_mult, opt->beta1, opt->beta2, opt->eps, p->decay ? opt->weight_decay : 0.0f,
+                            grad_scale, t);
+    }
+}
