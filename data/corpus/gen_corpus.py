@@ -504,7 +504,7 @@ def doc_forum(rng, max_len):
     user = rng.pick(NAMES).lower() + str(rng.range(1, 99))
     f = pick_problem(rng)
     q, sol = f(rng, st, rng.chance(1, 2))
-    text = "%s\n\nPost by %s on %s %d, %d\n\n%s %s" % (
+    text = "%s\n\nPost by %s on %s %d, %d\n\n%s%s" % (
         rng.pick(["Re: stuck on %s" % TOPICS[f], "%s help please" % TOPICS[f].capitalize(), "quick question",
                   "Re: homework check"]),
         user, rng.pick(["Jan", "Mar", "Apr", "Jun", "Sep", "Oct", "Nov"]), rng.range(1, 28), rng.range(2004, 2023),
