@@ -122,6 +122,9 @@ static char* pairs_copy(const char* path) {
         free(s);
     }
     cJSON_ReplaceItemInObject(model, "merges", pairs);
+    // A token with "▁" after another character that no merge can produce: it changes no ids, but it
+    // turns off the SentencePiece "cut before ▁" shortcut, so the full-text BPE path is compared too.
+    cJSON_AddNumberToObject(cJSON_GetObjectItem(model, "vocab"), "a\xE2\x96\x81", 100000);
     char* out = xsprintf("/tmp/qstar_tok_pairs_%d.json", (int)getpid());
     char* s = cJSON_PrintUnformatted(root);
     write_file_atomic(out, s, strlen(s));
