@@ -203,6 +203,32 @@ except Exception as e:  # noqa: BLE001 - any failure to load is a test failure
     print("FAIL transformers LlamaTokenizerFast: %s" % e)
 EOF
 grep -v -i warn "$tmp/tok.out" >"$tmp/tok.filtered"; tally <"$tmp/tok.filtered"
+  # The demo tokenizes with the C tokenizer (bin/qstar tokenize), so it must agree with the library
+  # on this tokenizer.json. Optional here: test_openwebmath reports a missing tokenize command.
+  if [ -x bin/qstar ] && bin/qstar tokenize --help >/dev/null 2>&1; then
+    if bin/qstar tokenize --tokenizer data/corpus/tokenizer.json --in "$tmp/heldout.jsonl" --out "$tmp/shards" \
+         --threads 1 >"$tmp/qt.log" 2>&1 && out=$("$VPY" - "$tmp/shards" "$tmp/heldout.jsonl" <<'EOF' 2>&1
+import glob, json, sys
+import numpy as np
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file("data/corpus/tokenizer.json")
+got = []
+for f in sorted(glob.glob(sys.argv[1] + "/shard_*.bin")):
+    got += np.fromfile(f, dtype=np.uint16, offset=64).tolist()
+want = []
+for line in open(sys.argv[2], encoding="utf-8"):
+    want += tok.encode(json.loads(line)["text"], add_special_tokens=False).ids + [2]
+assert got == want, "%d ids vs %d expected" % (len(got), len(want))
+print("%d tokens" % len(got))
+EOF
+    ); then
+      ok "bin/qstar tokenize shards of held-out text = tokenizers ids + EOS ($out)"
+    else
+      bad "bin/qstar tokenize agrees with tokenizers on held-out text" "$(tail -1 "$tmp/qt.log") $out"
+    fi
+  else
+    echo "      note: bin/qstar tokenize not built; C-tokenizer agreement not checked here"
+  fi
   # The committed tokenizer is what training on the default corpus gives (training is deterministic).
   $PY $GEN --out "$tmp/train.jsonl" --split train --seed 1 2>/dev/null
   if $VPY data/corpus/train_tokenizer.py --corpus "$tmp/train.jsonl" --out "$tmp/tok.json" 2>"$tmp/train.log" \
