@@ -21,6 +21,7 @@ Standard library only, so it runs with a plain python3 (no venv needed).
 """
 import argparse
 import json
+import os
 import sys
 
 MASK64 = (1 << 64) - 1
@@ -309,8 +310,9 @@ def p_linear(rng, st, steps):
     lines = ["%s both sides: %s." % (op, st.m("%d%s = %d %s %d = %d" % (a, v, c, "+" if minus else "-", b, mid))),
              "Divide both sides by %d: %s." % (a, st.m("%s = %s = %s" % (v, st.frac(mid, a) if st.latex else "%d/%d" % (mid, a), A(x, "linear"))))]
     if rng.chance(1, 2):
-        lines.append("Check: %s." % st.m("%d %s %d %s %d = %d" % (a, st.times, x, "-" if minus else "+", b, c)
-                                         if x >= 0 else "%d %s (%d) %s %d = %d" % (a, st.times, x, "-" if minus else "+", b, c)))
+        T = "*" if st.times == "x" else st.times  # "6 x 1" would read as the variable x
+        lines.append("Check: %s." % st.m("%d %s %d %s %d = %d" % (a, T, x, "-" if minus else "+", b, c)
+                                         if x >= 0 else "%d %s (%d) %s %d = %d" % (a, T, x, "-" if minus else "+", b, c)))
     return q, "\n".join(lines)
 
 
@@ -602,7 +604,6 @@ def main():
         size += len(d["text"])
     if out is not sys.stdout:
         out.close()
-        import os
         os.replace(args.out + ".tmp", args.out)  # atomic: a killed run never leaves a partial file
     print("gen_corpus: %d docs, %d chars of text -> %s" % (n, size, args.out), file=sys.stderr)
 
