@@ -20,7 +20,7 @@
 #include "host/util.h"
 #include "tests/check.h"
 
-static const char* NAMES[] = {"mistral", "llama2meta", "metasplit", "llama3", "qwen2regex", "gpt2", "gpt2prefix"};
+static const char* NAMES[] = {"mistral", "llama2meta", "metasplit", "llama3", "qwen2regex", "gpt2", "gpt2prefix", "normadded"};
 
 static int ids_equal(const TokIds* got, const cJSON* want) {
     if (!cJSON_IsArray(want) || (size_t)cJSON_GetArraySize(want) != got->n) return 0;

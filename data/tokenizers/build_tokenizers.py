@@ -20,6 +20,7 @@ them in the exact same pipeline configuration as the real files:
   gpt2.json         ByteLevel pre-tokenizer with its own GPT-2 regex, ByteLevel post-processor, an
                     lstrip special token <mask>.
   gpt2prefix.json   gpt2.json with add_prefix_space true.
+  normadded.json    mistral.json with normalized added tokens and a single_word/lstrip/rstrip one.
 
 Outputs (all committed): the *.json files, test_texts.jsonl (one JSON string per line) and
 expected_<name>.jsonl with, per text: ids with and without special tokens, the library's decode of
@@ -78,7 +79,8 @@ def test_texts():
         "<s>Hello</s> world <unk>", "text with <|begin_of_text|> inside <|end_of_text|>",
         "<s>", "a<s>b", " <s> ", "</s></s>", "<|endoftext|>", "x <mask> y  <mask>z",
         "Think <|startthought|> step one <|endthought|> done", "<|startthought|><|endthought|>",
-        "<<s>> <s<s>> <|begin_of_text|", "a\u2581b \u2581\u2581 c\u2581", "▁leading meta",
+        "<<s>> <s<s>> <|begin_of_text|", "Say hello world <s> hello world</s>", "a <sw> b a<sw>b  <sw>  x",
+        "a\u2581b \u2581\u2581 c\u2581", "▁leading meta",
         "mixed 中文 and English 123 with émojis 🎉 and $x^2$",
         "Ünïcödé ÀÉÎÕÜ ß ﬁ ligature ǅ titlecase",
         "!!!??? ... --- ___ *** ### @@@ ~~~", "'s 's's ''s 'ss",
@@ -197,6 +199,20 @@ def make_gpt2(prefix):
     return tok
 
 
+def normalized_added(tok):
+    """mistral.json with added tokens matched after the normalizer (older Llama-2 files mark <s> etc.
+    normalized), a normalized multi-word added token and a single_word/lstrip/rstrip special token."""
+    j = json.loads(tok.to_str())
+    for a in j["added_tokens"]:
+        a["normalized"] = True
+    n = len(j["model"]["vocab"])
+    j["added_tokens"].append({"id": n, "content": " hello world", "single_word": False, "lstrip": False,
+                              "rstrip": False, "normalized": True, "special": False})
+    j["added_tokens"].append({"id": n + 1, "content": "<sw>", "single_word": True, "lstrip": True,
+                              "rstrip": True, "normalized": False, "special": True})
+    return Tokenizer.from_str(json.dumps(j))
+
+
 def expected(tok, texts):
     thought = Tokenizer.from_str(tok.to_str())
     thought.add_special_tokens(THOUGHT_TOKENS)
@@ -228,6 +244,7 @@ def main():
     }
     toks["gpt2prefix"] = Tokenizer.from_str(toks["gpt2"].to_str())
     toks["gpt2prefix"].pre_tokenizer = pt.ByteLevel(add_prefix_space=True, use_regex=True)
+    toks["normadded"] = normalized_added(toks["mistral"])
     for name, tok in toks.items():
         tok.save(os.path.join(out, name + ".json"), pretty=True)
         with open(os.path.join(out, "expected_" + name + ".jsonl"), "w", encoding="utf-8") as f:
