@@ -358,6 +358,8 @@ struct Tokenizer {
     int n_raw, n_normed;
 
     pthread_key_t cache_key;
+    char** retired;  // replaced token strings, still referenced by the maps
+    int n_retired;
 };
 
 static char* dupn(const char* s, size_t n) {
@@ -665,7 +667,12 @@ static void set_token(Tokenizer* t, uint32_t id, const char* s, size_t len) {
         for (uint32_t i = t->n_ids; i < n; i++) t->id_str[i] = NULL, t->id_len[i] = 0, t->id_special[i] = 0;
         t->n_ids = n;
     }
-    free(t->id_str[id]);
+    char* prev = t->id_str[id];
+    if (prev && t->id_len[id] == len && !memcmp(prev, s, len)) return;
+    if (prev) {  // an added token replacing a vocab string: the maps still point at the old one
+        t->retired = realloc(t->retired, (t->n_retired + 1) * sizeof(char*));
+        t->retired[t->n_retired++] = prev;
+    }
     t->id_str[id] = dupn(s, len);
     t->id_len[id] = (uint32_t)len;
 }
@@ -721,7 +728,7 @@ static int64_t config_token(const Tokenizer* t, const char* key) {
     return id;
 }
 
-static void cache_free(void* p) { free(p); }
+static void work_free(void* p);
 
 Tokenizer* tok_load(const char* path) {
     pthread_once(&tables_once, init_tables);
@@ -903,16 +910,18 @@ Tokenizer* tok_load(const char* path) {
             }
         }
     }
-    if (pthread_key_create(&t->cache_key, cache_free)) fatal("%s: pthread_key_create failed", path);
+    if (pthread_key_create(&t->cache_key, work_free)) fatal("%s: pthread_key_create failed", path);
     return t;
 }
 
 void tok_free(Tokenizer* t) {
     if (!t) return;
-    free(pthread_getspecific(t->cache_key));
+    work_free(pthread_getspecific(t->cache_key));
     pthread_setspecific(t->cache_key, NULL);
     pthread_key_delete(t->cache_key);
     for (uint32_t i = 0; i < t->n_ids; i++) free(t->id_str[i]);
+    for (int i = 0; i < t->n_retired; i++) free(t->retired[i]);
+    free(t->retired);
     free(t->id_str), free(t->id_len), free(t->id_special);
     free(t->tokmap.e), free(t->modelmap.e), free(t->domain_arena), free(t->merges.e);
     for (int i = 0; i < t->n_norm; i++) free(t->norm[i].a), free(t->norm[i].b);
@@ -948,6 +957,15 @@ typedef struct {
     size_t cap;
     Buf scratch[MAX_PRETOK + 3];
 } Work;
+
+// Frees a thread's Work (also the pthread key destructor, run when a thread exits).
+static void work_free(void* p) {
+    Work* w = p;
+    if (!w) return;
+    free(w->sym), free(w->prev), free(w->next), free(w->heap);
+    for (int i = 0; i < MAX_PRETOK + 3; i++) free(w->scratch[i].p);
+    free(w);
+}
 
 static void work_reserve(Work* w, size_t n) {
     if (n <= w->cap) return;
