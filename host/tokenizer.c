@@ -1577,9 +1577,12 @@ int64_t tok_bos_id(const Tokenizer* t) { return t->bos; }
 int64_t tok_eos_id(const Tokenizer* t) { return t->eos; }
 
 uint32_t tok_add_special_token(Tokenizer* t, const char* content) {
+    // Already an added token: nothing to do. A model vocab token keeps its id but becomes an added
+    // (special) token, so it is matched before BPE, as tokenizers does.
+    for (int i = 0; i < t->n_added; i++)
+        if (!strcmp(t->added[i].content, content)) return t->added[i].id;
     int64_t have = lookup_token(t, content);
-    if (have >= 0) return (uint32_t)have;
-    uint32_t id = t->n_ids;
+    uint32_t id = have >= 0 ? (uint32_t)have : t->n_ids;
     cJSON* o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", id);
     cJSON_AddStringToObject(o, "content", content);

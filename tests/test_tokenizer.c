@@ -177,6 +177,17 @@ static void run_reference_tests(void) {
     t = tok_load("data/tokenizers/llama3.json");
     CHECK(tok_eos_id(t) == tok_token_to_id(t, "<|end_of_text|>"), "llama3 eos");
     CHECK(tok_bos_id(t) == tok_token_to_id(t, "<|begin_of_text|>"), "llama3 bos");
+    // Making an existing vocab token special keeps its id and matches it before BPE.
+    {
+        char* w = xstrdup(tok_id_to_token(t, 1500));
+        uint32_t v = tok_vocab_size(t);
+        CHECK(tok_add_special_token(t, w) == 1500 && tok_vocab_size(t) == v, "vocab token made special");
+        char* text = xsprintf("x%sy", w);
+        TokIds ids = {0};
+        tok_encode(t, text, strlen(text), 0, &ids);
+        CHECK(ids.n == 3 && ids.ids[1] == 1500, "special vocab token not matched before BPE (%zu ids)", ids.n);
+        free(ids.ids), free(text), free(w);
+    }
     tok_free(t);
     // UTF-8 validation.
     CHECK(tok_utf8_check("ok \xE2\x96\x81", 6) == 6, "valid utf-8");
