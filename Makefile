@@ -9,8 +9,14 @@
 CC      ?= gcc
 ARCH    ?= -march=native
 OPT     ?= -O2
-CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -I. $(EXTRA_CFLAGS)
-LDLIBS  := -lcjson -lopenblas -lm -fopenmp
+# OpenBLAS's OpenMP build shares our OpenMP threads (its pthread build would compete with them for
+# the cores) and runs serially when called inside a parallel region, which the attention relies on.
+MULTIARCH := $(shell $(CC) -print-multiarch)
+BLAS_DIR  ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_INC  ?= /usr/include/$(MULTIARCH)/openblas-openmp
+CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+           -I. -isystem $(BLAS_INC) $(EXTRA_CFLAGS)
+LDLIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
 
 BUILD   := build
 LIB_SRC := $(wildcard kernels/*.c kernels/cpu/*.c model/*.c host/*.c)

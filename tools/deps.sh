@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="build-essential libcjson-dev libopenblas-dev python3 python3-venv python3-numpy python3-torch openmpi-bin libopenmpi-dev"
+APT_PACKAGES="build-essential libcjson-dev libopenblas-openmp-dev python3 python3-venv python3-numpy python3-torch openmpi-bin libopenmpi-dev"
 PIP_PACKAGES="transformers==4.40.2 tokenizers==0.19.1 safetensors==0.4.3 pyarrow==15.0.2"
 
 missing=""

@@ -7,13 +7,16 @@
 #include <math.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/fastexp.h"
 
 static float row_logsumexp(const floatX* x, int V) {
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
-    double sum = 0.0;
-    for (int v = 0; v < V; v++) sum += expf(x[v] - mx);
-    return mx + (float)log(sum);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int v = 0; v < V; v++) sum += fast_expf(x[v] - mx);
+    return mx + logf(sum);
 }
 
 void cpu_crossentropy_forward(float* losses, const floatX* logits, const int32_t* targets, int N, int V) {
@@ -41,6 +44,8 @@ void cpu_crossentropy_backward(floatX* dlogits, const floatX* logits, const int3
         float lse = row_logsumexp(x, V);
         float d = dlosses[n];
         int t = targets[n];
-        for (int v = 0; v < V; v++) dx[v] = d * (expf(x[v] - lse) - (v == t ? 1.0f : 0.0f));
+#pragma omp simd
+        for (int v = 0; v < V; v++) dx[v] = d * fast_expf(x[v] - lse);
+        dx[t] -= d;
     }
 }
