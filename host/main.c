@@ -14,8 +14,9 @@ static int usage(FILE* f) {
             "usage: qstar <command> [options]   (qstar <command> --help for its options)\n\n"
             "commands:\n"
             "  train   train a language model on token shards\n"
+            "  eval    held-out loss of a checkpoint\n"
             "  info    parameter count and training memory of a config\n"
-            "  tokenize  JSONL/text documents -> token shards with a tokenizer.json\n\n"
+            "  tokenize JSONL/text documents -> token shards with a tokenizer.json\n\n"
             "backends in this build: %s\n",
             backend_names());
     return f == stdout ? 0 : 2;
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
     const char* cmd = argv[1];
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
     fprintf(stderr, "qstar: error: unknown command \"%s\" (see qstar --help)\n", cmd);

@@ -16,6 +16,7 @@
 #include "host/commands.h"
 #include "host/checkpoint.h"
 #include "host/dataloader.h"
+#include "host/tokenizer.h"
 #include "host/util.h"
 #include "model/model.h"
 
@@ -27,6 +28,8 @@ typedef struct {
     const char* out;
     const char* device;
     const char* schedule;
+    const char* tokenizer;
+    int sample_every, sample_tokens;
     int steps, batch, seq, grad_accum, warmup, seed, save_every, stop_after, log_every;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
 } TrainSettings;
@@ -64,6 +67,24 @@ static void truncate_metrics(const char* path, int last_step) {
     free(text);
 }
 
+// Shows the model continuing the start of the current batch's first row: prompt, then the sample.
+static void print_sample(Model* m, const Tokenizer* tok, const int32_t* row, int seq, int n_new, uint64_t seed) {
+    int n_prompt = seq < 24 ? seq : 24;
+    int32_t* out = xmalloc(sizeof(int32_t) * (size_t)n_new);
+    int n = model_generate(m, row, n_prompt, n_new, 0.8f, seed, (int)tok_eos_id(tok), out);
+    uint32_t* ids = xmalloc(sizeof(uint32_t) * (size_t)(n_prompt + n));
+    for (int i = 0; i < n_prompt; i++) ids[i] = (uint32_t)row[i];
+    for (int i = 0; i < n; i++) ids[n_prompt + i] = (uint32_t)out[i];
+    char* prompt = tok_decode(tok, ids, (size_t)n_prompt, 0, NULL);
+    char* gen = tok_decode(tok, ids + n_prompt, (size_t)n, 0, NULL);
+    const char* on = stdout_is_tty() ? "\033[1m" : "[", *off = stdout_is_tty() ? "\033[0m" : "]";
+    printf("sample: %s%s%s%s\n", prompt, on, gen, off);
+    free(prompt);
+    free(gen);
+    free(ids);
+    free(out);
+}
+
 static void check_settings(const TrainSettings* s, const ModelConfig* c) {
     if (s->steps <= 0) fatal("train: --steps must be positive");
     if (s->batch <= 0) fatal("train: --batch must be positive");
@@ -84,7 +105,7 @@ int cmd_train(int argc, char** argv) {
     TrainSettings s = {.device = "cpu", .schedule = "cosine", .steps = 100, .batch = 4, .seq = 256, .grad_accum = 1,
                        .warmup = 10, .seed = 1337, .save_every = 0, .stop_after = 0, .log_every = 1, .lr = 3e-4f,
                        .min_lr_frac = 0.1f, .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                       .grad_clip = 1.0f};
+                       .grad_clip = 1.0f, .sample_every = 0, .sample_tokens = 48};
     ArgSpec specs[] = {
         {"config", ARG_STR, &s.config, "model config.json for a new, randomly initialized model"},
         {"model", ARG_STR, &s.model, "start from a Hugging Face checkpoint directory (config.json + safetensors)"},
@@ -109,6 +130,9 @@ int cmd_train(int argc, char** argv) {
         {"save-every", ARG_INT, &s.save_every, "checkpoint every N steps (0: only at the end)"},
         {"stop-after", ARG_INT, &s.stop_after, "stop (with a checkpoint) after N steps of this invocation"},
         {"log-every", ARG_INT, &s.log_every, "print a log line every N steps"},
+        {"tokenizer", ARG_STR, &s.tokenizer, "tokenizer.json of the data: logs then show text"},
+        {"sample-every", ARG_INT, &s.sample_every, "with --tokenizer: print a generated sample every N steps (0: off)"},
+        {"sample-tokens", ARG_INT, &s.sample_tokens, "tokens per generated sample"},
     };
     const int nspecs = (int)(sizeof specs / sizeof specs[0]);
     args_parse(argc, argv, specs, nspecs,
@@ -163,6 +187,13 @@ int cmd_train(int argc, char** argv) {
         model_init_random(&model, (uint64_t)s.seed);
     }
     model_alloc_activations(&model, s.batch, s.seq);
+    Tokenizer* tok = NULL;
+    if (s.tokenizer) {
+        tok = tok_load(s.tokenizer);
+        if (tok_vocab_size(tok) > (uint32_t)cfg.vocab_size)
+            fatal("%s: tokenizer has %u tokens but the model's vocabulary is %d", s.tokenizer, tok_vocab_size(tok),
+                  cfg.vocab_size);
+    }
 
     args_print_table(specs, nspecs);
     printf("model: %zu parameters (%.1f M), %d layers, hidden %d, heads %d/%d, vocab %d%s\n", model.n_params,
@@ -218,6 +249,8 @@ int cmd_train(int argc, char** argv) {
             checkpoint_save(s.out, step, &model, &pos, settings_json);
             printf("saved checkpoint %s/step_%06d\n", s.out, step);
         }
+        if (tok && s.sample_every > 0 && (step % s.sample_every == 0 || step == s.steps))
+            print_sample(&model, tok, inputs, s.seq, s.sample_tokens, (uint64_t)s.seed + (uint64_t)step);
         if (stopping) break;
     }
     fclose(metrics);
@@ -225,6 +258,7 @@ int cmd_train(int argc, char** argv) {
     free(metrics_path);
     free(inputs);
     free(targets);
+    if (tok) tok_free(tok);
     run_state_free(&rs);
     free(ckpt);
     dataloader_free(&dl);

@@ -115,4 +115,10 @@ float model_grad_norm(Model* m);
 // One AdamW step over every tensor group; grad_scale multiplies gradients (clipping), t is 1-based.
 void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_scale, int t);
 
+// Generates up to n_new tokens after prompt into out (temperature 0: greedy; else Gumbel-max with
+// Philox noise keyed by (seed, position)); stops after stop_token (-1: never). Returns the count.
+// Uses its own activations, leaving the training ones untouched.
+int model_generate(Model* m, const int32_t* prompt, int n_prompt, int n_new, float temperature, uint64_t seed,
+                   int stop_token, int32_t* out);
+
 #endif
