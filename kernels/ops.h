@@ -128,6 +128,57 @@ typedef struct Backend {
                                   const float* dlosses,    // (N) upstream gradient of each loss
                                   int N, int V);
 
+    // ---- Quiet-STaR: thought attention ---------------------------------------------------------
+    // The query of step k at (row r, slot i) attends to the step-0 keys of slots 0..i (causal over
+    // the original text) and to the keys of its own slot i at steps 1..k (its own thought so far,
+    // itself included); one softmax over both sets, as two partial softmaxes merged by log-sum-exp.
+    // qkv points at step 0 of a stack of per-step qkv blocks, step j at qkv + j*step_stride, each
+    // (R*L, (NH+2NKV)*HD) after RoPE. k = 0 is ordinary causal attention.
+    void (*thought_attention_forward)(floatX* out,        // (R*L, NH*HD) for step k's queries
+                                      float* lse,         // (R, NH, L)
+                                      const floatX* qkv,  // steps 0..k, stride step_stride
+                                      size_t step_stride, int k, int R, int L, int NH, int NKV, int HD);
+    // Accumulates (+=) dq into step k's block and dk, dv into the blocks of steps 0..k of dqkv
+    // (same layout and stride as qkv): later steps add their key/value gradients before earlier
+    // steps run their own backward.
+    void (*thought_attention_backward)(floatX* dqkv, const floatX* dout, const floatX* out, const float* lse,
+                                       const floatX* qkv, size_t step_stride, int k, int R, int L, int NH,
+                                       int NKV, int HD);
+
+    // ---- Quiet-STaR: thought sampling, mixing head, rewards ------------------------------------
+    // x[n][lo..hi) = value (hides the thought tokens from the sampler).
+    void (*mask_columns)(floatX* x, int N, int V, int lo, int hi, float value);
+    // Gumbel-max sample per row: argmax_v(logits[n][v] + g), g = -log(-log(u)), u from Philox with
+    // key seed and counter (v/4, slot n%L, (row n/L) << 8 | thought k, step); identical on every backend.
+    void (*gumbel_sample)(int32_t* tokens,       // (N) out
+                          const floatX* logits,  // (N, V)
+                          int N, int V, int L, uint64_t seed, uint32_t step, int k);
+    // out[n] = scale * vec (every row the same embedding: the start/end thought tokens)
+    void (*row_broadcast)(floatX* out, const float* vec, float scale, int N, int H);
+    // out (+=) scale * Σ_n x[n]: the gradient of row_broadcast and of a bias
+    void (*column_sum)(float* out, const floatX* x, float scale, int N, int H);
+    void (*add_bias)(floatX* x, const float* bias, int N, int H);  // x[n] += bias
+    void (*relu_forward)(floatX* out, const floatX* inp, size_t n);
+    void (*relu_backward)(floatX* dinp, const floatX* dout, const floatX* out, size_t n);  // uses the output
+    // out rows = [a (A) | b (B)]; backward adds the two halves into da, db
+    void (*concat_columns)(floatX* out, const floatX* a, const floatX* b, int N, int A, int B);
+    void (*split_columns_backward)(floatX* da, floatX* db, const floatX* dout, int N, int A, int B);
+    // out[r, i] = inp[r, (i + s) mod L] for R blocks of L rows of width H (the base hidden state that
+    // predicts the same token as talk step s); backward adds dout back to the source rows.
+    void (*roll_rows)(floatX* out, const floatX* inp, int R, int L, int H, int s);
+    void (*roll_rows_backward)(floatX* dinp, const floatX* dout, int R, int L, int H, int s);
+    // Mixing: out = (1 - w) * base + w * thought, w per row (unbounded, as in the reference).
+    void (*mix_forward)(floatX* out, const floatX* base, const floatX* thought, const floatX* w, int N, int H);
+    // dbase +=, dthought +=, dw = Σ_h dout * (thought - base)
+    void (*mix_backward)(floatX* dbase, floatX* dthought, floatX* dw, const floatX* dout, const floatX* base,
+                         const floatX* thought, const floatX* w, int N, int H);
+    // reward[b*P+p, i] = Σ_s (base_losses[row, i+s] - talk_losses[s][row, i]) for i < L-1-T (0 after);
+    // advantage = max(0, reward - mean over the P passes of the same sequence); with P = 1, max(0, reward).
+    void (*quietstar_advantage)(float* reward, float* advantage, // (B*P*L) each
+                                const float* base_losses,        // (B*P*L)
+                                const float* talk_losses,        // (T, B*P*L)
+                                int B, int P, int L, int T);
+
     // ---- optimizer -------------------------------------------------------------------------------
     // AdamW with decoupled weight decay on one contiguous range; g = grad * grad_scale (clipping).
     // t is the 1-based step used for bias correction.

@@ -31,4 +31,26 @@ void cpu_adamw_update(float* param, const float* grad, float* m, float* v, size_
                       float beta2, float eps, float weight_decay, float grad_scale, int t);
 void cpu_sum_squares(float* out, const float* x, size_t n);
 
+void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, size_t step_stride, int k, int R,
+                                   int L, int NH, int NKV, int HD);
+void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floatX* out, const float* lse,
+                                    const floatX* qkv, size_t step_stride, int k, int R, int L, int NH, int NKV,
+                                    int HD);
+void cpu_mask_columns(floatX* x, int N, int V, int lo, int hi, float value);
+void cpu_gumbel_sample(int32_t* tokens, const floatX* logits, int N, int V, int L, uint64_t seed, uint32_t step, int k);
+void cpu_row_broadcast(floatX* out, const float* vec, float scale, int N, int H);
+void cpu_column_sum(float* out, const floatX* x, float scale, int N, int H);
+void cpu_add_bias(floatX* x, const float* bias, int N, int H);
+void cpu_relu_forward(floatX* out, const floatX* inp, size_t n);
+void cpu_relu_backward(floatX* dinp, const floatX* dout, const floatX* out, size_t n);
+void cpu_concat_columns(floatX* out, const floatX* a, const floatX* b, int N, int A, int B);
+void cpu_split_columns_backward(floatX* da, floatX* db, const floatX* dout, int N, int A, int B);
+void cpu_roll_rows(floatX* out, const floatX* inp, int R, int L, int H, int s);
+void cpu_roll_rows_backward(floatX* dinp, const floatX* dout, int R, int L, int H, int s);
+void cpu_mix_forward(floatX* out, const floatX* base, const floatX* thought, const floatX* w, int N, int H);
+void cpu_mix_backward(floatX* dbase, floatX* dthought, floatX* dw, const floatX* dout, const floatX* base,
+                      const floatX* thought, const floatX* w, int N, int H);
+void cpu_quietstar_advantage(float* reward, float* advantage, const float* base_losses, const float* talk_losses,
+                             int B, int P, int L, int T);
+
 #endif
