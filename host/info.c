@@ -50,7 +50,7 @@ int cmd_info(int argc, char** argv) {
     }
     size_t total = m.n_params;
     model_destroy(&m);
-    size_t act = model_activation_bytes(&c, batch, seq);
+    size_t act = model_activation_bytes(&c, batch, seq, ACT_ALL);
     char b1[32], b2[32], b3[32], b4[32];
     printf("config: %s\n", config);
     printf("  layers %d, hidden %d, intermediate %d, heads %d (kv %d, head_dim %d), vocab %d, %s embeddings\n",

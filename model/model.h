@@ -100,13 +100,39 @@ void model_load_weights(Model* m, const char* path);
 void model_save_weights(const Model* m, const char* path);
 const ParamTensor* model_find_tensor(const Model* m, const char* name);
 
-// Activation memory for (B, T); model_forward/backward need it allocated first.
-size_t model_activation_bytes(const ModelConfig* cfg, int B, int T);
+// Activation groups, so a Quiet-STaR step can keep many forwards' saved tensors but one scratch:
+enum {
+    ACT_SAVED = 1,    // resid .. lnf_rstd: what the backward of one forward reads
+    ACT_QKV = 2,      // own qkv storage (off: the caller points qkv into a shared per-step stack)
+    ACT_HEAD = 4,     // logits, losses, dlosses, tokens, targets, pos, scalar
+    ACT_SCRATCH = 8,  // tmp and the backward scratch (dresid, dln, dqkv, datt, dgate_up, dmlp)
+    ACT_ALL = 15,
+};
+// Activation memory for (B, T) and the given groups; model_forward/backward need ACT_ALL.
+size_t model_activation_bytes(const ModelConfig* cfg, int B, int T, int groups);
+void activations_alloc(const Backend* be, const ModelConfig* cfg, Activations* a, int B, int T, int groups);
+void activations_free(const Backend* be, Activations* a);
 void model_alloc_activations(Model* m, int B, int T);
+
+// The decoder stack on its own, for callers that build inputs and heads themselves (Quiet-STaR).
+// Thought attention instead of causal attention when ta is given: step k's queries over the qkv
+// stack of steps 0..k (ops.h); its backward accumulates into the dqkv stack.
+typedef struct {
+    floatX* qkv;     // step 0, layer 0 of the stack; layer l of step j at qkv + j*step_stride + l*N*C3
+    floatX* dqkv;    // same layout, gradients (accumulated by every step's backward)
+    size_t step_stride;
+    int k;
+} ThoughtAttn;
+// Layers and final norm over a->resid[0] (filled by the caller) at positions a->pos.
+void decoder_forward(Model* m, Activations* a, Activations* scratch, const ThoughtAttn* ta);
+// Backward from dlnf = d(loss)/d(final norm output) (N, H) to d(resid[0]), left in scratch->dresid.
+void decoder_backward(Model* m, Activations* a, Activations* scratch, const floatX* dlnf, const ThoughtAttn* ta);
 
 // Forward over B*T tokens (host arrays). targets may be NULL (no loss); returns the mean loss over
 // targets that are not QSTAR_IGNORE_INDEX (0 if none). pos NULL means positions 0..T-1 in each row.
 float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, const int32_t* pos);
+// Cross-entropy of a->logits against targets (host); sets m->n_valid; returns the mean over valid.
+float model_loss(Model* m, Activations* a, const int32_t* targets);
 // Backward of loss_scale * (mean loss of the last forward); parameter gradients accumulate.
 void model_backward(Model* m, float loss_scale);
 void model_zero_grad(Model* m);

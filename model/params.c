@@ -84,7 +84,7 @@ void model_destroy(Model* m) {
         be->free(m->grads);
         be->free(m->m);
         be->free(m->v);
-        if (m->acts.memory) be->free(m->acts.memory);
+        activations_free(be, &m->acts);
     }
     free(m->tensors);
     free(m->layers);

@@ -23,6 +23,7 @@ int model_generate(Model* m, const int32_t* prompt, int n_prompt, int n_new, flo
     float* row = xmalloc(sizeof(float) * V);
     int n = n_prompt, produced = 0;
     while (n < total) {
+        activations_free(m->be, &m->acts);
         model_alloc_activations(m, 1, n);
         model_forward(m, seq, NULL, NULL);
         m->be->download(row, m->acts.logits + (size_t)(n - 1) * V, sizeof(float) * V);
@@ -43,7 +44,7 @@ int model_generate(Model* m, const int32_t* prompt, int n_prompt, int n_new, flo
         out[produced++] = best;
         if (best == stop_token) break;
     }
-    if (m->acts.memory) m->be->free(m->acts.memory);
+    activations_free(m->be, &m->acts);
     m->acts = saved;
     free(row);
     free(seq);

@@ -18,6 +18,7 @@ typedef struct {
     void** ptr;
     size_t count;
     size_t elem;
+    int group;
 } ActSpec;
 
 // Fills specs for (B, T); returns the number of entries. ptr fields point into `a`.
@@ -26,34 +27,34 @@ static int activation_specs(const ModelConfig* c, int B, int T, Activations* a, 
     const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
     const size_t CO = (size_t)c->num_attention_heads * c->head_dim, V = c->vocab_size, NH = c->num_attention_heads;
     int n = 0;
-#define SPEC(field, cnt, type) s[n++] = (ActSpec){(void**)&a->field, (cnt), sizeof(type)}
-    SPEC(resid, (L + 1) * N * H, floatX);
-    SPEC(ln1, L * N * H, floatX);
-    SPEC(ln1_rstd, L * N, float);
-    SPEC(qkv, L * N * C3, floatX);
-    SPEC(att, L * N * CO, floatX);
-    SPEC(lse, L * N * NH, float);
-    SPEC(resid_mid, L * N * H, floatX);
-    SPEC(ln2, L * N * H, floatX);
-    SPEC(ln2_rstd, L * N, float);
-    SPEC(gate_up, L * N * 2 * IM, floatX);
-    SPEC(mlp, L * N * IM, floatX);
-    SPEC(lnf, N * H, floatX);
-    SPEC(lnf_rstd, N, float);
-    SPEC(logits, N * V, floatX);
-    SPEC(losses, N, float);
-    SPEC(dlosses, N, float);
-    SPEC(tmp, N * H, floatX);
-    SPEC(dresid, N * H, floatX);
-    SPEC(dln, N * H, floatX);
-    SPEC(dqkv, N * C3, floatX);
-    SPEC(datt, N * CO, floatX);
-    SPEC(dgate_up, N * 2 * IM, floatX);
-    SPEC(dmlp, N * IM, floatX);
-    SPEC(tokens, N, int32_t);
-    SPEC(targets, N, int32_t);
-    SPEC(pos, N, int32_t);
-    SPEC(scalar, 1, float);
+#define SPEC(field, cnt, type, grp) s[n++] = (ActSpec){(void**)&a->field, (cnt), sizeof(type), (grp)}
+    SPEC(resid, (L + 1) * N * H, floatX, ACT_SAVED);
+    SPEC(ln1, L * N * H, floatX, ACT_SAVED);
+    SPEC(ln1_rstd, L * N, float, ACT_SAVED);
+    SPEC(qkv, L * N * C3, floatX, ACT_QKV);
+    SPEC(att, L * N * CO, floatX, ACT_SAVED);
+    SPEC(lse, L * N * NH, float, ACT_SAVED);
+    SPEC(resid_mid, L * N * H, floatX, ACT_SAVED);
+    SPEC(ln2, L * N * H, floatX, ACT_SAVED);
+    SPEC(ln2_rstd, L * N, float, ACT_SAVED);
+    SPEC(gate_up, L * N * 2 * IM, floatX, ACT_SAVED);
+    SPEC(mlp, L * N * IM, floatX, ACT_SAVED);
+    SPEC(lnf, N * H, floatX, ACT_SAVED);
+    SPEC(lnf_rstd, N, float, ACT_SAVED);
+    SPEC(logits, N * V, floatX, ACT_HEAD);
+    SPEC(losses, N, float, ACT_HEAD);
+    SPEC(dlosses, N, float, ACT_HEAD);
+    SPEC(tokens, N, int32_t, ACT_HEAD);
+    SPEC(targets, N, int32_t, ACT_HEAD);
+    SPEC(pos, N, int32_t, ACT_HEAD);
+    SPEC(scalar, 1, float, ACT_HEAD);
+    SPEC(tmp, N * H, floatX, ACT_SCRATCH);
+    SPEC(dresid, N * H, floatX, ACT_SCRATCH);
+    SPEC(dln, N * H, floatX, ACT_SCRATCH);
+    SPEC(dqkv, N * C3, floatX, ACT_SCRATCH);
+    SPEC(datt, N * CO, floatX, ACT_SCRATCH);
+    SPEC(dgate_up, N * 2 * IM, floatX, ACT_SCRATCH);
+    SPEC(dmlp, N * IM, floatX, ACT_SCRATCH);
 #undef SPEC
     return n;
 }
@@ -61,27 +62,25 @@ static int activation_specs(const ModelConfig* c, int B, int T, Activations* a, 
 #define MAX_SPECS 40
 static size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
 
-size_t model_activation_bytes(const ModelConfig* c, int B, int T) {
+size_t model_activation_bytes(const ModelConfig* c, int B, int T, int groups) {
     Activations a;
     ActSpec s[MAX_SPECS];
     int n = activation_specs(c, B, T, &a, s);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += align_up(s[i].count * s[i].elem);
+    for (int i = 0; i < n; i++)
+        if (s[i].group & groups) total += align_up(s[i].count * s[i].elem);
     return total;
 }
 
-void model_alloc_activations(Model* m, int B, int T) {
-    Activations* a = &m->acts;
-    if (a->memory && a->B == B && a->T == T) return;
-    if (a->memory) m->be->free(a->memory);
+void activations_alloc(const Backend* be, const ModelConfig* c, Activations* a, int B, int T, int groups) {
     memset(a, 0, sizeof *a);
     ActSpec s[MAX_SPECS];
-    int n = activation_specs(&m->cfg, B, T, a, s);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += align_up(s[i].count * s[i].elem);
-    char* base = m->be->alloc(total);
+    int n = activation_specs(c, B, T, a, s);
+    size_t total = model_activation_bytes(c, B, T, groups);
+    char* base = be->alloc(total);
     size_t off = 0;
     for (int i = 0; i < n; i++) {
+        if (!(s[i].group & groups)) continue;
         *s[i].ptr = base + off;
         off += align_up(s[i].count * s[i].elem);
     }
@@ -91,13 +90,103 @@ void model_alloc_activations(Model* m, int B, int T) {
     a->T = T;
 }
 
+void activations_free(const Backend* be, Activations* a) {
+    if (a->memory) be->free(a->memory);
+    memset(a, 0, sizeof *a);
+}
+
+void model_alloc_activations(Model* m, int B, int T) {
+    if (m->acts.memory && m->acts.B == B && m->acts.T == T) return;
+    activations_free(m->be, &m->acts);
+    activations_alloc(m->be, &m->cfg, &m->acts, B, T, ACT_ALL);
+}
+
+void decoder_forward(Model* m, Activations* a, Activations* sc, const ThoughtAttn* ta) {
+    const Backend* be = m->be;
+    const ModelConfig* c = &m->cfg;
+    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, IM = c->intermediate_size;
+    const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim;
+    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
+    const float* P = m->params;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const LayerOffsets* lo = &m->layers[l];
+        floatX* x = a->resid + (size_t)l * N * H;
+        floatX* ln1 = a->ln1 + (size_t)l * N * H;
+        floatX* qkv = a->qkv + (size_t)l * N * C3;
+        floatX* att = a->att + (size_t)l * N * CO;
+        float* lse = a->lse + (size_t)l * N * NH;
+        floatX* mid = a->resid_mid + (size_t)l * N * H;
+        floatX* ln2 = a->ln2 + (size_t)l * N * H;
+        floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
+        floatX* mlp = a->mlp + (size_t)l * N * IM;
+        be->rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, P + lo->ln1, N, H, c->rms_norm_eps);
+        be->matmul_forward(qkv, ln1, P + lo->qkv, N, H, C3);
+        be->rope_forward(qkv, a->pos, N, NH, NKV, HD, c->rope_theta);
+        if (ta)
+            be->thought_attention_forward(att, lse, ta->qkv + (size_t)l * N * C3, ta->step_stride, ta->k, B, T, NH,
+                                          NKV, HD);
+        else
+            be->attention_forward(att, lse, qkv, B, T, NH, NKV, HD);
+        be->matmul_forward(sc->tmp, att, P + lo->o, N, CO, H);
+        be->add(mid, x, sc->tmp, (size_t)N * H);
+        be->rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, mid, P + lo->ln2, N, H, c->rms_norm_eps);
+        be->matmul_forward(gu, ln2, P + lo->gate_up, N, H, 2 * IM);
+        be->swiglu_forward(mlp, gu, N, IM);
+        be->matmul_forward(sc->tmp, mlp, P + lo->down, N, IM, H);
+        be->add(x + (size_t)N * H, mid, sc->tmp, (size_t)N * H);
+    }
+    const floatX* top = a->resid + (size_t)c->num_hidden_layers * N * H;
+    be->rmsnorm_forward(a->lnf, a->lnf_rstd, top, P + m->off_norm, N, H, c->rms_norm_eps);
+}
+
+void decoder_backward(Model* m, Activations* a, Activations* sc, const floatX* dlnf, const ThoughtAttn* ta) {
+    const Backend* be = m->be;
+    const ModelConfig* c = &m->cfg;
+    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, IM = c->intermediate_size;
+    const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim;
+    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
+    const float* P = m->params;
+    float* G = m->grads;
+    be->zero(sc->dresid, sizeof(floatX) * (size_t)N * H);
+    const floatX* top = a->resid + (size_t)c->num_hidden_layers * N * H;
+    be->rmsnorm_backward(sc->dresid, G + m->off_norm, dlnf, top, P + m->off_norm, a->lnf_rstd, N, H);
+    for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
+        const LayerOffsets* lo = &m->layers[l];
+        const floatX* x = a->resid + (size_t)l * N * H;
+        const floatX* ln1 = a->ln1 + (size_t)l * N * H;
+        const floatX* qkv = a->qkv + (size_t)l * N * C3;
+        const floatX* att = a->att + (size_t)l * N * CO;
+        const float* lse = a->lse + (size_t)l * N * NH;
+        const floatX* mid = a->resid_mid + (size_t)l * N * H;
+        const floatX* ln2 = a->ln2 + (size_t)l * N * H;
+        const floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
+        const floatX* mlp = a->mlp + (size_t)l * N * IM;
+        // MLP branch: resid_out = mid + down(swiglu(gate_up(ln2(mid))))
+        be->matmul_backward(sc->dmlp, G + lo->down, sc->dresid, mlp, P + lo->down, N, IM, H, 0);
+        be->swiglu_backward(sc->dgate_up, sc->dmlp, gu, N, IM);
+        be->matmul_backward(sc->dln, G + lo->gate_up, sc->dgate_up, ln2, P + lo->gate_up, N, H, 2 * IM, 0);
+        be->rmsnorm_backward(sc->dresid, G + lo->ln2, sc->dln, mid, P + lo->ln2, a->ln2_rstd + (size_t)l * N, N, H);
+        // attention branch: mid = x + o(attention(rope(qkv(ln1(x)))))
+        be->matmul_backward(sc->datt, G + lo->o, sc->dresid, att, P + lo->o, N, CO, H, 0);
+        floatX* dqkv = sc->dqkv;
+        if (ta) {
+            be->thought_attention_backward(ta->dqkv + (size_t)l * N * C3, sc->datt, att, lse,
+                                           ta->qkv + (size_t)l * N * C3, ta->step_stride, ta->k, B, T, NH, NKV, HD);
+            dqkv = ta->dqkv + ta->k * ta->step_stride + (size_t)l * N * C3;  // complete: later steps ran first
+        } else {
+            be->attention_backward(dqkv, sc->datt, att, lse, qkv, B, T, NH, NKV, HD);
+        }
+        be->rope_backward(dqkv, a->pos, N, NH, NKV, HD, c->rope_theta);
+        be->matmul_backward(sc->dln, G + lo->qkv, dqkv, ln1, P + lo->qkv, N, H, C3, 0);
+        be->rmsnorm_backward(sc->dresid, G + lo->ln1, sc->dln, x, P + lo->ln1, a->ln1_rstd + (size_t)l * N, N, H);
+    }
+}
+
 float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, const int32_t* pos) {
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     Activations* a = &m->acts;
-    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, IM = c->intermediate_size;
-    const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim, V = c->vocab_size;
-    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
+    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, V = c->vocab_size;
     QSTAR_ASSERT(a->memory != NULL);
 
     int32_t* host_pos = NULL;
@@ -110,35 +199,16 @@ float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, con
     be->upload(a->pos, pos, sizeof(int32_t) * N);
     free(host_pos);
 
-    const float* P = m->params;
-    be->embedding_forward(a->resid, a->tokens, P + m->off_embed, N, H);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        const LayerOffsets* lo = &m->layers[l];
-        floatX* x = a->resid + (size_t)l * N * H;
-        floatX* ln1 = a->ln1 + (size_t)l * N * H;
-        floatX* qkv = a->qkv + (size_t)l * N * C3;
-        floatX* att = a->att + (size_t)l * N * CO;
-        floatX* mid = a->resid_mid + (size_t)l * N * H;
-        floatX* ln2 = a->ln2 + (size_t)l * N * H;
-        floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
-        floatX* mlp = a->mlp + (size_t)l * N * IM;
-        be->rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, P + lo->ln1, N, H, c->rms_norm_eps);
-        be->matmul_forward(qkv, ln1, P + lo->qkv, N, H, C3);
-        be->rope_forward(qkv, a->pos, N, NH, NKV, HD, c->rope_theta);
-        be->attention_forward(att, a->lse + (size_t)l * N * NH, qkv, B, T, NH, NKV, HD);
-        be->matmul_forward(a->tmp, att, P + lo->o, N, CO, H);
-        be->add(mid, x, a->tmp, (size_t)N * H);
-        be->rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, mid, P + lo->ln2, N, H, c->rms_norm_eps);
-        be->matmul_forward(gu, ln2, P + lo->gate_up, N, H, 2 * IM);
-        be->swiglu_forward(mlp, gu, N, IM);
-        be->matmul_forward(a->tmp, mlp, P + lo->down, N, IM, H);
-        be->add(x + (size_t)N * H, mid, a->tmp, (size_t)N * H);
-    }
-    const floatX* top = a->resid + (size_t)c->num_hidden_layers * N * H;
-    be->rmsnorm_forward(a->lnf, a->lnf_rstd, top, P + m->off_norm, N, H, c->rms_norm_eps);
-    be->matmul_forward(a->logits, a->lnf, P + m->off_lm_head, N, H, V);
+    be->embedding_forward(a->resid, a->tokens, m->params + m->off_embed, N, H);
+    decoder_forward(m, a, a, NULL);
+    be->matmul_forward(a->logits, a->lnf, m->params + m->off_lm_head, N, H, V);
     if (!targets) return 0.0f;
+    return model_loss(m, a, targets);
+}
 
+float model_loss(Model* m, Activations* a, const int32_t* targets) {
+    const Backend* be = m->be;
+    const int N = a->B * a->T, V = m->cfg.vocab_size;
     m->n_valid = 0;
     for (int i = 0; i < N; i++) {
         if (targets[i] >= V) fatal("target token %d is outside the vocabulary (%d)", targets[i], V);
@@ -158,11 +228,7 @@ void model_backward(Model* m, float loss_scale) {
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     Activations* a = &m->acts;
-    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, IM = c->intermediate_size;
-    const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim, V = c->vocab_size;
-    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
-    const float* P = m->params;
-    float* G = m->grads;
+    const int N = a->B * a->T, H = c->hidden_size, V = c->vocab_size;
 
     // d(loss_scale * mean)/d(loss_n) is the same for every counted token; ignored rows get zero anyway.
     float* dl = xmalloc(sizeof(float) * N);
@@ -172,34 +238,9 @@ void model_backward(Model* m, float loss_scale) {
     free(dl);
 
     be->crossentropy_backward(a->logits, a->logits, a->targets, a->dlosses, N, V);
-    be->matmul_backward(a->dln, G + m->off_lm_head, a->logits, a->lnf, P + m->off_lm_head, N, H, V, 0);
-    be->zero(a->dresid, sizeof(floatX) * (size_t)N * H);
-    const floatX* top = a->resid + (size_t)c->num_hidden_layers * N * H;
-    be->rmsnorm_backward(a->dresid, G + m->off_norm, a->dln, top, P + m->off_norm, a->lnf_rstd, N, H);
-
-    for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
-        const LayerOffsets* lo = &m->layers[l];
-        const floatX* x = a->resid + (size_t)l * N * H;
-        const floatX* ln1 = a->ln1 + (size_t)l * N * H;
-        const floatX* qkv = a->qkv + (size_t)l * N * C3;
-        const floatX* att = a->att + (size_t)l * N * CO;
-        const floatX* mid = a->resid_mid + (size_t)l * N * H;
-        const floatX* ln2 = a->ln2 + (size_t)l * N * H;
-        const floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
-        const floatX* mlp = a->mlp + (size_t)l * N * IM;
-        // MLP branch: resid_out = mid + down(swiglu(gate_up(ln2(mid))))
-        be->matmul_backward(a->dmlp, G + lo->down, a->dresid, mlp, P + lo->down, N, IM, H, 0);
-        be->swiglu_backward(a->dgate_up, a->dmlp, gu, N, IM);
-        be->matmul_backward(a->dln, G + lo->gate_up, a->dgate_up, ln2, P + lo->gate_up, N, H, 2 * IM, 0);
-        be->rmsnorm_backward(a->dresid, G + lo->ln2, a->dln, mid, P + lo->ln2, a->ln2_rstd + (size_t)l * N, N, H);
-        // attention branch: mid = x + o(attention(rope(qkv(ln1(x)))))
-        be->matmul_backward(a->datt, G + lo->o, a->dresid, att, P + lo->o, N, CO, H, 0);
-        be->attention_backward(a->dqkv, a->datt, att, a->lse + (size_t)l * N * NH, qkv, B, T, NH, NKV, HD);
-        be->rope_backward(a->dqkv, a->pos, N, NH, NKV, HD, c->rope_theta);
-        be->matmul_backward(a->dln, G + lo->qkv, a->dqkv, ln1, P + lo->qkv, N, H, C3, 0);
-        be->rmsnorm_backward(a->dresid, G + lo->ln1, a->dln, x, P + lo->ln1, a->ln1_rstd + (size_t)l * N, N, H);
-    }
-    be->embedding_backward(G + m->off_embed, a->dresid, a->tokens, N, V, H);
+    be->matmul_backward(a->dln, m->grads + m->off_lm_head, a->logits, a->lnf, m->params + m->off_lm_head, N, H, V, 0);
+    decoder_backward(m, a, a, a->dln, NULL);
+    be->embedding_backward(m->grads + m->off_embed, a->dresid, a->tokens, N, V, H);
 }
 
 void model_zero_grad(Model* m) { m->be->zero(m->grads, sizeof(float) * m->n_params); }
