@@ -30,7 +30,8 @@ static void remove_tree(const char* path) {
     rmdir(path);
 }
 
-void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPosition* data, const cJSON* settings) {
+void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPosition* data, const cJSON* settings,
+                     const Tokenizer* tok) {
     mkdir_p(run_dir);
     char* final_dir = xsprintf("%s/step_%06d", run_dir, step);
     char* tmp_dir = xsprintf("%s/.tmp.step_%06d", run_dir, step);
@@ -71,6 +72,11 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPo
     free(text);
     cJSON_Delete(st);
 
+    if (tok) {
+        p = xsprintf("%s/tokenizer.json", tmp_dir);
+        tok_save(tok, p);
+        free(p);
+    }
     fsync_dir(tmp_dir);
     if (dir_exists(final_dir)) {  // re-saving the same step (a resumed run): replace the old one
         char* old = xsprintf("%s/.old.step_%06d", run_dir, step);

@@ -4,6 +4,7 @@
  *   config.json            transformers-compatible config
  *   optimizer.safetensors  AdamW moments "adam_m", "adam_v" as flat (n_params) tensors
  *   state.json             step, data-loader position and the run's settings
+ *   tokenizer.json         when the run has a tokenizer (Quiet-STaR adds the thought tokens to it)
  * A checkpoint is assembled in RUN_DIR/.tmp.step_NNNNNN and renamed into place as a whole, so a
  * crash leaves either the previous checkpoints or a complete new one, never a partial directory.
  */
@@ -13,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "host/dataloader.h"
+#include "host/tokenizer.h"
 #include "model/model.h"
 
 typedef struct {
@@ -21,7 +23,8 @@ typedef struct {
     cJSON* settings;  // owned; NULL if absent
 } RunState;
 
-void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPosition* data, const cJSON* settings);
+void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPosition* data, const cJSON* settings,
+                     const Tokenizer* tok);
 // Newest complete step_* directory of run_dir (malloc'd), or NULL if there is none.
 char* checkpoint_latest(const char* run_dir);
 // Restores weights, moments and run state into a model created from the checkpoint's config.json.

@@ -1,10 +1,11 @@
 /*
- * `qstar train`: the training driver. It resolves settings (command line, or a checkpoint's stored
- * settings when resuming), builds the model and data loader, and runs the loop: gradient
- * accumulation over micro-batches, global-norm clipping, AdamW with warmup then cosine or linear
- * decay, one log line and one metrics.jsonl record per step, periodic atomic checkpoints.
- * Resuming restores weights, moments, step and data position exactly, so a resumed run is bitwise
- * identical to an uninterrupted one.
+ * `qstar train`: the training driver, for plain language modelling (--mode lm) and Quiet-STaR
+ * (--mode quietstar). It resolves settings (command line, or a checkpoint's stored settings when
+ * resuming), builds the model and data loader, and runs the loop: gradient accumulation over
+ * micro-batches, global-norm clipping, AdamW with warmup then cosine or linear decay, one log line and
+ * one metrics.jsonl record per step, periodic atomic checkpoints. Resuming restores weights, moments,
+ * step and data position exactly, and thoughts are sampled from Philox keyed by the step, so a
+ * resumed run is bitwise identical to an uninterrupted one.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -13,25 +14,21 @@
 #include <string.h>
 
 #include "host/args.h"
-#include "host/commands.h"
 #include "host/checkpoint.h"
+#include "host/commands.h"
 #include "host/dataloader.h"
 #include "host/tokenizer.h"
 #include "host/util.h"
 #include "model/model.h"
+#include "model/quietstar.h"
 
 typedef struct {
-    const char* config;
-    const char* model;
-    const char* resume;
-    const char* data;
-    const char* out;
-    const char* device;
-    const char* schedule;
-    const char* tokenizer;
-    int sample_every, sample_tokens;
-    int steps, batch, seq, grad_accum, warmup, seed, save_every, stop_after, log_every;
+    const char *config, *model, *resume, *data, *out, *device, *schedule, *tokenizer, *mode, *thought_init;
+    int steps, batch, seq, grad_accum, warmup, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
+    // Quiet-STaR
+    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every;
+    float policy_weight, base_weight, talk_weight, reinforce_temperature, embed_scale;
 } TrainSettings;
 
 static float lr_at(const TrainSettings* s, int step) {
@@ -67,22 +64,50 @@ static void truncate_metrics(const char* path, int last_step) {
     free(text);
 }
 
+static char* decode(const Tokenizer* tok, const int32_t* ids, int n) {
+    uint32_t* u = xmalloc(sizeof(uint32_t) * (size_t)(n > 0 ? n : 1));
+    for (int i = 0; i < n; i++) u[i] = (uint32_t)ids[i];
+    char* text = tok_decode(tok, u, (size_t)n, 0, NULL);
+    free(u);
+    return text;
+}
+
 // Shows the model continuing the start of the current batch's first row: prompt, then the sample.
 static void print_sample(Model* m, const Tokenizer* tok, const int32_t* row, int seq, int n_new, uint64_t seed) {
     int n_prompt = seq < 24 ? seq : 24;
     int32_t* out = xmalloc(sizeof(int32_t) * (size_t)n_new);
     int n = model_generate(m, row, n_prompt, n_new, 0.8f, seed, (int)tok_eos_id(tok), out);
-    uint32_t* ids = xmalloc(sizeof(uint32_t) * (size_t)(n_prompt + n));
-    for (int i = 0; i < n_prompt; i++) ids[i] = (uint32_t)row[i];
-    for (int i = 0; i < n; i++) ids[n_prompt + i] = (uint32_t)out[i];
-    char* prompt = tok_decode(tok, ids, (size_t)n_prompt, 0, NULL);
-    char* gen = tok_decode(tok, ids + n_prompt, (size_t)n, 0, NULL);
+    char* prompt = decode(tok, row, n_prompt);
+    char* gen = decode(tok, out, n);
     const char* on = stdout_is_tty() ? "\033[1m" : "[", *off = stdout_is_tty() ? "\033[0m" : "]";
     printf("sample: %s%s%s%s\n", prompt, on, gen, off);
     free(prompt);
     free(gen);
-    free(ids);
     free(out);
+}
+
+// A few of the last step's thoughts in context, from the first pass of the first sequence:
+// ...text<|startthought|>thought<|endthought|>next (thoughts dimmed on a terminal).
+static void print_thoughts(const QuietStar* qs, const Tokenizer* tok, int count) {
+    const int L = qs->L, N = qs->N;
+    const int tty = stdout_is_tty();
+    for (int c = 0; c < count; c++) {
+        int i = (int)((long)(c + 1) * (L - 1 - qs->T) / (count + 1));
+        int ctx0 = i >= 12 ? i - 11 : 0;
+        char* ctx = decode(tok, qs->step_tokens + ctx0, i - ctx0 + 1);
+        int32_t th[64];
+        int nt = 0;
+        for (int k = 2; k <= qs->NA - 2 && nt < 64; k++) th[nt++] = qs->step_tokens[(size_t)k * N + i];
+        char* thought = decode(tok, th, nt);
+        char* next = decode(tok, qs->step_tokens + i + 1, 1);
+        for (char* p = ctx; *p; p++) if (*p == '\n') *p = ' ';
+        for (char* p = thought; *p; p++) if (*p == '\n') *p = ' ';
+        printf("  thought @%-4d ...%s%s<|startthought|>%s<|endthought|>%s%s\n", i, ctx, tty ? "\033[2m" : "", thought,
+               tty ? "\033[0m" : "", next);
+        free(ctx);
+        free(thought);
+        free(next);
+    }
 }
 
 static void check_settings(const TrainSettings* s, const ModelConfig* c) {
@@ -92,8 +117,11 @@ static void check_settings(const TrainSettings* s, const ModelConfig* c) {
     if (s->grad_accum <= 0) fatal("train: --grad-accum must be positive");
     if (s->warmup < 0) fatal("train: --warmup must not be negative");
     if (!(s->lr >= 0)) fatal("train: --lr must not be negative");
+    if (s->log_every <= 0) fatal("train: --log-every must be positive");
     if (strcmp(s->schedule, "cosine") && strcmp(s->schedule, "linear") && strcmp(s->schedule, "constant"))
         fatal("train: --schedule must be cosine, linear or constant (got \"%s\")", s->schedule);
+    if (strcmp(s->mode, "lm") && strcmp(s->mode, "quietstar"))
+        fatal("train: --mode must be lm or quietstar (got \"%s\")", s->mode);
     if (s->seq > c->max_position_embeddings)
         fatal("train: --seq %d exceeds the model's max_position_embeddings (%d)", s->seq, c->max_position_embeddings);
     if (c->sliding_window > 0 && s->seq > c->sliding_window)
@@ -101,12 +129,44 @@ static void check_settings(const TrainSettings* s, const ModelConfig* c) {
               c->sliding_window);
 }
 
+// Quiet-STaR on a model without thought tokens: add <|startthought|> and <|endthought|> to the
+// tokenizer and the vocabulary (new embedding and lm_head rows drawn like fresh weights), add the
+// mixing head (last layer zero: the mixed prediction starts equal to the base model's) and start the
+// two thought embeddings at the embedding of the first token of thought_init ("---").
+static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_path, const char* thought_init,
+                               float embed_scale, uint64_t seed) {
+    ModelConfig cfg = model->cfg;
+    cfg.start_thought_id = (int)tok_add_special_token(tok, "<|startthought|>");
+    cfg.end_thought_id = (int)tok_add_special_token(tok, "<|endthought|>");
+    int needed = (int)tok_vocab_size(tok);
+    if (needed > cfg.vocab_size) cfg.vocab_size = needed;
+    TokIds init = {0};
+    tok_encode(tok, thought_init, strlen(thought_init), 0, &init);
+    if (init.n == 0) fatal("%s: \"%s\" encodes to no token (--thought-init)", tok_path, thought_init);
+    Model grown;
+    model_create(&grown, &cfg, model->be);
+    model_init_random(&grown, seed ^ 0x7175696574ull);
+    model_copy_matching(&grown, model);
+    quietstar_init_thought_embeddings(&grown, (int)init.ids[0], embed_scale);
+    printf("quietstar: added <|startthought|> = %d and <|endthought|> = %d (vocabulary %d -> %d); thought "
+           "embeddings start at token %u of \"%s\"\n",
+           cfg.start_thought_id, cfg.end_thought_id, model->cfg.vocab_size, cfg.vocab_size, init.ids[0], thought_init);
+    free(init.ids);
+    model_destroy(model);
+    *model = grown;
+}
+
 int cmd_train(int argc, char** argv) {
-    TrainSettings s = {.device = "cpu", .schedule = "cosine", .steps = 100, .batch = 4, .seq = 256, .grad_accum = 1,
-                       .warmup = 10, .seed = 1337, .save_every = 0, .stop_after = 0, .log_every = 1, .lr = 3e-4f,
-                       .min_lr_frac = 0.1f, .weight_decay = 0.1f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f,
-                       .grad_clip = 1.0f, .sample_every = 0, .sample_tokens = 48};
+    QuietStarConfig ref = quietstar_reference_config();
+    TrainSettings s = {.device = "cpu", .schedule = "cosine", .mode = "lm", .thought_init = "---", .steps = 100,
+                       .batch = 4, .seq = 256, .grad_accum = 1, .warmup = 10, .seed = 1337, .log_every = 1,
+                       .sample_tokens = 48, .lr = 3e-4f, .min_lr_frac = 0.1f, .weight_decay = 0.1f, .beta1 = 0.9f,
+                       .beta2 = 0.95f, .eps = 1e-8f, .grad_clip = 1.0f, .n_ahead = ref.n_ahead,
+                       .n_ahead_talk = ref.n_ahead_talk, .n_passes = ref.n_passes, .thoughts_every = 50,
+                       .policy_weight = ref.policy_weight, .base_weight = ref.base_weight, .talk_weight = ref.talk_weight,
+                       .reinforce_temperature = ref.reinforce_temperature, .embed_scale = ref.embed_scale};
     ArgSpec specs[] = {
+        {"mode", ARG_STR, &s.mode, "lm (next-token training) or quietstar"},
         {"config", ARG_STR, &s.config, "model config.json for a new, randomly initialized model"},
         {"model", ARG_STR, &s.model, "start from a Hugging Face checkpoint directory (config.json + safetensors)"},
         {"resume", ARG_STR, &s.resume, "continue the run in this directory from its newest checkpoint"},
@@ -126,18 +186,32 @@ int cmd_train(int argc, char** argv) {
         {"beta2", ARG_FLOAT, &s.beta2, "AdamW beta2"},
         {"eps", ARG_FLOAT, &s.eps, "AdamW epsilon"},
         {"grad-clip", ARG_FLOAT, &s.grad_clip, "clip the global gradient norm to this (0: off)"},
-        {"seed", ARG_INT, &s.seed, "seed of initialization and data order"},
+        {"seed", ARG_INT, &s.seed, "seed of initialization, data order and thought sampling"},
         {"save-every", ARG_INT, &s.save_every, "checkpoint every N steps (0: only at the end)"},
         {"stop-after", ARG_INT, &s.stop_after, "stop (with a checkpoint) after N steps of this invocation"},
         {"log-every", ARG_INT, &s.log_every, "print a log line every N steps"},
         {"tokenizer", ARG_STR, &s.tokenizer, "tokenizer.json of the data: logs then show text"},
         {"sample-every", ARG_INT, &s.sample_every, "with --tokenizer: print a generated sample every N steps (0: off)"},
         {"sample-tokens", ARG_INT, &s.sample_tokens, "tokens per generated sample"},
+        {"n-ahead", ARG_INT, &s.n_ahead, "quietstar: thought length incl. start and end tokens"},
+        {"n-ahead-talk", ARG_INT, &s.n_ahead_talk, "quietstar: true tokens predicted after each thought"},
+        {"n-passes", ARG_INT, &s.n_passes, "quietstar: thoughts sampled per sequence (REINFORCE baseline)"},
+        {"policy-weight", ARG_FLOAT, &s.policy_weight, "quietstar: weight of the REINFORCE loss"},
+        {"base-loss-weight", ARG_FLOAT, &s.base_weight, "quietstar: weight of the base NLL"},
+        {"talk-loss-weight", ARG_FLOAT, &s.talk_weight, "quietstar: weight of the mean talk NLL"},
+        {"reinforce-temperature", ARG_FLOAT, &s.reinforce_temperature, "quietstar: temperature of log pi"},
+        {"thought-embed-scale", ARG_FLOAT, &s.embed_scale,
+         "quietstar: start/end embeddings stored /scale, used x scale (x100 effective learning rate)"},
+        {"thought-init", ARG_STR, &s.thought_init, "quietstar: start/end embeddings start at this text's first token"},
+        {"mask-thoughts-in-talk", ARG_FLAG, &s.mask_thoughts_in_talk,
+         "quietstar: hide the thought tokens from the talk logits (qstar option; the reference does not)"},
+        {"thoughts-every", ARG_INT, &s.thoughts_every, "quietstar, with --tokenizer: show thoughts every N steps"},
     };
     const int nspecs = (int)(sizeof specs / sizeof specs[0]);
     args_parse(argc, argv, specs, nspecs,
                "usage: qstar train (--config C | --model DIR | --resume RUN_DIR) --data 'DIR/*.bin' --out RUN_DIR "
-               "[options]\n\nTrains a Mistral/Llama-style language model on token shards.");
+               "[options]\n\nTrains a Mistral/Llama-style language model on token shards, with Quiet-STaR thoughts "
+               "in --mode quietstar.");
 
     // Resolve where the model comes from and, when resuming, the stored settings.
     RunState rs = {0};
@@ -160,11 +234,14 @@ int cmd_train(int argc, char** argv) {
         s.config = NULL;
         s.model = NULL;
         if (!args_given(specs, nspecs, "out")) s.out = s.resume;
+        char* saved_tok = xsprintf("%s/tokenizer.json", ckpt);
+        if (file_exists(saved_tok)) s.tokenizer = saved_tok;  // the tokenizer the run grew (thought tokens)
     } else if (!s.config == !s.model) {
         fatal("train: give exactly one of --config, --model or --resume");
     }
     if (!s.data) fatal("train: --data is required");
     if (!s.out) fatal("train: --out is required");
+    const int quietstar = !strcmp(s.mode, "quietstar");
 
     const Backend* be = backend_get(s.device);
     if (!be) fatal("train: unknown device \"%s\" (this build has: %s)", s.device, backend_names());
@@ -172,35 +249,50 @@ int cmd_train(int argc, char** argv) {
     ModelConfig cfg;
     config_load(&cfg, ckpt ? ckpt : (s.config ? s.config : s.model));
     check_settings(&s, &cfg);
+    Tokenizer* tok = s.tokenizer ? tok_load(s.tokenizer) : NULL;
     Model model;
     model_create(&model, &cfg, be);
     int start_step = 0;
-    DataLoader dl;
-    dataloader_init(&dl, s.data, s.batch, s.seq, cfg.vocab_size, (uint64_t)s.seed, 0, 1, 1);
     if (ckpt) {
         checkpoint_load(ckpt, &model, &rs);
         start_step = rs.step;
-        dataloader_seek(&dl, rs.data);
-    } else if (s.model) {
-        model_load_weights(&model, s.model);
     } else {
-        model_init_random(&model, (uint64_t)s.seed);
+        if (s.model) model_load_weights(&model, s.model);
+        else model_init_random(&model, (uint64_t)s.seed);
+        if (quietstar && cfg.start_thought_id < 0) {
+            if (!tok) fatal("train: --mode quietstar on a model without thought tokens needs --tokenizer");
+            add_thought_tokens(&model, tok, s.tokenizer, s.thought_init, s.embed_scale, (uint64_t)s.seed);
+            cfg = model.cfg;
+        }
     }
-    model_alloc_activations(&model, s.batch, s.seq);
-    Tokenizer* tok = NULL;
-    if (s.tokenizer) {
-        tok = tok_load(s.tokenizer);
-        if (tok_vocab_size(tok) > (uint32_t)cfg.vocab_size)
-            fatal("%s: tokenizer has %u tokens but the model's vocabulary is %d", s.tokenizer, tok_vocab_size(tok),
-                  cfg.vocab_size);
+    if (tok && tok_vocab_size(tok) > (uint32_t)cfg.vocab_size)
+        fatal("%s: tokenizer has %u tokens but the model's vocabulary is %d", s.tokenizer, tok_vocab_size(tok),
+              cfg.vocab_size);
+    DataLoader dl;
+    dataloader_init(&dl, s.data, s.batch, s.seq, cfg.vocab_size, (uint64_t)s.seed, 0, 1, 1);
+    if (ckpt) dataloader_seek(&dl, rs.data);
+
+    QuietStar qs;
+    QuietStarConfig qc = {.n_ahead = s.n_ahead, .n_ahead_talk = s.n_ahead_talk, .n_passes = s.n_passes,
+                          .policy_weight = s.policy_weight, .base_weight = s.base_weight, .talk_weight = s.talk_weight,
+                          .reinforce_temperature = s.reinforce_temperature, .embed_scale = s.embed_scale,
+                          .mask_thoughts_in_talk = s.mask_thoughts_in_talk, .seed = (uint64_t)s.seed};
+    size_t act_bytes;
+    if (quietstar) {
+        quietstar_create(&qs, &model, &qc, s.batch, s.seq);
+        act_bytes = quietstar_activation_bytes(&cfg, &qc, s.batch, s.seq);
+    } else {
+        model_alloc_activations(&model, s.batch, s.seq);
+        act_bytes = model.acts.bytes;
     }
 
     args_print_table(specs, nspecs);
-    printf("model: %zu parameters (%.1f M), %d layers, hidden %d, heads %d/%d, vocab %d%s\n", model.n_params,
+    printf("model: %zu parameters (%.1f M), %d layers, hidden %d, heads %d/%d, vocab %d%s%s\n", model.n_params,
            model.n_params / 1e6, cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
-           cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings ? ", tied embeddings" : "");
+           cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings ? ", tied embeddings" : "",
+           cfg.start_thought_id >= 0 ? ", thought tokens + mixing head" : "");
     printf("memory: %.1f MiB parameters+gradients+AdamW, %.1f MiB activations; data: %d shards, %llu windows\n",
-           4.0 * sizeof(float) * model.n_params / 1048576.0, model.acts.bytes / 1048576.0, dl.n_shards,
+           4.0 * sizeof(float) * model.n_params / 1048576.0, act_bytes / 1048576.0, dl.n_shards,
            (unsigned long long)dl.total_windows);
     if (ckpt) printf("resuming from %s at step %d\n", ckpt, start_step);
 
@@ -223,10 +315,20 @@ int cmd_train(int argc, char** argv) {
         float lr = lr_at(&s, step);
         model_zero_grad(&model);
         double loss = 0.0;
+        QuietStarStats qst;
+        memset(&qst, 0, sizeof qst);
         for (int micro = 0; micro < s.grad_accum; micro++) {
             dataloader_next(&dl, inputs, targets);
-            loss += model_forward(&model, inputs, targets, NULL) / s.grad_accum;
-            model_backward(&model, 1.0f / s.grad_accum);
+            if (quietstar) {
+                loss += quietstar_forward(&qs, inputs, (uint32_t)((step - 1) * s.grad_accum + micro)) / s.grad_accum;
+                quietstar_backward(&qs, 1.0f / s.grad_accum);
+                const double* src = &qs.stats.loss;
+                double* dst = &qst.loss;  // every field is a double: average them over micro-batches
+                for (size_t f = 0; f < sizeof qst / sizeof(double); f++) dst[f] += src[f] / s.grad_accum;
+            } else {
+                loss += model_forward(&model, inputs, targets, NULL) / s.grad_accum;
+                model_backward(&model, 1.0f / s.grad_accum);
+            }
         }
         float norm = model_grad_norm(&model);
         if (!isfinite(norm)) fatal("train: gradient norm is %f at step %d (diverged; lower --lr?)", norm, step);
@@ -235,22 +337,41 @@ int cmd_train(int argc, char** argv) {
         be->sync();
         double ms = (now_seconds() - t0) * 1e3;
         double tok_s = (double)N * s.grad_accum / (ms / 1e3);
-        if (step % s.log_every == 0 || step == s.steps)
-            printf("step %6d/%d | loss %.6f | lr %.3e | norm %8.4f | %8.1f ms | %9.0f tok/s\n", step, s.steps, loss, lr,
+        double talk = 0;
+        for (int t = 0; t < s.n_ahead_talk && quietstar; t++) talk += qst.talk_nll[t] / s.n_ahead_talk;
+        if (step % s.log_every == 0 || step == s.steps) {
+            printf("step %6d/%d | loss %.6f | lr %.3e | norm %8.4f | %8.1f ms | %9.0f tok/s", step, s.steps, loss, lr,
                    norm, ms, tok_s);
-        fprintf(metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.3f,\"tokens_per_s\":%.1f}\n",
+            if (quietstar)
+                printf(" | base %.4f | talk %.4f | reward %+.4f | adv %.4f | pos %4.1f%% | w %+.4f | policy %.4g",
+                       qst.base_nll, talk, qst.mean_reward, qst.mean_advantage, 100 * qst.frac_positive,
+                       qst.mean_mix_weight, qst.policy_loss);
+            printf("\n");
+        }
+        fprintf(metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.3f,\"tokens_per_s\":%.1f",
                 step, loss, lr, norm, ms, tok_s);
+        if (quietstar) {
+            fprintf(metrics, ",\"base_nll\":%.9g,\"talk_nll\":[", qst.base_nll);
+            for (int t = 0; t < s.n_ahead_talk; t++) fprintf(metrics, "%s%.9g", t ? "," : "", qst.talk_nll[t]);
+            fprintf(metrics,
+                    "],\"talk_nll_mean\":%.9g,\"mean_reward\":%.9g,\"mean_advantage\":%.9g,\"frac_positive_advantage\":"
+                    "%.9g,\"mean_mix_weight\":%.9g,\"policy_loss\":%.9g",
+                    talk, qst.mean_reward, qst.mean_advantage, qst.frac_positive, qst.mean_mix_weight, qst.policy_loss);
+        }
+        fprintf(metrics, "}\n");
         fflush(metrics);
+        if (quietstar && tok && s.thoughts_every > 0 && (step % s.thoughts_every == 0 || step == s.steps))
+            print_thoughts(&qs, tok, 3);
+        if (!quietstar && tok && s.sample_every > 0 && (step % s.sample_every == 0 || step == s.steps))
+            print_sample(&model, tok, inputs, s.seq, s.sample_tokens, (uint64_t)s.seed + (uint64_t)step);
         fflush(stdout);
         steps_this_run++;
         int stopping = s.stop_after > 0 && steps_this_run >= s.stop_after;
         if ((s.save_every > 0 && step % s.save_every == 0) || step == s.steps || stopping) {
             DataPosition pos = dataloader_tell(&dl);
-            checkpoint_save(s.out, step, &model, &pos, settings_json);
+            checkpoint_save(s.out, step, &model, &pos, settings_json, tok);
             printf("saved checkpoint %s/step_%06d\n", s.out, step);
         }
-        if (tok && s.sample_every > 0 && (step % s.sample_every == 0 || step == s.steps))
-            print_sample(&model, tok, inputs, s.seq, s.sample_tokens, (uint64_t)s.seed + (uint64_t)step);
         if (stopping) break;
     }
     fclose(metrics);
@@ -258,6 +379,7 @@ int cmd_train(int argc, char** argv) {
     free(metrics_path);
     free(inputs);
     free(targets);
+    if (quietstar) quietstar_destroy(&qs);
     if (tok) tok_free(tok);
     run_state_free(&rs);
     free(ckpt);

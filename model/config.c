@@ -87,6 +87,11 @@ void config_load(ModelConfig* c, const char* path_in) {
     c->eos_token_id = get_int(root, path, "eos_token_id", 0, 2);
     c->initializer_range = get_float(root, path, "initializer_range", 0.02f);
     c->sliding_window = get_int(root, path, "sliding_window", 0, 0);
+    c->start_thought_id = get_int(root, path, "start_thought_token_id", 0, -1);
+    c->end_thought_id = get_int(root, path, "end_thought_token_id", 0, -1);
+    if ((c->start_thought_id < 0) != (c->end_thought_id < 0) || c->start_thought_id >= c->vocab_size ||
+        c->end_thought_id >= c->vocab_size)
+        fatal("%s: start_thought_token_id and end_thought_token_id must both be valid token ids or both absent", path);
     c->head_dim = c->num_attention_heads > 0 ? c->hidden_size / c->num_attention_heads : 0;
     int hd = get_int(root, path, "head_dim", 0, c->head_dim);
     if (hd != c->head_dim)
@@ -121,6 +126,10 @@ void config_save(const ModelConfig* c, const char* path) {
     else cJSON_AddNullToObject(root, "sliding_window");
     cJSON_AddNumberToObject(root, "attention_dropout", 0.0);
     cJSON_AddStringToObject(root, "torch_dtype", "float32");
+    if (c->start_thought_id >= 0) {
+        cJSON_AddNumberToObject(root, "start_thought_token_id", c->start_thought_id);
+        cJSON_AddNumberToObject(root, "end_thought_token_id", c->end_thought_id);
+    }
     char* text = cJSON_Print(root);
     char* with_nl = xsprintf("%s\n", text);
     write_file_atomic(path, with_nl, strlen(with_nl));

@@ -23,6 +23,9 @@ typedef struct {
     int sliding_window;       // 0 = none; sequences longer than this are refused (not implemented)
     int bos_token_id, eos_token_id;
     float initializer_range;  // std of the normal initialization
+    // Quiet-STaR: ids of <|startthought|> and <|endthought|> (-1: a plain language model). When set,
+    // the checkpoint also holds the start/end thought embeddings and the mixing head ("quietstar.*").
+    int start_thought_id, end_thought_id;
 } ModelConfig;
 
 // path: a config.json file or a directory containing one. Validates every field; errors name the file.

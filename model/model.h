@@ -74,6 +74,9 @@ typedef struct {
     int n_tensors;
     size_t n_params;
     size_t off_embed, off_norm, off_lm_head;  // off_lm_head == off_embed when tied
+    // Quiet-STaR parameters (when cfg.start_thought_id >= 0): start/end thought embeddings (H) and
+    // the mixing head Linear(2H->H) ReLU Linear(H->H) ReLU Linear(H->1, no bias)
+    size_t off_start, off_end, off_mix_w0, off_mix_b0, off_mix_w2, off_mix_b2, off_mix_w4;
     LayerOffsets* layers;
     float* params;  // backend memory, n_params each
     float* grads;
@@ -99,6 +102,9 @@ void model_load_weights(Model* m, const char* path);
 // Writes model.safetensors (fp32, HF names) atomically.
 void model_save_weights(const Model* m, const char* path);
 const ParamTensor* model_find_tensor(const Model* m, const char* name);
+// Copies every tensor of src into the same-named tensor of dst; where dst has more rows (a grown
+// vocabulary) the leading rows are copied and the rest keep dst's values. Tensors src lacks are kept.
+void model_copy_matching(Model* dst, const Model* src);
 
 // Activation groups, so a Quiet-STaR step can keep many forwards' saved tensors but one scratch:
 enum {

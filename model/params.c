@@ -65,6 +65,18 @@ void model_build_table(Model* m, const ModelConfig* cfg) {
     }
     m->off_norm = add_tensor(m, &cap, "model.norm.weight", H, 0);
     m->off_lm_head = cfg->tie_word_embeddings ? m->off_embed : add_tensor(m, &cap, "lm_head.weight", cfg->vocab_size, H);
+    if (cfg->start_thought_id >= 0) {
+        // The reference decays these two too (they are matrix-shaped parameters there).
+        m->off_start = add_tensor(m, &cap, "quietstar.start_embedding", H, 0);
+        m->tensors[m->n_tensors - 1].decay = 1;
+        m->off_end = add_tensor(m, &cap, "quietstar.end_embedding", H, 0);
+        m->tensors[m->n_tensors - 1].decay = 1;
+        m->off_mix_w0 = add_tensor(m, &cap, "quietstar.mixer.0.weight", H, 2 * H);
+        m->off_mix_b0 = add_tensor(m, &cap, "quietstar.mixer.0.bias", H, 0);
+        m->off_mix_w2 = add_tensor(m, &cap, "quietstar.mixer.2.weight", H, H);
+        m->off_mix_b2 = add_tensor(m, &cap, "quietstar.mixer.2.bias", H, 0);
+        m->off_mix_w4 = add_tensor(m, &cap, "quietstar.mixer.4.weight", 1, H);
+    }
 }
 
 void model_create(Model* m, const ModelConfig* cfg, const Backend* be) {
@@ -103,8 +115,12 @@ void model_init_random(Model* m, uint64_t seed) {
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const ParamTensor* t = &m->tensors[ti];
         float* w = host + t->offset;
-        if (t->ndim == 1) {
-            for (size_t i = 0; i < t->numel; i++) w[i] = 1.0f;
+        // Norm weights start at one, biases and the mixing head's last layer at zero (so the mixed
+        // prediction starts equal to the base model's); start/end embeddings are set by Quiet-STaR
+        // from a token's embedding.
+        if (t->ndim == 1 || !strcmp(t->name, "quietstar.mixer.4.weight")) {
+            float v = strstr(t->name, "norm") ? 1.0f : 0.0f;
+            for (size_t i = 0; i < t->numel; i++) w[i] = v;
             continue;
         }
         // Counter = (element, tensor): each value depends only on its own coordinates.
@@ -148,4 +164,20 @@ void model_save_weights(const Model* m, const char* path) {
     st_write_f32(path, wt, m->n_tensors, NULL);
     free(wt);
     free(host);
+}
+
+void model_copy_matching(Model* dst, const Model* src) {
+    float* s = xmalloc(sizeof(float) * src->n_params);
+    float* d = xmalloc(sizeof(float) * dst->n_params);
+    src->be->download(s, src->params, sizeof(float) * src->n_params);
+    dst->be->download(d, dst->params, sizeof(float) * dst->n_params);
+    for (int i = 0; i < dst->n_tensors; i++) {
+        const ParamTensor* td = &dst->tensors[i];
+        const ParamTensor* ts = model_find_tensor(src, td->name);
+        if (!ts || ts->ndim != td->ndim || ts->shape[0] > td->shape[0] || ts->shape[1] != td->shape[1]) continue;
+        memcpy(d + td->offset, s + ts->offset, sizeof(float) * ts->numel);  // leading rows when it grew
+    }
+    dst->be->upload(dst->params, d, sizeof(float) * dst->n_params);
+    free(s);
+    free(d);
 }

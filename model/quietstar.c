@@ -306,6 +306,7 @@ double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step
 
     // REINFORCE: advantage per slot, then the policy loss over the slots that have T true tokens after them
     be->quietstar_advantage(qs->reward, qs->advantage, qs->steps[0].losses, qs->talk_losses, qs->B, qs->P, L, T);
+    if (qs->fixed_advantage) be->upload(qs->advantage, qs->fixed_advantage, sizeof(float) * N);
     float* rw = xmalloc(sizeof(float) * N);
     float* adv = xmalloc(sizeof(float) * N);
     be->download(rw, qs->reward, sizeof(float) * N);

@@ -59,6 +59,8 @@ typedef struct {
     float *talk_losses, *reward, *advantage, *policy_dl, *base_dl, *talk_dl;  // device
     int32_t* step_tokens;         // (S, N) host: the token fed at each step (start/end ids at those steps)
     const int32_t* forced;        // (N−3, N) forced thought tokens for tests; NULL: sample
+    const float* fixed_advantage; // (N) host: use these advantages (finite-difference tests hold them, as
+                                  // autograd's detach does); NULL: computed from the rewards
     QuietStarStats stats;
 } QuietStar;
 
