@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Quiet-STaR training end to end on the bundled corpus tokenizer:
+#  - starting from a base model without thought tokens adds them (tokenizer, vocabulary, mixing head);
+#  - the same seed gives the same thoughts and bitwise-identical losses; another seed other thoughts;
+#  - resuming mid-run is bitwise identical (weights, optimizer, every logged number);
+#  - the log line and metrics.jsonl carry base/talk NLL, reward, advantage, mixing weight, policy loss;
+#  - a checkpoint restores the thought tokens and mixing head.
+set -u
+cd "$(dirname "$0")/.."
+pass=0; fail=0
+ok()  { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+work=build/test-work/qstrain; rm -rf "$work"; mkdir -p "$work"
+Q=bin/qstar
+tok=data/corpus/tokenizer.json
+
+# a small base model trained for a few steps on random tokens of the corpus vocabulary
+python3 tests/lib/make_shard.py "$work/d.bin" --random 1000 --tokens 20000 --seed 5
+$Q train --config configs/tiny.json --data "$work/d.bin" --out "$work/base" --steps 3 --batch 2 --seq 32 > "$work/base.log" 2>&1 \
+  || bad "base model training failed"
+base="$work/base/step_000003"
+common=(--mode quietstar --tokenizer "$tok" --data "$work/d.bin" --steps 6 --batch 2 --seq 24 --n-ahead 6 --n-ahead-talk 3
+        --lr 1e-3 --warmup 0 --policy-weight 100 --save-every 3 --thoughts-every 3)
+$Q train --model "$base" "${common[@]}" --out "$work/a" > "$work/a.log" 2>&1 || bad "quietstar run a failed: $(tail -1 "$work/a.log")"
+$Q train --model "$base" "${common[@]}" --out "$work/b" > "$work/b.log" 2>&1 || bad "quietstar run b failed"
+$Q train --model "$base" "${common[@]}" --out "$work/c" --seed 99 > "$work/c.log" 2>&1 || bad "quietstar run c failed"
+
+grep -q "added <|startthought|> = 1024 and <|endthought|> = 1025 (vocabulary 1024 -> 1026)" "$work/a.log" \
+  && ok "thought tokens added to the vocabulary" || bad "thought tokens not announced"
+python3 - "$work/a/step_000006" <<'PY' && ok "checkpoint: config, tokenizer and tensors carry the thought tokens" || bad "checkpoint lacks thought tokens"
+import json, struct, sys
+d = sys.argv[1]
+c = json.load(open(d + "/config.json"))
+assert c["vocab_size"] == 1026 and c["start_thought_token_id"] == 1024 and c["end_thought_token_id"] == 1025, c
+t = json.load(open(d + "/tokenizer.json"))
+added = {a["content"]: a["id"] for a in t["added_tokens"]}
+assert added["<|startthought|>"] == 1024 and added["<|endthought|>"] == 1025, added
+b = open(d + "/model.safetensors", "rb").read()
+h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
+for k in ["quietstar.start_embedding", "quietstar.end_embedding", "quietstar.mixer.0.weight", "quietstar.mixer.0.bias",
+          "quietstar.mixer.2.weight", "quietstar.mixer.2.bias", "quietstar.mixer.4.weight"]:
+    assert k in h, k
+assert h["model.embed_tokens.weight"]["shape"] == [1026, 128]
+PY
+
+cmp -s "$work/a/metrics.jsonl" "$work/b/metrics.jsonl" 2>/dev/null || true
+if diff <(sed -E 's/"ms":[0-9.]+,"tokens_per_s":[0-9.]+//' "$work/a/metrics.jsonl") \
+        <(sed -E 's/"ms":[0-9.]+,"tokens_per_s":[0-9.]+//' "$work/b/metrics.jsonl") > /dev/null; then
+  ok "same seed: identical losses, rewards, advantages"; else bad "same seed gave different metrics"; fi
+if diff <(grep "thought @" "$work/a.log") <(grep "thought @" "$work/b.log") > /dev/null; then ok "same seed: same thoughts"
+else bad "same seed gave different thoughts"; fi
+if ! diff <(grep "thought @" "$work/a.log") <(grep "thought @" "$work/c.log") > /dev/null; then ok "another seed: other thoughts"
+else bad "another seed gave the same thoughts"; fi
+cmp -s "$work/a/step_000006/model.safetensors" "$work/b/step_000006/model.safetensors" && ok "same seed: identical weights" \
+  || bad "same seed: weights differ"
+
+# resume mid-run
+$Q train --model "$base" "${common[@]}" --out "$work/r" --stop-after 3 > "$work/r1.log" 2>&1 || bad "first half failed"
+$Q train --resume "$work/r" > "$work/r2.log" 2>&1 || bad "resume failed: $(tail -1 "$work/r2.log")"
+for f in model.safetensors optimizer.safetensors; do
+  cmp -s "$work/a/step_000006/$f" "$work/r/step_000006/$f" && ok "resume: $f bitwise identical" || bad "resume: $f differs"
+done
+if diff <(sed -E 's/"ms":[0-9.]+,"tokens_per_s":[0-9.]+//' "$work/a/metrics.jsonl") \
+        <(sed -E 's/"ms":[0-9.]+,"tokens_per_s":[0-9.]+//' "$work/r/metrics.jsonl") > /dev/null; then
+  ok "resume: every logged number identical"; else bad "resume: metrics differ"; fi
+grep -q "<|startthought|>" "$work/r2.log" && ok "resume shows thoughts (tokenizer restored from the checkpoint)" \
+  || bad "resumed run shows no thoughts"
+
+# log and metrics fields
+grep -qE '^step +6/6 .*\| base [0-9.]+ \| talk [0-9.]+ \| reward [-+][0-9.]+ \| adv [0-9.]+ \| pos +[0-9.]+% \| w [-+][0-9.]+ \| policy ' \
+  "$work/a.log" && ok "log line carries the Quiet-STaR fields" || bad "log line format"
+python3 - "$work/a/metrics.jsonl" <<'PY' && ok "metrics.jsonl carries the Quiet-STaR fields" || bad "metrics fields"
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    for k in ["base_nll", "talk_nll", "talk_nll_mean", "mean_reward", "mean_advantage", "frac_positive_advantage",
+              "mean_mix_weight", "policy_loss"]:
+        assert k in r, k
+    assert len(r["talk_nll"]) == 3
+PY
+grep -qE '^  thought @[0-9]+ +\.\.\..*<\|startthought\|>.*<\|endthought\|>' "$work/a.log" && ok "thoughts shown in context" \
+  || bad "no thoughts in the log"
+
+# errors
+$Q train --model "$base" --mode quietstar --data "$work/d.bin" --out "$work/e" --steps 1 --batch 1 --seq 16 2> "$work/e.err" > /dev/null
+grep -q "needs --tokenizer" "$work/e.err" && ok "quietstar on a base model without --tokenizer: clear error" || bad "missing tokenizer error"
+$Q train --model "$base" "${common[@]}" --n-ahead 3 --out "$work/e" 2> "$work/e.err" > /dev/null
+grep -q "n-ahead must be at least 4" "$work/e.err" && ok "impossible --n-ahead: clear error" || bad "n-ahead error"
+
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
