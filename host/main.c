@@ -15,6 +15,7 @@ static int usage(FILE* f) {
             "commands:\n"
             "  train   train a language model on token shards\n"
             "  eval    held-out loss of a checkpoint\n"
+            "  sample  generate text from a checkpoint (with Quiet-STaR thoughts: --thoughts)\n"
             "  info    parameter count and training memory of a config\n"
             "  tokenize JSONL/text documents -> token shards with a tokenizer.json\n\n"
             "backends in this build: %s\n",
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "sample")) return cmd_sample(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
     fprintf(stderr, "qstar: error: unknown command \"%s\" (see qstar --help)\n", cmd);

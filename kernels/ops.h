@@ -179,6 +179,19 @@ typedef struct Backend {
                                 const float* talk_losses,        // (T, B*P*L)
                                 int B, int P, int L, int T);
 
+    // ---- generation with a key/value cache ----------------------------------------------------------
+    // dst[r * dst_stride + c] = src[r * src_stride + c] for rows r < rows, columns c < cols (moves a
+    // row's keys or values between a qkv row and a cache).
+    void (*copy_strided)(floatX* dst, size_t dst_stride, const floatX* src, size_t src_stride, int rows, int cols);
+    // One query row (the q part of a qkv row) attends to keys/values k1/v1 rows 0..n1-1 and k2/v2 rows
+    // 0..n2-1 (each row NKV*HD wide: the text so far, and the query's own thought so far), one softmax
+    // over both; GQA head mapping as in attention_forward.
+    void (*cached_attention_forward)(floatX* out,        // (NH*HD)
+                                     const floatX* q,    // (NH*HD)
+                                     const floatX* k1, const floatX* v1, int n1,
+                                     const floatX* k2, const floatX* v2, int n2,
+                                     int NH, int NKV, int HD);
+
     // ---- optimizer -------------------------------------------------------------------------------
     // AdamW with decoupled weight decay on one contiguous range; g = grad * grad_scale (clipping).
     // t is the 1-based step used for bias correction.

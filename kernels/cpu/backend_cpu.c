@@ -65,4 +65,6 @@ const Backend backend_cpu = {
     .mix_forward = cpu_mix_forward,
     .mix_backward = cpu_mix_backward,
     .quietstar_advantage = cpu_quietstar_advantage,
+    .copy_strided = cpu_copy_strided,
+    .cached_attention_forward = cpu_cached_attention_forward,
 };

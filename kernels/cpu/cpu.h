@@ -53,4 +53,8 @@ void cpu_mix_backward(floatX* dbase, floatX* dthought, floatX* dw, const floatX*
 void cpu_quietstar_advantage(float* reward, float* advantage, const float* base_losses, const float* talk_losses,
                              int B, int P, int L, int T);
 
+void cpu_copy_strided(floatX* dst, size_t dst_stride, const floatX* src, size_t src_stride, int rows, int cols);
+void cpu_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,
+                                  const floatX* k2, const floatX* v2, int n2, int NH, int NKV, int HD);
+
 #endif

@@ -1,0 +1,44 @@
+/*
+ * Generation-time attention on the CPU: one new query row against a key/value cache made of two
+ * contiguous pieces (the text so far and, while thinking, the thought so far), and the strided copy
+ * that moves keys and values from a qkv row into the cache.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+
+void cpu_copy_strided(floatX* dst, size_t dst_stride, const floatX* src, size_t src_stride, int rows, int cols) {
+    for (int r = 0; r < rows; r++) memcpy(dst + r * dst_stride, src + r * src_stride, sizeof(floatX) * cols);
+}
+
+void cpu_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,
+                                  const floatX* k2, const floatX* v2, int n2, int NH, int NKV, int HD) {
+    const int KW = NKV * HD, group = NH / NKV;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float scores[n1 + n2 > 0 ? n1 + n2 : 1];
+    for (int h = 0; h < NH; h++) {
+        const int g = h / group;
+        const floatX* qh = q + h * HD;
+        float mx = -INFINITY;
+        for (int j = 0; j < n1 + n2; j++) {
+            const floatX* kj = j < n1 ? k1 + (size_t)j * KW + g * HD : k2 + (size_t)(j - n1) * KW + g * HD;
+            float d = 0.0f;
+            for (int c = 0; c < HD; c++) d += qh[c] * kj[c];
+            scores[j] = d * scale;
+            mx = scores[j] > mx ? scores[j] : mx;
+        }
+        double sum = 0.0;
+        for (int j = 0; j < n1 + n2; j++) {
+            scores[j] = expf(scores[j] - mx);
+            sum += scores[j];
+        }
+        floatX* o = out + h * HD;
+        for (int c = 0; c < HD; c++) o[c] = 0.0f;
+        for (int j = 0; j < n1 + n2; j++) {
+            const floatX* vj = j < n1 ? v1 + (size_t)j * KW + g * HD : v2 + (size_t)(j - n1) * KW + g * HD;
+            const float p = (float)(scores[j] / sum);
+            for (int c = 0; c < HD; c++) o[c] += p * vj[c];
+        }
+    }
+}
