@@ -1,29 +1,59 @@
 /*
- * `qstar eval`: mean next-token loss (and perplexity) of a checkpoint on held-out shards, reading
- * the windows in order without shuffling, so two evaluations of the same data are comparable.
+ * `qstar eval`: mean next-token loss of a checkpoint on held-out shards, reading windows in order
+ * without shuffling so two evaluations of the same data are comparable. With --answer-mask (shards
+ * of 0/1 aligned token for token with --data, as data/corpus/answer_mask.py writes them) the loss on
+ * answer tokens is reported too. A Quiet-STaR checkpoint is scored both without thoughts (its base
+ * prediction) and with a thought before every token (the mixed prediction after the end token, as
+ * the reference evaluates: one pass, one talk token), over the same tokens.
  */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "host/args.h"
 #include "host/commands.h"
 #include "host/dataloader.h"
 #include "host/util.h"
 #include "model/model.h"
+#include "model/quietstar.h"
+
+typedef struct {
+    double sum[2], count[2];  // [all tokens, answer tokens]
+} LossAcc;
+
+static void accumulate(LossAcc* a, const float* losses, const int32_t* valid_targets, const int32_t* mask, int N) {
+    for (int n = 0; n < N; n++) {
+        if (valid_targets[n] < 0) continue;
+        a->sum[0] += losses[n];
+        a->count[0] += 1;
+        if (mask && mask[n]) {
+            a->sum[1] += losses[n];
+            a->count[1] += 1;
+        }
+    }
+}
+
+static double mean(const LossAcc* a, int which) { return a->count[which] > 0 ? a->sum[which] / a->count[which] : NAN; }
 
 int cmd_eval(int argc, char** argv) {
-    const char *ckpt = NULL, *data = NULL, *device = "cpu";
-    int batch = 4, seq = 256, max_batches = 0;
+    const char *ckpt = NULL, *data = NULL, *mask_path = NULL, *device = "cpu", *json_out = NULL;
+    int batch = 4, seq = 256, max_batches = 0, n_ahead = 0, seed = 7, no_thoughts = 0;
     ArgSpec specs[] = {
         {"ckpt", ARG_STR, &ckpt, "checkpoint directory (config.json + model.safetensors)"},
         {"data", ARG_STR, &data, "token shards to evaluate on (glob)"},
+        {"answer-mask", ARG_STR, &mask_path, "0/1 shards aligned with --data: also report the answer tokens' loss"},
         {"batch", ARG_INT, &batch, "sequences per forward"},
         {"seq", ARG_INT, &seq, "tokens per sequence"},
         {"max-batches", ARG_INT, &max_batches, "stop after N batches (0: all windows)"},
+        {"n-ahead", ARG_INT, &n_ahead, "Quiet-STaR thought length (default: the run's, else 12)"},
+        {"no-thoughts", ARG_FLAG, &no_thoughts, "score a Quiet-STaR checkpoint without thinking only"},
+        {"seed", ARG_INT, &seed, "thought sampling seed"},
+        {"json", ARG_STR, &json_out, "also write the results to this JSON file"},
         {"device", ARG_STR, &device, "backend"},
     };
-    args_parse(argc, argv, specs, 6, "usage: qstar eval --ckpt DIR --data 'DIR/*.bin' [options]\n\nHeld-out loss.");
+    args_parse(argc, argv, specs, 11, "usage: qstar eval --ckpt DIR --data 'DIR/*.bin' [options]\n\nHeld-out loss.");
     if (!ckpt || !data) fatal("eval: --ckpt and --data are required");
     if (batch <= 0 || seq <= 0) fatal("eval: --batch and --seq must be positive");
     const Backend* be = backend_get(device);
@@ -34,23 +64,101 @@ int cmd_eval(int argc, char** argv) {
     Model m;
     model_create(&m, &cfg, be);
     model_load_weights(&m, ckpt);
-    model_alloc_activations(&m, batch, seq);
-    DataLoader dl;
+    const int thinking = cfg.start_thought_id >= 0 && !no_thoughts;
+
+    DataLoader dl, ml;
     dataloader_init(&dl, data, batch, seq, cfg.vocab_size, 0, 0, 1, 0);
+    if (mask_path) {
+        dataloader_init(&ml, mask_path, batch, seq, 2, 0, 0, 1, 0);
+        if (ml.n_shards != dl.n_shards || ml.total_windows != dl.total_windows)
+            fatal("%s: answer-mask shards do not line up with the data shards (%llu vs %llu windows)", mask_path,
+                  (unsigned long long)ml.total_windows, (unsigned long long)dl.total_windows);
+    }
     uint64_t n_batches = dl.total_windows / (uint64_t)batch;
     if (max_batches > 0 && (uint64_t)max_batches < n_batches) n_batches = (uint64_t)max_batches;
-    int32_t* in = xmalloc(sizeof(int32_t) * batch * seq);
-    int32_t* tg = xmalloc(sizeof(int32_t) * batch * seq);
-    double total = 0;
+    if (n_batches == 0) fatal("%s: fewer windows than one batch", data);
+
+    QuietStar qs;
+    if (thinking) {
+        QuietStarConfig qc = quietstar_reference_config();
+        if (n_ahead <= 0) {
+            n_ahead = 12;  // the run's setting when the checkpoint records it
+            char* st = xsprintf("%s/state.json", ckpt);
+            size_t len;
+            char* text = read_file_maybe(st, &len);
+            if (text) {
+                const char* k = strstr(text, "\"n-ahead\":");
+                if (k) n_ahead = atoi(k + strlen("\"n-ahead\":"));
+                free(text);
+            }
+            free(st);
+        }
+        qc.n_ahead = n_ahead;
+        qc.n_ahead_talk = 1;
+        qc.n_passes = 1;
+        qc.seed = (uint64_t)seed;
+        quietstar_create(&qs, &m, &qc, batch, seq);
+    } else {
+        model_alloc_activations(&m, batch, seq);
+    }
+    const int N = batch * seq;
+    int32_t* in = xmalloc(sizeof(int32_t) * N);
+    int32_t* tg = xmalloc(sizeof(int32_t) * N);
+    int32_t* mk_in = xmalloc(sizeof(int32_t) * N);
+    int32_t* mk = mask_path ? xmalloc(sizeof(int32_t) * N) : NULL;
+    float* losses = xmalloc(sizeof(float) * N);
+    LossAcc base = {0}, talk = {0};
+    double t0 = now_seconds();
     for (uint64_t b = 0; b < n_batches; b++) {
         dataloader_next(&dl, in, tg);
-        total += model_forward(&m, in, tg, NULL);
+        if (mk) dataloader_next(&ml, mk_in, mk);
+        if (thinking) {
+            quietstar_forward(&qs, in, (uint32_t)b);
+            for (int n = 0; n < N; n++)
+                if (n % seq == seq - 1) tg[n] = QSTAR_IGNORE_INDEX;  // the step scores slots 0..L-2
+            be->download(losses, qs.steps[0].losses, sizeof(float) * N);
+            accumulate(&base, losses, tg, mk, N);
+            be->download(losses, qs.talk_losses, sizeof(float) * N);
+            accumulate(&talk, losses, tg, mk, N);
+        } else {
+            model_forward(&m, in, tg, NULL);
+            be->download(losses, m.acts.losses, sizeof(float) * N);
+            accumulate(&base, losses, tg, mk, N);
+        }
+        if (stdout_is_tty())
+            printf("\reval: batch %llu/%llu", (unsigned long long)b + 1, (unsigned long long)n_batches), fflush(stdout);
     }
-    double loss = total / (double)n_batches;
-    printf("eval: %llu batches x %d x %d tokens | loss %.6f | perplexity %.3f\n", (unsigned long long)n_batches, batch,
-           seq, loss, exp(loss));
+    if (stdout_is_tty()) printf("\n");
+    printf("eval: %s on %llu x %d x %d tokens (%.1f s)\n", ckpt, (unsigned long long)n_batches, batch, seq,
+           now_seconds() - t0);
+    printf("  %-26s %10s %10s %14s\n", "", "all tokens", "perplexity", "answer tokens");
+    printf("  %-26s %10.4f %10.3f %14.4f\n", thinking ? "without thoughts" : "loss", mean(&base, 0), exp(mean(&base, 0)),
+           mean(&base, 1));
+    if (thinking)
+        printf("  %-26s %10.4f %10.3f %14.4f\n", "with thoughts", mean(&talk, 0), exp(mean(&talk, 0)), mean(&talk, 1));
+    printf("  tokens: %.0f scored, %.0f of them answer tokens\n", base.count[0], base.count[1]);
+    if (json_out) {  // cJSON writes NaN (a value that does not apply) as null
+        cJSON* o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "tokens", base.count[0]);
+        cJSON_AddNumberToObject(o, "answer_tokens", base.count[1]);
+        cJSON_AddNumberToObject(o, "loss", mean(&base, 0));
+        cJSON_AddNumberToObject(o, "answer_loss", mean(&base, 1));
+        cJSON_AddNumberToObject(o, "thought_loss", thinking ? mean(&talk, 0) : NAN);
+        cJSON_AddNumberToObject(o, "thought_answer_loss", thinking ? mean(&talk, 1) : NAN);
+        char* text = cJSON_PrintUnformatted(o);
+        char* line = xsprintf("%s\n", text);
+        write_file_atomic(json_out, line, strlen(line));
+        free(line);
+        free(text);
+        cJSON_Delete(o);
+    }
+    if (thinking) quietstar_destroy(&qs);
+    if (mask_path) dataloader_free(&ml);
     free(in);
     free(tg);
+    free(mk_in);
+    free(mk);
+    free(losses);
     dataloader_free(&dl);
     model_destroy(&m);
     return 0;
