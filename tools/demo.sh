@@ -1,38 +1,69 @@
 #!/usr/bin/env bash
-# The embedded default demo (`make run`): everything offline on the bundled corpus. Generates the
-# OpenWebMath-like math corpus, tokenizes it with the bundled tokenizer, trains the tiny model,
-# and reports held-out loss with a generated sample. Output goes to runs/demo/.
+# The embedded default demo (`make run`), offline on the bundled corpus:
+#   1. generate the OpenWebMath-like math corpus and tokenize it (held-out set with answer labels);
+#   2. train the tiny base language model;
+#   3. continue it with Quiet-STaR (reference settings: 12-token thoughts, 4 talk tokens, 2 passes);
+#   4. score held-out text — all tokens and the answer spans — without and with thoughts;
+#   5. show the model thinking, plot the loss curves, print a summary table.
+# Everything lands in runs/demo/. DEMO_BASE_STEPS / DEMO_QS_STEPS shorten or lengthen it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}"
 out=runs/demo
-steps="${DEMO_STEPS:-300}"
+base_steps="${DEMO_BASE_STEPS:-300}"
+qs_steps="${DEMO_QS_STEPS:-80}"
 tok=data/corpus/tokenizer.json
+t_start=$(date +%s)
 mkdir -p "$out"
+banner() { printf '\n== %s  (%ds)\n' "$1" $(( $(date +%s) - t_start )); }
 
-echo "== 1. corpus: generating the bundled OpenWebMath-like math text"
+banner "1. corpus: generating and tokenizing the bundled OpenWebMath-like math text"
 data/corpus/build.sh
-for split in train heldout; do
-  if [ ! -f "$out/data/$split/.done" ]; then
-    rm -rf "$out/data/$split"
-    bin/qstar tokenize --tokenizer "$tok" --in "data/corpus/out/$split.jsonl" --out "$out/data/$split"
-    touch "$out/data/$split/.done"
-  fi
-done
+if [ ! -f "$out/data/train/.done" ]; then
+  rm -rf "$out/data/train"
+  bin/qstar tokenize --tokenizer "$tok" --in data/corpus/out/train.jsonl --out "$out/data/train"
+  touch "$out/data/train/.done"
+fi
+[ -f "$out/data/heldout/answer_mask.bin" ] || \
+  .venv/bin/python data/corpus/answer_mask.py --tokenizer "$tok" --in data/corpus/out/heldout.jsonl --out "$out/data/heldout"
 
-echo "== 2. train the tiny base model ($steps steps)"
+banner "2. base model: tiny Mistral-style LM, $base_steps steps"
 rm -rf "$out/base"
 bin/qstar train --config configs/tiny.json --data "$out/data/train/*.bin" --out "$out/base" \
-  --steps "$steps" --batch 8 --seq 256 --lr 2e-3 --warmup 20 --weight-decay 0.01 --log-every 25 \
-  --tokenizer "$tok" --sample-every 100 --sample-tokens 40
+  --steps "$base_steps" --batch 8 --seq 256 --lr 2e-3 --warmup 20 --weight-decay 0.01 --log-every 50 \
+  --tokenizer "$tok" --sample-every 150 --sample-tokens 40 | grep -v '^[|+]'
+base=$(ls -d "$out"/base/step_* | tail -1)
 
-echo "== 3. held-out evaluation"
-ckpt=$(ls -d "$out"/base/step_* | tail -1)
-bin/qstar eval --ckpt "$ckpt" --data "$out/data/heldout/*.bin" --batch 8 --seq 256 | tee "$out/eval.txt"
+banner "3. Quiet-STaR from the base model, $qs_steps steps (thoughts shown every 20 steps)"
+rm -rf "$out/quietstar"
+bin/qstar train --mode quietstar --model "$base" --tokenizer "$tok" --data "$out/data/train/*.bin" \
+  --out "$out/quietstar" --steps "$qs_steps" --batch 2 --seq 128 --lr 1e-4 --warmup 10 --schedule constant \
+  --weight-decay 0.001 --log-every 10 --thoughts-every 20 | grep -v '^[|+]'
+qs=$(ls -d "$out"/quietstar/step_* | tail -1)
 
-first=$(head -1 "$out/base/metrics.jsonl" | sed -E 's/.*"loss":([0-9.e+-]+).*/\1/')
-last=$(tail -1 "$out/base/metrics.jsonl" | sed -E 's/.*"loss":([0-9.e+-]+).*/\1/')
-echo
-echo "== summary"
-printf '  %-28s %s\n' "checkpoint" "$ckpt" "train loss (first -> last)" "$first -> $last" \
-  "held-out" "$(sed -E 's/^eval: //' "$out/eval.txt")" "metrics" "$out/base/metrics.jsonl"
+banner "4. held-out evaluation (all tokens and answer spans)"
+ev=(--data "$out/data/heldout/tokens.bin" --answer-mask "$out/data/heldout/answer_mask.bin" --batch 4 --seq 256 --max-batches 20)
+bin/qstar eval --ckpt "$base" "${ev[@]}" --json "$out/eval_base.json"
+bin/qstar eval --ckpt "$qs" "${ev[@]}" --json "$out/eval_quietstar.json"
+
+banner "5. the Quiet-STaR model thinking before each token"
+bin/qstar sample --ckpt "$qs" --prompt "Compute 347 + 589. Working in columns, 7 + 9 = 16, write 6 carry 1." \
+  --thoughts --max-tokens 16 --temperature 0 --seed 3
+python3 tools/plot_metrics.py "$out/loss.png" "$out/base/metrics.jsonl=base:loss" \
+  "$out/quietstar/metrics.jsonl=quietstar:base_nll,talk_nll_mean" --title "qstar demo: training loss" --smooth 5 \
+  || echo "(plot skipped)"
+
+banner "summary"
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+b = json.load(open(out + "/eval_base.json"))
+q = json.load(open(out + "/eval_quietstar.json"))
+f = lambda v: "%.4f" % v if v is not None else "-"
+print("  held-out NLL (nats/token)        all tokens   answer tokens")
+print("  base model                       %10s   %13s" % (f(b["loss"]), f(b["answer_loss"])))
+print("  Quiet-STaR model, no thoughts    %10s   %13s" % (f(q["loss"]), f(q["answer_loss"])))
+print("  Quiet-STaR model, with thoughts  %10s   %13s" % (f(q["thought_loss"]), f(q["thought_answer_loss"])))
+print("  (%d tokens scored, %d of them answer tokens)" % (q["tokens"], q["answer_tokens"]))
+PY
+printf '  %-12s %s\n' "runs" "$out/base, $out/quietstar" "plot" "$out/loss.png" "total time" "$(( $(date +%s) - t_start )) s"
