@@ -27,7 +27,7 @@ typedef struct {
     int steps, batch, seq, grad_accum, warmup, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
     // Quiet-STaR
-    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every;
+    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every, decay_norms, bf16_weights;
     float policy_weight, base_weight, talk_weight, reinforce_temperature, embed_scale;
 } TrainSettings;
 
@@ -162,7 +162,7 @@ int cmd_train(int argc, char** argv) {
                        .batch = 4, .seq = 256, .grad_accum = 1, .warmup = 10, .seed = 1337, .log_every = 1,
                        .sample_tokens = 48, .lr = 3e-4f, .min_lr_frac = 0.1f, .weight_decay = 0.1f, .beta1 = 0.9f,
                        .beta2 = 0.95f, .eps = 1e-8f, .grad_clip = 1.0f, .n_ahead = ref.n_ahead,
-                       .n_ahead_talk = ref.n_ahead_talk, .n_passes = ref.n_passes, .thoughts_every = 50,
+                       .n_ahead_talk = ref.n_ahead_talk, .n_passes = ref.n_passes, .thoughts_every = 50, .decay_norms = -1,
                        .policy_weight = ref.policy_weight, .base_weight = ref.base_weight, .talk_weight = ref.talk_weight,
                        .reinforce_temperature = ref.reinforce_temperature, .embed_scale = ref.embed_scale};
     ArgSpec specs[] = {
@@ -186,6 +186,10 @@ int cmd_train(int argc, char** argv) {
         {"beta2", ARG_FLOAT, &s.beta2, "AdamW beta2"},
         {"eps", ARG_FLOAT, &s.eps, "AdamW epsilon"},
         {"grad-clip", ARG_FLOAT, &s.grad_clip, "clip the global gradient norm to this (0: off)"},
+        {"decay-norms", ARG_INT, &s.decay_norms,
+         "1: weight decay on RMSNorm weights too (reference Trainer); 0: matrices only; -1: 1 for quietstar, 0 for lm"},
+        {"bf16-weights", ARG_FLAG, &s.bf16_weights,
+         "round weights to bf16 after every step, as the reference stores them (qstar keeps fp32 masters)"},
         {"seed", ARG_INT, &s.seed, "seed of initialization, data order and thought sampling"},
         {"save-every", ARG_INT, &s.save_every, "checkpoint every N steps (0: only at the end)"},
         {"stop-after", ARG_INT, &s.stop_after, "stop (with a checkpoint) after N steps of this invocation"},
@@ -308,7 +312,8 @@ int cmd_train(int argc, char** argv) {
     const int N = s.batch * s.seq;
     int32_t* inputs = xmalloc(sizeof(int32_t) * N);
     int32_t* targets = xmalloc(sizeof(int32_t) * N);
-    AdamWConfig opt = {s.beta1, s.beta2, s.eps, s.weight_decay};
+    AdamWConfig opt = {s.beta1, s.beta2, s.eps, s.weight_decay, s.decay_norms < 0 ? quietstar : s.decay_norms,
+                       s.bf16_weights};
     int steps_this_run = 0;
     for (int step = start_step + 1; step <= s.steps; step++) {
         double t0 = now_seconds();

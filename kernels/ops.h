@@ -198,6 +198,9 @@ typedef struct Backend {
     void (*adamw_update)(float* param, const float* grad, float* m, float* v, size_t n,
                          float lr, float beta1, float beta2, float eps, float weight_decay,
                          float grad_scale, int t);
+    // x = bf16(x): round to the nearest bfloat16 (ties to even), kept in fp32 storage. Emulates a model
+    // whose weights live in bf16, as the Quiet-STaR reference's do.
+    void (*round_bf16)(float* x, size_t n);
     // out[0] = Σ x², accumulated in double in a fixed order (out is backend memory, 1 float).
     void (*sum_squares)(float* out, const float* x, size_t n);
 } Backend;

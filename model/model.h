@@ -88,6 +88,8 @@ typedef struct {
 
 typedef struct {
     float beta1, beta2, eps, weight_decay;
+    int decay_norms;   // also decay the RMSNorm weights (the Quiet-STaR reference's Trainer does)
+    int bf16_weights;  // round the weights to bf16 after every step (the reference keeps them in bf16)
 } AdamWConfig;
 
 // Builds only the parameter table (names, shapes, offsets, n_params): nothing is allocated.

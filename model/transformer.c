@@ -262,8 +262,10 @@ float model_grad_norm(Model* m) {
 void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_scale, int t) {
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor* p = &m->tensors[i];
+        const int decay = p->decay || (opt->decay_norms && strstr(p->name, "norm"));
         m->be->adamw_update(m->params + p->offset, m->grads + p->offset, m->m + p->offset, m->v + p->offset, p->numel,
-                            lr * p->lr_mult, opt->beta1, opt->beta2, opt->eps, p->decay ? opt->weight_decay : 0.0f,
+                            lr * p->lr_mult, opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f,
                             grad_scale, t);
     }
+    if (opt->bf16_weights) m->be->round_bf16(m->params, m->n_params);
 }

@@ -81,6 +81,24 @@ PY
 grep -qE '^  thought @[0-9]+ +\.\.\..*<\|startthought\|>.*<\|endthought\|>' "$work/a.log" && ok "thoughts shown in context" \
   || bad "no thoughts in the log"
 
+# reference-emulating options: bf16 weights, weight decay on norms
+$Q train --model "$base" "${common[@]}" --steps 1 --bf16-weights --out "$work/bf16" > /dev/null 2>&1 || bad "--bf16-weights run failed"
+for dn in 0 1; do
+  $Q train --config configs/tiny.json --data "$work/d.bin" --steps 1 --batch 1 --seq 16 --lr 1e-3 --warmup 0 \
+     --weight-decay 100 --schedule constant --decay-norms $dn --out "$work/dn$dn" > /dev/null 2>&1 || bad "--decay-norms $dn run failed"
+done
+if [ -x .venv/bin/python ] && .venv/bin/python - "$work/bf16/step_000001/model.safetensors" "$work/dn0/step_000001/model.safetensors" \
+     "$work/dn1/step_000001/model.safetensors" <<'PY'
+import sys, numpy as np
+from safetensors.numpy import load_file
+w = load_file(sys.argv[1])
+assert all(((v.view(np.uint32) & 0xFFFF) == 0).all() for v in w.values()), "weights not bf16-representable"
+n0 = load_file(sys.argv[2])["model.norm.weight"].mean(); n1 = load_file(sys.argv[3])["model.norm.weight"].mean()
+print("norm weight after one step: %.4f without decay, %.4f with decay (lr*wd = 0.1)" % (n0, n1))
+assert abs(n0 - 1) < 0.01 and abs(n1 - 0.9) < 0.01
+PY
+then ok "--bf16-weights keeps every weight bf16; --decay-norms decays the norms"; else bad "bf16-weights / decay-norms"; fi
+
 # errors
 $Q train --model "$base" --mode quietstar --data "$work/d.bin" --out "$work/e" --steps 1 --batch 1 --seq 16 2> "$work/e.err" > /dev/null
 grep -q "needs --tokenizer" "$work/e.err" && ok "quietstar on a base model without --tokenizer: clear error" || bad "missing tokenizer error"

@@ -4,7 +4,9 @@
  * order, so its value does not depend on the number of threads: resumed and continuous runs match.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu.h"
 
@@ -23,6 +25,17 @@ void cpu_adamw_update(float* param, const float* grad, float* m, float* v, size_
         m[i] = mi;
         v[i] = vi;
         param[i] = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+    }
+}
+
+void cpu_round_bf16(float* x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], 4);
+        if ((b & 0x7F800000u) != 0x7F800000u) b += 0x7FFFu + ((b >> 16) & 1u);  // ties to even; inf/nan kept
+        b &= 0xFFFF0000u;
+        memcpy(&x[i], &b, 4);
     }
 }
 

@@ -48,6 +48,7 @@ const Backend backend_cpu = {
     .crossentropy_forward = cpu_crossentropy_forward,
     .crossentropy_backward = cpu_crossentropy_backward,
     .adamw_update = cpu_adamw_update,
+    .round_bf16 = cpu_round_bf16,
     .sum_squares = cpu_sum_squares,
     .thought_attention_forward = cpu_thought_attention_forward,
     .thought_attention_backward = cpu_thought_attention_backward,

@@ -29,6 +29,7 @@ void cpu_crossentropy_backward(floatX* dlogits, const floatX* logits, const int3
                                int N, int V);
 void cpu_adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
                       float beta2, float eps, float weight_decay, float grad_scale, int t);
+void cpu_round_bf16(float* x, size_t n);
 void cpu_sum_squares(float* out, const float* x, size_t n);
 
 void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, size_t step_stride, int k, int R,
