@@ -14,9 +14,15 @@ OPT     ?= -O2
 MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR  ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 BLAS_INC  ?= /usr/include/$(MULTIARCH)/openblas-openmp
+# MPI (data-parallel training) when its compiler wrapper is installed; without it qstar runs one process.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+MPI_CFLAGS += -DQSTAR_MPI
+endif
 CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
            -I. -isystem $(BLAS_INC) $(EXTRA_CFLAGS)
-LDLIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -fopenmp
+LDLIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson $(MPI_LIBS) -lm -fopenmp
 
 BUILD   := build
 LIB_SRC := $(wildcard kernels/*.c kernels/cpu/*.c model/*.c host/*.c)
@@ -30,6 +36,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 .PHONY: all deps run test bench cuda clean
 all: bin/qstar
 
+$(BUILD)/host/comm.o: CFLAGS += $(MPI_CFLAGS)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"

@@ -30,8 +30,8 @@ static void remove_tree(const char* path) {
     rmdir(path);
 }
 
-void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPosition* data, const cJSON* settings,
-                     const Tokenizer* tok) {
+void checkpoint_save(const char* run_dir, int step, const Model* m, const float* adam_m, const float* adam_v,
+                     const DataPosition* data, const cJSON* settings, const Tokenizer* tok) {
     mkdir_p(run_dir);
     char* final_dir = xsprintf("%s/step_%06d", run_dir, step);
     char* tmp_dir = xsprintf("%s/.tmp.step_%06d", run_dir, step);
@@ -45,18 +45,12 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPo
     config_save(&m->cfg, p);
     free(p);
 
-    size_t bytes = sizeof(float) * m->n_params;
-    float* mom = xmalloc(bytes);
-    float* vel = xmalloc(bytes);
-    m->be->download(mom, m->m, bytes);
-    m->be->download(vel, m->v, bytes);
-    StWriteTensor t[2] = {{.name = "adam_m", .ndim = 1, .shape = {(int64_t)m->n_params}, .data = mom},
-                          {.name = "adam_v", .ndim = 1, .shape = {(int64_t)m->n_params}, .data = vel}};
+    StWriteTensor t[2] = {{.name = "adam_m", .ndim = 1, .shape = {(int64_t)m->n_params}, .data = adam_m},
+                          {.name = "adam_v", .ndim = 1, .shape = {(int64_t)m->n_params}, .data = adam_v}};
     p = xsprintf("%s/optimizer.safetensors", tmp_dir);
     st_write_f32(p, t, 2, NULL);
     free(p);
-    free(mom);
-    free(vel);
+    fault_point("save");  // test hook: a crash with a half-written checkpoint directory
 
     cJSON* st = cJSON_CreateObject();
     cJSON_AddNumberToObject(st, "step", step);
@@ -124,15 +118,13 @@ void checkpoint_load(const char* dir, Model* m, RunState* rs) {
     StIndex* st = st_open(p);
     int64_t shape[1] = {(int64_t)m->n_params};
     const char* names[2] = {"adam_m", "adam_v"};
-    float* dst[2] = {m->m, m->v};
-    float* host = xmalloc(sizeof(float) * m->n_params);
+    float** dst[2] = {&rs->adam_m, &rs->adam_v};
     for (int i = 0; i < 2; i++) {
         const StTensor* t = st_find(st, names[i]);
         if (!t) fatal("%s: missing tensor \"%s\"", p, names[i]);
-        st_read_f32(st, t, host, shape, 1);
-        m->be->upload(dst[i], host, sizeof(float) * m->n_params);
+        *dst[i] = xmalloc(sizeof(float) * m->n_params);
+        st_read_f32(st, t, *dst[i], shape, 1);
     }
-    free(host);
     st_close(st);
     free(p);
 
@@ -156,5 +148,7 @@ void checkpoint_load(const char* dir, Model* m, RunState* rs) {
 
 void run_state_free(RunState* st) {
     if (st->settings) cJSON_Delete(st->settings);
-    st->settings = NULL;
+    free(st->adam_m);
+    free(st->adam_v);
+    memset(st, 0, sizeof *st);
 }

@@ -21,13 +21,17 @@ typedef struct {
     int step;
     DataPosition data;
     cJSON* settings;  // owned; NULL if absent
+    float* adam_m;    // (n_params) host, owned: the moments of every parameter
+    float* adam_v;
 } RunState;
 
-void checkpoint_save(const char* run_dir, int step, const Model* m, const DataPosition* data, const cJSON* settings,
-                     const Tokenizer* tok);
+// adam_m, adam_v: host arrays of the moments of all n_params parameters (gathered across ranks).
+void checkpoint_save(const char* run_dir, int step, const Model* m, const float* adam_m, const float* adam_v,
+                     const DataPosition* data, const cJSON* settings, const Tokenizer* tok);
 // Newest complete step_* directory of run_dir (malloc'd), or NULL if there is none.
 char* checkpoint_latest(const char* run_dir);
-// Restores weights, moments and run state into a model created from the checkpoint's config.json.
+// Restores weights into a model created from the checkpoint's config.json, and reads the moments
+// (rs->adam_m, rs->adam_v, all parameters) and run state; the caller uploads its optimizer range.
 void checkpoint_load(const char* ckpt_dir, Model* m, RunState* st);
 void run_state_free(RunState* st);
 

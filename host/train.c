@@ -15,6 +15,7 @@
 
 #include "host/args.h"
 #include "host/checkpoint.h"
+#include "host/comm.h"
 #include "host/commands.h"
 #include "host/dataloader.h"
 #include "host/tokenizer.h"
@@ -27,7 +28,7 @@ typedef struct {
     int steps, batch, seq, grad_accum, warmup, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
     // Quiet-STaR
-    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every, decay_norms, bf16_weights;
+    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every, decay_norms, bf16_weights, zero;
     float policy_weight, base_weight, talk_weight, reinforce_temperature, embed_scale;
 } TrainSettings;
 
@@ -134,7 +135,7 @@ static void check_settings(const TrainSettings* s, const ModelConfig* c) {
 // mixing head (last layer zero: the mixed prediction starts equal to the base model's) and start the
 // two thought embeddings at the embedding of the first token of thought_init ("---").
 static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_path, const char* thought_init,
-                               float embed_scale, uint64_t seed) {
+                               float embed_scale, uint64_t seed, int verbose) {
     ModelConfig cfg = model->cfg;
     cfg.start_thought_id = (int)tok_add_special_token(tok, "<|startthought|>");
     cfg.end_thought_id = (int)tok_add_special_token(tok, "<|endthought|>");
@@ -148,7 +149,8 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
     model_init_random(&grown, seed ^ 0x7175696574ull);
     model_copy_matching(&grown, model);
     quietstar_init_thought_embeddings(&grown, (int)init.ids[0], embed_scale);
-    printf("quietstar: added <|startthought|> = %d and <|endthought|> = %d (vocabulary %d -> %d); thought "
+    if (verbose)
+        printf("quietstar: added <|startthought|> = %d and <|endthought|> = %d (vocabulary %d -> %d); thought "
            "embeddings start at token %u of \"%s\"\n",
            cfg.start_thought_id, cfg.end_thought_id, model->cfg.vocab_size, cfg.vocab_size, init.ids[0], thought_init);
     free(init.ids);
@@ -191,6 +193,7 @@ int cmd_train(int argc, char** argv) {
         {"bf16-weights", ARG_FLAG, &s.bf16_weights,
          "round weights to bf16 after every step, as the reference stores them (qstar keeps fp32 masters)"},
         {"seed", ARG_INT, &s.seed, "seed of initialization, data order and thought sampling"},
+        {"zero", ARG_INT, &s.zero, "with several ranks: 1 shards the AdamW moments across ranks (ZeRO-1)"},
         {"save-every", ARG_INT, &s.save_every, "checkpoint every N steps (0: only at the end)"},
         {"stop-after", ARG_INT, &s.stop_after, "stop (with a checkpoint) after N steps of this invocation"},
         {"log-every", ARG_INT, &s.log_every, "print a log line every N steps"},
@@ -216,6 +219,10 @@ int cmd_train(int argc, char** argv) {
                "usage: qstar train (--config C | --model DIR | --resume RUN_DIR) --data 'DIR/*.bin' --out RUN_DIR "
                "[options]\n\nTrains a Mistral/Llama-style language model on token shards, with Quiet-STaR thoughts "
                "in --mode quietstar.");
+
+    Comm comm;
+    comm_init(&comm, NULL, NULL);
+    const int main_rank = comm.rank == 0;
 
     // Resolve where the model comes from and, when resuming, the stored settings.
     RunState rs = {0};
@@ -249,6 +256,9 @@ int cmd_train(int argc, char** argv) {
 
     const Backend* be = backend_get(s.device);
     if (!be) fatal("train: unknown device \"%s\" (this build has: %s)", s.device, backend_names());
+    if (comm.world > 1 && strcmp(be->name, "cpu"))
+        fatal("train: %d ranks on --device %s need NCCL, which this build lacks (MPI carries the cpu backend)",
+              comm.world, be->name);
 
     ModelConfig cfg;
     config_load(&cfg, ckpt ? ckpt : (s.config ? s.config : s.model));
@@ -257,23 +267,33 @@ int cmd_train(int argc, char** argv) {
     Model model;
     model_create(&model, &cfg, be);
     int start_step = 0;
+    if (s.zero && comm.world > 1)
+        model_shard_optimizer(&model, comm_shard_offset(&comm, model.n_params, comm.rank),
+                              comm_shard_count(&comm, model.n_params, comm.rank));
     if (ckpt) {
         checkpoint_load(ckpt, &model, &rs);
         start_step = rs.step;
+        // every rank reads the whole checkpoint and keeps the moments of its own range: the number of
+        // ranks may differ from the run that wrote it
+        be->upload(model.m, rs.adam_m + model.opt_offset, sizeof(float) * model.opt_count);
+        be->upload(model.v, rs.adam_v + model.opt_offset, sizeof(float) * model.opt_count);
     } else {
         if (s.model) model_load_weights(&model, s.model);
         else model_init_random(&model, (uint64_t)s.seed);
         if (quietstar && cfg.start_thought_id < 0) {
             if (!tok) fatal("train: --mode quietstar on a model without thought tokens needs --tokenizer");
-            add_thought_tokens(&model, tok, s.tokenizer, s.thought_init, s.embed_scale, (uint64_t)s.seed);
+            add_thought_tokens(&model, tok, s.tokenizer, s.thought_init, s.embed_scale, (uint64_t)s.seed, main_rank);
             cfg = model.cfg;
+            if (s.zero && comm.world > 1)
+                model_shard_optimizer(&model, comm_shard_offset(&comm, model.n_params, comm.rank),
+                                      comm_shard_count(&comm, model.n_params, comm.rank));
         }
     }
     if (tok && tok_vocab_size(tok) > (uint32_t)cfg.vocab_size)
         fatal("%s: tokenizer has %u tokens but the model's vocabulary is %d", s.tokenizer, tok_vocab_size(tok),
               cfg.vocab_size);
     DataLoader dl;
-    dataloader_init(&dl, s.data, s.batch, s.seq, cfg.vocab_size, (uint64_t)s.seed, 0, 1, 1);
+    dataloader_init(&dl, s.data, s.batch, s.seq, cfg.vocab_size, (uint64_t)s.seed, comm.rank, comm.world, 1);
     if (ckpt) dataloader_seek(&dl, rs.data);
 
     QuietStar qs;
@@ -290,6 +310,7 @@ int cmd_train(int argc, char** argv) {
         act_bytes = model.acts.bytes;
     }
 
+    if (main_rank) {
     args_print_table(specs, nspecs);
     printf("model: %zu parameters (%.1f M), %d layers, hidden %d, heads %d/%d, vocab %d%s%s\n", model.n_params,
            model.n_params / 1e6, cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
@@ -298,14 +319,24 @@ int cmd_train(int argc, char** argv) {
     printf("memory: %.1f MiB parameters+gradients+AdamW, %.1f MiB activations; data: %d shards, %llu windows\n",
            4.0 * sizeof(float) * model.n_params / 1048576.0, act_bytes / 1048576.0, dl.n_shards,
            (unsigned long long)dl.total_windows);
+    if (comm.world > 1)
+        printf("data parallel: %d ranks x batch %d%s\n", comm.world, s.batch,
+               s.zero ? ", AdamW moments sharded (ZeRO-1)" : "");
     if (ckpt) printf("resuming from %s at step %d\n", ckpt, start_step);
+    }
 
-    mkdir_p(s.out);
     char* metrics_path = xsprintf("%s/metrics.jsonl", s.out);
-    if (ckpt) truncate_metrics(metrics_path, start_step);
-    else write_file_atomic(metrics_path, "", 0);
-    FILE* metrics = fopen(metrics_path, "a");
-    if (!metrics) fatal("%s: cannot open for writing", metrics_path);
+    FILE* metrics = NULL;
+    if (main_rank) {
+        mkdir_p(s.out);
+        if (ckpt) truncate_metrics(metrics_path, start_step);
+        else write_file_atomic(metrics_path, "", 0);
+        metrics = fopen(metrics_path, "a");
+        if (!metrics) fatal("%s: cannot open for writing", metrics_path);
+    }
+    // host copies of the moments of every parameter, for checkpoints
+    float* host_m = xmalloc(sizeof(float) * model.n_params);
+    float* host_v = xmalloc(sizeof(float) * model.n_params);
     cJSON* settings_json = args_to_json(specs, nspecs);
     cJSON_ReplaceItemInObject(settings_json, "resume", cJSON_CreateNull());
 
@@ -322,29 +353,50 @@ int cmd_train(int argc, char** argv) {
         double loss = 0.0;
         QuietStarStats qst;
         memset(&qst, 0, sizeof qst);
+        fault_set_context(comm.rank, step);
+        // gradients of the mean over every micro-batch of every rank: each backward is scaled by
+        // 1/(grad_accum·world) and the ranks' gradients are summed
+        const float loss_scale = 1.0f / (float)(s.grad_accum * comm.world);
         for (int micro = 0; micro < s.grad_accum; micro++) {
             dataloader_next(&dl, inputs, targets);
             if (quietstar) {
-                loss += quietstar_forward(&qs, inputs, (uint32_t)((step - 1) * s.grad_accum + micro)) / s.grad_accum;
-                quietstar_backward(&qs, 1.0f / s.grad_accum);
+                uint32_t sample_step = (uint32_t)(((step - 1) * s.grad_accum + micro) * comm.world + comm.rank);
+                loss += quietstar_forward(&qs, inputs, sample_step) / s.grad_accum;
+                quietstar_backward(&qs, loss_scale);
                 const double* src = &qs.stats.loss;
                 double* dst = &qst.loss;  // every field is a double: average them over micro-batches
                 for (size_t f = 0; f < sizeof qst / sizeof(double); f++) dst[f] += src[f] / s.grad_accum;
             } else {
                 loss += model_forward(&model, inputs, targets, NULL) / s.grad_accum;
-                model_backward(&model, 1.0f / s.grad_accum);
+                model_backward(&model, loss_scale);
             }
         }
-        float norm = model_grad_norm(&model);
+        fault_point("step");
+        double ss;
+        if (s.zero && comm.world > 1) {
+            comm_reduce_scatter_sum(&comm, model.grads, model.n_params);
+            ss = comm_allreduce_sum_scalar(&comm, model_grad_sum_squares(&model, model.opt_offset, model.opt_count));
+        } else {
+            comm_allreduce_sum(&comm, model.grads, model.n_params);
+            ss = model_grad_sum_squares(&model, 0, model.n_params);
+        }
+        float norm = sqrtf((float)ss);
         if (!isfinite(norm)) fatal("train: gradient norm is %f at step %d (diverged; lower --lr?)", norm, step);
         float scale = (s.grad_clip > 0 && norm > s.grad_clip) ? s.grad_clip / norm : 1.0f;
         model_adamw_step(&model, &opt, lr, scale, step);
+        if (s.zero && comm.world > 1) comm_allgather(&comm, model.params, model.n_params);
         be->sync();
+        if (comm.world > 1) {
+            loss = comm_allreduce_sum_scalar(&comm, loss) / comm.world;
+            double* f = &qst.loss;
+            for (size_t i = 0; quietstar && i < sizeof qst / sizeof(double); i++)
+                f[i] = comm_allreduce_sum_scalar(&comm, f[i]) / comm.world;
+        }
         double ms = (now_seconds() - t0) * 1e3;
-        double tok_s = (double)N * s.grad_accum / (ms / 1e3);
+        double tok_s = (double)N * s.grad_accum * comm.world / (ms / 1e3);
         double talk = 0;
         for (int t = 0; t < s.n_ahead_talk && quietstar; t++) talk += qst.talk_nll[t] / s.n_ahead_talk;
-        if (step % s.log_every == 0 || step == s.steps) {
+        if (main_rank && (step % s.log_every == 0 || step == s.steps)) {
             printf("step %6d/%d | loss %.6f | lr %.3e | norm %8.4f | %8.1f ms | %9.0f tok/s", step, s.steps, loss, lr,
                    norm, ms, tok_s);
             if (quietstar)
@@ -353,6 +405,7 @@ int cmd_train(int argc, char** argv) {
                        qst.mean_mix_weight, qst.policy_loss);
             printf("\n");
         }
+        if (metrics) {
         fprintf(metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.3f,\"tokens_per_s\":%.1f",
                 step, loss, lr, norm, ms, tok_s);
         if (quietstar) {
@@ -365,21 +418,36 @@ int cmd_train(int argc, char** argv) {
         }
         fprintf(metrics, "}\n");
         fflush(metrics);
-        if (quietstar && tok && s.thoughts_every > 0 && (step % s.thoughts_every == 0 || step == s.steps))
+        }
+        if (main_rank && quietstar && tok && s.thoughts_every > 0 && (step % s.thoughts_every == 0 || step == s.steps))
             print_thoughts(&qs, tok, 3);
-        if (!quietstar && tok && s.sample_every > 0 && (step % s.sample_every == 0 || step == s.steps))
+        if (main_rank && !quietstar && tok && s.sample_every > 0 && (step % s.sample_every == 0 || step == s.steps))
             print_sample(&model, tok, inputs, s.seq, s.sample_tokens, (uint64_t)s.seed + (uint64_t)step);
         fflush(stdout);
         steps_this_run++;
         int stopping = s.stop_after > 0 && steps_this_run >= s.stop_after;
         if ((s.save_every > 0 && step % s.save_every == 0) || step == s.steps || stopping) {
-            DataPosition pos = dataloader_tell(&dl);
-            checkpoint_save(s.out, step, &model, &pos, settings_json, tok);
-            printf("saved checkpoint %s/step_%06d\n", s.out, step);
+            // gather every rank's moments into full host arrays (each rank holds its range, zero elsewhere)
+            memset(host_m, 0, sizeof(float) * model.n_params);
+            memset(host_v, 0, sizeof(float) * model.n_params);
+            be->download(host_m + model.opt_offset, model.m, sizeof(float) * model.opt_count);
+            be->download(host_v + model.opt_offset, model.v, sizeof(float) * model.opt_count);
+            if (s.zero && comm.world > 1) {
+                comm_allgather(&comm, host_m, model.n_params);
+                comm_allgather(&comm, host_v, model.n_params);
+            }
+            if (main_rank) {
+                DataPosition pos = dataloader_tell(&dl);
+                checkpoint_save(s.out, step, &model, host_m, host_v, &pos, settings_json, tok);
+                printf("saved checkpoint %s/step_%06d\n", s.out, step);
+            }
+            comm_barrier(&comm);
         }
         if (stopping) break;
     }
-    fclose(metrics);
+    if (metrics) fclose(metrics);
+    free(host_m);
+    free(host_v);
     cJSON_Delete(settings_json);
     free(metrics_path);
     free(inputs);
@@ -390,5 +458,6 @@ int cmd_train(int argc, char** argv) {
     free(ckpt);
     dataloader_free(&dl);
     model_destroy(&model);
+    comm_finalize(&comm);
     return 0;
 }

@@ -15,6 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+static void (*fatal_hook)(void);
+
+void fatal_set_hook(void (*hook)(void)) { fatal_hook = hook; }
+
 void fatal(const char* fmt, ...) {
     fflush(stdout);
     va_list ap;
@@ -23,6 +27,8 @@ void fatal(const char* fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
+    fflush(stderr);
+    if (fatal_hook) fatal_hook();
     exit(1);
 }
 
@@ -149,3 +155,22 @@ double now_seconds(void) {
 }
 
 int stdout_is_tty(void) { return isatty(STDOUT_FILENO); }
+
+static int fault_rank = -1, fault_step = -1;
+
+void fault_set_context(int rank, int step) {
+    fault_rank = rank;
+    fault_step = step;
+}
+
+void fault_point(const char* where) {
+    const char* spec = getenv("QSTAR_FAULT");
+    if (!spec) return;
+    int rank, step;
+    char what[32];
+    if (sscanf(spec, "%d:%d:%31s", &rank, &step, what) == 3 && rank == fault_rank && step == fault_step &&
+        !strcmp(what, where)) {
+        fprintf(stderr, "qstar: QSTAR_FAULT: rank %d aborting at %s of step %d\n", rank, where, step);
+        abort();
+    }
+}

@@ -15,6 +15,9 @@
 // Prints "qstar: error: <message>" and exits with status 1. Used for every error a user can cause.
 void fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+// Called by fatal() before it exits (MPI runs abort the whole job from it).
+void fatal_set_hook(void (*hook)(void));
+
 // Internal invariant violated (a bug, not bad input): prints file:line and aborts.
 #define QSTAR_ASSERT(cond)                                                                          \
     do {                                                                                            \
@@ -53,6 +56,11 @@ void mkdir_p(const char* path);        // exits on failure
 int64_t file_size_or_die(const char* path);
 
 double now_seconds(void);              // monotonic clock
+
+// Fault injection for tests of crash safety: QSTAR_FAULT="RANK:STEP:WHERE" makes rank RANK abort
+// at fault_point(WHERE) once training step STEP is current (fault_set_context keeps rank and step).
+void fault_set_context(int rank, int step);
+void fault_point(const char* where);
 
 // Returns 1 when stdout is a terminal (progress lines, colours).
 int stdout_is_tty(void);

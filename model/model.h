@@ -80,8 +80,9 @@ typedef struct {
     LayerOffsets* layers;
     float* params;  // backend memory, n_params each
     float* grads;
-    float* m;
-    float* v;
+    float* m;       // AdamW moments of the range [opt_offset, opt_offset + opt_count) of the parameters:
+    float* v;       // all of them, or this rank's shard under ZeRO-1
+    size_t opt_offset, opt_count;
     Activations acts;
     int n_valid;    // targets that count in the last forward's loss
 } Model;
@@ -146,8 +147,14 @@ void model_backward(Model* m, float loss_scale);
 void model_zero_grad(Model* m);
 // Global L2 norm of the gradients.
 float model_grad_norm(Model* m);
-// One AdamW step over every tensor group; grad_scale multiplies gradients (clipping), t is 1-based.
+// One AdamW step over every tensor group within the optimizer range; grad_scale multiplies
+// gradients (clipping), t is 1-based.
 void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_scale, int t);
+// Keeps AdamW moments only for parameters [offset, offset + count) (ZeRO-1); the moments restart at
+// zero unless set afterwards.
+void model_shard_optimizer(Model* m, size_t offset, size_t count);
+// Squared L2 norm of gradients [offset, offset + count).
+double model_grad_sum_squares(Model* m, size_t offset, size_t count);
 
 // Generates up to n_new tokens after prompt into out (temperature 0: greedy; else Gumbel-max with
 // Philox noise keyed by (seed, position)); stops after stop_token (-1: never). Returns the count.

@@ -87,6 +87,8 @@ void model_create(Model* m, const ModelConfig* cfg, const Backend* be) {
     m->grads = be->alloc(bytes);
     m->m = be->alloc(bytes);
     m->v = be->alloc(bytes);
+    m->opt_offset = 0;
+    m->opt_count = m->n_params;
 }
 
 void model_destroy(Model* m) {
@@ -180,4 +182,14 @@ void model_copy_matching(Model* dst, const Model* src) {
     dst->be->upload(dst->params, d, sizeof(float) * dst->n_params);
     free(s);
     free(d);
+}
+
+void model_shard_optimizer(Model* m, size_t offset, size_t count) {
+    QSTAR_ASSERT(offset + count <= m->n_params);
+    m->be->free(m->m);
+    m->be->free(m->v);
+    m->m = m->be->alloc(sizeof(float) * (count ? count : 1));
+    m->v = m->be->alloc(sizeof(float) * (count ? count : 1));
+    m->opt_offset = offset;
+    m->opt_count = count;
 }

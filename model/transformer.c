@@ -245,27 +245,27 @@ void model_backward(Model* m, float loss_scale) {
 
 void model_zero_grad(Model* m) { m->be->zero(m->grads, sizeof(float) * m->n_params); }
 
-float model_grad_norm(Model* m) {
-    float* scratch = m->acts.scalar;
-    int own = 0;
-    if (!scratch) {
-        scratch = m->be->alloc(sizeof(float));
-        own = 1;
-    }
-    m->be->sum_squares(scratch, m->grads, m->n_params);
+double model_grad_sum_squares(Model* m, size_t offset, size_t count) {
+    float* scratch = m->be->alloc(sizeof(float));
+    m->be->sum_squares(scratch, m->grads + offset, count);
     float ss;
     m->be->download(&ss, scratch, sizeof(float));
-    if (own) m->be->free(scratch);
-    return sqrtf(ss);
+    m->be->free(scratch);
+    return ss;
 }
 
+float model_grad_norm(Model* m) { return sqrtf((float)model_grad_sum_squares(m, 0, m->n_params)); }
+
 void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_scale, int t) {
+    const size_t r0 = m->opt_offset, r1 = m->opt_offset + m->opt_count;
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor* p = &m->tensors[i];
+        const size_t lo = p->offset > r0 ? p->offset : r0, hi = p->offset + p->numel < r1 ? p->offset + p->numel : r1;
+        if (lo >= hi) continue;  // the tensor lies outside this rank's optimizer shard
         const int decay = p->decay || (opt->decay_norms && strstr(p->name, "norm"));
-        m->be->adamw_update(m->params + p->offset, m->grads + p->offset, m->m + p->offset, m->v + p->offset, p->numel,
+        m->be->adamw_update(m->params + lo, m->grads + lo, m->m + (lo - r0), m->v + (lo - r0), hi - lo,
                             lr * p->lr_mult, opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f,
                             grad_scale, t);
     }
-    if (opt->bf16_weights) m->be->round_bf16(m->params, m->n_params);
+    if (opt->bf16_weights) m->be->round_bf16(m->params + r0, m->opt_count);
 }
