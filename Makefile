@@ -74,11 +74,17 @@ test: deps
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
+include kernels/cuda/cuda.mk
+
 cuda:
-	@if command -v nvcc >/dev/null 2>&1; then $(MAKE) --no-print-directory -f kernels/cuda/cuda.mk; \
+	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory bin/qstar-cuda; \
 	 else echo "make cuda: nvcc not found, skipping the CUDA backend"; fi
 
 clean:
 	rm -rf $(BUILD) bin
+
+# the CUDA-on-CPU emulator and its tests (tests/emu); EMU_TEST_BIN is empty-ish without nvcc
+-include tests/emu/emu.mk
+tests: $(EMU_TEST_BIN)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,117 @@
+/*
+ * The CUDA backend table (kernels/ops.h) and its memory functions. The op families live one per
+ * header beside their launchers; this file includes them all and fills the table. Compiled by nvcc
+ * it is `backend_cuda`; compiled by g++ against the CPU emulator (tests/emu) it is `backend_emu`,
+ * which the tests compare op by op with the C reference.
+ */
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/matmul.cuh"
+#include "kernels/cuda/attention.cuh"
+#include "kernels/cuda/embedding.cuh"
+#include "kernels/cuda/rmsnorm.cuh"
+#include "kernels/cuda/rope.cuh"
+#include "kernels/cuda/swiglu.cuh"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/crossentropy.cuh"
+#include "kernels/cuda/adamw.cuh"
+#include "kernels/cuda/quietstar.cuh"
+
+cudaStream_t qstar_stream = 0;
+
+// The first call checks for a device: a GPU binary on a machine without one stops with a clear
+// message instead of failing inside the first kernel.
+static void ensure_device(void) {
+    static int ready = 0;
+    if (ready) return;
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess || n == 0)
+        fatal("no CUDA device (%s)", err != cudaSuccess ? cudaGetErrorString(err) : "none found");
+    cudaCheck(cudaStreamCreate(&qstar_stream));
+    matmul_init();
+    ready = 1;
+}
+
+static void* cuda_alloc(size_t bytes) {
+    ensure_device();
+    void* p = NULL;
+    cudaCheck(cudaMalloc(&p, bytes ? bytes : 1));
+    cudaCheck(cudaMemsetAsync(p, 0, bytes ? bytes : 1, qstar_stream));
+    return p;
+}
+static void cuda_free(void* p) {
+    if (p) cudaCheck(cudaFree(p));
+}
+static void cuda_upload(void* dst, const void* src, size_t bytes) {
+    if (bytes) cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, qstar_stream));
+    cudaCheck(cudaStreamSynchronize(qstar_stream));  // the host buffer may be reused at once
+}
+static void cuda_download(void* dst, const void* src, size_t bytes) {
+    if (bytes) cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, qstar_stream));
+    cudaCheck(cudaStreamSynchronize(qstar_stream));
+}
+static void cuda_copy(void* dst, const void* src, size_t bytes) {
+    if (bytes) cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, qstar_stream));
+}
+static void cuda_zero(void* p, size_t bytes) {
+    if (bytes) cudaCheck(cudaMemsetAsync(p, 0, bytes, qstar_stream));
+}
+static void cuda_sync(void) { cudaCheck(cudaStreamSynchronize(qstar_stream)); }
+
+#ifdef CUEMU
+#define QSTAR_BACKEND_SYMBOL backend_emu
+#define QSTAR_BACKEND_NAME "emu"
+#else
+#define QSTAR_BACKEND_SYMBOL backend_cuda
+#define QSTAR_BACKEND_NAME "cuda"
+#endif
+
+// Designated initializers (C++20), in the declaration order of ops.h; backend_get() refuses a table
+// with any op left NULL.
+extern "C" const Backend QSTAR_BACKEND_SYMBOL = {
+    .name = QSTAR_BACKEND_NAME,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .copy = cuda_copy,
+    .zero = cuda_zero,
+    .sync = cuda_sync,
+    .embedding_forward = cuda_embedding_forward,
+    .embedding_backward = cuda_embedding_backward,
+    .rmsnorm_forward = cuda_rmsnorm_forward,
+    .rmsnorm_backward = cuda_rmsnorm_backward,
+    .matmul_forward = cuda_matmul_forward,
+    .matmul_backward = cuda_matmul_backward,
+    .rope_forward = cuda_rope_forward,
+    .rope_backward = cuda_rope_backward,
+    .attention_forward = cuda_attention_forward,
+    .attention_backward = cuda_attention_backward,
+    .swiglu_forward = cuda_swiglu_forward,
+    .swiglu_backward = cuda_swiglu_backward,
+    .add = cuda_add,
+    .scale = cuda_scale,
+    .crossentropy_forward = cuda_crossentropy_forward,
+    .crossentropy_backward = cuda_crossentropy_backward,
+    .thought_attention_forward = cuda_thought_attention_forward,
+    .thought_attention_backward = cuda_thought_attention_backward,
+    .mask_columns = cuda_mask_columns,
+    .gumbel_sample = cuda_gumbel_sample,
+    .row_broadcast = cuda_row_broadcast,
+    .column_sum = cuda_column_sum,
+    .add_bias = cuda_add_bias,
+    .relu_forward = cuda_relu_forward,
+    .relu_backward = cuda_relu_backward,
+    .concat_columns = cuda_concat_columns,
+    .split_columns_backward = cuda_split_columns_backward,
+    .roll_rows = cuda_roll_rows,
+    .roll_rows_backward = cuda_roll_rows_backward,
+    .mix_forward = cuda_mix_forward,
+    .mix_backward = cuda_mix_backward,
+    .quietstar_advantage = cuda_quietstar_advantage,
+    .copy_strided = cuda_copy_strided,
+    .cached_attention_forward = cuda_cached_attention_forward,
+    .adamw_update = cuda_adamw_update,
+    .round_bf16 = cuda_round_bf16,
+    .sum_squares = cuda_sum_squares,
+};

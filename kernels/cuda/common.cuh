@@ -1,0 +1,84 @@
+/*
+ * Shared pieces of the CUDA backend: error checks that name the call and file:line, NVTX ranges,
+ * warp and block reductions, and the stream every op runs on. The same sources compile with nvcc for
+ * the GPU and with g++ against the project's CPU emulator (tests/emu): kernels launch through
+ * LAUNCH(...) and take dynamic shared memory through DYN_SMEM(...) (tests/emu/cuda_portable.h), and
+ * use only *_sync warp intrinsics with explicit masks.
+ */
+#pragma once
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tests/emu/cuda_portable.h"
+
+extern "C" {
+#include "host/util.h"
+#include "kernels/ops.h"
+#include "kernels/philox.h"
+}
+
+#if defined(__CUDACC__) && !defined(QSTAR_NO_NVTX)
+#include <nvtx3/nvToolsExt.h>
+struct NvtxRange {
+    explicit NvtxRange(const char* name) { nvtxRangePushA(name); }
+    ~NvtxRange() { nvtxRangePop(); }
+};
+#define NVTX_RANGE_FN() NvtxRange nvtx_range_(__func__)
+#else
+#define NVTX_RANGE_FN() \
+    do {                \
+    } while (0)
+#endif
+
+static inline void cuda_check_(cudaError_t err, const char* what, const char* file, int line) {
+    if (err != cudaSuccess) fatal("CUDA error %s at %s:%d: %s", cudaGetErrorString(err), file, line, what);
+}
+#define cudaCheck(call) cuda_check_((call), #call, __FILE__, __LINE__)
+// After a launch: reports a bad configuration at the launcher, not at the next synchronizing call.
+#define cudaCheckLaunch() cuda_check_(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+
+#define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+
+// Every op runs on this stream, in order; host<->device copies synchronize with it.
+extern cudaStream_t qstar_stream;
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ double warp_sum_double(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Block-wide sum of one float per thread (blockDim.x a multiple of 32, at most 1024); every thread
+// gets the result. `shared` needs 32 floats. The order of additions is fixed: deterministic.
+__device__ __forceinline__ float block_sum(float v, float* shared) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    v = warp_sum(v);
+    __syncthreads();  // `shared` may still be read by a previous call
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    float t = lane < nwarps ? shared[lane] : 0.0f;
+    return warp_sum(t);
+}
+
+__device__ __forceinline__ float block_max(float v, float* shared) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    float t = lane < nwarps ? shared[lane] : -INFINITY;
+    return warp_max(t);
+}

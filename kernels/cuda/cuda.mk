@@ -1,0 +1,30 @@
+# The CUDA backend, included by the top-level Makefile.
+#   make cuda   bin/qstar-cuda: the cpu and cuda backends, kernels for sm_80 and sm_90 plus PTX for
+#               newer GPUs, nvcc -Werror; fails on any register spill ptxas reports (the report is
+#               kept in build/cuda/ptxas.txt). PROFILE=1 adds -lineinfo for ncu source views.
+# On a machine without a GPU the binary builds and says "no CUDA device" when asked for one.
+
+NVCC      ?= $(shell command -v nvcc 2>/dev/null)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_SRC  := kernels/cuda/backend_cuda.cu
+CUDA_DEPS := $(wildcard kernels/cuda/*.cuh) kernels/ops.h kernels/philox.h tests/emu/cuda_portable.h host/util.h
+NVCC_FLAGS := -std=c++20 -O3 -I. -Werror all-warnings -Xptxas -v \
+              -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+              -gencode arch=compute_90,code=compute_90
+ifeq ($(PROFILE),1)
+NVCC_FLAGS += -lineinfo
+endif
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+
+$(BUILD)/cuda/backend_cuda.o: $(CUDA_SRC) $(CUDA_DEPS)
+	@mkdir -p $(dir $@)
+	@echo "  NVCC  $< (sm_80, sm_90, compute_90)"
+	@$(NVCC) $(NVCC_FLAGS) -c $< -o $@ > $(BUILD)/cuda/ptxas.txt 2>&1 || (cat $(BUILD)/cuda/ptxas.txt; exit 1)
+	@if grep -E "[1-9][0-9]* bytes spill (stores|loads)" $(BUILD)/cuda/ptxas.txt; then \
+	   echo "make cuda: ptxas reports register spills (see $(BUILD)/cuda/ptxas.txt)"; rm -f $@; exit 1; fi
+	@echo "  ptxas: $$(grep -c 'Compiling entry' $(BUILD)/cuda/ptxas.txt) kernel builds, no spills (report: $(BUILD)/cuda/ptxas.txt)"
+
+bin/qstar-cuda: $(BUILD)/host/main.o $(BUILD)/libqstar.a $(BUILD)/cuda/backend_cuda.o
+	@mkdir -p bin
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(CUDA_LIBS) $(LDLIBS)

@@ -1,0 +1,70 @@
+/*
+ * Linear layers through cuBLASLt, fp32 storage with TF32 tensor-core compute, in the row-major
+ * (OUT, IN) weight layout of kernels/ops.h. cuBLASLt is column-major, so every row-major product is
+ * computed as its transpose: out = inp·Wᵀ (N, OUT) is, column-major, outᵀ = W·inpᵀ.
+ * Weight gradients accumulate (beta = 1).
+ */
+#pragma once
+
+#include <cublasLt.h>
+
+#include "kernels/cuda/common.cuh"
+
+static cublasLtHandle_t qstar_lt;
+static void* qstar_lt_workspace;
+static const size_t QSTAR_LT_WORKSPACE = 32u << 20;
+
+static inline void cublas_check_(cublasStatus_t st, const char* what, const char* file, int line) {
+    if (st != CUBLAS_STATUS_SUCCESS) fatal("cuBLAS error %d at %s:%d: %s", (int)st, file, line, what);
+}
+#define cublasCheck(call) cublas_check_((call), #call, __FILE__, __LINE__)
+
+static void matmul_init(void) {
+    cublasCheck(cublasLtCreate(&qstar_lt));
+    cudaCheck(cudaMalloc(&qstar_lt_workspace, QSTAR_LT_WORKSPACE));
+}
+
+// Column-major D (m, n) = alpha · op(A) · op(B) + beta · D, with A stored (ta ? k : m) x (ta ? m : k).
+static void lt_gemm(float* d, const float* a, const float* b, int m, int n, int k, int ta, int tb, int lda, int ldb,
+                    int ldd, float alpha, float beta) {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F_FAST_TF32, CUDA_R_32F));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, ta ? k : m, ta ? m : k, lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, tb ? n : k, tb ? k : n, ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, ldd));
+    // One algorithm from the heuristic, asked afresh for each shape: the same shape always gets the
+    // same algorithm, so results are reproducible run to run.
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = QSTAR_LT_WORKSPACE;
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(qstar_lt, desc, la, lb, ld, ld, pref, 1, &heur, &found));
+    if (found == 0) fatal("cuBLASLt: no algorithm for a %d x %d x %d matmul", m, n, k);
+    cublasCheck(cublasLtMatmul(qstar_lt, desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heur.algo,
+                               qstar_lt_workspace, QSTAR_LT_WORKSPACE, qstar_stream));
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    cublasCheck(cublasLtMatrixLayoutDestroy(la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(ld));
+    cublasCheck(cublasLtMatmulDescDestroy(desc));
+}
+
+// out (N, OUT) = inp (N, IN) · weight (OUT, IN)ᵀ   ==  column-major outᵀ = W · inpᵀ
+static void cuda_matmul_forward(floatX* out, const floatX* inp, const float* weight, int N, int IN, int OUT) {
+    NVTX_RANGE_FN();
+    lt_gemm(out, weight, inp, OUT, N, IN, 1, 0, IN, IN, OUT, 1.0f, 0.0f);
+}
+
+// dinp (N, IN) = dout · W  ==  dinpᵀ = Wᵀ · doutᵀ ;  dweight (OUT, IN) += doutᵀ · inp  ==  dWᵀ += inpᵀ · dout
+static void cuda_matmul_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp,
+                                 const float* weight, int N, int IN, int OUT, int accumulate_dinp) {
+    NVTX_RANGE_FN();
+    if (dinp) lt_gemm(dinp, weight, dout, IN, N, OUT, 0, 0, IN, OUT, IN, 1.0f, accumulate_dinp ? 1.0f : 0.0f);
+    if (dweight) lt_gemm(dweight, inp, dout, IN, OUT, N, 0, 1, IN, OUT, IN, 1.0f, 1.0f);
+}
