@@ -1,0 +1,56 @@
+# tests/emu/emu.mk — builds the CUDA-on-CPU emulator (tests/emu) and its own tests.
+# Included by the top-level Makefile (-include tests/emu/emu.mk); uses its BUILD, BLAS_DIR and
+# BLAS_INC when set. Provides:
+#   EMU_OBJ        build/emu/*.o, the runtime (cuemu.o) and the cuBLAS/cuBLASLt shim (cublas_emu.o)
+#   EMU_TEST_BIN   build/tests/test_emu_* (tests/run_all.sh runs every build/tests/test_*)
+#   EMU_CXX, EMU_CXXFLAGS, EMU_LDLIBS  for other emulator builds, e.g. of kernels/cuda:
+#       $(EMU_CXX) $(EMU_CXXFLAGS) -x c++ -include tests/emu/cuemu.h kernels.cu -x none $(EMU_OBJ) $(EMU_LDLIBS)
+# The emulator needs only the CUDA headers (found next to nvcc) and g++, no GPU and no libcudart.
+# Without nvcc/headers EMU_TEST_BIN is a phony target that says the tests are skipped.
+
+BUILD ?= build
+EMU_NVCC := $(shell command -v nvcc 2>/dev/null)
+EMU_CUDA_HOME := $(if $(EMU_NVCC),$(patsubst %/bin/nvcc,%,$(EMU_NVCC)))
+
+ifneq ($(wildcard $(EMU_CUDA_HOME)/include/cuda_runtime.h),)
+
+EMU_CXX      ?= g++
+EMU_BLAS_INC := $(if $(BLAS_INC),-isystem $(BLAS_INC))
+EMU_COMMA    := ,
+EMU_BLAS_LIB := $(if $(BLAS_DIR),-L$(BLAS_DIR) -Wl$(EMU_COMMA)-rpath$(EMU_COMMA)$(BLAS_DIR)) -lopenblas
+# -Wno-unknown-pragmas: `#pragma unroll` means nothing to g++
+EMU_CXXFLAGS := -std=c++17 -O2 -g -Wall -Wextra -Werror -Wno-unknown-pragmas -pthread \
+                -I$(EMU_CUDA_HOME)/include $(EMU_BLAS_INC) $(EMU_EXTRA_CXXFLAGS)
+EMU_LDLIBS   := $(EMU_BLAS_LIB) -pthread -lm
+EMU_SRC      := $(wildcard tests/emu/*.cpp)
+EMU_OBJ      := $(EMU_SRC:tests/emu/%.cpp=$(BUILD)/emu/%.o)
+EMU_HDR      := tests/emu/cuemu.h tests/emu/cuda_portable.h
+EMU_TESTS    := $(wildcard tests/emu/test_*.cu)
+EMU_TEST_BIN := $(EMU_TESTS:tests/emu/test_%.cu=$(BUILD)/tests/test_emu_%)
+
+$(BUILD)/emu/%.o: tests/emu/%.cpp $(EMU_HDR)
+	@mkdir -p $(dir $@)
+	@echo "  CXX   $<"
+	@$(EMU_CXX) $(EMU_CXXFLAGS) -MMD -MP -c $< -o $@
+
+# a test kernel file compiled as C++ against the emulator prelude, linked with the runtime
+$(BUILD)/tests/test_emu_%: tests/emu/test_%.cu $(EMU_OBJ) $(EMU_HDR) tests/emu/test_helpers.h
+	@mkdir -p $(dir $@)
+	@echo "  EMU   $<"
+	@$(EMU_CXX) $(EMU_CXXFLAGS) -MMD -MP -MF $@.d -MT $@ -x c++ -include tests/emu/cuemu.h $< -x none \
+	    $(EMU_OBJ) -o $@ $(EMU_LDLIBS)
+
+# the objects are only prerequisites of pattern rules; keep make from deleting them as intermediates
+.SECONDARY: $(EMU_OBJ)
+.PHONY: emu
+emu: $(EMU_TEST_BIN)
+
+else
+
+EMU_OBJ      :=
+EMU_TEST_BIN := emu-skipped
+.PHONY: emu emu-skipped
+emu emu-skipped:
+	@echo "emulator tests skipped: nvcc / CUDA headers not found (tests/emu needs the CUDA headers)"
+
+endif

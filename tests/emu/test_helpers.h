@@ -1,0 +1,53 @@
+/*
+ * test_helpers.h — shared by the emulator's own tests (tests/emu/test_*.cu): the CHECK harness
+ * from tests/check.h plus small host-side helpers to move arrays to and from device memory.
+ * Everything here is ordinary CUDA host code, so the same test sources also compile with nvcc
+ * (tests/test_emu_nvcc.sh proves that the kernels are real CUDA).
+ */
+#ifndef QSTAR_EMU_TEST_HELPERS_H
+#define QSTAR_EMU_TEST_HELPERS_H
+
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "../check.h"
+#include "cuda_portable.h"
+
+#define FULL_MASK 0xffffffffu
+#define CU_OK(call) CHECK((call) == cudaSuccess, "%s failed", #call)
+
+template <class T>
+static T* to_device(const std::vector<T>& h) {
+    T* d = nullptr;
+    cudaMalloc((void**)&d, h.size() * sizeof(T));
+    cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice);
+    return d;
+}
+template <class T>
+static T* device_zeros(size_t n) {
+    T* d = nullptr;
+    cudaMalloc((void**)&d, n * sizeof(T));
+    cudaMemset(d, 0, n * sizeof(T));
+    return d;
+}
+template <class T>
+static std::vector<T> to_host(const T* d, size_t n) {
+    std::vector<T> h(n);
+    cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
+    return h;
+}
+
+/* a test program built with nvcc and run where there is no GPU says so and passes nothing */
+static inline bool have_device(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        printf("skipped: no CUDA device\n0 passed, 0 failed\n");
+        return false;
+    }
+    return true;
+}
+
+#endif
