@@ -14,11 +14,6 @@
 
 #define BL_OK(call) CHECK((call) == CUBLAS_STATUS_SUCCESS, "%s failed", #call)
 
-/* column-major op(X)[r][c] for X stored with leading dimension ld */
-static float opget(const std::vector<float>& X, bool t, int ld, int r, int c) {
-    return t ? X[(size_t)r * ld + c] : X[(size_t)c * ld + r];
-}
-
 /* C = alpha op(A) op(B) + beta C, all column-major */
 static void ref_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const std::vector<float>& A, int lda,
                      const std::vector<float>& B, int ldb, float beta, std::vector<float>& C, int ldc,

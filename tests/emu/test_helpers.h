@@ -7,6 +7,8 @@
 #ifndef QSTAR_EMU_TEST_HELPERS_H
 #define QSTAR_EMU_TEST_HELPERS_H
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
