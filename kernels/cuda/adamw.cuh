@@ -1,0 +1,109 @@
+/*
+ * Optimizer kernels on the GPU: the AdamW update, bfloat16 rounding of fp32 weights, and the squared
+ * norm for global gradient clipping. AdamW and rounding are elementwise grid-stride loops. The bias
+ * corrections are scalars computed once on the host with the same fp32 expressions as the CPU
+ * reference. round_bf16 works on the bit pattern (round to nearest, ties to even; inf and nan kept),
+ * so it is bitwise the CPU's. sum_squares must be deterministic and precise: a fixed grid (its size
+ * depends only on n) of blocks each accumulates a grid-strided share in double and reduces it in a
+ * fixed shuffle/shared-memory order to one partial; then a single block adds the partials in a fixed
+ * order and writes the float result to out[0] in device memory. The partials live in a static device
+ * array; every op runs on qstar_stream, in order, so the array is never used by two launches at once.
+ */
+#pragma once
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise.cuh"
+
+#define SUMSQ_BLOCK 256
+#define SUMSQ_MAX_BLOCKS 1024
+
+static __device__ double sumsq_partials[SUMSQ_MAX_BLOCKS];
+
+__global__ void adamw_kernel(float* param,       // (n)
+                             const float* grad,  // (n)
+                             float* m,           // (n) first moment
+                             float* v,           // (n) second moment
+                             size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                             float grad_scale, float step_size, float bc2_sqrt) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float g = grad[i] * grad_scale;
+        const float p = param[i] * (1.0f - lr * weight_decay);
+        const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+    }
+}
+
+__global__ void round_bf16_kernel(float* x,  // (n) in place
+                                  size_t n) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        uint32_t b = __float_as_uint(x[i]);
+        if ((b & 0x7F800000u) != 0x7F800000u) b += 0x7FFFu + ((b >> 16) & 1u);  // ties to even; inf/nan kept
+        x[i] = __uint_as_float(b & 0xFFFF0000u);
+    }
+}
+
+// Block-wide double sum in a fixed order; the result is valid in warp 0 (all of its lanes).
+__device__ __forceinline__ double block_sum_double_warp0(double v) {
+    __shared__ double shared[32];
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+    v = warp_sum_double(v);
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    double t = 0.0;
+    if (warp == 0) t = warp_sum_double(lane < nwarps ? shared[lane] : 0.0);
+    return t;
+}
+
+__global__ void sum_squares_partial_kernel(const float* x,  // (n)
+                                           size_t n) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    double acc = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) acc += (double)x[i] * x[i];
+    acc = block_sum_double_warp0(acc);
+    if (threadIdx.x == 0) sumsq_partials[blockIdx.x] = acc;
+}
+
+__global__ void sum_squares_final_kernel(float* out,  // (1)
+                                         int nparts) {
+    double acc = 0.0;
+    for (int i = threadIdx.x; i < nparts; i += blockDim.x) acc += sumsq_partials[i];
+    acc = block_sum_double_warp0(acc);
+    if (threadIdx.x == 0) out[0] = (float)acc;
+}
+
+static void cuda_adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
+                              float beta2, float eps, float weight_decay, float grad_scale, int t) {
+    NVTX_RANGE_FN();
+    if (n == 0) return;
+    const float bc1 = 1.0f - powf(beta1, (float)t);
+    const float bc2 = 1.0f - powf(beta2, (float)t);
+    const float step_size = lr / bc1;
+    const float bc2_sqrt = sqrtf(bc2);
+    LAUNCH(adamw_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, param, grad, m, v, n, lr, beta1,
+           beta2, eps, weight_decay, grad_scale, step_size, bc2_sqrt);
+    cudaCheckLaunch();
+}
+
+static void cuda_round_bf16(float* x, size_t n) {
+    NVTX_RANGE_FN();
+    if (n == 0) return;
+    LAUNCH(round_bf16_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, x, n);
+    cudaCheckLaunch();
+}
+
+static void cuda_sum_squares(float* out, const float* x, size_t n) {
+    NVTX_RANGE_FN();
+    // Blocks depend only on n (about 8 elements per thread, capped): the same n always sums the same way.
+    size_t blocks = (n + SUMSQ_BLOCK * 8 - 1) / (SUMSQ_BLOCK * 8);
+    if (blocks > SUMSQ_MAX_BLOCKS) blocks = SUMSQ_MAX_BLOCKS;
+    if (blocks == 0) blocks = 1;  // n == 0 still writes out[0] = 0
+    LAUNCH(sum_squares_partial_kernel, (int)blocks, SUMSQ_BLOCK, 0, qstar_stream, x, n);
+    cudaCheckLaunch();
+    LAUNCH(sum_squares_final_kernel, 1, SUMSQ_BLOCK, 0, qstar_stream, out, (int)blocks);
+    cudaCheckLaunch();
+}
