@@ -35,9 +35,9 @@ $(BUILD)/emu/%.o: tests/emu/%.cpp $(EMU_HDR)
 
 # a test kernel file compiled as C++ against the emulator prelude, linked with the runtime
 $(BUILD)/tests/test_emu_%: tests/emu/test_%.cu $(EMU_OBJ) $(EMU_HDR) tests/emu/test_helpers.h
-	@mkdir -p $(dir $@)
+	@mkdir -p $(dir $@) $(BUILD)/emu
 	@echo "  EMU   $<"
-	@$(EMU_CXX) $(EMU_CXXFLAGS) -MMD -MP -MF $@.d -MT $@ -x c++ -include tests/emu/cuemu.h $< -x none \
+	@$(EMU_CXX) $(EMU_CXXFLAGS) -MMD -MP -MF $(BUILD)/emu/$(notdir $@).d -MT $@ -x c++ -include tests/emu/cuemu.h $< -x none \
 	    $(EMU_OBJ) -o $@ $(EMU_LDLIBS)
 
 # the objects are only prerequisites of pattern rules; keep make from deleting them as intermediates
