@@ -257,7 +257,12 @@ std::string describe(const Fiber& f) {
     char buf[256];
     switch (f.state) {
     case DONE: return "exited";
-    case RUNNABLE: return "runnable";
+    case RUNNABLE:
+        if (f.op == -1) {
+            snprintf(buf, sizeof buf, "spinning in %s at %s:%d", f.name, f.file, f.line);
+            return buf;
+        }
+        return "runnable";
     case WAIT_BAR: snprintf(buf, sizeof buf, "%s at %s:%d", f.name, f.file, f.line); return buf;
     default:
         if (f.op == W_ACTIVEMASK) snprintf(buf, sizeof buf, "%s at %s:%d", f.name, f.file, f.line);
@@ -271,6 +276,37 @@ std::string where(const Worker& w, const Fiber& f) {
     snprintf(buf, sizeof buf, "kernel '%s' block (%u,%u,%u) thread (%u,%u,%u) [warp %u lane %u]",
              w.L ? w.L->name : "?", w.block.x, w.block.y, w.block.z, f.tid.x, f.tid.y, f.tid.z, f.warp, f.lane);
     return buf;
+}
+
+void list_threads(Worker& w) {
+    unsigned lines = 0;
+    for (unsigned i = 0; i < w.nthreads;) {
+        std::string d = describe(w.fibers[i]);
+        unsigned j = i + 1;
+        while (j < w.nthreads && describe(w.fibers[j]) == d) j++;
+        if (lines++ < 24) {
+            const Fiber &a = w.fibers[i], &b = w.fibers[j - 1];
+            if (a.warp == b.warp)
+                fprintf(stderr, "cuemu:   threads %u-%u (warp %u lanes %u-%u): %s\n", i, j - 1, a.warp, a.lane,
+                        b.lane, d.c_str());
+            else
+                fprintf(stderr, "cuemu:   threads %u-%u (warps %u-%u): %s\n", i, j - 1, a.warp, b.warp, d.c_str());
+        }
+        i = j;
+    }
+    if (lines > 24) fprintf(stderr, "cuemu:   ... (%u more groups)\n", lines - 24);
+}
+
+[[noreturn]] void livelock(Worker& w, double seconds) {
+    fflush(stdout);
+    fprintf(stderr,
+            "cuemu: livelock in kernel '%s' block (%u,%u,%u): for %.0f s the only activity was threads spinning in "
+            "__nanosleep (waiting for something no thread of this block will do? blocks run one after another, so a "
+            "block cannot wait for a later one). Where each thread is:\n",
+            w.L->name, w.block.x, w.block.y, w.block.z, seconds);
+    list_threads(w);
+    fflush(stderr);
+    abort();
 }
 
 [[noreturn]] void deadlock(Worker& w) {
@@ -289,22 +325,7 @@ std::string where(const Worker& w, const Fiber& f) {
             "or lanes that skip the intrinsic). Where each thread waits:\n",
             w.L->name, w.block.x, w.block.y, w.block.z, w.L->grid.x, w.L->grid.y, w.L->grid.z, w.L->block.x,
             w.L->block.y, w.L->block.z, nb, nw, nd);
-    unsigned lines = 0;
-    for (unsigned i = 0; i < w.nthreads;) {
-        std::string d = describe(w.fibers[i]);
-        unsigned j = i + 1;
-        while (j < w.nthreads && describe(w.fibers[j]) == d) j++;
-        if (lines++ < 24) {
-            const Fiber &a = w.fibers[i], &b = w.fibers[j - 1];
-            if (a.warp == b.warp)
-                fprintf(stderr, "cuemu:   threads %u-%u (warp %u lanes %u-%u): %s\n", i, j - 1, a.warp, a.lane,
-                        b.lane, d.c_str());
-            else
-                fprintf(stderr, "cuemu:   threads %u-%u (warps %u-%u): %s\n", i, j - 1, a.warp, b.warp, d.c_str());
-        }
-        i = j;
-    }
-    if (lines > 24) fprintf(stderr, "cuemu:   ... (%u more groups)\n", lines - 24);
+    list_threads(w);
     fflush(stderr);
     abort();
 }
@@ -481,19 +502,24 @@ void run_block(Worker& w, unsigned long long b) {
     for (unsigned i = 0; i < n; i++) {
         Fiber& f = w.fibers[i];
         f.state = RUNNABLE;
+        f.op = 0;
         f.linear = i;
         f.lane = i & 31;
         f.warp = i >> 5;
         f.tid = uint3{i % L.block.x, i / L.block.x % L.block.y, i / (L.block.x * L.block.y)};
         seed_fiber(w, &f, i);
     }
+    /* rounds in which every fiber that ran only yielded: a spin-wait that nothing will end */
+    unsigned long long idle_rounds = 0;
+    std::chrono::steady_clock::time_point idle_start;
     for (;;) {
-        bool ran = false;
+        bool ran = false, advanced = false;
         for (unsigned i = 0; i < n; i++) {
             Fiber* f = &w.fibers[i];
             if (f->state != RUNNABLE) continue;
             ran = true;
             run_fiber(w, f);
+            advanced |= f->state != RUNNABLE;
         }
         if (w.n_done == n) break;
         bool released = w.n_warp && release_warps(w);
@@ -502,6 +528,14 @@ void run_block(Worker& w, unsigned long long b) {
             released = true;
         }
         if (!ran && !released) deadlock(w);
+        if (advanced || released) {
+            idle_rounds = 0;
+        } else if ((++idle_rounds & 0xffff) == 0) {
+            auto now = std::chrono::steady_clock::now();
+            if (idle_rounds == 0x10000) idle_start = now;
+            double s = std::chrono::duration<double>(now - idle_start).count();
+            if (s > (double)env_long("CUEMU_SPIN_TIMEOUT_S", 10)) livelock(w, s);
+        }
     }
 }
 
@@ -693,10 +727,15 @@ unsigned active_mask(const char* file, int line) {
     return (unsigned)f->ret;
 }
 
-void fiber_yield() {
+void fiber_yield(const char* file, int line) {
     Worker* w = tl_worker;
     if (!w || !w->cur) return;
-    to_scheduler(*w, w->cur);
+    Fiber* f = w->cur;
+    f->name = "__nanosleep";
+    f->file = file;
+    f->line = line;
+    f->op = -1; /* marks "last stopped in a yield" for the livelock report */
+    to_scheduler(*w, f);
 }
 
 void trap(const char* what, const char* file, int line) {

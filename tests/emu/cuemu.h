@@ -80,7 +80,7 @@ uint64_t warp_collective(int op, const char* name, unsigned mask, const void* in
                          int arg, int width, void* out, const char* file, int line);
 int block_barrier(int op, const char* name, int pred, const char* file, int line);
 unsigned active_mask(const char* file, int line);
-void fiber_yield();
+void fiber_yield(const char* file, int line);
 [[noreturn]] void trap(const char* what, const char* file, int line);
 
 /* Kernel launch (synchronous). `name` is for messages, `fn` identifies the kernel for
@@ -223,8 +223,10 @@ inline unsigned __match_all_sync(unsigned mask, T value, int* pred, CUEMU_SITE) 
 
 /* ---------------------------------------------------------------- misc control */
 /* A spin-wait on a flag set by another thread of the block never yields by itself under fibers;
- * __nanosleep is the polite way to wait, so it gives the other fibers a turn. */
-inline void __nanosleep(unsigned) { ::cuemu::fiber_yield(); }
+ * __nanosleep is the polite way to wait, so it gives the other fibers a turn. If only such
+ * spinning goes on for CUEMU_SPIN_TIMEOUT_S seconds (default 10) the emulator aborts and says so
+ * (e.g. a block waiting for a later block: blocks run one after another). */
+inline void __nanosleep(unsigned, CUEMU_SITE) { ::cuemu::fiber_yield(CUEMU_AT); }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_system() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

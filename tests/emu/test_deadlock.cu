@@ -5,7 +5,8 @@
  *   a divergent barrier (half a warp at __syncthreads, half at a shuffle), also with 2 workers;
  *   a lane whose own bit is not in the mask; one mask used by two different intrinsics;
  *   an invalid shuffle width; a store past the end of a cudaMalloc block (red-zone canary);
- *   a fiber stack overflow (guard page -> SIGSEGV); __trap(); a warp intrinsic called on the host.
+ *   a fiber stack overflow (guard page -> SIGSEGV); an endless __nanosleep spin-wait (livelock
+ *   report after CUEMU_SPIN_TIMEOUT_S); __trap(); a warp intrinsic called on the host.
  * The kernels are valid CUDA (nvcc compiles this file) but are only run under the emulator.
  */
 #include "test_helpers.h"
@@ -54,6 +55,12 @@ __device__ int deep(int d) {
     return d == 0 ? frame[0] : deep(d - 1) + frame[0];
 }
 __global__ void k_stack(int* out, int depth) { out[threadIdx.x] = deep(depth); }
+
+/* waits for a flag nobody sets */
+__global__ void k_spin_forever(volatile int* flag) {
+    if (threadIdx.x == 0)
+        while (*flag == 0) __nanosleep(1000);
+}
 
 __global__ void k_trap(int* out) {
     if (threadIdx.x == 3) __trap();
@@ -132,6 +139,10 @@ static void run_stack_ok(void) {
     LAUNCH(k_stack, 1, 4, 0, 0, g_buf, 1000);
     if (cudaGetLastError() != cudaSuccess) _exit(3);
 }
+static void run_spin(void) {
+    setenv("CUEMU_SPIN_TIMEOUT_S", "1", 1);
+    LAUNCH(k_spin_forever, 1, 64, 0, 0, g_buf);
+}
 static void run_trap(void) { LAUNCH(k_trap, 1, 32, 0, 0, g_buf); }
 static void run_host_shuffle(void) { (void)__shfl_sync(FULL_MASK, 1, 0); }
 #endif
@@ -187,6 +198,11 @@ int main(void) {
     CHECK(o.signal == 0 && o.code == 0, "the same recursion fits with CUEMU_STACK_KB=1024 (signal %d, exit %d)",
           o.signal, o.code);
     if (failed_last()) show("stack ok", o);
+
+    o = in_child(run_spin);
+    CHECK(o.signal == SIGABRT && has(o, "livelock in kernel 'k_spin_forever'") && has(o, "spinning in __nanosleep at"),
+          "an endless spin-wait is reported");
+    if (failed_last()) show("spin", o);
 
     o = in_child(run_trap);
     CHECK(o.signal == SIGABRT && has(o, "__trap()") && has(o, "thread (3,0,0)"), "__trap names the thread");
