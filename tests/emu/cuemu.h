@@ -17,7 +17,18 @@
  * so that a deadlock report can say where each thread waits.
  *
  * __CUDA_ARCH__ stays undefined on purpose: defining it would switch the fp16/bf16 headers to their
- * inline-PTX paths. Kernels must not hide required logic behind it.
+ * inline-PTX paths. Kernels must not hide required logic behind it, nor behind __CUDACC__ (also
+ * undefined here); CUEMU is defined, for the rare emulator-only line.
+ *
+ * Kernel-source conventions (see cuda_portable.h): DYN_SMEM(T, name) instead of
+ * `extern __shared__ T name[]`, LAUNCH(kernel, grid, block, smem, stream, args...) instead of <<<>>>,
+ * always the *_sync warp intrinsics with explicit masks, __syncwarp() where lanes communicate
+ * through shared memory, no inline PTX, no cooperative_groups/CUB.
+ *
+ * Environment: CUEMU_WORKERS=N (blocks on N threads; default 1 = deterministic order),
+ * CUEMU_STACK_KB (fiber stack, default 64), CUEMU_MALLOC_FILL=0 (do not fill new cudaMalloc
+ * blocks with 0xFF), CUEMU_SPIN_TIMEOUT_S (livelock report, default 10), CUEMU_VERBOSE (say why
+ * a launch was rejected).
  */
 #ifndef CUEMU_H
 #define CUEMU_H

@@ -42,15 +42,15 @@ $(BUILD)/tests/test_emu_%: tests/emu/test_%.cu $(EMU_OBJ) $(EMU_HDR) tests/emu/t
 
 # the objects are only prerequisites of pattern rules; keep make from deleting them as intermediates
 .SECONDARY: $(EMU_OBJ)
-.PHONY: emu
-emu: $(EMU_TEST_BIN)
+.PHONY: emu-tests
+emu-tests: $(EMU_TEST_BIN)
 
 else
 
 EMU_OBJ      :=
 EMU_TEST_BIN := emu-skipped
-.PHONY: emu emu-skipped
-emu emu-skipped:
+.PHONY: emu-tests emu-skipped
+emu-tests emu-skipped:
 	@echo "emulator tests skipped: nvcc / CUDA headers not found (tests/emu needs the CUDA headers)"
 
 endif
