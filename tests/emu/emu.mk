@@ -9,6 +9,8 @@
 # Without nvcc/headers EMU_TEST_BIN is a phony target that says the tests are skipped.
 
 BUILD ?= build
+# this fragment may be included before the including Makefile's first target: keep its default goal
+EMU_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
 EMU_NVCC := $(shell command -v nvcc 2>/dev/null)
 EMU_CUDA_HOME := $(if $(EMU_NVCC),$(patsubst %/bin/nvcc,%,$(EMU_NVCC)))
 
@@ -54,3 +56,5 @@ emu-tests emu-skipped:
 	@echo "emulator tests skipped: nvcc / CUDA headers not found (tests/emu needs the CUDA headers)"
 
 endif
+
+.DEFAULT_GOAL := $(EMU_SAVED_DEFAULT_GOAL)
