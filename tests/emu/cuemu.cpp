@@ -126,7 +126,7 @@ struct Launch {
     void* closure;
     unsigned long long nblocks;
     unsigned nthreads;
-    std::atomic<unsigned long long> next{0};
+    unsigned workers = 1; /* worker k runs blocks k, k + workers, k + 2*workers, ... */
 };
 
 struct Worker {
@@ -539,7 +539,7 @@ void run_block(Worker& w, unsigned long long b) {
     }
 }
 
-void run_blocks(Launch& L) {
+void run_blocks(Launch& L, unsigned k) {
     Worker& w = this_worker();
     ensure_fibers(w, L.nthreads);
     if (w.dynsmem_cap < L.smem || !w.dynsmem) {
@@ -552,11 +552,9 @@ void run_blocks(Launch& L) {
     t_blockDim = L.block;
     t_gridDim = L.grid;
     t_dynsmem = w.dynsmem;
-    for (;;) {
-        unsigned long long b = L.next.fetch_add(1, std::memory_order_relaxed);
-        if (b >= L.nblocks) break;
-        run_block(w, b);
-    }
+    /* a fixed assignment rather than a shared counter: which thread runs which block does not
+     * depend on timing, and every worker really gets blocks */
+    for (unsigned long long b = k; b < L.nblocks; b += L.workers) run_block(w, b);
     w.L = nullptr;
     t_threadIdx = uint3{0, 0, 0};
     t_blockIdx = uint3{0, 0, 0};
@@ -584,7 +582,7 @@ void pool_thread(unsigned index, unsigned long long seen) {
         if (index >= p.want) continue;
         Launch* L = p.job;
         lk.unlock();
-        run_blocks(*L);
+        run_blocks(*L, index + 1);
         lk.lock();
         if (--p.running == 0) p.done_cv.notify_all();
     }
@@ -601,7 +599,7 @@ void run_parallel(Launch& L, unsigned workers) {
         p.gen++;
     }
     p.cv.notify_all();
-    run_blocks(L);
+    run_blocks(L, 0);
     std::unique_lock<std::mutex> lk(p.m);
     p.done_cv.wait(lk, [&] { return p.running == 0; });
 }
@@ -778,8 +776,9 @@ void launch_raw(const char* name, const void* fn, dim3 grid, dim3 block, size_t 
     L.nthreads = (unsigned)nthreads;
     long workers = std::max(1L, std::min(env_long("CUEMU_WORKERS", 1), 64L));
     if ((unsigned long long)workers > L.nblocks) workers = (long)L.nblocks;
+    L.workers = (unsigned)workers;
     if (workers <= 1)
-        run_blocks(L);
+        run_blocks(L, 0);
     else
         run_parallel(L, (unsigned)workers);
     char what[300];
