@@ -6,6 +6,7 @@
 #   make bench      benchmarks (bench/)
 #   make cuda       the CUDA build when nvcc is present (says so and skips when not)
 
+.DEFAULT_GOAL := all
 CC      ?= gcc
 ARCH    ?= -march=native
 OPT     ?= -O2
@@ -33,6 +34,12 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
+# The CUDA-on-CPU emulator (tests/emu) and the CUDA backend (kernels/cuda): EMU_BACKEND is the
+# kernels compiled for the emulator (the `emu` backend), linked into the tests and bin/qstar-emu
+# when the CUDA headers are present.
+-include tests/emu/emu.mk
+include kernels/cuda/cuda.mk
+
 .PHONY: all deps run test bench cuda clean
 all: bin/qstar
 
@@ -51,9 +58,9 @@ bin/qstar: $(BUILD)/host/main.o $(BUILD)/libqstar.a
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libqstar.a
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libqstar.a $(EMU_BACKEND)
 	@echo "  LINK  $@"
-	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(EMU_LDLIBS_C)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libqstar.a
 	@echo "  LINK  $@"
@@ -62,7 +69,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libqstar.a
 deps:
 	@bash tools/deps.sh
 
-tests: bin/qstar $(TEST_BIN)
+tests: bin/qstar $(TEST_BIN) $(EMU_TEST_BIN) $(EMU_QSTAR)
 
 run: deps all
 	@bash tools/demo.sh
@@ -74,17 +81,11 @@ test: deps
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
-include kernels/cuda/cuda.mk
-
 cuda:
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory bin/qstar-cuda; \
 	 else echo "make cuda: nvcc not found, skipping the CUDA backend"; fi
 
 clean:
 	rm -rf $(BUILD) bin
-
-# the CUDA-on-CPU emulator and its tests (tests/emu); EMU_TEST_BIN is empty-ish without nvcc
--include tests/emu/emu.mk
-tests: $(EMU_TEST_BIN)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

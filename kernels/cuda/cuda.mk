@@ -28,3 +28,21 @@ bin/qstar-cuda: $(BUILD)/host/main.o $(BUILD)/libqstar.a $(BUILD)/cuda/backend_c
 	@mkdir -p bin
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(CUDA_LIBS) $(LDLIBS)
+
+# The same kernels compiled by g++ against the CPU emulator: the `emu` backend of the tests and of
+# bin/qstar-emu (emu.mk provides EMU_OBJ, EMU_CXX, EMU_CXXFLAGS when the CUDA headers are found).
+ifneq ($(EMU_OBJ),)
+EMU_BACKEND  := $(BUILD)/emu/backend_emu.o $(EMU_OBJ)
+EMU_LDLIBS_C := -lstdc++ -pthread
+EMU_QSTAR    := bin/qstar-emu
+
+$(BUILD)/emu/backend_emu.o: $(CUDA_SRC) $(CUDA_DEPS) $(EMU_HDR)
+	@mkdir -p $(dir $@)
+	@echo "  EMU   $<"
+	@$(EMU_CXX) $(EMU_CXXFLAGS) -std=c++20 -I. -x c++ -include tests/emu/cuemu.h -c $< -o $@
+
+bin/qstar-emu: $(BUILD)/host/main.o $(BUILD)/libqstar.a $(EMU_BACKEND)
+	@mkdir -p bin
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(EMU_LDLIBS_C)
+endif

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The CUDA kernels against the C reference, without a GPU: the kernels/cuda sources compiled for the
+# project's CPU emulator (tests/emu) form the `emu` backend. Every op test runs on it (tolerance per
+# op, maximum errors printed in the logs), the model-level gradient and generation tests run on it,
+# the Quiet-STaR parity case runs on it, and a full lm step and a full quietstar step of `qstar train`
+# agree between --device cpu and --device emu.
+set -u
+cd "$(dirname "$0")/.."
+pass=0; fail=0
+ok()  { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+if [ ! -x bin/qstar-emu ]; then
+  echo "FAIL SKIP: the emu backend is not built (it needs nvcc's CUDA headers; see make tests)"; echo "0 passed, 1 failed"; exit 1
+fi
+work=build/test-work/cross; rm -rf "$work"; mkdir -p "$work"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+
+run() {  # run NAME CMD...: the command must pass; its closing line is shown
+  local name=$1; shift
+  if "$@" > "$work/$name.log" 2>&1; then ok "$name on emu ($(grep -E '[0-9]+ passed, [0-9]+ failed' "$work/$name.log" | tail -1))"
+  else bad "$name on emu:"; grep -E "FAIL|error" "$work/$name.log" | head -8 | sed 's/^/       /'; fi
+}
+run test_ops build/tests/test_ops emu
+run test_thought_attention build/tests/test_thought_attention emu
+run test_quietstar_ops build/tests/test_quietstar_ops emu
+run test_model_grad env QSTAR_TEST_DEVICE=emu build/tests/test_model_grad
+run test_quietstar_grad env QSTAR_TEST_DEVICE=emu build/tests/test_quietstar_grad
+run test_generate env QSTAR_TEST_DEVICE=emu build/tests/test_generate
+if [ -x .venv/bin/python ]; then
+  .venv/bin/python tests/ref/quietstar_reference.py "$work/qsref" > /dev/null 2>&1 \
+    && run quietstar_parity env QSTAR_TEST_DEVICE=emu build/tests/tool_quietstar_parity "$work/qsref" \
+    || bad "quietstar reference script failed"
+else
+  bad "SKIP quietstar parity on emu: .venv missing (run make deps)"
+fi
+
+# whole training steps, cpu vs emu
+python3 tests/lib/make_shard.py "$work/d.bin" --random 1000 --tokens 8000 --seed 9
+# Fields compared: losses and gradient norms. Rewards are differences of nearly equal NLLs (the
+# mixing weight starts at 0), so their float rounding is not comparable at a relative tolerance;
+# they enter the weights, which are compared as a whole.
+compare_runs() {  # NAME DIR_CPU DIR_EMU STEP
+  python3 - "$2/metrics.jsonl" "$3/metrics.jsonl" <<'PY' || return 1
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+keys = [k for k in ("loss", "grad_norm", "base_nll", "talk_nll_mean") if k in a[0]]
+worst = max(abs(x[k] - y[k]) / max(abs(y[k]), 1e-3) for x, y in zip(a, b) for k in keys)
+print("    %d steps, fields %s: worst relative difference %.2g" % (len(a), ",".join(keys), worst))
+sys.exit(0 if len(a) == len(b) and worst < 2e-4 else 1)
+PY
+  [ -x .venv/bin/python ] || return 0
+  .venv/bin/python - "$2/step_00000$4/model.safetensors" "$3/step_00000$4/model.safetensors" <<'PY'
+import sys, numpy as np
+from safetensors.numpy import load_file
+A, B = load_file(sys.argv[1]), load_file(sys.argv[2])
+d = np.sqrt(sum(((A[k] - B[k]).astype(np.float64) ** 2).sum() for k in A))
+n = np.sqrt(sum((B[k].astype(np.float64) ** 2).sum() for k in A))
+print("    weights after the run: relative L2 distance %.2g" % (d / n)); sys.exit(0 if d / n < 1e-5 else 1)
+PY
+}
+LM=(--config configs/tiny.json --data "$work/d.bin" --steps 3 --batch 2 --seq 32 --lr 1e-3 --warmup 0)
+bin/qstar train "${LM[@]}" --device cpu --out "$work/lm_cpu" > "$work/lm_cpu.log" 2>&1 \
+  && bin/qstar-emu train "${LM[@]}" --device emu --out "$work/lm_emu" > "$work/lm_emu.log" 2>&1 \
+  && compare_runs lm "$work/lm_cpu" "$work/lm_emu" 3 && ok "lm training steps: cpu == emu" || bad "lm training steps differ (logs in $work)"
+QS=(--config configs/tiny.json --mode quietstar --tokenizer data/corpus/tokenizer.json --data "$work/d.bin" --steps 2
+    --batch 1 --seq 24 --n-ahead 6 --n-ahead-talk 2 --lr 1e-3 --warmup 0 --policy-weight 1)
+bin/qstar train "${QS[@]}" --device cpu --out "$work/qs_cpu" > "$work/qs_cpu.log" 2>&1 \
+  && bin/qstar-emu train "${QS[@]}" --device emu --out "$work/qs_emu" > "$work/qs_emu.log" 2>&1 \
+  && compare_runs quietstar "$work/qs_cpu" "$work/qs_emu" 2 && ok "quietstar training steps: cpu == emu" \
+  || bad "quietstar training steps differ (logs in $work)"
+bin/qstar-emu sample --ckpt "$work/qs_emu/step_000002" --prompt "Add 12 and 30." --thoughts --max-tokens 4 \
+  --device emu --temperature 0 > "$work/sample.log" 2>&1 && ok "qstar sample --thoughts runs on emu" || bad "sample on emu"
+
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
