@@ -42,19 +42,6 @@ static double sgemm_peak_flops(void) {
     return best;
 }
 
-static double step_flops(const Model* m, int B, int T) {
-    const ModelConfig* c = &m->cfg;
-    double N = (double)B * T, linear = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor* t = &m->tensors[i];
-        if (t->ndim == 2 && !strstr(t->name, "embed_tokens")) linear += (double)t->numel;
-    }
-    if (c->tie_word_embeddings) linear += (double)c->vocab_size * c->hidden_size;  // embedding reused as lm_head
-    double pairs = (double)T * (T + 1) / 2.0;
-    double attention = 12.0 * c->num_hidden_layers * B * c->num_attention_heads * c->head_dim * pairs;
-    return 6.0 * N * linear + attention;
-}
-
 int main(int argc, char** argv) {
     const char* presets = "tiny,100m";
     const char* device = "cpu";
@@ -87,7 +74,7 @@ int main(int argc, char** argv) {
         int32_t* tok = xmalloc(sizeof(int32_t) * N);
         int32_t* tgt = xmalloc(sizeof(int32_t) * N);
         for (int i = 0; i < N; i++) tok[i] = tgt[(i + N - 1) % N] = (int32_t)((i * 2654435761u) % cfg.vocab_size);
-        AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f};
+        AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f, 0, 0};
         double best = 1e30;
         for (int s = 0; s <= steps; s++) {
             double t0 = now_seconds();
@@ -100,7 +87,7 @@ int main(int argc, char** argv) {
             double dt = now_seconds() - t0;
             if (s > 0 && dt < best) best = dt;  // step 0 warms up
         }
-        double flops = step_flops(&m, batch, seq);
+        double flops = model_step_flops(&m, batch, seq);
         printf("%-8s %6d %5d %11.1fM %10.1f %12.0f %12.1f %7.1f%%\n", p, batch, seq, m.n_params / 1e6, best * 1e3,
                N / best, flops / best / 1e9, 100.0 * flops / best / peak);
         fflush(stdout);

@@ -24,7 +24,7 @@
 #include "model/quietstar.h"
 
 typedef struct {
-    const char *config, *model, *resume, *data, *out, *device, *schedule, *tokenizer, *mode, *thought_init;
+    const char *config, *model, *resume, *data, *out, *device, *schedule, *tokenizer, *mode, *thought_init, *profile_steps;
     int steps, batch, seq, grad_accum, warmup, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
     // Quiet-STaR
@@ -197,6 +197,8 @@ int cmd_train(int argc, char** argv) {
         {"save-every", ARG_INT, &s.save_every, "checkpoint every N steps (0: only at the end)"},
         {"stop-after", ARG_INT, &s.stop_after, "stop (with a checkpoint) after N steps of this invocation"},
         {"log-every", ARG_INT, &s.log_every, "print a log line every N steps"},
+        {"profile-steps", ARG_STR, &s.profile_steps,
+         "A:B: open the profiler's capture window (cudaProfilerStart/Stop) around steps A..B, for ncu/nsys"},
         {"tokenizer", ARG_STR, &s.tokenizer, "tokenizer.json of the data: logs then show text"},
         {"sample-every", ARG_INT, &s.sample_every, "with --tokenizer: print a generated sample every N steps (0: off)"},
         {"sample-tokens", ARG_INT, &s.sample_tokens, "tokens per generated sample"},
@@ -340,13 +342,29 @@ int cmd_train(int argc, char** argv) {
     cJSON* settings_json = args_to_json(specs, nspecs);
     cJSON_ReplaceItemInObject(settings_json, "resume", cJSON_CreateNull());
 
+    int prof_a = 0, prof_b = -1;
+    if (s.profile_steps && (sscanf(s.profile_steps, "%d:%d", &prof_a, &prof_b) != 2 || prof_a < 1 || prof_b < prof_a))
+        fatal("train: --profile-steps expects A:B with 1 <= A <= B (got \"%s\")", s.profile_steps);
+    // MFU: the FLOPs a step must do over the device's peak. A Quiet-STaR step runs S forwards and
+    // backwards of R = B·P rows; the thought attention's extra own-slot keys and the mixing head are
+    // not counted.
+    const double peak = be->peak_flops();
+    const double step_flops = (quietstar ? (double)(s.n_ahead + s.n_ahead_talk - 1) *
+                                               model_step_flops(&model, s.batch * s.n_passes, s.seq)
+                                         : model_step_flops(&model, s.batch, s.seq)) *
+                              s.grad_accum * comm.world;
     const int N = s.batch * s.seq;
     int32_t* inputs = xmalloc(sizeof(int32_t) * N);
     int32_t* targets = xmalloc(sizeof(int32_t) * N);
     AdamWConfig opt = {s.beta1, s.beta2, s.eps, s.weight_decay, s.decay_norms < 0 ? quietstar : s.decay_norms,
                        s.bf16_weights};
+    if (main_rank && peak > 0) printf("MFU against %.0f TFLOP/s (TF32) per device\n", peak / 1e12);
     int steps_this_run = 0;
     for (int step = start_step + 1; step <= s.steps; step++) {
+        if (step == prof_a) be->profiler(1);
+        char range[32];
+        snprintf(range, sizeof range, "step %d", step);
+        be->range_push(range);
         double t0 = now_seconds();
         float lr = lr_at(&s, step);
         model_zero_grad(&model);
@@ -392,13 +410,17 @@ int cmd_train(int argc, char** argv) {
             for (size_t i = 0; quietstar && i < sizeof qst / sizeof(double); i++)
                 f[i] = comm_allreduce_sum_scalar(&comm, f[i]) / comm.world;
         }
+        be->range_pop();
+        if (step == prof_b) be->profiler(0);
         double ms = (now_seconds() - t0) * 1e3;
         double tok_s = (double)N * s.grad_accum * comm.world / (ms / 1e3);
+        double mfu = peak > 0 ? step_flops / (ms / 1e3) / (peak * comm.world) : 0;
         double talk = 0;
         for (int t = 0; t < s.n_ahead_talk && quietstar; t++) talk += qst.talk_nll[t] / s.n_ahead_talk;
         if (main_rank && (step % s.log_every == 0 || step == s.steps)) {
             printf("step %6d/%d | loss %.6f | lr %.3e | norm %8.4f | %8.1f ms | %9.0f tok/s", step, s.steps, loss, lr,
                    norm, ms, tok_s);
+            if (peak > 0) printf(" | MFU %4.1f%%", 100 * mfu);
             if (quietstar)
                 printf(" | base %.4f | talk %.4f | reward %+.4f | adv %.4f | pos %4.1f%% | w %+.4f | policy %.4g",
                        qst.base_nll, talk, qst.mean_reward, qst.mean_advantage, 100 * qst.frac_positive,

@@ -34,6 +34,13 @@ typedef struct Backend {
     void (*copy)(void* dst, const void* src, size_t bytes);          // backend -> backend
     void (*zero)(void* ptr, size_t bytes);
     void (*sync)(void);
+    // profiling: named ranges (NVTX on CUDA, for nsys), the profiler's capture window
+    // (cudaProfilerStart/Stop, for ncu/nsys --capture-range), and the device's peak FLOP/s for MFU
+    // (TF32 tensor cores for fp32 on CUDA; 0 where unknown)
+    void (*range_push)(const char* name);
+    void (*range_pop)(void);
+    void (*profiler)(int on);
+    double (*peak_flops)(void);
 
     // ---- token embedding ------------------------------------------------------------------------
     // out[n] = table[tokens[n]]

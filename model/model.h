@@ -156,6 +156,12 @@ void model_shard_optimizer(Model* m, size_t offset, size_t count);
 // Squared L2 norm of gradients [offset, offset + count).
 double model_grad_sum_squares(Model* m, size_t offset, size_t count);
 
+// FLOPs of one training step (forward + backward) over B sequences of T tokens, counted exactly for
+// the work the step must do: 6·N per linear weight (lm_head included; embedding lookups and
+// elementwise ops excluded) and causal attention's 12·HD per visible (query, key) pair and head.
+// Recomputation is not counted: this is the numerator of MFU.
+double model_step_flops(const Model* m, int B, int T);
+
 // Generates up to n_new tokens after prompt into out (temperature 0: greedy; else Gumbel-max with
 // Philox noise keyed by (seed, position)); stops after stop_token (-1: never). Returns the count.
 // Uses its own activations, leaving the training ones untouched.

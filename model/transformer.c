@@ -269,3 +269,15 @@ void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_sca
     }
     if (opt->bf16_weights) m->be->round_bf16(m->params + r0, m->opt_count);
 }
+
+double model_step_flops(const Model* m, int B, int T) {
+    const ModelConfig* c = &m->cfg;
+    double linear = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor* t = &m->tensors[i];
+        if (t->ndim == 2 && !strstr(t->name, "embed_tokens") && !strstr(t->name, "quietstar.")) linear += (double)t->numel;
+    }
+    if (c->tie_word_embeddings) linear += (double)c->vocab_size * c->hidden_size;  // the embedding reused as lm_head
+    const double pairs = (double)T * (T + 1) / 2.0;
+    return 6.0 * B * T * linear + 12.0 * c->num_hidden_layers * B * c->num_attention_heads * c->head_dim * pairs;
+}

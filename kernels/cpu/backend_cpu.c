@@ -21,6 +21,10 @@ static void cpu_memcpy(void* dst, const void* src, size_t bytes) {
 }
 static void cpu_zero(void* p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_sync(void) {}
+static void cpu_range_push(const char* name) { (void)name; }
+static void cpu_range_pop(void) {}
+static void cpu_profiler(int on) { (void)on; }
+static double cpu_peak_flops(void) { return 0.0; }  // CPU MFU is the sgemm share bench_train_step reports
 
 const Backend backend_cpu = {
     .name = "cpu",
@@ -31,6 +35,10 @@ const Backend backend_cpu = {
     .copy = cpu_memcpy,
     .zero = cpu_zero,
     .sync = cpu_sync,
+    .range_push = cpu_range_push,
+    .range_pop = cpu_range_pop,
+    .profiler = cpu_profiler,
+    .peak_flops = cpu_peak_flops,
     .embedding_forward = cpu_embedding_forward,
     .embedding_backward = cpu_embedding_backward,
     .rmsnorm_forward = cpu_rmsnorm_forward,

@@ -4,6 +4,8 @@
  * it is `backend_cuda`; compiled by g++ against the CPU emulator (tests/emu) it is `backend_emu`,
  * which the tests compare op by op with the C reference.
  */
+#include <string.h>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/matmul.cuh"
 #include "kernels/cuda/attention.cuh"
@@ -58,6 +60,31 @@ static void cuda_zero(void* p, size_t bytes) {
 }
 static void cuda_sync(void) { cudaCheck(cudaStreamSynchronize(qstar_stream)); }
 
+#if defined(__CUDACC__) && !defined(QSTAR_NO_NVTX)
+static void cuda_range_push(const char* name) { nvtxRangePushA(name); }
+static void cuda_range_pop(void) { nvtxRangePop(); }
+static void cuda_profiler(int on) { cudaCheck(on ? cudaProfilerStart() : cudaProfilerStop()); }
+#else
+static void cuda_range_push(const char* name) { (void)name; }
+static void cuda_range_pop(void) {}
+static void cuda_profiler(int on) { (void)on; }
+#endif
+
+// Dense TF32 tensor-core peak of the GPU (the compute type of our fp32 GEMMs), from its name.
+static double cuda_peak_flops(void) {
+    ensure_device();
+    cudaDeviceProp p;
+    cudaCheck(cudaGetDeviceProperties(&p, 0));
+    struct {
+        const char* name;
+        double tflops;
+    } table[] = {{"H200", 494.7}, {"H100 NVL", 417.5}, {"H100 PCIe", 378.0}, {"H100", 494.7},
+                 {"A100", 156.0}, {"A800", 156.0}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strstr(p.name, table[i].name)) return table[i].tflops * 1e12;
+    return 0.0;
+}
+
 #ifdef CUEMU
 #define QSTAR_BACKEND_SYMBOL backend_emu
 #define QSTAR_BACKEND_NAME "emu"
@@ -77,6 +104,10 @@ extern "C" const Backend QSTAR_BACKEND_SYMBOL = {
     .copy = cuda_copy,
     .zero = cuda_zero,
     .sync = cuda_sync,
+    .range_push = cuda_range_push,
+    .range_pop = cuda_range_pop,
+    .profiler = cuda_profiler,
+    .peak_flops = cuda_peak_flops,
     .embedding_forward = cuda_embedding_forward,
     .embedding_backward = cuda_embedding_backward,
     .rmsnorm_forward = cuda_rmsnorm_forward,

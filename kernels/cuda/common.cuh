@@ -22,6 +22,7 @@ extern "C" {
 }
 
 #if defined(__CUDACC__) && !defined(QSTAR_NO_NVTX)
+#include <cuda_profiler_api.h>
 #include <nvtx3/nvToolsExt.h>
 struct NvtxRange {
     explicit NvtxRange(const char* name) { nvtxRangePushA(name); }
