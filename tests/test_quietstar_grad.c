@@ -3,7 +3,7 @@
  * head, and the REINFORCE term — with the thoughts held fixed (forced tokens) and the advantages
  * held fixed (autograd's detach, which finite differences would otherwise differentiate through).
  * As in test_model_grad, each tensor is probed along its own gradient direction and at its largest
- * coordinates, where the signal stands well above float32 rounding of the loss.
+ * coordinate (tests/fd_probe.h), where the signal stands well above float32 rounding of the loss.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "host/util.h"
 #include "model/quietstar.h"
 #include "tests/check.h"
+#include "tests/fd_probe.h"
 
 static Model m;
 static QuietStar qs;
@@ -21,6 +22,12 @@ static int32_t* ids;
 static double loss_at(const float* params) {
     m.be->upload(m.params, params, sizeof(float) * m.n_params);
     return quietstar_forward(&qs, ids, 3);
+}
+
+// Small steps because the mixing head's ReLUs put kinks in the loss (a step across one costs O(h));
+// the start/end embeddings enter ×embed_scale, so their step is that much smaller.
+static double thought_step(const ParamTensor* t) {
+    return strstr(t->name, "quietstar.") && strstr(t->name, "_embedding") ? 1.0 / qs.qc.embed_scale : 1.0;
 }
 
 int main(void) {
@@ -75,45 +82,8 @@ int main(void) {
            qs.stats.base_nll, qs.stats.policy_loss, nonzero, qs.N);
     CHECK(nonzero > 0 && qs.stats.policy_loss > 0, "the REINFORCE term must be active in this test");
 
-    float* probe = xmalloc(sizeof(float) * m.n_params);
-    double worst_dir = 0, worst_el = 0;
-    for (int ti = 0; ti < m.n_tensors; ti++) {
-        const ParamTensor* t = &m.tensors[ti];
-        const float* g = grad + t->offset;
-        double gn = 0;
-        for (size_t i = 0; i < t->numel; i++) gn += (double)g[i] * g[i];
-        gn = sqrt(gn);
-        CHECK(gn > 0, "%s has no gradient", t->name);
-        if (gn == 0) continue;
-        // Small steps because the mixing head's ReLUs put kinks in the loss (a step across one costs
-        // O(h)); the start/end embeddings enter ×embed_scale, so their step is that much smaller.
-        const double h = (strstr(t->name, "_embedding") && strstr(t->name, "quietstar.") ? 1.0 / qc.embed_scale : 1.0) *
-                         5e-4;
-        memcpy(probe, theta, sizeof(float) * m.n_params);
-        for (size_t i = 0; i < t->numel; i++) probe[t->offset + i] = theta[t->offset + i] + (float)(h * g[i] / gn);
-        double lp = loss_at(probe);
-        for (size_t i = 0; i < t->numel; i++) probe[t->offset + i] = theta[t->offset + i] - (float)(h * g[i] / gn);
-        double lm = loss_at(probe);
-        double fd = (lp - lm) / (2 * h), rel = fabs(fd - gn) / gn;
-        worst_dir = fmax(worst_dir, rel);
-        CHECK(rel < 1e-2, "%s: |g| %.6g but the finite difference along g is %.6g (rel %.3g)", t->name, gn, fd, rel);
-        size_t top = 0;
-        for (size_t i = 1; i < t->numel; i++)
-            if (fabsf(g[i]) > fabsf(g[top])) top = i;
-        size_t i = t->offset + top;
-        const double he = h;
-        memcpy(probe, theta, sizeof(float) * m.n_params);
-        probe[i] = theta[i] + (float)he;
-        double a = loss_at(probe);
-        probe[i] = theta[i] - (float)he;
-        double b = loss_at(probe);
-        double fde = (a - b) / (2 * he), rele = fabs(fde - grad[i]) / fmax(fabs(grad[i]), 1e-4);
-        worst_el = fmax(worst_el, rele);
-        CHECK(rele < 1.5e-2, "%s[%zu]: analytic %.6g, finite difference %.6g (rel %.3g)", t->name, top, grad[i], fde,
-              rele);
-    }
-    printf("worst relative error: %.3g along gradient directions, %.3g at the largest coordinates (%d tensors)\n",
-           worst_dir, worst_el, m.n_tensors);
+    FdProbe probe = {.step = 5e-4, .tol_dir = 1e-2, .tol_el = 1.5e-2, .n_top = 1, .step_scale = thought_step};
+    fd_probe_model(&m, theta, grad, loss_at, &probe);
     quietstar_destroy(&qs);
     model_destroy(&m);
     return test_summary();
