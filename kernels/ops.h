@@ -68,6 +68,16 @@ typedef struct Backend {
                              const float* rstd,    // (N)
                              int N, int H);
 
+    // Residual add fused with the RMSNorm that follows it: sum = a + b; out = rmsnorm(sum) as above.
+    // One pass over the row instead of two (the norm reads what the add just wrote).
+    void (*add_rmsnorm_forward)(floatX* sum,         // (N, H) a + b, the new residual stream
+                                floatX* out,         // (N, H)
+                                float* rstd,         // (N)
+                                const floatX* a,     // (N, H)
+                                const floatX* b,     // (N, H)
+                                const float* weight, // (H)
+                                int N, int H, float eps);
+
     // ---- matmul (linear layer without bias): out = inp · weightᵀ --------------------------------
     void (*matmul_forward)(floatX* out,          // (N, OUT)
                            const floatX* inp,    // (N, IN)

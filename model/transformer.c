@@ -108,8 +108,13 @@ void decoder_forward(Model* m, Activations* a, Activations* sc, const ThoughtAtt
     const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim;
     const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
     const float* P = m->params;
+    // Each residual add is fused with the norm that reads its result: the attention residual with
+    // post_attention_layernorm, the MLP residual with the next layer's input_layernorm (or the
+    // final norm). Only the first layer's input norm stands alone.
+    be->rmsnorm_forward(a->ln1, a->ln1_rstd, a->resid, P + m->layers[0].ln1, N, H, c->rms_norm_eps);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const LayerOffsets* lo = &m->layers[l];
+        const int last = l == c->num_hidden_layers - 1;
         floatX* x = a->resid + (size_t)l * N * H;
         floatX* ln1 = a->ln1 + (size_t)l * N * H;
         floatX* qkv = a->qkv + (size_t)l * N * C3;
@@ -119,7 +124,6 @@ void decoder_forward(Model* m, Activations* a, Activations* sc, const ThoughtAtt
         floatX* ln2 = a->ln2 + (size_t)l * N * H;
         floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
         floatX* mlp = a->mlp + (size_t)l * N * IM;
-        be->rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, P + lo->ln1, N, H, c->rms_norm_eps);
         be->matmul_forward(qkv, ln1, P + lo->qkv, N, H, C3);
         be->rope_forward(qkv, a->pos, N, NH, NKV, HD, c->rope_theta);
         if (ta)
@@ -128,15 +132,17 @@ void decoder_forward(Model* m, Activations* a, Activations* sc, const ThoughtAtt
         else
             be->attention_forward(att, lse, qkv, B, T, NH, NKV, HD);
         be->matmul_forward(sc->tmp, att, P + lo->o, N, CO, H);
-        be->add(mid, x, sc->tmp, (size_t)N * H);
-        be->rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, mid, P + lo->ln2, N, H, c->rms_norm_eps);
+        be->add_rmsnorm_forward(mid, ln2, a->ln2_rstd + (size_t)l * N, x, sc->tmp, P + lo->ln2, N, H, c->rms_norm_eps);
         be->matmul_forward(gu, ln2, P + lo->gate_up, N, H, 2 * IM);
         be->swiglu_forward(mlp, gu, N, IM);
         be->matmul_forward(sc->tmp, mlp, P + lo->down, N, IM, H);
-        be->add(x + (size_t)N * H, mid, sc->tmp, (size_t)N * H);
+        if (last)
+            be->add_rmsnorm_forward(x + (size_t)N * H, a->lnf, a->lnf_rstd, mid, sc->tmp, P + m->off_norm, N, H,
+                                    c->rms_norm_eps);
+        else
+            be->add_rmsnorm_forward(x + (size_t)N * H, ln1 + (size_t)N * H, a->ln1_rstd + (size_t)(l + 1) * N, mid,
+                                    sc->tmp, P + m->layers[l + 1].ln1, N, H, c->rms_norm_eps);
     }
-    const floatX* top = a->resid + (size_t)c->num_hidden_layers * N * H;
-    be->rmsnorm_forward(a->lnf, a->lnf_rstd, top, P + m->off_norm, N, H, c->rms_norm_eps);
 }
 
 void decoder_backward(Model* m, Activations* a, Activations* sc, const floatX* dlnf, const ThoughtAttn* ta) {

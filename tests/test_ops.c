@@ -303,10 +303,52 @@ static void test_rmsnorm_case(const Backend* be, int N, int H, int do_fd) {
     free(rdx), free(rdw), free(dx), free(dw), free(dx2), free(dw2);
     be->free(d_x), be->free(d_w), be->free(d_out), be->free(d_rstd), be->free(d_G), be->free(d_dx), be->free(d_dw);
 }
+// The fused residual add + norm must give exactly what the add followed by the norm gives on the
+// same backend (the same arithmetic in the same order), and match the C reference of the pair.
+static void test_add_rmsnorm(const Backend* be, int N, int H) {
+    const size_t n = (size_t)N * H;
+    float *a = hnew(n, -2, 2), *b = hnew(n, -2, 2), *w = hnew(H, 0.5f, 1.5f);
+    float *sum = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * n), *rstd = malloc(sizeof(float) * N);
+    float *sum2 = malloc(sizeof(float) * n), *out2 = malloc(sizeof(float) * n), *rstd2 = malloc(sizeof(float) * N);
+    float *d_a = dnew(be, a, sizeof(float) * n), *d_b = dnew(be, b, sizeof(float) * n), *d_w = dnew(be, w, sizeof(float) * H);
+    float *d_s = dnew(be, NULL, sizeof(float) * n), *d_o = dnew(be, NULL, sizeof(float) * n);
+    float* d_r = dnew(be, NULL, sizeof(float) * N);
+    be->add_rmsnorm_forward(d_s, d_o, d_r, d_a, d_b, d_w, N, H, 1e-5f);
+    dget(be, sum, d_s, sizeof(float) * n);
+    dget(be, out, d_o, sizeof(float) * n);
+    dget(be, rstd, d_r, sizeof(float) * N);
+    be->add(d_s, d_a, d_b, n);  // the unfused pair
+    be->rmsnorm_forward(d_o, d_r, d_s, d_w, N, H, 1e-5f);
+    dget(be, sum2, d_s, sizeof(float) * n);
+    dget(be, out2, d_o, sizeof(float) * n);
+    dget(be, rstd2, d_r, sizeof(float) * N);
+    CHECK(!memcmp(sum, sum2, sizeof(float) * n) && !memcmp(out, out2, sizeof(float) * n) &&
+              !memcmp(rstd, rstd2, sizeof(float) * N),
+          "add_rmsnorm_forward (N=%d H=%d) differs from add + rmsnorm_forward on %s", N, H, be->name);
+    double *rs = dzeros(n), *ro = dzeros(n);  // double reference of the pair
+    for (int r = 0; r < N; r++) {
+        double ss = 0;
+        for (int i = 0; i < H; i++) {
+            const size_t k = (size_t)r * H + i;
+            rs[k] = (double)a[k] + b[k];
+            ss += rs[k] * rs[k];
+        }
+        double inv = 1.0 / sqrt(ss / H + 1e-5);
+        for (int i = 0; i < H; i++) ro[(size_t)r * H + i] = w[i] * rs[(size_t)r * H + i] * inv;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "add_rmsnorm_forward out (N=%d H=%d)", N, H);
+    check_close(what, out, ro, n, TOL_FWD);
+    be->free(d_a), be->free(d_b), be->free(d_w), be->free(d_s), be->free(d_o), be->free(d_r);
+    free(a), free(b), free(w), free(sum), free(out), free(rstd), free(sum2), free(out2), free(rstd2), free(rs), free(ro);
+}
+
 static void test_rmsnorm(const Backend* be) {
     printf("rmsnorm\n");
     test_rmsnorm_case(be, 5, 12, 1);
     test_rmsnorm_case(be, 3, 1000, 0);
+    test_add_rmsnorm(be, 7, 40);
+    test_add_rmsnorm(be, 3, 1000);
 }
 
 // ---- matmul ------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ const Backend backend_cpu = {
     .embedding_backward = cpu_embedding_backward,
     .rmsnorm_forward = cpu_rmsnorm_forward,
     .rmsnorm_backward = cpu_rmsnorm_backward,
+    .add_rmsnorm_forward = cpu_add_rmsnorm_forward,
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
     .rope_forward = cpu_rope_forward,

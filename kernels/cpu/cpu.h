@@ -10,6 +10,8 @@
 void cpu_embedding_forward(floatX* out, const int32_t* tokens, const float* table, int N, int H);
 void cpu_embedding_backward(float* dtable, const floatX* dout, const int32_t* tokens, int N, int V, int H);
 void cpu_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const float* weight, int N, int H, float eps);
+void cpu_add_rmsnorm_forward(floatX* sum, floatX* out, float* rstd, const floatX* a, const floatX* b,
+                             const float* weight, int N, int H, float eps);
 void cpu_rmsnorm_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp, const float* weight,
                           const float* rstd, int N, int H);
 void cpu_matmul_forward(floatX* out, const floatX* inp, const float* weight, int N, int IN, int OUT);

@@ -20,6 +20,22 @@ void cpu_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const floa
     }
 }
 
+void cpu_add_rmsnorm_forward(floatX* sum, floatX* out, float* rstd, const floatX* a, const floatX* b,
+                             const float* weight, int N, int H, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const size_t o = (size_t)n * H;
+        double ss = 0.0;
+        for (int i = 0; i < H; i++) {
+            sum[o + i] = a[o + i] + b[o + i];
+            ss += (double)sum[o + i] * sum[o + i];
+        }
+        float r = 1.0f / sqrtf((float)(ss / H) + eps);
+        rstd[n] = r;
+        for (int i = 0; i < H; i++) out[o + i] = weight[i] * (sum[o + i] * r);
+    }
+}
+
 // With xhat = x*r and g = dout*w:  dx = r * (g - xhat * mean(g*xhat)),  dw = Σ_n dout*xhat.
 void cpu_rmsnorm_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp, const float* weight,
                           const float* rstd, int N, int H) {

@@ -112,6 +112,7 @@ extern "C" const Backend QSTAR_BACKEND_SYMBOL = {
     .embedding_backward = cuda_embedding_backward,
     .rmsnorm_forward = cuda_rmsnorm_forward,
     .rmsnorm_backward = cuda_rmsnorm_backward,
+    .add_rmsnorm_forward = cuda_add_rmsnorm_forward,
     .matmul_forward = cuda_matmul_forward,
     .matmul_backward = cuda_matmul_backward,
     .rope_forward = cuda_rope_forward,

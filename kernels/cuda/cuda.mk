@@ -46,3 +46,4 @@ bin/qstar-emu: $(BUILD)/host/main.o $(BUILD)/libqstar.a $(EMU_BACKEND)
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(EMU_LDLIBS_C)
 endif
+include bench/cuda/bench.mk

@@ -33,6 +33,31 @@ __global__ void rmsnorm_forward_kernel(floatX* out,          // (N, H)
     for (int i = lane; i < H; i += 32) y[i] = weight[i] * (x[i] * r);
 }
 
+// Residual add + RMSNorm in one pass: each lane writes its elements of a + b and reads them back
+// (its own writes, no barrier needed) for the norm.
+__global__ void add_rmsnorm_forward_kernel(floatX* sum,          // (N, H)
+                                           floatX* out,          // (N, H)
+                                           float* rstd,          // (N)
+                                           const floatX* a,      // (N, H)
+                                           const floatX* b,      // (N, H)
+                                           const float* weight,  // (H)
+                                           int N, int H, float eps) {
+    const int lane = threadIdx.x % 32;
+    const int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (n >= N) return;  // whole warp leaves together
+    const size_t o = (size_t)n * H;
+    double ss = 0.0;
+    for (int i = lane; i < H; i += 32) {
+        const float s = a[o + i] + b[o + i];
+        sum[o + i] = s;
+        ss += (double)s * s;
+    }
+    ss = warp_sum_double(ss);
+    const float r = 1.0f / sqrtf((float)(ss / H) + eps);
+    if (lane == 0) rstd[n] = r;
+    for (int i = lane; i < H; i += 32) out[o + i] = weight[i] * (sum[o + i] * r);
+}
+
 // With xhat = x*r and g = dout*w:  dx += r * (g - xhat * mean(g*xhat)).
 __global__ void rmsnorm_backward_dinp_kernel(floatX* dinp,         // (N, H) +=
                                              const floatX* dout,   // (N, H)
@@ -82,6 +107,15 @@ static void cuda_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, co
     if (N <= 0) return;
     LAUNCH(rmsnorm_forward_kernel, CEIL_DIV(N, RMSNORM_BLOCK / 32), RMSNORM_BLOCK, 0, qstar_stream, out, rstd, inp,
            weight, N, H, eps);
+    cudaCheckLaunch();
+}
+
+static void cuda_add_rmsnorm_forward(floatX* sum, floatX* out, float* rstd, const floatX* a, const floatX* b,
+                                     const float* weight, int N, int H, float eps) {
+    NVTX_RANGE_FN();
+    if (N <= 0) return;
+    LAUNCH(add_rmsnorm_forward_kernel, CEIL_DIV(N, RMSNORM_BLOCK / 32), RMSNORM_BLOCK, 0, qstar_stream, sum, out, rstd,
+           a, b, weight, N, H, eps);
     cudaCheckLaunch();
 }
 
