@@ -112,8 +112,8 @@ static void bench_thought(Bench* b, const AttnVersion* v, int k, int R, int L, i
     auto dqkv = dual(b, rnd(stride * (k + 1), 0.01f));  // accumulates (+=): start from the same values
     const double pairs = (double)R * ((double)L * (L + 1) / 2.0 + (double)k * L), flops = 4.0 * HD * NH * pairs;
     char what[160];
-    bench_case(what, sizeof what, "thought_attention_forward k=%d R=%d L=%d heads %d/%d x %d [%s]", k, R, L, NH, NKV,
-               HD, v->name);
+    bench_case(what, sizeof what, "thought_attention_forward k=%d R=%d L=%d heads %d/%d x %d [v%d]", k, R, L, NH, NKV,
+               HD, (int)(v - versions) + 1);
     auto fwd = [&](const Backend* be, int s) {
         if (s == 0) v->thought_forward(be, out[s], lse[s], qkv[s], stride, k, R, L, NH, NKV, HD);
         else be->thought_attention_forward(out[s], lse[s], qkv[s], stride, k, R, L, NH, NKV, HD);
@@ -122,8 +122,8 @@ static void bench_thought(Bench* b, const AttnVersion* v, int k, int R, int L, i
     int ok = check_f(b, "out", out, ATOL_OUT, RTOL_OUT);
     ok &= check_f(b, "lse", lse, ATOL_LSE, RTOL_LSE);
     bench_time_op(b, ok, what, fwd, 0, flops, PEAK_FP32);
-    bench_case(what, sizeof what, "thought_attention_backward k=%d R=%d L=%d heads %d/%d x %d [%s]", k, R, L, NH, NKV,
-               HD, v->name);
+    bench_case(what, sizeof what, "thought_attention_backward k=%d R=%d L=%d heads %d/%d x %d [v%d]", k, R, L, NH, NKV,
+               HD, (int)(v - versions) + 1);
     auto bwd = [&](const Backend* be, int s) {
         if (s == 0) v->thought_backward(be, dqkv[s], dout[s], out[s], lse[s], qkv[s], stride, k, R, L, NH, NKV, HD);
         else be->thought_attention_backward(dqkv[s], dout[s], out[s], lse[s], qkv[s], stride, k, R, L, NH, NKV, HD);
