@@ -1,7 +1,12 @@
 /*
- * The MPI implementation of host/comm.h (the NCCL one lives with the CUDA backend). Built without
- * MPI headers (QSTAR_MPI undefined) it still runs single-process and refuses a multi-process launch
- * with a clear message instead of training N independent copies.
+ * The MPI implementation of host/comm.h, and the dispatch to the NCCL one, which lives with the CUDA
+ * backend (kernels/cuda/comm_nccl.cuh). Built without MPI headers (QSTAR_MPI undefined) it still
+ * runs single-process, or multi-process through NCCL when started with QSTAR_RANK/QSTAR_WORLD_SIZE,
+ * and refuses an MPI launch with a clear message instead of training N independent copies.
+ *
+ * The NCCL functions are weak references: bin/qstar (CPU backend only) links without them and says
+ * so when asked for multi-rank GPU training; bin/qstar-cuda and bin/qstar-emu define them (the emu
+ * backend over tests/emu/nccl_emu.cpp).
  */
 #include "host/comm.h"
 
@@ -23,14 +28,42 @@ static void abort_job(void) { MPI_Abort(MPI_COMM_WORLD, 1); }
     } while (0)
 #endif
 
+// kernels/cuda/comm_nccl.cuh; NULL in builds without a GPU backend
+int qstar_nccl_init(int rank, int world, const char* id_file) __attribute__((weak));
+void qstar_nccl_finalize(void) __attribute__((weak));
+void qstar_nccl_allreduce_sum(float* x, size_t n) __attribute__((weak));
+void qstar_nccl_reduce_scatter_sum(float* x, size_t n) __attribute__((weak));
+void qstar_nccl_allgather(float* x, size_t n) __attribute__((weak));
+void qstar_nccl_broadcast(void* x, size_t bytes, int root) __attribute__((weak));
+double qstar_nccl_allreduce_sum_scalar(double v) __attribute__((weak));
+void qstar_nccl_barrier(void) __attribute__((weak));
+
 static int launched_by_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
+
+// QSTAR_WORLD_SIZE / QSTAR_RANK: a launch without MPI; the GPU backend's NCCL carries it
+static void init_from_env(Comm* c) {
+    const char* ws = getenv("QSTAR_WORLD_SIZE");
+    if (!ws || !*ws) return;
+    char* end;
+    long world = strtol(ws, &end, 10), rank = -1;
+    if (*end || world < 1) fatal("QSTAR_WORLD_SIZE=\"%s\": not a positive number of ranks", ws);
+    const char* rs = getenv("QSTAR_RANK");
+    if (rs && *rs) rank = strtol(rs, &end, 10);
+    if (!rs || !*rs || *end || rank < 0 || rank >= world)
+        fatal("QSTAR_WORLD_SIZE=%ld needs QSTAR_RANK in [0, %ld) (got %s)", world, world, rs ? rs : "nothing");
+    c->world = (int)world;
+    c->rank = (int)rank;
 }
 
 void comm_init(Comm* c, int* argc, char*** argv) {
     memset(c, 0, sizeof *c);
     c->world = 1;
-    if (!launched_by_mpi()) return;
+    if (!launched_by_mpi()) {
+        init_from_env(c);
+        return;
+    }
 #ifdef QSTAR_MPI
     MPI_CHECK(MPI_Init(argc, argv));
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &c->rank));
@@ -43,16 +76,50 @@ void comm_init(Comm* c, int* argc, char*** argv) {
 #endif
 }
 
+void comm_use_device(Comm* c, const char* backend_name) {
+    if (c->world == 1 || c->nccl) return;
+    if (!strcmp(backend_name, "cpu")) {
+        if (!c->launched)
+            fatal("QSTAR_WORLD_SIZE=%d on --device cpu: the cpu backend's collectives run over MPI; start the ranks "
+                  "with mpirun or srun instead",
+                  c->world);
+        return;
+    }
+    if (!qstar_nccl_init) fatal("multi-rank training on a GPU needs the CUDA build (NCCL)");
+    qstar_nccl_init(c->rank, c->world, getenv("QSTAR_NCCL_ID_FILE"));
+    c->nccl = 1;
+}
+
+const char* comm_transport(const Comm* c) {
+    if (c->world == 1) return "none";
+    return c->nccl ? "NCCL" : "MPI";
+}
+
+// A rank count from QSTAR_WORLD_SIZE has no MPI: before comm_use_device there is no transport at all.
+static void need_transport(const Comm* c, const char* what) {
+    if (!c->nccl && !c->launched) fatal("%s on %d ranks before comm_use_device chose NCCL", what, c->world);
+}
+
 void comm_finalize(Comm* c) {
+    if (c->nccl) qstar_nccl_finalize();
+    c->nccl = 0;
 #ifdef QSTAR_MPI
     if (c->launched) MPI_Finalize();
 #endif
     c->launched = 0;
 }
 
+// Host scalars and barriers stay on MPI when there is MPI (no device round trip); a launch without
+// MPI sends them through NCCL.
 void comm_barrier(const Comm* c) {
+    if (c->world == 1) return;
+    need_transport(c, "comm_barrier");
+    if (!c->launched) {
+        qstar_nccl_barrier();
+        return;
+    }
 #ifdef QSTAR_MPI
-    if (c->world > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 #endif
 }
 
@@ -60,8 +127,13 @@ void comm_barrier(const Comm* c) {
 #define CHUNK ((size_t)1 << 28)
 
 void comm_allreduce_sum(const Comm* c, float* x, size_t n) {
-#ifdef QSTAR_MPI
     if (c->world == 1) return;
+    need_transport(c, "comm_allreduce_sum");
+    if (c->nccl) {
+        qstar_nccl_allreduce_sum(x, n);
+        return;
+    }
+#ifdef QSTAR_MPI
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t k = n - off < CHUNK ? n - off : CHUNK;
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
@@ -70,8 +142,11 @@ void comm_allreduce_sum(const Comm* c, float* x, size_t n) {
 }
 
 double comm_allreduce_sum_scalar(const Comm* c, double v) {
+    if (c->world == 1) return v;
+    need_transport(c, "comm_allreduce_sum_scalar");
+    if (!c->launched) return qstar_nccl_allreduce_sum_scalar(v);
 #ifdef QSTAR_MPI
-    if (c->world > 1) MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
 #endif
     return v;
 }
@@ -87,8 +162,13 @@ size_t comm_shard_offset(const Comm* c, size_t n, int rank) {
 }
 
 void comm_reduce_scatter_sum(const Comm* c, float* x, size_t n) {
-#ifdef QSTAR_MPI
     if (c->world == 1) return;
+    need_transport(c, "comm_reduce_scatter_sum");
+    if (c->nccl) {
+        qstar_nccl_reduce_scatter_sum(x, n);
+        return;
+    }
+#ifdef QSTAR_MPI
     if (n > (size_t)INT32_MAX) fatal("reduce-scatter of %zu floats exceeds MPI's count limit", n);
     int* counts = xcalloc((size_t)c->world, sizeof(int));
     for (int r = 0; r < c->world; r++) counts[r] = (int)comm_shard_count(c, n, r);
@@ -100,9 +180,16 @@ void comm_reduce_scatter_sum(const Comm* c, float* x, size_t n) {
 #endif
 }
 
+// With NCCL, x may also be host memory (train.c gathers the checkpoint's moments in host arrays):
+// comm_nccl.cuh stages it through device memory.
 void comm_allgather(const Comm* c, float* x, size_t n) {
-#ifdef QSTAR_MPI
     if (c->world == 1) return;
+    need_transport(c, "comm_allgather");
+    if (c->nccl) {
+        qstar_nccl_allgather(x, n);
+        return;
+    }
+#ifdef QSTAR_MPI
     if (n > (size_t)INT32_MAX) fatal("all-gather of %zu floats exceeds MPI's count limit", n);
     int* counts = xcalloc((size_t)c->world, sizeof(int));
     int* displs = xcalloc((size_t)c->world, sizeof(int));
@@ -117,8 +204,13 @@ void comm_allgather(const Comm* c, float* x, size_t n) {
 }
 
 void comm_broadcast(const Comm* c, void* x, size_t bytes, int root) {
-#ifdef QSTAR_MPI
     if (c->world == 1) return;
+    need_transport(c, "comm_broadcast");
+    if (c->nccl) {
+        qstar_nccl_broadcast(x, bytes, root);
+        return;
+    }
+#ifdef QSTAR_MPI
     for (size_t off = 0; off < bytes; off += CHUNK) {
         size_t k = bytes - off < CHUNK ? bytes - off : CHUNK;
         MPI_CHECK(MPI_Bcast((char*)x + off, (int)k, MPI_BYTE, root, MPI_COMM_WORLD));

@@ -1,10 +1,18 @@
 /*
  * Communication between training processes: rank, world size and the collectives data-parallel
  * training needs, on backend memory. One interface, two implementations: MPI (the CPU backend, and
- * process bootstrap for every backend) and, in CUDA builds, NCCL. A process started without a
- * launcher is rank 0 of a world of 1 and every collective is a no-op.
+ * process bootstrap for every backend) and, in CUDA builds, NCCL (kernels/cuda/comm_nccl.cuh),
+ * chosen by comm_use_device once the backend is known. A process started without a launcher is
+ * rank 0 of a world of 1 and every collective is a no-op.
  *
- * Collectives sum in a fixed order for a given world size, so runs are reproducible.
+ * Two ways to start N ranks: an MPI launcher (mpirun, srun with PMI/PMIx), or, for launchers without
+ * MPI (torchrun-style, srun when PMIx is broken), the environment QSTAR_RANK, QSTAR_WORLD_SIZE and
+ * QSTAR_NCCL_ID_FILE (a path every rank sees, new for each launch: rank 0 leaves the NCCL id there);
+ * that launch needs a GPU backend, and then every collective, host scalars and barriers included,
+ * goes through NCCL.
+ *
+ * Collectives sum in a fixed order for a given world size (and, with NCCL, topology), so runs are
+ * reproducible.
  */
 #ifndef QSTAR_COMM_H
 #define QSTAR_COMM_H
@@ -14,15 +22,24 @@
 typedef struct {
     int rank, world;
     int launched;  // started by mpirun/srun (MPI initialized)
+    int nccl;      // the buffer collectives go through NCCL (comm_use_device on a GPU backend)
 } Comm;
 
 // Initializes MPI when the environment says a launcher started us (OMPI_COMM_WORLD_SIZE, PMI_SIZE,
-// PMIX_RANK), else a world of one. A fatal() on any rank then aborts the whole job.
+// PMIX_RANK; a fatal() on any rank then aborts the whole job), else reads QSTAR_RANK and
+// QSTAR_WORLD_SIZE, else a world of one.
 void comm_init(Comm* c, int* argc, char*** argv);
+// Call once the backend is chosen, before any collective: with more than one rank on a backend other
+// than "cpu" the buffer collectives take device memory and go through NCCL (fatal in a build
+// without it); the cpu backend stays on MPI (fatal for a QSTAR_WORLD_SIZE launch, which has no MPI).
+void comm_use_device(Comm* c, const char* backend_name);
+// "NCCL", "MPI" or "none" (a world of one): for the log.
+const char* comm_transport(const Comm* c);
 void comm_finalize(Comm* c);
 void comm_barrier(const Comm* c);
 // In place: x = Σ over ranks of x (n floats).
 void comm_allreduce_sum(const Comm* c, float* x, size_t n);
+// A host scalar (MPI under an MPI launcher, else NCCL).
 double comm_allreduce_sum_scalar(const Comm* c, double v);
 // Shards: rank r owns [offset(r), offset(r) + count(r)) of an n-element buffer (contiguous, as even
 // as possible).

@@ -258,9 +258,7 @@ int cmd_train(int argc, char** argv) {
 
     const Backend* be = backend_get(s.device);
     if (!be) fatal("train: unknown device \"%s\" (this build has: %s)", s.device, backend_names());
-    if (comm.world > 1 && strcmp(be->name, "cpu"))
-        fatal("train: %d ranks on --device %s need NCCL, which this build lacks (MPI carries the cpu backend)",
-              comm.world, be->name);
+    comm_use_device(&comm, be->name);
 
     ModelConfig cfg;
     config_load(&cfg, ckpt ? ckpt : (s.config ? s.config : s.model));
@@ -322,7 +320,7 @@ int cmd_train(int argc, char** argv) {
            4.0 * sizeof(float) * model.n_params / 1048576.0, act_bytes / 1048576.0, dl.n_shards,
            (unsigned long long)dl.total_windows);
     if (comm.world > 1)
-        printf("data parallel: %d ranks x batch %d%s\n", comm.world, s.batch,
+        printf("data parallel: %d ranks x batch %d (%s)%s\n", comm.world, s.batch, comm_transport(&comm),
                s.zero ? ", AdamW moments sharded (ZeRO-1)" : "");
     if (ckpt) printf("resuming from %s at step %d\n", ckpt, start_step);
     }

@@ -17,6 +17,7 @@
 #include "kernels/cuda/crossentropy.cuh"
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/quietstar.cuh"
+#include "kernels/cuda/comm_nccl.cuh"
 
 cudaStream_t qstar_stream = 0;
 

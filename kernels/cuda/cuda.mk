@@ -15,11 +15,19 @@ ifeq ($(PROFILE),1)
 NVCC_FLAGS += -lineinfo
 endif
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+# Multi-rank training on GPUs (kernels/cuda/comm_nccl.cuh): NCCL when its header is beside CUDA's (the
+# emu build uses tests/emu/nccl_emu.cpp instead of libnccl); MPI's headers (MPI_CFLAGS, from the
+# Makefile) for the id broadcast, as -isystem so -Werror ignores them. Without MPI, ranks find the id
+# through QSTAR_NCCL_ID_FILE only.
+ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
+CUDA_COMM_FLAGS := -DQSTAR_NCCL $(patsubst -I%,-isystem %,$(MPI_CFLAGS))
+CUDA_LIBS += -lnccl
+endif
 
 $(BUILD)/cuda/backend_cuda.o: $(CUDA_SRC) $(CUDA_DEPS)
 	@mkdir -p $(dir $@)
 	@echo "  NVCC  $< (sm_80, sm_90, compute_90)"
-	@$(NVCC) $(NVCC_FLAGS) -c $< -o $@ > $(BUILD)/cuda/ptxas.txt 2>&1 || (cat $(BUILD)/cuda/ptxas.txt; exit 1)
+	@$(NVCC) $(NVCC_FLAGS) $(CUDA_COMM_FLAGS) -c $< -o $@ > $(BUILD)/cuda/ptxas.txt 2>&1 || (cat $(BUILD)/cuda/ptxas.txt; exit 1)
 	@if grep -E "[1-9][0-9]* bytes spill (stores|loads)" $(BUILD)/cuda/ptxas.txt; then \
 	   echo "make cuda: ptxas reports register spills (see $(BUILD)/cuda/ptxas.txt)"; rm -f $@; exit 1; fi
 	@echo "  ptxas: $$(grep -c 'Compiling entry' $(BUILD)/cuda/ptxas.txt) kernel builds, no spills (report: $(BUILD)/cuda/ptxas.txt)"
@@ -39,7 +47,7 @@ EMU_QSTAR    := bin/qstar-emu
 $(BUILD)/emu/backend_emu.o: $(CUDA_SRC) $(CUDA_DEPS) $(EMU_HDR)
 	@mkdir -p $(dir $@)
 	@echo "  EMU   $<"
-	@$(EMU_CXX) $(EMU_CXXFLAGS) -std=c++20 -I. -x c++ -include tests/emu/cuemu.h -c $< -o $@
+	@$(EMU_CXX) $(EMU_CXXFLAGS) $(CUDA_COMM_FLAGS) -std=c++20 -I. -x c++ -include tests/emu/cuemu.h -c $< -o $@
 
 bin/qstar-emu: $(BUILD)/host/main.o $(BUILD)/libqstar.a $(EMU_BACKEND)
 	@mkdir -p bin
