@@ -31,14 +31,14 @@ banner "2. base model: tiny Mistral-style LM, $base_steps steps"
 rm -rf "$out/base"
 bin/qstar train --config configs/tiny.json --data "$out/data/train/*.bin" --out "$out/base" \
   --steps "$base_steps" --batch 8 --seq 256 --lr 2e-3 --warmup 20 --weight-decay 0.01 --log-every 50 \
-  --tokenizer "$tok" --sample-every 150 --sample-tokens 40 | grep -v '^[|+]'
+  --tokenizer "$tok" --sample-every 150 --sample-tokens 40 | grep --line-buffered -v '^[|+]'
 base=$(ls -d "$out"/base/step_* | tail -1)
 
 banner "3. Quiet-STaR from the base model, $qs_steps steps (thoughts shown every 20 steps)"
 rm -rf "$out/quietstar"
 bin/qstar train --mode quietstar --model "$base" --tokenizer "$tok" --data "$out/data/train/*.bin" \
   --out "$out/quietstar" --steps "$qs_steps" --batch 2 --seq 128 --lr 1e-4 --warmup 10 --schedule constant \
-  --weight-decay 0.001 --log-every 10 --thoughts-every 20 | grep -v '^[|+]'
+  --weight-decay 0.001 --log-every 10 --thoughts-every 20 | grep --line-buffered -v '^[|+]'
 qs=$(ls -d "$out"/quietstar/step_* | tail -1)
 
 banner "4. held-out evaluation (all tokens and answer spans)"
