@@ -8,7 +8,8 @@
 #                     (the emu backend: the same kernel sources run on the CPU); validates at small sizes.
 #   bench/cuda/run.sh runs the GPU builds when a GPU is present, else the emulator builds.
 # The benches call the ops only through the backend table, so they are host code: nvcc compiles no
-# kernels here, the kernels come from build/cuda/backend_cuda.o (or build/emu/backend_emu.o).
+# kernels here, the kernels come from build/cuda/backend_cuda.o (or build/emu/backend_emu.o). Objects go
+# to build/bench/obj-{cuda,emu}, so the binary folders hold only the benchmarks.
 
 BENCH_CU_SRC   := $(wildcard bench/cuda/bench_*.cu)
 BENCH_CU_NAMES := $(BENCH_CU_SRC:bench/cuda/%.cu=%)
@@ -26,8 +27,9 @@ cuda-bench:
 $(BENCH_CU_BIN): $(BUILD)/bench/cuda/%: bench/cuda/%.cu $(BENCH_CU_DEPS) $(BUILD)/libqstar.a $(BUILD)/cuda/backend_cuda.o
 	@mkdir -p $(dir $@)
 	@echo "  NVCC  $<"
-	@$(NVCC) $(BENCH_NVCC_FLAGS) -c $< -o $@.o
-	@$(CC) $(CFLAGS) $@.o $(BUILD)/cuda/backend_cuda.o $(BUILD)/libqstar.a -o $@ $(CUDA_LIBS) $(LDLIBS)
+	@mkdir -p $(BUILD)/bench/obj-cuda
+	@$(NVCC) $(BENCH_NVCC_FLAGS) -c $< -o $(BUILD)/bench/obj-cuda/$*.o
+	@$(CC) $(CFLAGS) $(BUILD)/bench/obj-cuda/$*.o $(BUILD)/cuda/backend_cuda.o $(BUILD)/libqstar.a -o $@ $(CUDA_LIBS) $(LDLIBS)
 
 ifneq ($(EMU_OBJ),)
 emu-bench: $(BENCH_EMU_BIN)
@@ -35,8 +37,9 @@ emu-bench: $(BENCH_EMU_BIN)
 $(BENCH_EMU_BIN): $(BUILD)/bench/emu/%: bench/cuda/%.cu $(BENCH_CU_DEPS) $(BUILD)/libqstar.a $(EMU_BACKEND) $(EMU_HDR)
 	@mkdir -p $(dir $@)
 	@echo "  EMU   $<"
-	@$(EMU_CXX) $(EMU_CXXFLAGS) -std=c++20 -I. -x c++ -include tests/emu/cuemu.h -c $< -o $@.o
-	@$(CC) $(CFLAGS) $@.o $(EMU_BACKEND) $(BUILD)/libqstar.a -o $@ $(LDLIBS) $(EMU_LDLIBS_C)
+	@mkdir -p $(BUILD)/bench/obj-emu
+	@$(EMU_CXX) $(EMU_CXXFLAGS) -std=c++20 -I. -x c++ -include tests/emu/cuemu.h -c $< -o $(BUILD)/bench/obj-emu/$*.o
+	@$(CC) $(CFLAGS) $(BUILD)/bench/obj-emu/$*.o $(EMU_BACKEND) $(BUILD)/libqstar.a -o $@ $(LDLIBS) $(EMU_LDLIBS_C)
 else
 emu-bench:
 	@echo "make emu-bench: the emulator needs nvcc's CUDA headers; skipping"

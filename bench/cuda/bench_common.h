@@ -55,7 +55,7 @@ typedef struct {
     int gpu;             // 1: a real GPU, timing on
     int full;            // benchmark sizes (GPU, or --full on the emulator); else small validation sizes
     const GpuPeak* peak; // NULL: unknown GPU
-    char device[256];
+    char device[400];
     int warmup, repeats;
     int version;         // kernel version to run (0: all), for benches with several
     void* flush;
