@@ -32,6 +32,8 @@ static void abort_job(void) { MPI_Abort(MPI_COMM_WORLD, 1); }
 int qstar_nccl_init(int rank, int world, const char* id_file) __attribute__((weak));
 void qstar_nccl_finalize(void) __attribute__((weak));
 void qstar_nccl_allreduce_sum(float* x, size_t n) __attribute__((weak));
+void qstar_nccl_allreduce_sum_async(float* x, size_t n) __attribute__((weak));
+void qstar_nccl_wait(void) __attribute__((weak));
 void qstar_nccl_reduce_scatter_sum(float* x, size_t n) __attribute__((weak));
 void qstar_nccl_allgather(float* x, size_t n) __attribute__((weak));
 void qstar_nccl_broadcast(void* x, size_t bytes, int root) __attribute__((weak));
@@ -101,6 +103,8 @@ static void need_transport(const Comm* c, const char* what) {
 }
 
 void comm_finalize(Comm* c) {
+    free(c->pending);
+    c->pending = NULL;
     if (c->nccl) qstar_nccl_finalize();
     c->nccl = 0;
 #ifdef QSTAR_MPI
@@ -139,6 +143,41 @@ void comm_allreduce_sum(const Comm* c, float* x, size_t n) {
         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
     }
 #endif
+}
+
+void comm_allreduce_sum_async(Comm* c, float* x, size_t n) {
+    if (c->world == 1 || n == 0) return;
+    need_transport(c, "comm_allreduce_sum_async");
+    if (c->nccl) {
+        qstar_nccl_allreduce_sum_async(x, n);
+        return;
+    }
+#ifdef QSTAR_MPI
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t k = n - off < CHUNK ? n - off : CHUNK;
+        if (c->n_pending == c->cap_pending) {
+            c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 64;
+            MPI_Request* grown = xcalloc((size_t)c->cap_pending, sizeof(MPI_Request));
+            if (c->pending) memcpy(grown, c->pending, sizeof(MPI_Request) * c->n_pending);
+            free(c->pending);
+            c->pending = grown;
+        }
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                 (MPI_Request*)c->pending + c->n_pending++));
+    }
+#endif
+}
+
+void comm_wait(Comm* c) {
+    if (c->world == 1) return;
+    if (c->nccl) {
+        qstar_nccl_wait();
+        return;
+    }
+#ifdef QSTAR_MPI
+    if (c->n_pending) MPI_CHECK(MPI_Waitall(c->n_pending, (MPI_Request*)c->pending, MPI_STATUSES_IGNORE));
+#endif
+    c->n_pending = 0;
 }
 
 double comm_allreduce_sum_scalar(const Comm* c, double v) {

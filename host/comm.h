@@ -23,6 +23,8 @@ typedef struct {
     int rank, world;
     int launched;  // started by mpirun/srun (MPI initialized)
     int nccl;      // the buffer collectives go through NCCL (comm_use_device on a GPU backend)
+    void* pending; // MPI requests of comm_allreduce_sum_async not yet waited for
+    int n_pending, cap_pending;
 } Comm;
 
 // Initializes MPI when the environment says a launcher started us (OMPI_COMM_WORLD_SIZE, PMI_SIZE,
@@ -39,6 +41,11 @@ void comm_finalize(Comm* c);
 void comm_barrier(const Comm* c);
 // In place: x = Σ over ranks of x (n floats).
 void comm_allreduce_sum(const Comm* c, float* x, size_t n);
+// Starts x = Σ over ranks of x without waiting (MPI_Iallreduce; NCCL on its own stream after the
+// work queued so far), so a layer's gradients travel while the next layer's backward runs.
+// comm_wait completes every reduction started since the last wait. Same sums as comm_allreduce_sum.
+void comm_allreduce_sum_async(Comm* c, float* x, size_t n);
+void comm_wait(Comm* c);
 // A host scalar (MPI under an MPI launcher, else NCCL).
 double comm_allreduce_sum_scalar(const Comm* c, double v);
 // Shards: rank r owns [offset(r), offset(r) + count(r)) of an n-element buffer (contiguous, as even

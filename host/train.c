@@ -111,6 +111,13 @@ static void print_thoughts(const QuietStar* qs, const Tokenizer* tok, int count)
     }
 }
 
+// Data parallelism without ZeRO: each layer's gradients start their all-reduce as soon as the
+// backward has finished with them.
+static void reduce_layer(void* ctx, size_t offset, size_t count) {
+    Model* m = ((void**)ctx)[0];
+    comm_allreduce_sum_async(((void**)ctx)[1], m->grads + offset, count);
+}
+
 static void check_settings(const TrainSettings* s, const ModelConfig* c) {
     if (s->steps <= 0) fatal("train: --steps must be positive");
     if (s->batch <= 0) fatal("train: --batch must be positive");
@@ -373,8 +380,13 @@ int cmd_train(int argc, char** argv) {
         // gradients of the mean over every micro-batch of every rank: each backward is scaled by
         // 1/(grad_accum·world) and the ranks' gradients are summed
         const float loss_scale = 1.0f / (float)(s.grad_accum * comm.world);
+        const int overlap = comm.world > 1 && !s.zero;
+        void* reduce_ctx[2] = {&model, &comm};
         for (int micro = 0; micro < s.grad_accum; micro++) {
             dataloader_next(&dl, inputs, targets);
+            // on the last micro-batch the layers' gradients are final as the backward leaves them
+            model.grad_ready = overlap && micro == s.grad_accum - 1 ? reduce_layer : NULL;
+            model.grad_ready_ctx = reduce_ctx;
             if (quietstar) {
                 uint32_t sample_step = (uint32_t)(((step - 1) * s.grad_accum + micro) * comm.world + comm.rank);
                 loss += quietstar_forward(&qs, inputs, sample_step) / s.grad_accum;
@@ -392,10 +404,18 @@ int cmd_train(int argc, char** argv) {
         if (s.zero && comm.world > 1) {
             comm_reduce_scatter_sum(&comm, model.grads, model.n_params);
             ss = comm_allreduce_sum_scalar(&comm, model_grad_sum_squares(&model, model.opt_offset, model.opt_count));
+        } else if (overlap) {  // the layers are on their way; add what lies outside them, then wait
+            size_t first, last_off, last_n, tmp;
+            model_layer_range(&model, 0, &first, &tmp);
+            model_layer_range(&model, cfg.num_hidden_layers - 1, &last_off, &last_n);
+            comm_allreduce_sum_async(&comm, model.grads, first);
+            comm_allreduce_sum_async(&comm, model.grads + last_off + last_n, model.n_params - last_off - last_n);
+            comm_wait(&comm);
+            ss = model_grad_sum_squares(&model, 0, model.n_params);
         } else {
-            comm_allreduce_sum(&comm, model.grads, model.n_params);
             ss = model_grad_sum_squares(&model, 0, model.n_params);
         }
+        model.grad_ready = NULL;
         float norm = sqrtf((float)ss);
         if (!isfinite(norm)) fatal("train: gradient norm is %f at step %d (diverged; lower --lr?)", norm, step);
         float scale = (s.grad_clip > 0 && norm > s.grad_clip) ? s.grad_clip / norm : 1.0f;

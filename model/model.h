@@ -85,6 +85,10 @@ typedef struct {
     size_t opt_offset, opt_count;
     Activations acts;
     int n_valid;    // targets that count in the last forward's loss
+    // Called by the backward as soon as a layer's gradients are final (data parallelism starts their
+    // reduction while the layers below are differentiated); NULL: nobody listens.
+    void (*grad_ready)(void* ctx, size_t offset, size_t count);
+    void* grad_ready_ctx;
 } Model;
 
 typedef struct {
@@ -145,6 +149,8 @@ float model_loss(Model* m, Activations* a, const int32_t* targets);
 // Backward of loss_scale * (mean loss of the last forward); parameter gradients accumulate.
 void model_backward(Model* m, float loss_scale);
 void model_zero_grad(Model* m);
+// The contiguous parameter range [*offset, *offset + *count) of layer l's tensors.
+void model_layer_range(const Model* m, int l, size_t* offset, size_t* count);
 // Global L2 norm of the gradients.
 float model_grad_norm(Model* m);
 // One AdamW step over every tensor group within the optimizer range; grad_scale multiplies

@@ -388,7 +388,11 @@ void quietstar_backward(QuietStar* qs, float loss_scale) {
             be->zero(qs->dlnf, sizeof(floatX) * (size_t)N * H);
         }
         ThoughtAttn ta = thought_attn(qs, k);
+        // a layer's gradients are final only once step 0, the last differentiated, is through it
+        void (*ready)(void*, size_t, size_t) = m->grad_ready;
+        if (k > 0) m->grad_ready = NULL;
         decoder_backward(m, a, &qs->scratch, qs->dlnf, &ta);
+        m->grad_ready = ready;
         if (k == 1 || k == NA - 1)
             be->column_sum(G + (k == 1 ? m->off_start : m->off_end), qs->scratch.dresid, qs->qc.embed_scale, N, H);
         else

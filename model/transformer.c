@@ -185,7 +185,18 @@ void decoder_backward(Model* m, Activations* a, Activations* sc, const floatX* d
         be->rope_backward(dqkv, a->pos, N, NH, NKV, HD, c->rope_theta);
         be->matmul_backward(sc->dln, G + lo->qkv, dqkv, ln1, P + lo->qkv, N, H, C3, 0);
         be->rmsnorm_backward(sc->dresid, G + lo->ln1, sc->dln, x, P + lo->ln1, a->ln1_rstd + (size_t)l * N, N, H);
+        if (m->grad_ready) {  // nothing below touches this layer's gradients again
+            size_t off, count;
+            model_layer_range(m, l, &off, &count);
+            m->grad_ready(m->grad_ready_ctx, off, count);
+        }
     }
+}
+
+void model_layer_range(const Model* m, int l, size_t* offset, size_t* count) {
+    const LayerOffsets* lo = &m->layers[l];
+    *offset = lo->ln1;  // the first tensor of a layer; down_proj is its last
+    *count = lo->down + (size_t)m->cfg.hidden_size * m->cfg.intermediate_size - lo->ln1;
 }
 
 float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, const int32_t* pos) {

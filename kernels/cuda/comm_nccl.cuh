@@ -242,6 +242,35 @@ extern "C" void qstar_nccl_allreduce_sum(float* x, size_t n) {
     }
 }
 
+// The overlapped path: reductions on a stream of their own, ordered after the compute queued so far
+// (an event), so the next layer's backward runs while they travel; qstar_nccl_wait orders the
+// compute stream after them. Device buffers only (gradients).
+static cudaStream_t nccl_stream;
+
+extern "C" void qstar_nccl_allreduce_sum_async(float* x, size_t n) {
+    if (!n) return;
+    if (!nccl_on_device(x)) {  // host memory cannot overlap: take the synchronous staged path
+        qstar_nccl_allreduce_sum(x, n);
+        return;
+    }
+    if (!nccl_stream) cudaCheck(cudaStreamCreateWithFlags(&nccl_stream, cudaStreamNonBlocking));
+    cudaEvent_t ready;
+    cudaCheck(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    cudaCheck(cudaEventRecord(ready, qstar_stream));
+    cudaCheck(cudaStreamWaitEvent(nccl_stream, ready, 0));
+    cudaCheck(cudaEventDestroy(ready));
+    ncclCheck(ncclAllReduce(x, x, n, ncclFloat, ncclSum, nccl_comm, nccl_stream));
+}
+
+extern "C" void qstar_nccl_wait(void) {
+    if (!nccl_stream) return;
+    cudaEvent_t done;
+    cudaCheck(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    cudaCheck(cudaEventRecord(done, nccl_stream));
+    cudaCheck(cudaStreamWaitEvent(qstar_stream, done, 0));
+    cudaCheck(cudaEventDestroy(done));
+}
+
 extern "C" void qstar_nccl_reduce_scatter_sum(float* x, size_t n) {
     if (!n) return;
     if (nccl_on_device(x)) {
