@@ -78,8 +78,13 @@ test: deps
 	@$(MAKE) --no-print-directory all tests
 	@bash tests/run_all.sh
 
+# CPU benchmarks, then the CUDA backend's: timed on a GPU (make cuda-bench) or, without one,
+# validated on the emulator (make emu-bench).
 bench: deps all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then \
+	   $(MAKE) --no-print-directory cuda-bench; else $(MAKE) --no-print-directory emu-bench; fi
+	@bash bench/cuda/run.sh
 
 cuda:
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory bin/qstar-cuda; \
