@@ -3,7 +3,9 @@
 # same sources against tests/emu, the `emu` backend) and runs each; every op's validation against the
 # C reference must pass and each must end with "timing needs a GPU" and exit 0. Where the nvcc
 # builds exist (make cuda-bench) and no GPU is present, each must say "timing needs a GPU" and exit 0
-# too. Small sizes: the whole suite takes well under a minute.
+# too. The emulator builds also run once with --time, which runs the timing and report code (no
+# GPU: the numbers mean nothing, but the code paths a GPU run takes are exercised). Small sizes: the
+# whole suite takes well under a minute.
 set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -26,6 +28,47 @@ for name in $names; do
     bad "$name on emu (log $log/$name.log):"; grep -E "FAIL|error|fatal" "$log/$name.log" | head -8 | sed 's/^/       /'
   fi
 done
+
+# the timing and report code (events, L2 flush, result lines, the step table) run on the emulator too
+for cmd in "bench_norm --time --repeats 2 --warmup 1" "bench_attention --time --repeats 1 --warmup 0 --k 3" \
+           "bench_step --time --steps 1"; do
+  name=${cmd%% *}; b=build/bench/emu/$name
+  [ -x "$b" ] || continue
+  if $b ${cmd#* } > "$log/$name.time.log" 2>&1 && grep -qE "^  time |ms/step" "$log/$name.time.log" \
+     && ! grep -qE "[0-9.]+%" <(grep -E "^  time |^tiny" "$log/$name.time.log"); then
+    ok "$name --time on emu: timing code runs, no % of peak for an unknown device"
+  else
+    bad "$name --time on emu (log $log/$name.time.log)"; grep -E "FAIL|error|fatal" "$log/$name.time.log" | head -5 | sed 's/^/       /'
+  fi
+done
+
+# the peak table matches the names the drivers report, most specific first, and knows no others
+cat > "$log/peaks.c" <<'C'
+#include <stdio.h>
+#include "bench/cuda/peaks.h"
+int main(void) {
+    const char* cases[][2] = {{"NVIDIA H100 80GB HBM3", "H100 SXM"}, {"NVIDIA H100 PCIe", "H100 PCIe"},
+                              {"NVIDIA H100 NVL", "H100 NVL"}, {"NVIDIA H200", "H200 SXM"}, {"NVIDIA H200 NVL", "H200 NVL"},
+                              {"NVIDIA A100-SXM4-80GB", "A100 SXM 80GB"}, {"NVIDIA A100-SXM4-40GB", "A100 SXM 40GB"},
+                              {"NVIDIA A100 80GB PCIe", "A100 PCIe 80GB"}, {"NVIDIA A100-PCIE-40GB", "A100 PCIe 40GB"},
+                              {"NVIDIA GeForce RTX 4090", NULL}, {"qstar emulator", NULL}};
+    int bad = 0;
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const GpuPeak* p = gpu_peak_lookup(cases[i][0]);
+        const char* got = p ? p->label : NULL;
+        if ((got == NULL) != (cases[i][1] == NULL) || (got && strcmp(got, cases[i][1]))) {
+            printf("%s -> %s, want %s\n", cases[i][0], got ? got : "unknown", cases[i][1] ? cases[i][1] : "unknown");
+            bad++;
+        }
+    }
+    return bad != 0;
+}
+C
+if cc -I. "$log/peaks.c" -o "$log/peaks" && "$log/peaks" > "$log/peaks.log" 2>&1; then
+  ok "peaks.h: device names map to their peaks, unknown GPUs to none"
+else
+  bad "peaks.h lookup:"; sed 's/^/       /' "$log/peaks.log"
+fi
 
 # the nvcc builds, when present, on a machine without a GPU
 if ! (command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L 2> /dev/null | grep -q '^GPU '); then

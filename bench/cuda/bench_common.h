@@ -16,7 +16,8 @@
  * a device (without one it says so and exits 0: timing needs a GPU, and validation without a GPU is
  * the emulator build's job). The emulator build (g++ -include tests/emu/cuemu.h, CUEMU defined) tests
  * backend_get("emu") — the same kernel sources run on the CPU — at small sizes, prints "timing needs
- * a GPU" and exits 0 when every check passed, 1 otherwise.
+ * a GPU" and exits 0 when every check passed, 1 otherwise; with --time it also runs the timing and
+ * report code (events, flush, lines) on the emulator, so that code is tested without a GPU.
  */
 #pragma once
 
@@ -61,6 +62,7 @@ typedef struct {
     void* flush;
     size_t flush_bytes;
     int passed, failed;
+    int emu_timing;      // --time on the emulator: timing code runs, its numbers mean nothing
 } Bench;
 
 // ---- random inputs (a fixed LCG: the same inputs on every run and machine) ------------------------
@@ -117,7 +119,8 @@ static Dual<T> dual(Bench* b, const std::vector<T>& h) {
 static inline void bench_usage(const char* prog, const char* extra) {
     printf("usage: %s [--repeats N] [--warmup N] [--full]%s\n"
            "  validates every op against the C reference, then (on a GPU) times it\n"
-           "  --full: the benchmark sizes even without a GPU (slow on the emulator)\n",
+           "  --full: the benchmark sizes even without a GPU (slow on the emulator)\n"
+           "  --time: (emulator build) run the timing code too, to test it without a GPU\n",
            prog, extra ? extra : "");
 }
 
@@ -133,6 +136,7 @@ static inline int bench_setup(Bench* b, int argc, char** argv, int (*extra)(Benc
         if (!strcmp(argv[i], "--repeats") && i + 1 < argc) b->repeats = atoi(argv[i + 1]), i += 2;
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) b->warmup = atoi(argv[i + 1]), i += 2;
         else if (!strcmp(argv[i], "--full")) b->full = 1, i++;
+        else if (!strcmp(argv[i], "--time")) b->gpu = 1, i++;  // emulator only: exercise the timing path
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) bench_usage(b->prog, extra_usage), exit(0);
         else {
             int used = extra ? extra(b, argc - i, argv + i) : 0;
@@ -144,8 +148,12 @@ static inline int bench_setup(Bench* b, int argc, char** argv, int (*extra)(Benc
     b->ref = backend_get("cpu");
 #ifdef CUEMU
     b->be = backend_get("emu");
-    b->gpu = 0;
     snprintf(b->device, sizeof b->device, "CPU emulator (tests/emu)");
+    if (b->gpu) {  // --time: runs the timing code on the emulator so it is tested without a GPU
+        b->flush_bytes = (size_t)1 << 20;
+        b->flush = b->be->alloc(b->flush_bytes);
+        b->emu_timing = 1;
+    }
 #else
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
@@ -169,6 +177,7 @@ static inline int bench_setup(Bench* b, int argc, char** argv, int (*extra)(Benc
 #endif
     if (!b->be) fatal("%s: backend not built in (have %s)", b->prog, backend_names());
     printf("%s: backend %s on %s, reference cpu\n", b->prog, b->be->name, b->device);
+    if (b->emu_timing) printf("--time on the emulator: the timing code runs, its numbers mean nothing\n");
     if (b->gpu) {
         if (b->peak)
             printf("peaks (%s): HBM %.0f GB/s, TF32 %.1f, BF16 %.1f, FP32 %.1f TFLOP/s (dense)\n", b->peak->label,
@@ -293,7 +302,7 @@ static void bench_time_op(Bench* b, int ok, const char* what, F&& op, double byt
 
 // The closing lines; the exit status of main.
 static inline int bench_finish(Bench* b) {
-    if (!b->gpu) printf("timing needs a GPU (validated on the %s backend only)\n", b->be->name);
+    if (!b->gpu || b->emu_timing) printf("timing needs a GPU (validated on the %s backend only)\n", b->be->name);
     printf("%s: %d passed, %d failed\n", b->prog, b->passed, b->failed);
     if (b->flush) b->be->free(b->flush);
     return b->failed ? 1 : 0;

@@ -188,8 +188,8 @@ static void time_preset(Bench* b, const char* preset, int qs) {
     ModelConfig cfg;
     config_load(&cfg, path);
     free(path);
-    // lm: 4 x 1024 tokens; quietstar: the reference's 2 sequences x 256 tokens per pass pair
-    const int B = qs ? 2 : 4, T = qs ? 256 : 1024;
+    // lm: 4 x 1024 tokens; quietstar: 2 sequences x 256 tokens, 2 passes each (emulator --time: tiny sizes)
+    const int B = !b->full ? 1 : qs ? 2 : 4, T = !b->full ? (qs ? 8 : 16) : qs ? 256 : 1024;
     const char* mode = qs ? "quietstar" : "lm";
     QuietStarConfig qc = quietstar_reference_config();
     const double tokens = (double)B * T;
@@ -236,7 +236,7 @@ int main(int argc, char** argv) {
     printf("step time: mean of %d steps after one warmup (wall clock, synchronized); MFU vs dense TF32\n", opt_steps);
     printf("%-26s %-9s %5s %5s %11s %10s %12s %10s %7s\n", "preset", "mode", "batch", "seq", "params", "ms/step",
            "tokens/s", "TFLOP/s", "MFU");
-    char* presets = xstrdup(opt_presets ? opt_presets : "tiny,100m,mistral-7b");
+    char* presets = xstrdup(opt_presets ? opt_presets : b.full ? "tiny,100m,mistral-7b" : "tiny");
     for (char* s1 = NULL, *p = strtok_r(presets, ",", &s1); p; p = strtok_r(NULL, ",", &s1)) {
         char* modes = xstrdup(opt_modes);
         for (char* s2 = NULL, *mo = strtok_r(modes, ",", &s2); mo; mo = strtok_r(NULL, ",", &s2))
