@@ -27,39 +27,17 @@
 #include "kernels/philox.h"
 #include "tests/check.h"
 
+#define TEST_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "tests/backend_test.h"
+
 #define TOL_FWD 1e-5  // float op vs double reference
 #define TOL_FD 1e-2   // analytic vs float central differences
 #define FD_STEP 1e-2f
 
 // ---- small helpers ----------------------------------------------------------------------------
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static double urand(void) {  // splitmix64 -> [0, 1): reproducible inputs, independent of libc
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-static void fill(float* x, size_t n, float lo, float hi) {
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)urand();
-}
-static float* hnew(size_t n, float lo, float hi) {  // host array of uniform random floats
-    float* x = malloc(sizeof(float) * (n ? n : 1));
-    fill(x, n, lo, hi);
-    return x;
-}
 static double* dzeros(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
 
-static void* dnew(const Backend* be, const void* host, size_t bytes) {  // backend buffer, optionally uploaded
-    void* d = be->alloc(bytes);
-    if (host) be->upload(d, host, bytes);
-    return d;
-}
-static void dget(const Backend* be, void* host, const void* dev, size_t bytes) {
-    be->sync();
-    be->download(host, dev, bytes);
-}
 static double dot_fd(const float* g, const float* y, size_t n) {  // Σ G ∘ y in double
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)g[i] * y[i];

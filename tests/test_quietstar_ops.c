@@ -32,33 +32,14 @@
 #include "kernels/philox.h"
 #include "tests/check.h"
 
+#define TEST_RNG_SEED 0x853C49E6748FEA9Bull
+#include "tests/backend_test.h"
+
 #define TOL 1e-5
 #define TOL_FD 1e-2
 #define FD_STEP 1e-2f
 
-static uint64_t rng_state = 0x853C49E6748FEA9Bull;
-static double urand(void) {  // splitmix64 -> [0, 1)
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-static float* hnew(size_t n, float lo, float hi) {
-    float* x = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)urand();
-    return x;
-}
 static double* dnewd(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
-static void* dnew(const Backend* be, const void* host, size_t bytes) {
-    void* d = be->alloc(bytes);
-    if (host) be->upload(d, host, bytes);
-    return d;
-}
-static void dget(const Backend* be, void* host, const void* dev, size_t bytes) {
-    be->sync();
-    be->download(host, dev, bytes);
-}
 static void check_close(const char* what, const float* got, const double* ref, size_t n, double tol) {
     double md = 0.0, mr = 0.0;
     for (size_t i = 0; i < n; i++) {

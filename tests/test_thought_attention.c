@@ -31,33 +31,14 @@
 #include "kernels/ops.h"
 #include "tests/check.h"
 
+#define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
+#include "tests/backend_test.h"
+
 #define TOL 1e-5     // float op vs double reference, relative to the largest reference magnitude
 #define TOL_FD 1e-2  // analytic vs float central differences
 #define FD_STEP 1e-2f
 
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static double urand(void) {  // splitmix64 -> [0, 1): reproducible inputs, independent of libc
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
 static int irand(int n) { return (int)(urand() * n); }
-static float* hnew(size_t n, float lo, float hi) {
-    float* x = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * (float)urand();
-    return x;
-}
-static void* dnew(const Backend* be, const void* host, size_t bytes) {
-    void* d = be->alloc(bytes);
-    if (host) be->upload(d, host, bytes);
-    return d;
-}
-static void dget(const Backend* be, void* host, const void* dev, size_t bytes) {
-    be->sync();
-    be->download(host, dev, bytes);
-}
 
 // max |got - ref| / scale (scale = the magnitude the error is measured against); NaN fails.
 static void check_max(const char* what, const float* got, const double* ref, size_t n, double scale) {
