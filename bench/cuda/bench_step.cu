@@ -176,7 +176,7 @@ static void validate_steps(Bench* b) {
 // ---- with a GPU ---------------------------------------------------------------------------------------
 static void report(Bench* b, const char* label, const char* mode, int B, int T, double params, double sec,
                    double flops, double tokens) {
-    printf("%-26s %-9s %5d %5d %10.1fM %10.2f %12.0f %10.1f", label, mode, B, T, params / 1e6, sec * 1e3,
+    printf("%-28s %-9s %5d %5d %10.1fM %10.2f %12.0f %10.1f", label, mode, B, T, params / 1e6, sec * 1e3,
            tokens / sec, flops / sec / 1e12);
     if (b->peak) printf(" %6.1f%%\n", 100 * flops / sec / (b->peak->tf32_tflops * 1e12));
     else printf("   peak unknown\n");
@@ -219,7 +219,7 @@ static void time_preset(Bench* b, const char* preset, int qs) {
     snprintf(label, sizeof label, "%s (1 layer)", preset);
     report(b, label, mode, B, T, params[1], sec[1], flops[1], tokens);
     const double layer_sec = sec[2] - sec[1], layer_flops = flops[2] - flops[1], layer_params = params[2] - params[1];
-    printf("%-26s %-9s per layer: %.2f ms, %.1f TFLOP/s\n", "", "", layer_sec * 1e3, layer_flops / layer_sec / 1e12);
+    printf("%-28s %-9s per layer: %.2f ms, %.1f TFLOP/s\n", "", "", layer_sec * 1e3, layer_flops / layer_sec / 1e12);
     snprintf(label, sizeof label, "%s (est. %d layers)", preset, layers);
     report(b, label, mode, B, T, params[1] + (layers - 1) * layer_params, sec[1] + (layers - 1) * layer_sec,
            flops[1] + (layers - 1) * layer_flops, tokens);
@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
         return bench_finish(&b);
     }
     printf("step time: mean of %d steps after one warmup (wall clock, synchronized); MFU vs dense TF32\n", opt_steps);
-    printf("%-26s %-9s %5s %5s %11s %10s %12s %10s %7s\n", "preset", "mode", "batch", "seq", "params", "ms/step",
+    printf("%-28s %-9s %5s %5s %11s %10s %12s %10s %7s\n", "preset", "mode", "batch", "seq", "params", "ms/step",
            "tokens/s", "TFLOP/s", "MFU");
     char* presets = xstrdup(opt_presets ? opt_presets : b.full ? "tiny,100m,mistral-7b" : "tiny");
     for (char* s1 = NULL, *p = strtok_r(presets, ",", &s1); p; p = strtok_r(NULL, ",", &s1)) {
