@@ -41,6 +41,8 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 include kernels/cuda/cuda.mk
 
 .PHONY: all deps run test bench cuda clean
+# keep the objects of test and bench binaries (make would delete them as intermediates and relink)
+.SECONDARY:
 all: bin/qstar
 
 $(BUILD)/host/comm.o: CFLAGS += $(MPI_CFLAGS)
