@@ -37,7 +37,7 @@ base=$(ls -d "$out"/base/step_* | tail -1)
 banner "3. Quiet-STaR from the base model, $qs_steps steps (thoughts shown every 20 steps)"
 rm -rf "$out/quietstar"
 bin/qstar train --mode quietstar --model "$base" --tokenizer "$tok" --data "$out/data/train/*.bin" \
-  --out "$out/quietstar" --steps "$qs_steps" --batch 2 --seq 128 --lr 1e-4 --warmup 10 --schedule constant \
+  --out "$out/quietstar" --steps "$qs_steps" --batch 2 --seq 128 --lr 1e-5 --warmup 10 --schedule constant \
   --weight-decay 0.001 --log-every 10 --thoughts-every 20 | grep --line-buffered -v '^[|+]'
 qs=$(ls -d "$out"/quietstar/step_* | tail -1)
 
