@@ -20,7 +20,7 @@ typedef struct {
     float rms_norm_eps;
     float rope_theta;
     int tie_word_embeddings;
-    int sliding_window;       // 0 = none; sequences longer than this are refused (not implemented)
+    int sliding_window;       // 0 = none; attention spans the whole sequence, so longer sequences are refused
     int bos_token_id, eos_token_id;
     float initializer_range;  // std of the normal initialization
     // Quiet-STaR: ids of <|startthought|> and <|endthought|> (-1: a plain language model). When set,

@@ -23,23 +23,8 @@ work=build/test-work/mpi; rm -rf "$work"; mkdir -p "$work"
 python3 tests/lib/make_shard.py "$work/d.bin" --random 1000 --tokens 30000 --seed 2
 Q=bin/qstar
 
-# compare A B MODE: MODE "bitwise" or a relative L2 bound
-compare() {
-  .venv/bin/python - "$1" "$2" "$3" <<'PY'
-import sys, numpy as np
-from safetensors.numpy import load_file
-A, B = load_file(sys.argv[1]), load_file(sys.argv[2])
-assert A.keys() == B.keys()
-if sys.argv[3] == "bitwise":
-    same = all((A[k].view(np.uint32) == B[k].view(np.uint32)).all() for k in A)
-    print("    bitwise identical" if same else "    differ"); sys.exit(0 if same else 1)
-d = np.sqrt(sum(((A[k] - B[k]).astype(np.float64) ** 2).sum() for k in A))
-n = np.sqrt(sum((B[k].astype(np.float64) ** 2).sum() for k in A))
-elem = max(float(np.abs(A[k] - B[k]).max() / (np.abs(B[k]).max() + 1e-30)) for k in A)
-print("    relative L2 distance %.3g (largest per-tensor max-element difference %.3g)" % (d / n, elem))
-sys.exit(0 if d / n <= float(sys.argv[3]) else 1)
-PY
-}
+# compare A B MODE: MODE "bitwise" or a relative L2 bound (tests/lib/compare_weights.py)
+compare() { .venv/bin/python tests/lib/compare_weights.py "$1" "$2" "$3"; }
 
 L=(--config configs/tiny.json --data "$work/d.bin" --steps 4 --seq 32 --lr 1e-3 --warmup 0)
 $MPI $Q train "${L[@]}" --batch 2 --out "$work/r2" > "$work/r2.log" 2>&1 || bad "2-rank run failed: $(tail -2 "$work/r2.log")"

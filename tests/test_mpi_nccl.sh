@@ -30,23 +30,8 @@ work=build/test-work/mpi_nccl; rm -rf "$work"; mkdir -p "$work"
 python3 tests/lib/make_shard.py "$work/d.bin" --random 1000 --tokens 30000 --seed 2
 Q=bin/qstar-emu
 
-# compare A B MODE: MODE "bitwise" or a relative L2 bound
-compare() {
-  [ -f "$1" ] && [ -f "$2" ] || { echo "    missing: $([ -f "$1" ] || echo "$1") $([ -f "$2" ] || echo "$2")"; return 1; }
-  .venv/bin/python - "$1" "$2" "$3" <<'PY'
-import sys, numpy as np
-from safetensors.numpy import load_file
-A, B = load_file(sys.argv[1]), load_file(sys.argv[2])
-assert A.keys() == B.keys()
-if sys.argv[3] == "bitwise":
-    same = all((A[k].view(np.uint32) == B[k].view(np.uint32)).all() for k in A)
-    print("    bitwise identical" if same else "    differ"); sys.exit(0 if same else 1)
-d = np.sqrt(sum(((A[k] - B[k]).astype(np.float64) ** 2).sum() for k in A))
-n = np.sqrt(sum((B[k].astype(np.float64) ** 2).sum() for k in A))
-print("    relative L2 distance %.3g" % (d / n))
-sys.exit(0 if d / n <= float(sys.argv[3]) else 1)
-PY
-}
+# compare A B MODE: MODE "bitwise" or a relative L2 bound (tests/lib/compare_weights.py)
+compare() { .venv/bin/python tests/lib/compare_weights.py "$1" "$2" "$3"; }
 
 # envrun NAME RANKS ARGS...: the ranks started by hand, as a launcher without MPI would; waits for all
 envrun() {
