@@ -152,3 +152,20 @@ void run_state_free(RunState* st) {
     free(st->adam_v);
     memset(st, 0, sizeof *st);
 }
+
+double checkpoint_setting(const char* ckpt, const char* key, double def) {
+    char* path = xsprintf("%s/state.json", ckpt);
+    size_t len;
+    char* text = read_file_maybe(path, &len);
+    double v = def;
+    if (text) {
+        cJSON* root = cJSON_ParseWithLength(text, len);
+        const cJSON* st = root ? cJSON_GetObjectItemCaseSensitive(root, "settings") : NULL;
+        const cJSON* item = st ? cJSON_GetObjectItemCaseSensitive(st, key) : NULL;
+        if (cJSON_IsNumber(item)) v = item->valuedouble;
+        cJSON_Delete(root);
+        free(text);
+    }
+    free(path);
+    return v;
+}

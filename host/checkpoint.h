@@ -34,5 +34,7 @@ char* checkpoint_latest(const char* run_dir);
 // (rs->adam_m, rs->adam_v, all parameters) and run state; the caller uploads its optimizer range.
 void checkpoint_load(const char* ckpt_dir, Model* m, RunState* st);
 void run_state_free(RunState* st);
+// A numeric setting the checkpoint's run used (its state.json), or def when absent.
+double checkpoint_setting(const char* ckpt_dir, const char* key, double def);
 
 #endif

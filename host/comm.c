@@ -190,15 +190,9 @@ double comm_allreduce_sum_scalar(const Comm* c, double v) {
     return v;
 }
 
-size_t comm_shard_count(const Comm* c, size_t n, int rank) {
-    size_t base = n / (size_t)c->world, extra = n % (size_t)c->world;
-    return base + ((size_t)rank < extra ? 1 : 0);
-}
+size_t comm_shard_count(const Comm* c, size_t n, int rank) { return shard_count(n, c->world, rank); }
 
-size_t comm_shard_offset(const Comm* c, size_t n, int rank) {
-    size_t base = n / (size_t)c->world, extra = n % (size_t)c->world;
-    return (size_t)rank * base + ((size_t)rank < extra ? (size_t)rank : extra);
-}
+size_t comm_shard_offset(const Comm* c, size_t n, int rank) { return shard_offset(n, c->world, rank); }
 
 void comm_reduce_scatter_sum(const Comm* c, float* x, size_t n) {
     if (c->world == 1) return;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "host/args.h"
+#include "host/checkpoint.h"
 #include "host/commands.h"
 #include "host/dataloader.h"
 #include "host/util.h"
@@ -81,19 +82,9 @@ int cmd_eval(int argc, char** argv) {
     QuietStar qs;
     if (thinking) {
         QuietStarConfig qc = quietstar_reference_config();
-        if (n_ahead <= 0) {
-            n_ahead = 12;  // the run's setting when the checkpoint records it
-            char* st = xsprintf("%s/state.json", ckpt);
-            size_t len;
-            char* text = read_file_maybe(st, &len);
-            if (text) {
-                const char* k = strstr(text, "\"n-ahead\":");
-                if (k) n_ahead = atoi(k + strlen("\"n-ahead\":"));
-                free(text);
-            }
-            free(st);
-        }
-        qc.n_ahead = n_ahead;
+        // the run's thought length and start/end embedding scale, when the checkpoint records them
+        qc.n_ahead = n_ahead > 0 ? n_ahead : (int)checkpoint_setting(ckpt, "n-ahead", qc.n_ahead);
+        qc.embed_scale = (float)checkpoint_setting(ckpt, "thought-embed-scale", qc.embed_scale);
         qc.n_ahead_talk = 1;
         qc.n_passes = 1;
         qc.seed = (uint64_t)seed;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "host/args.h"
+#include "host/checkpoint.h"
 #include "host/commands.h"
 #include "host/tokenizer.h"
 #include "host/util.h"
@@ -41,24 +42,6 @@ static void emit(void* user, int kind, int32_t token) {
         free(t);
     }
     fflush(stdout);
-}
-
-// A setting the checkpoint's run used (state.json), or def.
-static double stored_setting(const char* ckpt, const char* key, double def) {
-    char* path = xsprintf("%s/state.json", ckpt);
-    size_t len;
-    char* text = read_file_maybe(path, &len);
-    double v = def;
-    if (text) {
-        cJSON* root = cJSON_ParseWithLength(text, len);
-        const cJSON* st = root ? cJSON_GetObjectItemCaseSensitive(root, "settings") : NULL;
-        const cJSON* item = st ? cJSON_GetObjectItemCaseSensitive(st, key) : NULL;
-        if (cJSON_IsNumber(item)) v = item->valuedouble;
-        cJSON_Delete(root);
-        free(text);
-    }
-    free(path);
-    return v;
 }
 
 int cmd_sample(int argc, char** argv) {
@@ -97,8 +80,8 @@ int cmd_sample(int argc, char** argv) {
 
     GenConfig gc = {.temperature = temperature, .top_p = top_p, .max_tokens = max_tokens, .seed = (uint64_t)seed,
                     .thoughts = thoughts, .stop_token = (int)tok_eos_id(tok)};
-    gc.n_ahead = n_ahead > 0 ? n_ahead : (int)stored_setting(ckpt, "n-ahead", 12);
-    gc.embed_scale = embed_scale > 0 ? embed_scale : (float)stored_setting(ckpt, "thought-embed-scale", 100);
+    gc.n_ahead = n_ahead > 0 ? n_ahead : (int)checkpoint_setting(ckpt, "n-ahead", 12);
+    gc.embed_scale = embed_scale > 0 ? embed_scale : (float)checkpoint_setting(ckpt, "thought-embed-scale", 100);
     TokIds ids = {0};
     tok_encode(tok, prompt, strlen(prompt), 1, &ids);
     int32_t* p32 = xmalloc(sizeof(int32_t) * (ids.n ? ids.n : 1));

@@ -62,7 +62,6 @@ typedef struct {
     int32_t* tokens;    // (N)
     int32_t* targets;   // (N)
     int32_t* pos;       // (N)
-    float* scalar;      // (1) reduction result
     void* memory;
     size_t bytes;
 } Activations;
@@ -83,6 +82,7 @@ typedef struct {
     float* m;       // AdamW moments of the range [opt_offset, opt_offset + opt_count) of the parameters:
     float* v;       // all of them, or this rank's shard under ZeRO-1
     size_t opt_offset, opt_count;
+    float* scalar;  // backend memory: one float, the result of sum_squares
     Activations acts;
     int n_valid;    // targets that count in the last forward's loss
     // Called by the backward as soon as a layer's gradients are final (data parallelism starts their
@@ -117,7 +117,7 @@ void model_copy_matching(Model* dst, const Model* src);
 enum {
     ACT_SAVED = 1,    // resid .. lnf_rstd: what the backward of one forward reads
     ACT_QKV = 2,      // own qkv storage (off: the caller points qkv into a shared per-step stack)
-    ACT_HEAD = 4,     // logits, losses, dlosses, tokens, targets, pos, scalar
+    ACT_HEAD = 4,     // logits, losses, dlosses, tokens, targets, pos
     ACT_SCRATCH = 8,  // tmp and the backward scratch (dresid, dln, dqkv, datt, dgate_up, dmlp)
     ACT_ALL = 15,
 };

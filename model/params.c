@@ -89,6 +89,7 @@ void model_create(Model* m, const ModelConfig* cfg, const Backend* be) {
     m->v = be->alloc(bytes);
     m->opt_offset = 0;
     m->opt_count = m->n_params;
+    m->scalar = be->alloc(sizeof(float));
 }
 
 void model_destroy(Model* m) {
@@ -98,6 +99,7 @@ void model_destroy(Model* m) {
         be->free(m->grads);
         be->free(m->m);
         be->free(m->v);
+        be->free(m->scalar);
         activations_free(be, &m->acts);
     }
     free(m->tensors);

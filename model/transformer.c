@@ -47,7 +47,6 @@ static int activation_specs(const ModelConfig* c, int B, int T, Activations* a, 
     SPEC(tokens, N, int32_t, ACT_HEAD);
     SPEC(targets, N, int32_t, ACT_HEAD);
     SPEC(pos, N, int32_t, ACT_HEAD);
-    SPEC(scalar, 1, float, ACT_HEAD);
     SPEC(tmp, N * H, floatX, ACT_SCRATCH);
     SPEC(dresid, N * H, floatX, ACT_SCRATCH);
     SPEC(dln, N * H, floatX, ACT_SCRATCH);
@@ -263,11 +262,9 @@ void model_backward(Model* m, float loss_scale) {
 void model_zero_grad(Model* m) { m->be->zero(m->grads, sizeof(float) * m->n_params); }
 
 double model_grad_sum_squares(Model* m, size_t offset, size_t count) {
-    float* scratch = m->be->alloc(sizeof(float));
-    m->be->sum_squares(scratch, m->grads + offset, count);
+    m->be->sum_squares(m->scalar, m->grads + offset, count);
     float ss;
-    m->be->download(&ss, scratch, sizeof(float));
-    m->be->free(scratch);
+    m->be->download(&ss, m->scalar, sizeof(float));
     return ss;
 }
 

@@ -31,6 +31,10 @@
 
 #ifdef QSTAR_NCCL
 #include <nccl.h>
+
+extern "C" {
+#include "host/comm.h"
+}
 #ifdef QSTAR_MPI
 #define OMPI_SKIP_MPICXX 1  // the C API is all we use; OpenMPI's C++ bindings do not build with -Werror
 #include <mpi.h>
@@ -56,16 +60,9 @@ static inline void nccl_check_(ncclResult_t r, const char* what, const char* fil
 }
 #define ncclCheck(call) nccl_check_((call), #call, __FILE__, __LINE__)
 
-// The same layout as comm_shard_offset/count in host/comm.c (kept here: the backend is linked into
-// programs that do not link host/comm.o).
-static inline size_t nccl_shard_count(size_t n, int r) {
-    size_t base = n / (size_t)nccl_world, extra = n % (size_t)nccl_world;
-    return base + ((size_t)r < extra ? 1 : 0);
-}
-static inline size_t nccl_shard_offset(size_t n, int r) {
-    size_t base = n / (size_t)nccl_world, extra = n % (size_t)nccl_world;
-    return (size_t)r * base + ((size_t)r < extra ? (size_t)r : extra);
-}
+// host/comm.h's shard layout (header-only, so programs without host/comm.o link too)
+static inline size_t nccl_shard_count(size_t n, int r) { return shard_count(n, nccl_world, r); }
+static inline size_t nccl_shard_offset(size_t n, int r) { return shard_offset(n, nccl_world, r); }
 
 static int nccl_local_rank(void) {
     const char* vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"};
