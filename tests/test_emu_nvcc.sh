@@ -18,7 +18,7 @@ fi
 out=build/emu-nvcc
 mkdir -p "$out"
 flags=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -Werror all-warnings -c)
-headers=(tests/emu/*.h tests/check.h)
+headers=(tests/emu/*.h tests/check.h kernels/cuda/portable.h kernels/cuda/tensorcore.cuh)
 
 up_to_date() { # $1 = object, $2 = source
   [ -f "$1" ] || return 1

@@ -26,7 +26,7 @@ EMU_CXXFLAGS := -std=c++17 -O2 -g -Wall -Wextra -Werror -Wno-unknown-pragmas -pt
 EMU_LDLIBS   := $(EMU_BLAS_LIB) -pthread -lm
 EMU_SRC      := $(wildcard tests/emu/*.cpp)
 EMU_OBJ      := $(EMU_SRC:tests/emu/%.cpp=$(BUILD)/emu/%.o)
-EMU_HDR      := tests/emu/cuemu.h tests/emu/cuda_portable.h
+EMU_HDR      := tests/emu/cuemu.h kernels/cuda/portable.h
 EMU_TESTS    := $(wildcard tests/emu/test_*.cu)
 EMU_TEST_BIN := $(EMU_TESTS:tests/emu/test_%.cu=$(BUILD)/tests/test_emu_%)
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "../check.h"
-#include "cuda_portable.h"
+#include "../../kernels/cuda/portable.h"
 
 #define FULL_MASK 0xffffffffu
 #define CU_OK(call) CHECK((call) == cudaSuccess, "%s failed", #call)
