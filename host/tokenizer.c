@@ -290,7 +290,7 @@ typedef struct {
     size_t alen, blen;
 } NormOp;
 
-enum { PT_METASPACE, PT_SPLIT, PT_BYTELEVEL };
+enum { PT_METASPACE, PT_SPLIT, PT_BYTELEVEL, PT_DIGITS };
 enum { SCHEME_ALWAYS, SCHEME_FIRST, SCHEME_NEVER };
 enum { RE_NONE, RE_GPT2, RE_LLAMA3, RE_QWEN2 };
 typedef struct {
@@ -299,6 +299,7 @@ typedef struct {
     int repl_len, scheme, split;  // Metaspace
     int regex;                    // Split, or ByteLevel with use_regex
     int add_prefix_space;         // ByteLevel
+    int individual_digits;        // Digits
 } PreTok;
 #define MAX_PRETOK 8
 
@@ -500,6 +501,9 @@ static void parse_pretokenizer(Tokenizer* t, const cJSON* p) {
         s->add_prefix_space = get_bool(p, "add_prefix_space", 1);
         s->regex = get_bool(p, "use_regex", 1) ? RE_GPT2 : RE_NONE;
         t->byte_level = 1;
+    } else if (!strcmp(type, "Digits")) {
+        s->kind = PT_DIGITS;
+        s->individual_digits = get_bool(p, "individual_digits", 0);
     } else if (!strcmp(type, "Split")) {
         const char* re = get_str(get(p, "pattern"), "Regex");
         const char* behavior = get_str(p, "behavior");
@@ -512,7 +516,7 @@ static void parse_pretokenizer(Tokenizer* t, const cJSON* p) {
         else if (!strcmp(re, QWEN2_RE)) s->regex = RE_QWEN2;
         else fatal("%s: unsupported Split regex %s (implemented: the GPT-2, Llama-3 and Qwen2 patterns)", t->path, re);
     } else {
-        fatal("%s: unsupported pre_tokenizer \"%s\" (implemented: Sequence, Metaspace, ByteLevel, Split)", t->path, type);
+        fatal("%s: unsupported pre_tokenizer \"%s\" (implemented: Sequence, Metaspace, ByteLevel, Split, Digits)", t->path, type);
     }
     t->n_pre++;
 }
@@ -1268,6 +1272,24 @@ static void pretok(Enc* e, int step, const char* s, size_t n, int at_origin) {
         pretok(e, step + 1, b->p + start, b->n - start, at_origin && start == 0);
     } else if (p->kind == PT_SPLIT) {
         split_regex(e, step, p->regex, s, n, at_origin);
+    } else if (p->kind == PT_DIGITS) {
+        // tokenizers' Digits: numeric characters (\p{N}) split off, each alone (individual_digits)
+        // or as runs; the text between them stays one piece
+        const uint8_t* u = (const uint8_t*)s;
+        size_t start = 0;
+        for (size_t i = 0; i < n;) {
+            int l, f = cls_at(u, n, i, &l);
+            if (!(f & UC_N)) {
+                i += (size_t)l;
+                continue;
+            }
+            if (i > start) pretok(e, step + 1, s + start, i - start, at_origin && start == 0);
+            size_t j = i + (size_t)l;
+            while (!p->individual_digits && j < n && (cls_at(u, n, j, &l) & UC_N)) j += (size_t)l;
+            pretok(e, step + 1, s + i, j - i, at_origin && i == 0);
+            start = i = j;
+        }
+        if (n > start) pretok(e, step + 1, s + start, n - start, at_origin && start == 0);
     } else {  // ByteLevel: optional prefix space, optional GPT-2 split; bytes are the model domain
         if (p->add_prefix_space && s[0] != ' ') {
             b->n = 0;
