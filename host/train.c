@@ -43,6 +43,29 @@ static float lr_at(const TrainSettings* s, int step) {
     return s->lr;
 }
 
+// The first metrics record of a run started with --model names that checkpoint and, when it is a qstar
+// checkpoint, the step it was saved at, so plots can draw the run as the continuation of the other
+// one (tools/plot_metrics.py). Returns the JSON fields to append ("" when there is nothing to say).
+static char* init_fields(const char* model_dir) {
+    if (!model_dir) return xstrdup("");
+    char* path = xsprintf("%s/state.json", model_dir);
+    size_t len;
+    char* text = read_file_maybe(path, &len);
+    cJSON* root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    const cJSON* st = root ? cJSON_GetObjectItemCaseSensitive(root, "step") : NULL;
+    int init_step = cJSON_IsNumber(st) && st->valuedouble > 0 ? (int)st->valuedouble : 0;
+    cJSON* name = cJSON_CreateString(model_dir);
+    char* quoted = cJSON_PrintUnformatted(name);
+    char* out = init_step > 0 ? xsprintf(",\"init_model\":%s,\"init_step\":%d", quoted, init_step)
+                              : xsprintf(",\"init_model\":%s", quoted);
+    free(quoted);
+    cJSON_Delete(name);
+    cJSON_Delete(root);
+    free(text);
+    free(path);
+    return out;
+}
+
 // Keeps the metrics of steps <= last_step (a resumed run rewrites what follows).
 static void truncate_metrics(const char* path, int last_step) {
     size_t len;
@@ -345,6 +368,7 @@ int cmd_train(int argc, char** argv) {
     float* host_m = xmalloc(sizeof(float) * model.n_params);
     float* host_v = xmalloc(sizeof(float) * model.n_params);
     cJSON* settings_json = args_to_json(specs, nspecs);
+    char* init_json = init_fields(ckpt ? NULL : s.model);
     cJSON_ReplaceItemInObject(settings_json, "resume", cJSON_CreateNull());
 
     int prof_a = 0, prof_b = -1;
@@ -448,6 +472,7 @@ int cmd_train(int argc, char** argv) {
         if (metrics) {
         fprintf(metrics, "{\"step\":%d,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"ms\":%.3f,\"tokens_per_s\":%.1f",
                 step, loss, lr, norm, ms, tok_s);
+        if (step == 1) fputs(init_json, metrics);
         if (quietstar) {
             fprintf(metrics, ",\"base_nll\":%.9g,\"talk_nll\":[", qst.base_nll);
             for (int t = 0; t < s.n_ahead_talk; t++) fprintf(metrics, "%s%.9g", t ? "," : "", qst.talk_nll[t]);
@@ -489,6 +514,7 @@ int cmd_train(int argc, char** argv) {
     free(host_m);
     free(host_v);
     cJSON_Delete(settings_json);
+    free(init_json);
     free(metrics_path);
     free(inputs);
     free(targets);

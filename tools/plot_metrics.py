@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Plot training curves from qstar metrics.jsonl files into a PNG, using only the standard library.
+"""Plot training curves from qstar metrics.jsonl files with matplotlib (PNG, SVG or PDF by extension).
 
 Training runs write RUN_DIR/metrics.jsonl, one JSON object per optimizer step ({"step": 3,
 "loss": 2.41, ...}; Quiet-STaR runs add base_nll, talk_nll_mean, mean_reward, ...). This tool draws
-one coloured 2-px polyline per (run, field) against "step", with axes, 1-2-5 tick marks and numeric
-labels, axis titles, a title and a legend, and writes the chart as an RGB PNG it encodes itself
-(zlib + struct; an embedded 5x7 bitmap font draws the text). No numpy, no matplotlib.
+one curve per (run, field) against the step. A run started with `qstar train --model CKPT` from
+another run's checkpoint records that checkpoint in its first record ("init_model", "init_step");
+such a run is drawn on the shared step axis (its step s at init_step + s, so a Quiet-STaR run that
+continues a base run after step 300 starts at 301) with a dashed vertical marker where it starts.
+The module is also the library of the other plot_*.py tools (reading, smoothing, saving).
 
 Usage:
-    python3 tools/plot_metrics.py OUT.png SERIES [SERIES ...] [options]
+    python3 tools/plot_metrics.py OUT.png|OUT.svg|OUT.pdf SERIES [SERIES ...] [options]
 
     SERIES is  FILE[=LABEL[:FIELD[,FIELD...]]]
         FILE    a metrics.jsonl file
@@ -22,9 +24,10 @@ Options:
     --title T       chart title (default: the plotted field names)
     --ylabel T      y-axis title (default: the field name(s); "value" when they do not fit)
     --smooth K      centred moving average over K points (window clipped at the ends); the raw
-                    curve is still drawn underneath in a pale tint of the same colour
-    --logy          logarithmic y axis (points <= 0 are skipped)
-    --size WxH      image size in pixels (default 900x540)
+                    curve is still drawn underneath, pale, in the same colour
+    --logy          logarithmic y axis (points <= 0 are left out, with a warning)
+    --size WxH      image size in pixels at 100 dpi (default 900x540)
+    --own-steps     draw every run on its own steps (no shift for runs started from a checkpoint)
 
 Example:
     python3 tools/plot_metrics.py runs/demo/loss.png \\
@@ -34,172 +37,75 @@ Example:
 Data handling: blank lines are ignored; a line without the field (or without "step"), or whose
 value is NaN, +-inf or not a number, contributes no point; points are ordered by step, and when a
 step appears twice (a resumed run appending to the same file) the later line wins. Steps need not
-start at 1. A single point is drawn as a dot.
+start at 1. A single point is drawn as a dot. Where a run's metrics predate the "init_step" record,
+its newest checkpoint's state.json settings.model (if set and readable) gives the starting
+checkpoint and that checkpoint's state.json its step.
 
 Errors: a missing/unreadable file, a line that is not valid JSON or not a JSON object, a field
-that no line of a file has, or nothing plottable at all gives one line on stderr,
-"plot_metrics: error: FILE:LINE: ...", and exit status 1 (bad command-line syntax: status 2).
-The PNG is written to a temporary file next to OUT.png and renamed over it, so a reader never sees
-a partial image.
+that no line of a file has, nothing plottable at all, or matplotlib missing gives one line on
+stderr, "plot_metrics: error: FILE:LINE: ...", and exit status 1 (bad command-line syntax: 2).
+The chart is written to a temporary file next to OUT and renamed over it, so a reader never sees
+a partial image and a failed run leaves an existing OUT untouched. Same input, same bytes.
 """
 
 import argparse
+import glob
 import json
 import math
 import os
-import struct
 import sys
 import tempfile
-import zlib
 
 PROG = "plot_metrics"
-
-# ----------------------------------------------------------------------------------------------
-# Bitmap font: 5 columns x 7 rows per glyph. FONT is a run of 8-character entries: the character,
-# then its 7 rows top to bottom, each row a base-32 digit (0-9a-v) whose 5 bits are the pixels,
-# most significant bit leftmost. Glyphs in DESCENDERS sit 2 rows lower (g, p, q, y, ... and '_'),
-# so a text line is 9 rows tall with the baseline after row 7.
-FONT = (
-    "0ehjlphe14c4444e2eh1248v3v2421he426aiv225vgu11he668guhhe7v1248888ehhehhe9ehhf12cAehhvhhhBuhhuhhu"
-    "CehgggheDsihhhisEvgguggvFvggugggGehgnhhfHhhhvhhhIe44444eJ72222icKhikokihLggggggvMhrllhhhNhhpljhh"
-    "OehhhhhePuhhugggQehhhlidRuhhukihSfgge11uTv444444UhhhhhheVhhhhha4WhhhlllaXhha4ahhYhha4444Zv1248gv"
-    "a00e1fhfbggmphhuc00egghed11djhhfe00ehvgef698s888gfhhhf1ehggmphhhi40c444ej20622ickggikokilc44444e"
-    "m00qlllln00mphhho00ehhhepuhhhuggqfhhhf11r00mpgggs00fge1ut88s8896u00hhhjdv00hhha4w00hhllax00ha4ah"
-    "yhhhhf1ez00v248v.00000cc,0000c48-000e000+044v440_000000v:0cc0cc0%op248j3(2488842)8422248/01248g0"
-    "=00v0v00[e88888e]e22222e?eh12404*0level0"
-)
-DESCENDERS = "gjpqy_"
-GLYPH_W, GLYPH_H, LINE_H = 5, 7, 9
-
-
-def _load_font():
-    glyphs = {}
-    for i in range(0, len(FONT), 8):
-        ch, rows = FONT[i], FONT[i + 1:i + 8]
-        dy = 2 if ch in DESCENDERS else 0
-        pts = []
-        for r, code in enumerate(rows):
-            bits = int(code, 32)
-            for c in range(GLYPH_W):
-                if bits & (1 << (GLYPH_W - 1 - c)):
-                    pts.append((c, r + dy))
-        glyphs[ch] = pts
-    glyphs[" "] = []
-    return glyphs
-
-
-GLYPHS = _load_font()
-
-# Series colours (tab10-like); the test reads PALETTE to find each curve's pixels.
-PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-]
-WHITE = (255, 255, 255)
-GRID = (234, 234, 234)
-AXIS = (70, 70, 70)
-TEXT = (25, 25, 25)
+FORMATS = ("png", "svg", "pdf")
+DPI = 100
+# matplotlib's default cycle (tab10), fixed here so tests can find each series' colour.
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+          "#bcbd22", "#17becf"]
 
 
 class PlotError(Exception):
     pass
 
 
-# ----------------------------------------------------------------------------------------------
-# Canvas: an RGB bytearray with a few primitives.
-class Canvas:
-    def __init__(self, w, h, bg=WHITE):
-        self.w, self.h = w, h
-        self.px = bytearray(bytes(bg) * (w * h))
-        self.clip = (0, 0, w - 1, h - 1)
-
-    def set(self, x, y, c):
-        x0, y0, x1, y1 = self.clip
-        if x0 <= x <= x1 and y0 <= y <= y1:
-            i = (y * self.w + x) * 3
-            self.px[i:i + 3] = bytes(c)
-
-    def get(self, x, y):
-        i = (y * self.w + x) * 3
-        return tuple(self.px[i:i + 3])
-
-    def rect(self, x0, y0, x1, y1, c):
-        """Fill the inclusive rectangle [x0,x1]x[y0,y1] (clipped to the canvas)."""
-        x0, x1 = max(x0, 0), min(x1, self.w - 1)
-        y0, y1 = max(y0, 0), min(y1, self.h - 1)
-        if x0 > x1 or y0 > y1:
-            return
-        row = bytes(c) * (x1 - x0 + 1)
-        for y in range(y0, y1 + 1):
-            i = (y * self.w + x0) * 3
-            self.px[i:i + len(row)] = row
-
-    def frame(self, x0, y0, x1, y1, c):
-        self.rect(x0, y0, x1, y0, c)
-        self.rect(x0, y1, x1, y1, c)
-        self.rect(x0, y0, x0, y1, c)
-        self.rect(x1, y0, x1, y1, c)
-
-    def line(self, x0, y0, x1, y1, c, width=2):
-        """Bresenham line; each step stamps a width x width square, so the stroke is `width` px."""
-        dx, dy = abs(x1 - x0), -abs(y1 - y0)
-        sx = 1 if x0 < x1 else -1
-        sy = 1 if y0 < y1 else -1
-        err = dx + dy
-        while True:
-            self.stamp(x0, y0, c, width)
-            if x0 == x1 and y0 == y1:
-                return
-            e2 = 2 * err
-            if e2 >= dy:
-                err += dy
-                x0 += sx
-            if e2 <= dx:
-                err += dx
-                y0 += sy
-
-    def stamp(self, x, y, c, width):
-        off = -((width - 1) // 2)
-        for yy in range(y + off, y + off + width):
-            for xx in range(x + off, x + off + width):
-                self.set(xx, yy, c)
-
-    def to_png(self):
-        raw = bytearray()
-        stride = self.w * 3
-        for y in range(self.h):
-            raw.append(0)  # filter type 0 (None) for every scanline
-            raw += self.px[y * stride:(y + 1) * stride]
-
-        def chunk(kind, data):
-            body = kind + data
-            return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
-
-        ihdr = struct.pack(">IIBBBBB", self.w, self.h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                + chunk(b"IDAT", zlib.compress(bytes(raw), 9)) + chunk(b"IEND", b""))
+def reexec_for_matplotlib():
+    """A tool started by an interpreter without matplotlib (a pyenv or conda python3 first on PATH)
+    runs itself again under the project's .venv (which sees Debian's python3-matplotlib) or the
+    system's /usr/bin/python3, once; if neither has it, need_matplotlib() reports the error."""
+    try:
+        import matplotlib  # noqa: F401
+        return
+    except ImportError:
+        pass
+    if os.environ.get("QSTAR_PLOT_REEXEC"):
+        return
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for py in (os.path.join(root, ".venv", "bin", "python"), "/usr/bin/python3"):
+        if os.access(py, os.X_OK) and os.path.abspath(py) != os.path.abspath(sys.executable):
+            env = dict(os.environ, QSTAR_PLOT_REEXEC="1")
+            os.execve(py, [py, os.path.abspath(sys.argv[0])] + sys.argv[1:], env)
 
 
-def text_width(s, scale):
-    return max(0, len(s) * (GLYPH_W + 1) * scale - scale)
-
-
-def draw_text(cv, x, y, s, c, scale=2, rotate=False):
-    """Draw s with its top-left at (x, y); rotate=True writes bottom-to-top, (x, y) the bottom-left."""
-    adv = (GLYPH_W + 1) * scale
-    for i, ch in enumerate(s):
-        for gx, gy in GLYPHS.get(ch, GLYPHS["?"]):
-            for dy in range(scale):
-                for dx in range(scale):
-                    u, v = i * adv + gx * scale + dx, gy * scale + dy
-                    if rotate:
-                        cv.set(x + v, y - u, c)
-                    else:
-                        cv.set(x + u, y + v, c)
+def need_matplotlib():
+    """Imports matplotlib with the file-only Agg backend; a clear error when it is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotError(f"matplotlib is not installed for {sys.executable} (`make deps` installs Debian's "
+                        "python3-matplotlib; run the tool with .venv/bin/python or /usr/bin/python3)")
+    matplotlib.use("Agg")
+    matplotlib.rcParams.update({
+        "svg.hashsalt": "qstar",       # stable element ids: same input, same SVG bytes
+        "svg.fonttype": "path",        # text as paths: the SVG looks the same without the font
+        "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+        "legend.frameon": False, "font.size": 10,
+    })
+    from matplotlib.figure import Figure
+    return Figure
 
 
 # ----------------------------------------------------------------------------------------------
-# Data.
+# Reading metrics.
 def parse_series_arg(arg):
     path, eq, spec = arg.rpartition("=")
     if not eq:
@@ -232,18 +138,15 @@ def as_number(v):
     return v if math.isfinite(v) else None
 
 
-def read_series(path, fields):
-    """Returns {field: [(step, value), ...]} sorted by step, the later line winning on repeats."""
+def read_records(path):
+    """The JSON objects of a metrics.jsonl file, in order, as (line number, object)."""
     try:
         with open(path, "r", encoding="utf-8") as f:
             lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise PlotError(f"{path}: cannot read: {reason}")
-    keys = {name: split_field(name) for name in fields}
-    points = {name: {} for name in fields}
-    seen = {name: False for name in fields}
-    listy = {name: False for name in fields}
+    out = []
     for lineno, text in enumerate(lines, 1):
         if not text.strip():
             continue
@@ -253,6 +156,18 @@ def read_series(path, fields):
             raise PlotError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})")
         if not isinstance(obj, dict):
             raise PlotError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        out.append((lineno, obj))
+    return out
+
+
+def series_from_records(path, records, fields, required=True):
+    """{field: [(step, value), ...]} sorted by step, the later line winning on repeats. With
+    required=False a field that no line has maps to [] instead of raising."""
+    keys = {name: split_field(name) for name in fields}
+    points = {name: {} for name in fields}
+    seen = {name: False for name in fields}
+    listy = {name: False for name in fields}
+    for _, obj in records:
         step = as_number(obj.get("step"))
         for name, (key, idx) in keys.items():
             if key not in obj:
@@ -267,11 +182,64 @@ def read_series(path, fields):
             if step is not None and v is not None:
                 points[name][step] = v
     for name in fields:
-        if not seen[name]:
+        if not seen[name] and required:
             raise PlotError(f"{path}: no line has the field '{split_field(name)[0]}'")
         if listy[name] and not points[name]:
             raise PlotError(f"{path}: field '{name}' holds lists; pick an element, e.g. {name}[0]")
     return {name: sorted(points[name].items()) for name in fields}
+
+
+def read_series(path, fields):
+    return series_from_records(path, read_records(path), fields)
+
+
+def _checkpoint_step(ckpt_dir):
+    try:
+        with open(os.path.join(ckpt_dir, "state.json"), encoding="utf-8") as f:
+            step = json.load(f).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else None
+
+
+def run_start(path, records):
+    """(init_step, init_model) of the run whose metrics are at path: where on the shared step axis
+    it starts (0: a run of its own) and the checkpoint it started from (None when unknown)."""
+    for _, obj in records:  # train writes them into the run's first record
+        if "init_step" in obj or "init_model" in obj:
+            step = as_number(obj.get("init_step"))
+            model = obj.get("init_model") if isinstance(obj.get("init_model"), str) else None
+            return (int(step) if step and step > 0 else 0), model
+    # Older runs: the newest checkpoint's settings name the --model directory.
+    run_dir = os.path.dirname(os.path.abspath(path))
+    ckpts = sorted(glob.glob(os.path.join(run_dir, "step_*", "state.json")))
+    for state in reversed(ckpts):
+        try:
+            with open(state, encoding="utf-8") as f:
+                model = (json.load(f).get("settings") or {}).get("model")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(model, str) and model:
+            for cand in (model, os.path.join(os.path.dirname(run_dir), os.path.basename(os.path.dirname(model)),
+                                             os.path.basename(model))):
+                step = _checkpoint_step(cand)
+                if step:
+                    return step, model
+            return 0, model
+    return 0, None
+
+
+def parent_metrics(path, init_model):
+    """The metrics.jsonl of the run that wrote the checkpoint a run started from, if it is here."""
+    if not init_model:
+        return None
+    run_dir = os.path.dirname(os.path.abspath(path))
+    for cand in (os.path.dirname(init_model),
+                 os.path.join(os.path.dirname(run_dir), os.path.basename(os.path.dirname(init_model)))):
+        m = os.path.join(cand, "metrics.jsonl")
+        if os.path.isfile(m) and os.path.abspath(m) != os.path.abspath(path):
+            return m
+    return None
 
 
 def moving_average(vals, k):
@@ -290,250 +258,47 @@ def moving_average(vals, k):
 
 
 # ----------------------------------------------------------------------------------------------
-# Ticks and labels.
-def nice_step(span, target, integer=False):
-    raw = span / max(target, 1)
-    if raw <= 0:
-        return 1.0
-    mag = 10.0 ** math.floor(math.log10(raw))
-    for m in (1, 2, 5, 10):
-        if m * mag >= raw * (1 - 1e-9):
-            step = m * mag
-            break
-    if integer and step < 1:
-        step = 1.0
-    return step
+# Drawing.
+def draw_curve(ax, pts, label, color, smooth=0, logy=False, linewidth=1.8):
+    """One curve on ax: a dot for a single point; with smooth > 1 the raw curve pale underneath."""
+    xs = [x for x, _ in pts]
+    ys = [y for _, y in pts]
+    if len(pts) == 1:
+        ax.plot(xs, ys, "o", color=color, label=label, markersize=6)
+        return
+    if smooth > 1:
+        ax.plot(xs, ys, color=color, alpha=0.25, linewidth=1.0)
+        ys = moving_average(ys, smooth)
+    ax.plot(xs, ys, color=color, label=label, linewidth=linewidth)
 
 
-def linear_ticks(lo, hi, target, integer=False):
-    step = nice_step(hi - lo, target, integer)
-    k0, k1 = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
-    ticks = [k * step for k in range(k0, k1 + 1)]
-    return ticks, [fmt_linear(t, step) for t in ticks]
+def mark_start(ax, step, text):
+    """Dashed vertical line where a continued run starts, labelled at the top of the axes."""
+    ax.axvline(step, color="0.35", linestyle="--", linewidth=1.0, zorder=1, gid="run-start")
+    ax.annotate(text, xy=(step, 1), xycoords=("data", "axes fraction"), xytext=(4, -4),
+                textcoords="offset points", ha="left", va="top", fontsize=8, color="0.3")
 
 
-def fmt_linear(v, step):
-    if v == 0 or abs(v) < step * 1e-6:
-        return "0"
-    if abs(v) >= 1e6 or step < 1e-4:
-        digits = math.floor(math.log10(abs(v)) + 1e-9) - math.floor(math.log10(step) + 1e-9)
-        return fmt_sci(v, max(0, min(6, digits)))
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
-    return f"{v:.{decimals}f}"
+def output_format(path):
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in FORMATS:
+        raise PlotError(f"{path}: unknown image type '.{ext}' (want .png, .svg or .pdf)")
+    return ext
 
 
-def fmt_sci(v, digits):
-    mant, _, exp = f"{v:.{digits}e}".partition("e")
-    if "." in mant:
-        mant = mant.rstrip("0").rstrip(".")
-    return f"{mant}e{int(exp)}"
-
-
-def fmt_general(v):
-    if abs(v) >= 1e5 or abs(v) < 1e-3:
-        return fmt_sci(v, 3)
-    s = f"{v:.4g}"
-    return s
-
-
-def log_ticks(lo, hi, target):
-    """Tick values (not logs) for a log axis spanning 10**lo .. 10**hi."""
-    e0, e1 = math.floor(lo), math.ceil(hi)
-    best = None
-    for mults in ([1], [1, 2, 5], list(range(1, 10))):
-        ticks = [m * 10.0 ** e for e in range(e0, e1 + 1) for m in mults
-                 if lo - 1e-9 <= math.log10(m * 10.0 ** e) <= hi + 1e-9]
-        if len(ticks) > target and mults == [1]:
-            every = math.ceil(len(ticks) / target)
-            ticks = [t for t in ticks if round(math.log10(t)) % every == 0]
-            return ticks, [fmt_general(t) for t in ticks]
-        if len(ticks) >= 3 and len(ticks) <= target:
-            return ticks, [fmt_general(t) for t in ticks]
-        if len(ticks) <= target:
-            best = ticks
-    if best is not None and len(best) >= 2:
-        return best, [fmt_general(t) for t in best]
-    # Less than one usable decade: plain 1-2-5 ticks in value space.
-    ticks, _ = linear_ticks(10.0 ** lo, 10.0 ** hi, target)
-    ticks = [t for t in ticks if t > 0]
-    step = ticks[1] - ticks[0] if len(ticks) > 1 else abs(ticks[0]) if ticks else 1.0
-    return ticks, [fmt_linear(t, step) for t in ticks]
-
-
-def padded(lo, hi, frac, log=False):
-    if hi - lo <= 0:
-        d = 0.5 if log else (abs(lo) * 0.1 or 1.0)
-        return lo - d, hi + d
-    d = (hi - lo) * frac
-    return lo - d, hi + d
-
-
-# ----------------------------------------------------------------------------------------------
-# Chart.
-def render(series, width, height, title, ylabel, logy, smooth):
-    """series: list of (legend_text, colour, [(x, y), ...]) with at least one point overall."""
-    S = 2  # font scale for all text
-    TH = LINE_H * S  # text line height incl. descenders
-    xs = [x for _, _, pts in series for x, _ in pts]
-    ys = [y for _, _, pts in series for _, y in pts]
-    tf = (lambda v: math.log10(v)) if logy else (lambda v: v)
-    xlo, xhi = padded(min(xs), max(xs), 0.01)
-    if min(xs) == max(xs):
-        xlo, xhi = min(xs) - 1, max(xs) + 1
-    ylo, yhi = padded(tf(min(ys)), tf(max(ys)), 0.05, logy)
-    integer_x = all(float(x).is_integer() for x in xs)
-
-    title_scale = 3
-    while title_scale > 1 and text_width(title, title_scale) > width - 20:
-        title_scale -= 1
-    if text_width(title, title_scale) > width - 20:
-        keep = max(1, (width - 20) // ((GLYPH_W + 1) * title_scale) - 2)
-        title = title[:keep] + ".."
-    top = 12 + LINE_H * title_scale + 14
-    bottom = height - (10 + TH + 10 + TH + 10)
-
-    # y ticks first: their label width sets the left margin.
-    plot_h = bottom - top
-    for target in range(8, 1, -1):
-        if logy:
-            yt, ylabels = log_ticks(ylo, yhi, target)
-            ytp = [math.log10(t) for t in yt]
-        else:
-            yt, ylabels = linear_ticks(ylo, yhi, target)
-            ytp = yt
-        gaps = [b - a for a, b in zip(ytp, ytp[1:])]
-        if not gaps or plot_h * min(gaps) / (yhi - ylo) >= TH + 10:
-            break
-    ylab_w = max([text_width(s, S) for s in ylabels] + [0])
-    if text_width(ylabel, S) > plot_h:
-        ylabel = "value"
-    left = 10 + LINE_H * S + 12 + ylab_w + 10
-    right = width - 28
-    plot_w = right - left
-    if plot_w < 50 or plot_h < 50:
-        raise PlotError(f"image {width}x{height} is too small for the chart")
-
-    for target in range(10, 1, -1):
-        xt, xlabels = linear_ticks(xlo, xhi, target, integer_x)
-        widest = max([text_width(s, S) for s in xlabels] + [0])
-        spacing = plot_w * (xt[1] - xt[0]) / (xhi - xlo) if len(xt) > 1 else plot_w
-        if spacing >= widest + 16:
-            break
-
-    def X(v):
-        return left + int(round((v - xlo) / (xhi - xlo) * plot_w))
-
-    def Y(v):
-        return bottom - int(round((tf(v) - ylo) / (yhi - ylo) * plot_h))
-
-    cv = Canvas(width, height)
-    # grid
-    for t in xt:
-        cv.rect(X(t), top, X(t), bottom, GRID)
-    for t in yt:
-        cv.rect(left, Y(t), right, Y(t), GRID)
-
-    # curves, clipped to the plot area
-    cv.clip = (left + 1, top + 1, right - 1, bottom - 1)
-    for _, colour, pts in series:
-        if smooth > 1 and len(pts) > 2:
-            pale = tuple(int(c + (255 - c) * 0.7) for c in colour)
-            draw_polyline(cv, [(X(x), Y(y)) for x, y in pts], pale, 1)
-    for _, colour, pts in series:
-        vals = [y for _, y in pts]
-        if smooth > 1:
-            vals = moving_average(vals, smooth)
-        pix = [(X(x), Y(y)) for (x, _), y in zip(pts, vals)]
-        if len(pix) == 1:
-            cv.stamp(pix[0][0], pix[0][1], colour, 6)
-        else:
-            draw_polyline(cv, pix, colour, 2)
-    cv.clip = (0, 0, width - 1, height - 1)
-
-    # axes box, ticks, tick labels
-    cv.frame(left, top, right, bottom, AXIS)
-    for t, s in zip(xt, xlabels):
-        x = X(t)
-        cv.rect(x, bottom, x, bottom + 5, AXIS)
-        w = text_width(s, S)
-        draw_text(cv, min(max(x - w // 2, 2), width - w - 2), bottom + 9, s, TEXT, S)
-    for t, s in zip(yt, ylabels):
-        y = Y(t)
-        cv.rect(left - 5, y, left, y, AXIS)
-        draw_text(cv, left - 9 - text_width(s, S), y - GLYPH_H * S // 2, s, TEXT, S)
-
-    # titles
-    draw_text(cv, (width - text_width(title, title_scale)) // 2, 12, title, TEXT, title_scale)
-    xlab = "step"
-    draw_text(cv, left + (plot_w - text_width(xlab, S)) // 2, height - 10 - TH, xlab, TEXT, S)
-    draw_text(cv, 10, top + (plot_h + text_width(ylabel, S)) // 2, ylabel, TEXT, S, rotate=True)
-
-    draw_legend(cv, series, (left, top, right, bottom), S)
-    return cv
-
-
-def draw_polyline(cv, pix, colour, width):
-    """Consecutive points in one pixel column become a vertical min..max span, so a long noisy run
-    costs about one column per pixel of plot width rather than one segment per point."""
-    i, n = 0, len(pix)
-    prev = None
-    while i < n:
-        j = i
-        while j + 1 < n and pix[j + 1][0] == pix[i][0]:
-            j += 1
-        x = pix[i][0]
-        if prev is not None:
-            cv.line(prev[0], prev[1], x, pix[i][1], colour, width)
-        if j > i:
-            ys = [p[1] for p in pix[i:j + 1]]
-            cv.line(x, min(ys), x, max(ys), colour, width)
-        elif prev is None:
-            cv.stamp(x, pix[i][1], colour, width)
-        prev = pix[j]
-        i = j + 1
-
-
-def draw_legend(cv, series, box, S):
-    left, top, right, bottom = box
-    pad, sw, row = 8, 26, LINE_H * S + 6
-    w = pad + sw + 8 + max(text_width(name, S) for name, _, _ in series) + pad
-    h = pad + row * len(series) - 6 + pad
-    inset = 10
-    xr, xl, xc = right - inset - w, left + inset, (left + right - w) // 2
-    yt, yb, ym = top + inset, bottom - inset - h, (top + bottom - h) // 2
-    # Candidate places in order of preference; the one covering the fewest curve pixels wins.
-    spots = [(xr, yt), (xl, yt), (xr, yb), (xl, yb), (xr, ym), (xl, ym), (xc, yt), (xc, yb), (xc, ym)]
-    background = {WHITE, GRID, AXIS}
-
-    def ink(spot):
-        x0, y0 = spot
-        n = 0
-        for y in range(max(y0, 0), min(y0 + h, cv.h)):
-            for x in range(max(x0, 0), min(x0 + w, cv.w), 2):
-                if cv.get(x, y) not in background:
-                    n += 1
-        return n
-
-    x0, y0 = min(spots, key=ink)  # min() keeps the first (top-right) among equals
-    cv.rect(x0, y0, x0 + w, y0 + h, WHITE)
-    cv.frame(x0, y0, x0 + w, y0 + h, (190, 190, 190))
-    for k, (name, colour, _) in enumerate(series):
-        ty = y0 + pad + k * row
-        cy = ty + GLYPH_H * S // 2
-        cv.rect(x0 + pad, cy - 1, x0 + pad + sw - 1, cy + 2, colour)
-        draw_text(cv, x0 + pad + sw + 8, ty, name, TEXT, S)
-
-
-def write_atomic(path, data):
+def save_figure(fig, path):
+    """Writes fig to path atomically (temp file + rename), format by extension, no timestamps."""
+    fmt = output_format(path)
     d = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(d, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
     except OSError as e:
         raise PlotError(f"{path}: cannot write: {e.strerror or e}")
+    meta = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}[fmt]
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fig.savefig(f, format=fmt, dpi=DPI, metadata=meta)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -544,57 +309,98 @@ def write_atomic(path, data):
         except OSError:
             pass
         raise PlotError(f"{path}: cannot write: {e.strerror or e}")
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def parse_size(size):
+    try:
+        width, height = (int(v) for v in size.lower().split("x"))
+        assert 200 <= width <= 8000 and 150 <= height <= 8000
+    except (ValueError, AssertionError):
+        raise PlotError(f"--size '{size}': want WxH, e.g. 900x540 (200..8000 x 150..8000)")
+    return width, height
+
+
+def build_figure(series_args, title=None, ylabel=None, smooth=0, logy=False, size="900x540", own_steps=False):
+    """The chart of plot_metrics' command line as a matplotlib Figure, and the warnings to print."""
+    Figure = need_matplotlib()
+    width, height = parse_size(size)
+    if smooth < 0:
+        raise PlotError("--smooth must be >= 0")
+    curves, starts, fields_used, warnings = [], [], [], []
+    for arg in series_args:
+        path, label, fields = parse_series_arg(arg)
+        records = read_records(path)
+        data = series_from_records(path, records, fields)
+        offset = 0
+        if not own_steps:
+            offset, model = run_start(path, records)
+            if offset:
+                starts.append((offset, f"{label} starts (from step {offset})"))
+        for name in fields:
+            pts = [(x + offset, v) for x, v in data[name]]
+            if logy:
+                dropped = sum(1 for _, v in pts if v <= 0)
+                pts = [(x, v) for x, v in pts if v > 0]
+                if dropped:
+                    warnings.append(f"{path}: {name}: {dropped} value(s) <= 0 left out of the log axis")
+            if not pts:
+                warnings.append(f"{path}: {name}: no {'positive' if logy else 'finite'} values, not drawn")
+                continue
+            curves.append((f"{label} {name}", pts))
+            if name not in fields_used:
+                fields_used.append(name)
+    if not curves:
+        raise PlotError("nothing to plot: " + "; ".join(warnings))
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for k, (label, pts) in enumerate(curves):
+        draw_curve(ax, pts, label, COLORS[k % len(COLORS)], smooth, logy)
+    seen = set()
+    for step, text in starts:
+        if step not in seen:
+            seen.add(step)
+            mark_start(ax, step, text)
+    if logy:
+        ax.set_yscale("log")
+    joined = ", ".join(fields_used)
+    ax.set_title(title if title is not None else joined)
+    if ylabel is None:
+        ylabel = joined if len(joined) <= 40 else "value"
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("step")
+    ax.legend(loc="best")
+    return fig, warnings
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        prog=PROG, description="Plot metrics.jsonl curves to a PNG (standard library only).",
+        prog=PROG, description="Plot metrics.jsonl curves with matplotlib (PNG, SVG or PDF by extension).",
         epilog="SERIES is FILE[=LABEL[:FIELD[,FIELD...]]], e.g. runs/x/metrics.jsonl=base:loss,grad_norm")
-    ap.add_argument("out", metavar="OUT.png")
+    ap.add_argument("out", metavar="OUT.png|OUT.svg")
     ap.add_argument("series", metavar="SERIES", nargs="+")
     ap.add_argument("--title")
     ap.add_argument("--ylabel")
     ap.add_argument("--smooth", type=int, default=0, metavar="K")
     ap.add_argument("--logy", action="store_true")
     ap.add_argument("--size", default="900x540", metavar="WxH")
+    ap.add_argument("--own-steps", action="store_true",
+                    help="draw each run on its own steps, not continuing the checkpoint it started from")
     args = ap.parse_args(argv)
+    if argv is None:
+        reexec_for_matplotlib()
     try:
-        try:
-            width, height = (int(v) for v in args.size.lower().split("x"))
-            assert 200 <= width <= 8000 and 150 <= height <= 8000
-        except (ValueError, AssertionError):
-            raise PlotError(f"--size '{args.size}': want WxH, e.g. 900x540 (200..8000 x 150..8000)")
-        if args.smooth < 0:
-            raise PlotError("--smooth must be >= 0")
-        series, fields_used, warnings = [], [], []
-        for arg in args.series:
-            path, label, fields = parse_series_arg(arg)
-            data = read_series(path, fields)
-            for name in fields:
-                pts = data[name]
-                if args.logy:
-                    dropped = sum(1 for _, v in pts if v <= 0)
-                    pts = [(x, v) for x, v in pts if v > 0]
-                    if dropped:
-                        warnings.append(f"{path}: {name}: {dropped} value(s) <= 0 left out of the log axis")
-                if not pts:
-                    warnings.append(f"{path}: {name}: no {'positive' if args.logy else 'finite'} values, not drawn")
-                    continue
-                colour = PALETTE[len(series) % len(PALETTE)]
-                series.append((f"{label} {name}", colour, pts))
-                if name not in fields_used:
-                    fields_used.append(name)
-        if not series:
-            raise PlotError("nothing to plot: " + "; ".join(warnings))
+        output_format(args.out)
+        fig, warnings = build_figure(args.series, args.title, args.ylabel, args.smooth, args.logy, args.size,
+                                     args.own_steps)
         for w in warnings:
             print(f"{PROG}: warning: {w}", file=sys.stderr)
-        joined = ", ".join(fields_used)
-        title = args.title if args.title is not None else joined
-        ylabel = args.ylabel if args.ylabel is not None else (joined if len(joined) <= 40 else "value")
-        if args.logy and args.ylabel is None:
-            ylabel += " (log)"
-        cv = render(series, width, height, title, ylabel, args.logy, args.smooth)
-        write_atomic(args.out, cv.to_png())
+        save_figure(fig, args.out)
     except PlotError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
