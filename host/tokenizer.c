@@ -20,6 +20,7 @@
 #include "host/tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +331,7 @@ struct Tokenizer {
     char* path;
     cJSON* root;  // kept for tok_save
     uint32_t n_ids;
+    uint32_t id_limit; // ids the file may use: below this (see id_limit_for)
     char** id_str;     // token string per id (NULL where no token), NUL-terminated
     uint32_t* id_len;
     uint8_t* id_special;
@@ -372,6 +374,26 @@ static char* dupn(const char* s, size_t n) {
 
 // --------------------------------------------------------------------------------------------
 // Loading
+
+// Ids index per-id tables (13 bytes an id), so a file must not make us allocate what it does not
+// describe: a 100-byte file naming id 3e8 would cost 3.9 GB. Real files number their tokens densely
+// from 0, so ids are bounded by a small multiple of the tokens the file lists (with slack for gaps)
+// and by a hard cap far above every real vocabulary (the largest are about 256k).
+#define TOK_ID_HARD_CAP (1u << 24)
+static uint32_t id_limit_for(size_t n_listed) {
+    return n_listed < (TOK_ID_HARD_CAP - 1024) / 2 ? (uint32_t)(2 * n_listed + 1024) : TOK_ID_HARD_CAP;
+}
+
+// A token id from the file: an integer in [0, id_limit), checked before any conversion (a double
+// beyond uint32 converts with undefined behaviour).
+static uint32_t file_id(const Tokenizer* t, const cJSON* v, const char* what) {
+    if (!cJSON_IsNumber(v)) fatal("%s: %s has no numeric id", t->path, what);
+    double d = v->valuedouble;
+    if (!(d >= 0 && d < (double)t->id_limit && d == floor(d)))
+        fatal("%s: %s has id %.17g, outside 0..%u (ids must stay below twice the number of tokens the file "
+              "lists plus 1024, and below 2^24)", t->path, what, d, t->id_limit - 1);
+    return (uint32_t)d;
+}
 
 static const cJSON* get(const cJSON* o, const char* key) {
     return cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
@@ -432,7 +454,7 @@ static void parse_normalizer(Tokenizer* t, const cJSON* n) {
         cJSON_ArrayForEach(c, list) parse_normalizer(t, c);
         return;
     }
-    t->norm = realloc(t->norm, (t->n_norm + 1) * sizeof(NormOp));
+    t->norm = xrealloc(t->norm, (size_t)t->n_norm + 1, sizeof(NormOp));
     NormOp* op = &t->norm[t->n_norm];
     memset(op, 0, sizeof *op);
     if (!strcmp(type, "Prepend")) {
@@ -532,7 +554,7 @@ static void parse_decoder(Tokenizer* t, const cJSON* d) {
         cJSON_ArrayForEach(c, list) parse_decoder(t, c);
         return;
     }
-    t->dec = realloc(t->dec, (t->n_dec + 1) * sizeof(DecStep));
+    t->dec = xrealloc(t->dec, (size_t)t->n_dec + 1, sizeof(DecStep));
     DecStep* s = &t->dec[t->n_dec];
     memset(s, 0, sizeof *s);
     if (!strcmp(type, "Replace")) {
@@ -576,7 +598,7 @@ static void template_ids(Tokenizer* t, const cJSON* pp, const char* name, uint32
     const cJSON* c;
     cJSON_ArrayForEach(c, sp) {
         if (!cJSON_IsNumber(c) || *n >= 8) fatal("%s: bad TemplateProcessing ids for \"%s\"", t->path, name);
-        out[(*n)++] = (uint32_t)c->valuedouble;
+        out[(*n)++] = file_id(t, c, "a TemplateProcessing special token");
     }
 }
 
@@ -612,8 +634,8 @@ static void parse_postprocessor(Tokenizer* t, const cJSON* p) {
     } else if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
         const cJSON *cls = get(p, "cls"), *sep = get(p, "sep");
         if (!cJSON_IsArray(cls) || !cJSON_IsArray(sep)) fatal("%s: malformed %s", t->path, type);
-        t->prefix_ids[0] = (uint32_t)cJSON_GetArrayItem(cls, 1)->valuedouble;
-        t->suffix_ids[0] = (uint32_t)cJSON_GetArrayItem(sep, 1)->valuedouble;
+        t->prefix_ids[0] = file_id(t, cJSON_GetArrayItem(cls, 1), "the post-processor's cls token");
+        t->suffix_ids[0] = file_id(t, cJSON_GetArrayItem(sep, 1), "the post-processor's sep token");
         t->n_prefix = t->n_suffix = 1;
     } else {
         fatal("%s: unsupported post_processor \"%s\"", t->path, type);
@@ -663,18 +685,19 @@ static void index_added(Tokenizer* t) {
 }
 
 static void set_token(Tokenizer* t, uint32_t id, const char* s, size_t len) {
+    QSTAR_ASSERT(id < t->id_limit);  // every caller bounds the id first, so id + 1 cannot wrap
     if (id >= t->n_ids) {
         uint32_t n = id + 1;
-        t->id_str = realloc(t->id_str, n * sizeof(char*));
-        t->id_len = realloc(t->id_len, n * sizeof(uint32_t));
-        t->id_special = realloc(t->id_special, n);
+        t->id_str = xrealloc(t->id_str, n, sizeof(char*));
+        t->id_len = xrealloc(t->id_len, n, sizeof(uint32_t));
+        t->id_special = xrealloc(t->id_special, n, 1);
         for (uint32_t i = t->n_ids; i < n; i++) t->id_str[i] = NULL, t->id_len[i] = 0, t->id_special[i] = 0;
         t->n_ids = n;
     }
     char* prev = t->id_str[id];
     if (prev && t->id_len[id] == len && !memcmp(prev, s, len)) return;
     if (prev) {  // an added token replacing a vocab string: the maps still point at the old one
-        t->retired = realloc(t->retired, (t->n_retired + 1) * sizeof(char*));
+        t->retired = xrealloc(t->retired, (size_t)t->n_retired + 1, sizeof(char*));
         t->retired[t->n_retired++] = prev;
     }
     t->id_str[id] = dupn(s, len);
@@ -684,15 +707,17 @@ static void set_token(Tokenizer* t, uint32_t id, const char* s, size_t len) {
 static void add_added(Tokenizer* t, const cJSON* o) {
     const cJSON* id = get(o, "id");
     const char* content = get_str(o, "content");
-    if (!cJSON_IsNumber(id) || id->valuedouble < 0 || !content)
-        fatal("%s: malformed entry in \"added_tokens\"", t->path);
+    if (!cJSON_IsNumber(id) || !content) fatal("%s: malformed entry in \"added_tokens\"", t->path);
+    char what[96];
+    snprintf(what, sizeof what, "added token \"%.40s\"", content);
+    uint32_t checked = file_id(t, id, what);
     if (t->n_added == t->cap_added) {
         t->cap_added = t->cap_added ? t->cap_added * 2 : 16;
-        t->added = realloc(t->added, t->cap_added * sizeof(AddedTok));
+        t->added = xrealloc(t->added, (size_t)t->cap_added, sizeof(AddedTok));
     }
     AddedTok* a = &t->added[t->n_added++];
     memset(a, 0, sizeof *a);
-    a->id = (uint32_t)id->valuedouble;
+    a->id = checked;
     a->content = xstrdup(content);
     a->len = strlen(content);
     a->special = get_bool(o, "special", 0);
@@ -776,12 +801,14 @@ Tokenizer* tok_load(const char* path) {
     const cJSON* vocab = get(model, "vocab");
     if (!cJSON_IsObject(vocab)) fatal("%s: BPE model without a \"vocab\" object", path);
     int nv = cJSON_GetArraySize(vocab);
+    const cJSON* added = get(root, "added_tokens");
+    t->id_limit = id_limit_for((size_t)nv + (size_t)(cJSON_IsArray(added) ? cJSON_GetArraySize(added) : 0));
     strmap_init(&t->tokmap, nv + 300);
     const cJSON* c;
     cJSON_ArrayForEach(c, vocab) {
-        if (!cJSON_IsNumber(c) || c->valuedouble < 0 || c->valuedouble > 4e9)
-            fatal("%s: vocab entry \"%s\" has no valid id", path, c->string);
-        uint32_t id = (uint32_t)c->valuedouble;
+        char what[96];
+        snprintf(what, sizeof what, "vocab entry \"%.40s\"", c->string);
+        uint32_t id = file_id(t, c, what);
         set_token(t, id, c->string, strlen(c->string));
         if (id + 1 > t->model_vocab_size) t->model_vocab_size = id + 1;
     }
@@ -881,7 +908,6 @@ Tokenizer* tok_load(const char* path) {
     free(cat.p);
 
     // Added tokens.
-    const cJSON* added = get(root, "added_tokens");
     if (added && !cJSON_IsNull(added)) {
         if (!cJSON_IsArray(added)) fatal("%s: \"added_tokens\" is not a list", path);
         cJSON_ArrayForEach(c, added) add_added(t, c);
@@ -1428,7 +1454,7 @@ typedef struct {
 static void sl_push(StrList* l, const char* s, size_t n) {
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 64;
-        l->s = realloc(l->s, l->cap * sizeof(Buf));
+        l->s = xrealloc(l->s, l->cap, sizeof(Buf));
     }
     Buf b = {0};
     buf_reserve(&b, n + 1);
@@ -1605,6 +1631,7 @@ uint32_t tok_add_special_token(Tokenizer* t, const char* content) {
         if (!strcmp(t->added[i].content, content)) return t->added[i].id;
     int64_t have = lookup_token(t, content);
     uint32_t id = have >= 0 ? (uint32_t)have : t->n_ids;
+    if (id >= t->id_limit) t->id_limit = id + 1;  // our own token, next to the file's: not a file's claim
     cJSON* o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", id);
     cJSON_AddStringToObject(o, "content", content);

@@ -19,6 +19,14 @@ static void (*fatal_hook)(void);
 
 void fatal_set_hook(void (*hook)(void)) { fatal_hook = hook; }
 
+static void (*fatal_cleanup)(void*);
+static void* fatal_cleanup_arg;
+
+void fatal_set_cleanup(void (*fn)(void* arg), void* arg) {
+    fatal_cleanup = fn;
+    fatal_cleanup_arg = arg;
+}
+
 void fatal(const char* fmt, ...) {
     fflush(stdout);
     va_list ap;
@@ -28,6 +36,11 @@ void fatal(const char* fmt, ...) {
     fprintf(stderr, "\n");
     va_end(ap);
     fflush(stderr);
+    if (fatal_cleanup) {  // cleared first: an error inside the cleanup must not run it again
+        void (*fn)(void*) = fatal_cleanup;
+        fatal_cleanup = NULL;
+        fn(fatal_cleanup_arg);
+    }
     if (fatal_hook) fatal_hook();
     exit(1);
 }
@@ -42,6 +55,15 @@ void* xcalloc(size_t count, size_t size) {
     void* p = calloc(count ? count : 1, size ? size : 1);
     if (!p) fatal("out of memory allocating %zu x %zu bytes", count, size);
     return p;
+}
+
+void* xrealloc(void* p, size_t count, size_t size) {
+    // Sizes often come from a file: a product that wraps would shrink the block under the caller.
+    if (size && count > SIZE_MAX / size) fatal("out of memory: %zu x %zu bytes overflows", count, size);
+    size_t bytes = count * size;
+    void* q = realloc(p, bytes ? bytes : 1);
+    if (!q) fatal("out of memory allocating %zu x %zu bytes", count, size);
+    return q;
 }
 
 char* xstrdup(const char* s) {
@@ -90,17 +112,27 @@ AtomicFile atomic_open(const char* path) {
     return af;
 }
 
+// A failed write (a full disk) removes its temp file, so that it does not keep the space it took.
+static void atomic_fail(AtomicFile* af, const char* what) __attribute__((noreturn));
+static void atomic_fail(AtomicFile* af, const char* what) {
+    int err = errno;
+    if (af->f) fclose(af->f);
+    af->f = NULL;
+    unlink(af->tmp_path);
+    fatal("%s: %s: %s", af->tmp_path, what, strerror(err));
+}
+
 void atomic_write(AtomicFile* af, const void* data, size_t len) {
-    if (len && fwrite(data, 1, len, af->f) != len)
-        fatal("%s: write failed: %s", af->tmp_path, strerror(errno));
+    if (len && fwrite(data, 1, len, af->f) != len) atomic_fail(af, "write failed");
 }
 
 void atomic_commit(AtomicFile* af) {
-    if (fflush(af->f) != 0) fatal("%s: write failed: %s", af->tmp_path, strerror(errno));
-    if (fsync(fileno(af->f)) != 0) fatal("%s: fsync failed: %s", af->tmp_path, strerror(errno));
-    if (fclose(af->f) != 0) fatal("%s: close failed: %s", af->tmp_path, strerror(errno));
-    if (rename(af->tmp_path, af->path) != 0)
-        fatal("%s: cannot rename into place: %s", af->path, strerror(errno));
+    if (fflush(af->f) != 0) atomic_fail(af, "write failed");
+    if (fsync(fileno(af->f)) != 0) atomic_fail(af, "fsync failed");
+    int rc = fclose(af->f);
+    af->f = NULL;
+    if (rc != 0) atomic_fail(af, "close failed");
+    if (rename(af->tmp_path, af->path) != 0) atomic_fail(af, "cannot rename into place");
     free(af->path);
     free(af->tmp_path);
     af->f = NULL;

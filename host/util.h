@@ -17,6 +17,9 @@ void fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
 
 // Called by fatal() before it exits (MPI runs abort the whole job from it).
 void fatal_set_hook(void (*hook)(void));
+// Undo work that an error would leave half-done (a checkpoint directory being assembled): fatal()
+// calls fn(arg) once, before the hook. One at a time; fn NULL clears it.
+void fatal_set_cleanup(void (*fn)(void* arg), void* arg);
 
 // Internal invariant violated (a bug, not bad input): prints file:line and aborts.
 #define QSTAR_ASSERT(cond)                                                                          \
@@ -29,6 +32,7 @@ void fatal_set_hook(void (*hook)(void));
 
 void* xmalloc(size_t bytes);            // exits on failure
 void* xcalloc(size_t count, size_t size);
+void* xrealloc(void* p, size_t count, size_t size);  // count * size checked for overflow; exits on failure
 char* xstrdup(const char* s);
 char* xsprintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));  // malloc'd
 
