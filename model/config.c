@@ -6,6 +6,7 @@
 #include "model/config.h"
 
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -26,7 +27,11 @@ static float get_float(const cJSON* root, const char* path, const char* key, flo
     const cJSON* v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!v || cJSON_IsNull(v)) return def;
     if (!cJSON_IsNumber(v)) fatal("%s: key \"%s\" must be a number", path, key);
-    return (float)v->valuedouble;
+    // cJSON turns 1e400 into infinity and 1e39 does not fit a float: either would pass a "> 0"
+    // check as infinity, train a dead model and be written back as null.
+    const double d = v->valuedouble;
+    if (!isfinite(d) || fabs(d) > FLT_MAX) fatal("%s: key \"%s\" is %g, not a finite 32-bit float", path, key, d);
+    return (float)d;
 }
 
 static int get_bool(const cJSON* root, const char* path, const char* key, int def) {
@@ -48,8 +53,16 @@ void config_validate(const ModelConfig* c, const char* src) {
     if (c->hidden_size % c->num_attention_heads != 0)
         fatal("%s: num_attention_heads (%d) must divide hidden_size (%d)", src, c->num_attention_heads, c->hidden_size);
     if (c->head_dim % 2 != 0 || c->head_dim > 512) fatal("%s: head_dim %d must be even and at most 512", src, c->head_dim);
-    if (!(c->rms_norm_eps > 0)) fatal("%s: rms_norm_eps must be positive", src);
-    if (!(c->rope_theta > 0)) fatal("%s: rope_theta must be positive", src);
+    // Float fields: finite and in a range a working model uses (the ranges are generous; what they
+    // keep out are values that make every activation or rotation degenerate).
+    if (!(isfinite(c->rms_norm_eps) && c->rms_norm_eps > 0 && c->rms_norm_eps <= 1))
+        fatal("%s: rms_norm_eps must be in (0, 1] (got %g)", src, c->rms_norm_eps);
+    if (!(isfinite(c->rope_theta) && c->rope_theta >= 1 && c->rope_theta <= 1e12f))
+        fatal("%s: rope_theta must be in [1, 1e12] (got %g)", src, c->rope_theta);
+    if (!(isfinite(c->initializer_range) && c->initializer_range >= 0 && c->initializer_range <= 1))
+        fatal("%s: initializer_range must be in [0, 1] (got %g)", src, c->initializer_range);
+    if (c->sliding_window < 0)
+        fatal("%s: sliding_window must be positive, or null for none (got %d)", src, c->sliding_window);
     if (c->max_position_embeddings <= 0) fatal("%s: max_position_embeddings must be positive", src);
 }
 
