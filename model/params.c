@@ -4,6 +4,7 @@
  * saving Hugging Face safetensors by name. Tied embeddings share one tensor: lm_head then points at
  * embed_tokens and is neither stored twice nor written.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,6 +148,11 @@ void model_load_weights(Model* m, const char* path) {
         const StTensor* s = st_find(st, t->name);
         if (!s) fatal("%s: checkpoint has no tensor \"%s\" required by the model config", path, t->name);
         st_read_f32(st, s, host + t->offset, t->shape, t->ndim);
+        // A NaN or Inf weight makes every loss NaN: eval would print "loss nan" and training would
+        // blame the learning rate. Name the file and tensor instead.
+        const float* w = host + t->offset;
+        for (size_t i = 0; i < t->numel; i++)
+            if (!isfinite(w[i])) fatal("%s: tensor \"%s\" holds %g at element %zu", s->file, t->name, w[i], i);
     }
     m->be->upload(m->params, host, sizeof(float) * m->n_params);
     free(host);
