@@ -55,10 +55,12 @@ static uint64_t check_header(const char* path, const ShardHeader* h, int64_t fil
         fatal("%s: unsupported shard version %u (this build reads version %u)", path, h->version, SHARD_VERSION);
     if (h->token_bytes != 2 && h->token_bytes != 4)
         fatal("%s: corrupt shard header: token width %u bytes (must be 2 or 4)", path, h->token_bytes);
-    uint64_t want = SHARD_HEADER_BYTES + h->n_tokens * h->token_bytes;
-    if (h->n_tokens > ((uint64_t)1 << 48) || (uint64_t)file_size != want)
-        fatal("%s: truncated or corrupt shard: header says %llu tokens (%llu bytes) but the file has %lld bytes",
-              path, (unsigned long long)h->n_tokens, (unsigned long long)want, (long long)file_size);
+    // In a double: n_tokens is read from the file, and its product with the width wraps a uint64 from
+    // 2^63 tokens on, which would print (and compare) a byte count far smaller than the header's.
+    const double want = SHARD_HEADER_BYTES + (double)h->n_tokens * h->token_bytes;
+    if (h->n_tokens > ((uint64_t)1 << 48) || (double)file_size != want)
+        fatal("%s: truncated or corrupt shard: header says %llu tokens (%.17g bytes) but the file has %lld bytes",
+              path, (unsigned long long)h->n_tokens, want, (long long)file_size);
     return h->n_tokens;
 }
 
