@@ -96,7 +96,11 @@ int main(void) {
     }
     printf("thinking: cached mixed logits vs training-step talk logits: max abs diff %.3g (max |logit| %.3g)\n", md, mr);
     CHECK(md <= 1e-4 * fmax(mr, 1), "cached thinking differs from the training step (%.3g)", md);
-    quietstar_destroy(&qs);
+    quietstar_destroy(&qs);  // forced is the test's own
     model_destroy(&m);
+    free(qs_logits);
+    free(forced);
+    free(gen_logits);
+    free(theta);
     return test_summary();
 }

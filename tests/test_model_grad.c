@@ -54,5 +54,9 @@ int main(void) {
     FdProbe probe = {.step = 1e-2, .tol_dir = 5e-3, .tol_el = 1.5e-2, .n_top = 3};
     fd_probe_model(&m, theta, grad, loss_at, &probe);
     model_destroy(&m);
+    free(grad);
+    free(theta);
+    free(tokens);
+    free(targets);
     return test_summary();
 }

@@ -84,7 +84,12 @@ int main(void) {
 
     FdProbe probe = {.step = 5e-4, .tol_dir = 1e-2, .tol_el = 1.5e-2, .n_top = 1, .step_scale = thought_step};
     fd_probe_model(&m, theta, grad, loss_at, &probe);
-    quietstar_destroy(&qs);
+    quietstar_destroy(&qs);  // forced and fixed_advantage are the test's own
     model_destroy(&m);
+    free(grad);
+    free(adv);
+    free(forced);
+    free(ids);
+    free(theta);
     return test_summary();
 }
