@@ -27,7 +27,12 @@
  */
 #include "cuemu.h"
 
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,6 +44,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +52,10 @@
 #if !defined(__x86_64__) || defined(CUEMU_USE_UCONTEXT)
 #define CUEMU_UCONTEXT 1
 #include <ucontext.h>
+#endif
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define CUEMU_VALGRIND 1
 #endif
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -118,6 +128,14 @@ struct Fiber {
     int line;
 };
 
+/* CUEMU_SCHEDULE: the order of blocks, and of the threads of a block between sync points */
+enum SchedKind : int { S_FORWARD, S_REVERSE, S_RANDOM };
+
+/* a static __shared__ variable: its offset in the executable's TLS block and its size */
+struct SmemVar {
+    size_t off, size;
+};
+
 struct Launch {
     const char* name;
     dim3 grid, block;
@@ -126,7 +144,13 @@ struct Launch {
     void* closure;
     unsigned long long nblocks;
     unsigned nthreads;
-    unsigned workers = 1; /* worker k runs blocks k, k + workers, k + 2*workers, ... */
+    unsigned workers = 1; /* worker k runs the blocks at positions k, k + workers, ... of the order */
+    int sched = S_FORWARD;
+    uint64_t seed = 0;                         /* random: mixed with the launch's index */
+    unsigned long long perm_a = 1, perm_c = 0; /* random block order: position p runs block (a*p + c) mod n */
+    bool poison = true;                        /* fill shared memory with 0xFF at block start */
+    const std::vector<SmemVar>* smem_vars = nullptr; /* static __shared__ to poison (may be null) */
+    std::atomic<unsigned long long> counts[C_NUM];   /* summed over workers at the end of run_blocks */
 };
 
 struct Worker {
@@ -138,8 +162,11 @@ struct Worker {
     ucontext_t sched_uc;
 #endif
     Fiber* cur = nullptr;
-    unsigned char* dynsmem = nullptr;
+    unsigned char* dynsmem = nullptr; /* kSmemGuard bytes of guard zone on either side */
     size_t dynsmem_cap = 0;
+    char* tls_base = nullptr;          /* this thread's block of the executable's TLS (static __shared__) */
+    std::vector<unsigned> order;       /* fiber order of a round (reverse / random schedules) */
+    unsigned long long counts[C_NUM] = {};
     const Launch* L = nullptr;
     uint3 block{0, 0, 0};
     unsigned nthreads = 0, nwarps = 0, n_done = 0, n_bar = 0, n_warp = 0;
@@ -174,9 +201,173 @@ long env_long(const char* name, long dflt) {
     abort();
 }
 
+/* ---------------------------------------------------------------- random schedule */
+inline uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+inline uint64_t next_random(uint64_t& state) { return splitmix64(state += 0x9E3779B97F4A7C15ull); }
+
+/* ---------------------------------------------------------------- static __shared__ variables
+ * `__shared__` is `thread_local`, so a block-scope `__shared__ T x[N]` of a kernel (or of a device
+ * function it calls) is a function-local static in the executable's TLS block, with a local symbol
+ * `_ZZ<enclosing function>E<name>` whose value is its offset in that block. The executable's own
+ * symbol table (read once from /proc/self/exe) lists them; each worker thread finds its copy of the
+ * TLS block with dlinfo(RTLD_DI_TLS_DATA). A kernel's list holds its own variables and those of
+ * functions that are not kernels launched so far (helpers; poisoning a variable nobody uses right
+ * now is harmless, so a superset is fine). Without a symbol table (a stripped binary) or when the
+ * layout check fails, static shared memory is simply not poisoned (CUEMU_VERBOSE says so). */
+struct SmemIndex {
+    bool ok = false;
+    std::vector<std::pair<std::string, SmemVar>> vars;
+    std::map<uintptr_t, std::string> funcs; /* link-time address -> mangled name */
+    uintptr_t load_bias = 0;
+    std::mutex m;
+    std::map<const void*, std::vector<SmemVar>> per_kernel;
+    std::vector<std::string> kernel_prefixes; /* "_ZZ<mangled kernel without _Z>E" of launched kernels */
+};
+
+int find_main_program(struct dl_phdr_info* info, size_t, void* data) {
+    *(uintptr_t*)data = info->dlpi_addr;
+    return 1; /* the first entry is the main program */
+}
+
+char* thread_tls_base() {
+    static void* self = dlopen(nullptr, RTLD_LAZY);
+    void* base = nullptr;
+    if (!self || dlinfo(self, RTLD_DI_TLS_DATA, &base) != 0) return nullptr;
+    return (char*)base;
+}
+
+SmemIndex& smem_index() {
+    static SmemIndex* ix = [] {
+        auto* x = new SmemIndex();
+        int fd = open("/proc/self/exe", O_RDONLY);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(Elf64_Ehdr)) {
+            if (fd >= 0) close(fd);
+            return x;
+        }
+        void* map = mmap(nullptr, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (map == MAP_FAILED) return x;
+        const char* base = (const char*)map;
+        const Elf64_Ehdr* eh = (const Elf64_Ehdr*)base;
+        size_t size = (size_t)st.st_size;
+        if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
+            eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) > size) {
+            munmap(map, size);
+            return x;
+        }
+        const Elf64_Shdr* sh = (const Elf64_Shdr*)(base + eh->e_shoff);
+        size_t dynsmem_off = (size_t)-1;
+        for (unsigned i = 0; i < eh->e_shnum; i++) {
+            if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
+            const Elf64_Sym* sym = (const Elf64_Sym*)(base + sh[i].sh_offset);
+            size_t nsym = sh[i].sh_size / sizeof(Elf64_Sym);
+            const char* str = base + sh[sh[i].sh_link].sh_offset;
+            for (size_t k = 0; k < nsym; k++) {
+                const char* name = str + sym[k].st_name;
+                int type = ELF64_ST_TYPE(sym[k].st_info);
+                if (type == STT_FUNC && sym[k].st_value && name[0] == '_' && name[1] == 'Z')
+                    x->funcs[(uintptr_t)sym[k].st_value] = name;
+                else if (type == STT_TLS && !strncmp(name, "_ZZ", 3) && sym[k].st_size)
+                    x->vars.push_back({name, SmemVar{(size_t)sym[k].st_value, (size_t)sym[k].st_size}});
+                else if (type == STT_TLS && !strcmp(name, "_ZN5cuemu9t_dynsmemE"))
+                    dynsmem_off = (size_t)sym[k].st_value;
+            }
+        }
+        dl_iterate_phdr(find_main_program, &x->load_bias);
+        /* the layout check: our own t_dynsmem must sit where the symbol table says */
+        char* tls = thread_tls_base();
+        x->ok = tls && dynsmem_off != (size_t)-1 && tls + dynsmem_off == (char*)&t_dynsmem;
+        if (!x->ok && getenv("CUEMU_VERBOSE"))
+            fprintf(stderr, "cuemu: static __shared__ variables cannot be located (no symbol table?); they are "
+                            "not poisoned\n");
+        return x;
+    }();
+    return *ix;
+}
+
+/* the static __shared__ variables to poison for kernel `fn` (null: none known) */
+const std::vector<SmemVar>* smem_vars_for(const void* fn) {
+    SmemIndex& ix = smem_index();
+    if (!ix.ok || ix.vars.empty()) return nullptr;
+    std::lock_guard<std::mutex> lk(ix.m);
+    auto it = ix.per_kernel.find(fn);
+    if (it != ix.per_kernel.end()) return &it->second;
+    std::string own;
+    auto f = ix.funcs.find((uintptr_t)fn - ix.load_bias);
+    if (f != ix.funcs.end()) {
+        own = "_ZZ" + f->second.substr(2) + "E";
+        ix.kernel_prefixes.push_back(own);
+    }
+    std::vector<SmemVar>& list = ix.per_kernel[fn];
+    for (auto& v : ix.vars) {
+        bool other_kernel = false;
+        if (own.empty() || v.first.compare(0, own.size(), own) != 0)
+            for (auto& pre : ix.kernel_prefixes)
+                if (v.first.compare(0, pre.size(), pre) == 0) other_kernel = true;
+        if (!other_kernel) list.push_back(v.second);
+    }
+    return &list;
+}
+
 Worker& this_worker() {
-    if (!tl_worker) tl_worker = new Worker(); /* lives as long as its thread; never freed */
+    if (!tl_worker) { /* lives as long as its thread; never freed */
+        tl_worker = new Worker();
+        tl_worker->tls_base = thread_tls_base();
+    }
     return *tl_worker;
+}
+
+/* ---------------------------------------------------------------- shared memory at block start */
+constexpr size_t kSmemGuard = 256;
+constexpr unsigned char kSmemCanary = 0xA5;
+
+#ifdef CUEMU_VALGRIND
+inline bool initcheck() {
+    static bool on = RUNNING_ON_VALGRIND && env_long("CUEMU_INITCHECK", 0) != 0;
+    return on;
+}
+#endif
+
+/* Poisons the block's shared memory (0xFF: NaN as float/double, -1 as an integer) and arms the
+ * guard zones on both sides of the dynamic shared memory. */
+void start_block_memory(Worker& w) {
+    const Launch& L = *w.L;
+    unsigned char* d = w.dynsmem;
+    memset(d - kSmemGuard, kSmemCanary, kSmemGuard);
+    memset(d + L.smem, kSmemCanary, kSmemGuard);
+    if (L.poison) {
+        memset(d, 0xFF, L.smem);
+        if (L.smem_vars && w.tls_base)
+            for (const SmemVar& v : *L.smem_vars) memset(w.tls_base + v.off, 0xFF, v.size);
+    }
+#ifdef CUEMU_VALGRIND
+    if (initcheck()) {
+        (void)VALGRIND_MAKE_MEM_UNDEFINED(d, L.smem);
+        if (L.smem_vars && w.tls_base)
+            for (const SmemVar& v : *L.smem_vars) (void)VALGRIND_MAKE_MEM_UNDEFINED(w.tls_base + v.off, v.size);
+    }
+#endif
+}
+
+void check_dynsmem_guard(Worker& w) {
+    const Launch& L = *w.L;
+    const unsigned char* d = w.dynsmem;
+    for (size_t i = 0; i < kSmemGuard; i++) {
+        if (d[L.smem + i] != kSmemCanary)
+            fatal("kernel '%s' block (%u,%u,%u) wrote past the end of its %zu bytes of dynamic shared memory "
+                  "(first bad byte at +%zu past the end)",
+                  L.name, w.block.x, w.block.y, w.block.z, L.smem, i);
+        if (d[-(long)kSmemGuard + (long)i] != kSmemCanary)
+            fatal("kernel '%s' block (%u,%u,%u) wrote before the start of its %zu bytes of dynamic shared memory "
+                  "(at -%zu)",
+                  L.name, w.block.x, w.block.y, w.block.z, L.smem, kSmemGuard - i);
+    }
 }
 
 /* ---------------------------------------------------------------- fibers */
@@ -412,6 +603,7 @@ void complete_group(Worker& w, unsigned wi, unsigned group) {
             memcpy(f.out, &m, 4);
         }
     } /* W_SYNCWARP: nothing to compute */
+    w.counts[C_WARP_COLLECTIVES]++;
     unsigned n = (unsigned)__builtin_popcount(group);
     for (unsigned g = group; g; g &= g - 1) lanes[__builtin_ctz(g)].state = RUNNABLE;
     w.nwait[wi] -= n;
@@ -482,6 +674,7 @@ void release_barrier(Worker& w) {
         f.state = RUNNABLE;
     }
     w.n_bar = 0;
+    w.counts[C_BARRIERS]++;
 }
 
 void run_block(Worker& w, unsigned long long b) {
@@ -509,17 +702,37 @@ void run_block(Worker& w, unsigned long long b) {
         f.tid = uint3{i % L.block.x, i / L.block.x % L.block.y, i / (L.block.x * L.block.y)};
         seed_fiber(w, &f, i);
     }
+    start_block_memory(w);
+    w.counts[C_BLOCKS]++;
+    w.counts[C_THREADS] += n;
+    uint64_t rng = L.sched == S_RANDOM ? splitmix64(L.seed ^ (b * 0x9E3779B97F4A7C15ull)) : 0;
+    if (L.sched != S_FORWARD) {
+        w.order.resize(n);
+        for (unsigned i = 0; i < n; i++) w.order[i] = L.sched == S_REVERSE ? n - 1 - i : i;
+    }
     /* rounds in which every fiber that ran only yielded: a spin-wait that nothing will end */
     unsigned long long idle_rounds = 0;
     std::chrono::steady_clock::time_point idle_start;
     for (;;) {
         bool ran = false, advanced = false;
-        for (unsigned i = 0; i < n; i++) {
-            Fiber* f = &w.fibers[i];
-            if (f->state != RUNNABLE) continue;
-            ran = true;
-            run_fiber(w, f);
-            advanced |= f->state != RUNNABLE;
+        if (L.sched == S_FORWARD) {
+            for (unsigned i = 0; i < n; i++) {
+                Fiber* f = &w.fibers[i];
+                if (f->state != RUNNABLE) continue;
+                ran = true;
+                run_fiber(w, f);
+                advanced |= f->state != RUNNABLE;
+            }
+        } else {
+            if (L.sched == S_RANDOM) /* a fresh order every round: Fisher-Yates */
+                for (unsigned i = n - 1; i > 0; i--) std::swap(w.order[i], w.order[next_random(rng) % (i + 1)]);
+            for (unsigned i = 0; i < n; i++) {
+                Fiber* f = &w.fibers[w.order[i]];
+                if (f->state != RUNNABLE) continue;
+                ran = true;
+                run_fiber(w, f);
+                advanced |= f->state != RUNNABLE;
+            }
         }
         if (w.n_done == n) break;
         bool released = w.n_warp && release_warps(w);
@@ -537,24 +750,41 @@ void run_block(Worker& w, unsigned long long b) {
             if (s > (double)env_long("CUEMU_SPIN_TIMEOUT_S", 10)) livelock(w, s);
         }
     }
+    check_dynsmem_guard(w);
+}
+
+/* the block that runs at position p of the launch's block order */
+inline unsigned long long block_at(const Launch& L, unsigned long long p) {
+    switch (L.sched) {
+    case S_FORWARD: return p;
+    case S_REVERSE: return L.nblocks - 1 - p;
+    default: return (unsigned long long)(((unsigned __int128)L.perm_a * p + L.perm_c) % L.nblocks);
+    }
 }
 
 void run_blocks(Launch& L, unsigned k) {
     Worker& w = this_worker();
     ensure_fibers(w, L.nthreads);
     if (w.dynsmem_cap < L.smem || !w.dynsmem) {
-        free(w.dynsmem);
-        w.dynsmem_cap = std::max<size_t>(L.smem, 1024);
-        w.dynsmem = (unsigned char*)aligned_alloc(64, (w.dynsmem_cap + 63) / 64 * 64);
+        if (w.dynsmem) free(w.dynsmem - kSmemGuard);
+        w.dynsmem_cap = std::max<size_t>((L.smem + 63) / 64 * 64, 1024);
+        unsigned char* p = (unsigned char*)aligned_alloc(64, w.dynsmem_cap + 2 * kSmemGuard);
+        if (!p) fatal("cannot allocate %zu bytes of dynamic shared memory", L.smem);
+        w.dynsmem = p + kSmemGuard;
     }
-    memset(w.dynsmem, 0xA5, L.smem); /* shared memory starts as garbage on the GPU too */
+    if (!L.poison) memset(w.dynsmem, 0xA5, L.smem); /* garbage once per launch, as before */
     w.L = &L;
     t_blockDim = L.block;
     t_gridDim = L.grid;
     t_dynsmem = w.dynsmem;
+    memset(w.counts, 0, sizeof w.counts);
+    t_counts = w.counts;
     /* a fixed assignment rather than a shared counter: which thread runs which block does not
      * depend on timing, and every worker really gets blocks */
-    for (unsigned long long b = k; b < L.nblocks; b += L.workers) run_block(w, b);
+    for (unsigned long long p = k; p < L.nblocks; p += L.workers) run_block(w, block_at(L, p));
+    t_counts = nullptr;
+    for (int c = 0; c < C_NUM; c++)
+        if (w.counts[c]) L.counts[c].fetch_add(w.counts[c], std::memory_order_relaxed);
     w.L = nullptr;
     t_threadIdx = uint3{0, 0, 0};
     t_blockIdx = uint3{0, 0, 0};
@@ -607,6 +837,8 @@ void run_parallel(Launch& L, unsigned workers) {
 /* ---------------------------------------------------------------- memory bookkeeping */
 constexpr size_t kAlign = 256, kRedZone = 256;
 constexpr unsigned char kCanary = 0xA5;
+/* A block is [kRedZone bytes of canary][size bytes, rounded up to kAlign][kRedZone bytes of canary]:
+ * ptr = the start of the middle part; span = bytes from ptr to the end of the trailing red zone. */
 struct Alloc {
     size_t size, span; /* requested bytes; bytes after ptr that belong to the block */
 };
@@ -615,36 +847,70 @@ std::map<uintptr_t, Alloc>& allocs() {
     static auto* m = new std::map<uintptr_t, Alloc>();
     return *m;
 }
+size_t g_mem_current = 0, g_mem_peak = 0, g_mem_count = 0, g_mem_peak_count = 0; /* under g_mem_mutex */
+
+void memory_report_at_exit() {
+    std::lock_guard<std::mutex> lk(g_mem_mutex);
+    fprintf(stderr, "cuemu: device memory peak %zu bytes (%.1f MiB) in %zu allocation(s); %zu bytes in %zu "
+                    "allocation(s) still allocated at exit\n",
+            g_mem_peak, g_mem_peak / 1048576.0, g_mem_peak_count, g_mem_current, g_mem_count);
+}
 std::mutex g_attr_mutex;
 std::map<const void*, int>& max_dyn_smem() {
     static auto* m = new std::map<const void*, int>();
     return *m;
 }
 
-/* returns the first overwritten red-zone byte offset past the block's end, or -1 */
-long check_canary(uintptr_t p, const Alloc& a) {
+/* returns 0 if both red zones are intact; else 1 with *off = first overwritten byte past the end,
+ * or -1 with *off = the overwritten byte nearest before the start (as a positive distance) */
+int check_canary(uintptr_t p, const Alloc& a, long* off) {
 #ifdef CUEMU_ASAN
     (void)p;
     (void)a;
-    return -1;
+    (void)off;
+    return 0;
 #else
     const unsigned char* c = (const unsigned char*)p;
     for (size_t i = a.size; i < a.span; i++)
-        if (c[i] != kCanary) return (long)(i - a.size);
-    return -1;
+        if (c[i] != kCanary) {
+            *off = (long)(i - a.size);
+            return 1;
+        }
+    for (size_t i = 1; i <= kRedZone; i++)
+        if (c[-(long)i] != kCanary) {
+            *off = (long)i;
+            return -1;
+        }
+    return 0;
 #endif
 }
 
+void report_canary(const char* who, int r, long off, uintptr_t p, const Alloc& a, const char* when) {
+    if (r > 0)
+        fatal("%s wrote past the end of a %zu-byte cudaMalloc block at %p (first bad byte at +%ld past its end)%s",
+              who, a.size, (void*)p, off, when);
+    fatal("%s wrote before the start of a %zu-byte cudaMalloc block at %p (bad byte at %ld bytes before its "
+          "start)%s",
+          who, a.size, (void*)p, off, when);
+}
+
 void check_all_canaries(const char* after) {
+#ifndef CUEMU_ASAN
     std::lock_guard<std::mutex> lk(g_mem_mutex);
     for (auto& kv : allocs()) {
-        long off = check_canary(kv.first, kv.second);
-        if (off >= 0)
-            fatal("%s wrote past the end of a %zu-byte cudaMalloc block at %p (first bad byte at +%ld past "
-                  "its end)",
-                  after, kv.second.size, (void*)kv.first, off);
+        long off = 0;
+        int r = check_canary(kv.first, kv.second, &off);
+        if (r) report_canary(after, r, off, kv.first, kv.second, "");
     }
+#else
+    (void)after;
+#endif
 }
+
+/* counters of the last launch and of all launches (under g_count_mutex) */
+std::mutex g_count_mutex;
+Counters g_last_counts{}, g_total_counts{};
+std::atomic<unsigned long long> g_launch_index{0};
 
 cudaError_t set_error(cudaError_t e) {
     if (e != cudaSuccess) tl_last_error = e;
@@ -742,6 +1008,37 @@ void trap(const char* what, const char* file, int line) {
     fatal("%s at %s:%d", what, file, line);
 }
 
+/* CUEMU_SCHEDULE=forward (default) | reverse | random[:SEED] */
+static void parse_schedule(Launch& L) {
+    const char* s = getenv("CUEMU_SCHEDULE");
+    if (!s || !*s || !strcmp(s, "forward")) return;
+    if (!strcmp(s, "reverse")) {
+        L.sched = S_REVERSE;
+        return;
+    }
+    uint64_t seed = 1;
+    if (!strncmp(s, "random", 6) && (s[6] == 0 || s[6] == ':')) {
+        if (s[6] == ':') {
+            char* end;
+            seed = strtoull(s + 7, &end, 10);
+            if (end == s + 7 || *end) fatal("CUEMU_SCHEDULE=%s: the seed must be a decimal number", s);
+        }
+    } else {
+        fatal("CUEMU_SCHEDULE=%s: expected forward, reverse, random or random:SEED", s);
+    }
+    L.sched = S_RANDOM;
+    /* a different shuffle for every launch of the program, the same for every run with this seed */
+    L.seed = splitmix64(seed ^ splitmix64(g_launch_index.fetch_add(1, std::memory_order_relaxed)));
+    if (L.nblocks > 1) {
+        uint64_t r = L.seed;
+        unsigned long long a;
+        do a = 1 + next_random(r) % (L.nblocks - 1);
+        while (std::gcd(a, L.nblocks) != 1);
+        L.perm_a = a;
+        L.perm_c = next_random(r) % L.nblocks;
+    }
+}
+
 void launch_raw(const char* name, const void* fn, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                 void (*body)(void*), void* closure) {
     (void)stream; /* every stream is synchronous */
@@ -777,6 +1074,10 @@ void launch_raw(const char* name, const void* fn, dim3 grid, dim3 block, size_t 
     long workers = std::max(1L, std::min(env_long("CUEMU_WORKERS", 1), 64L));
     if ((unsigned long long)workers > L.nblocks) workers = (long)L.nblocks;
     L.workers = (unsigned)workers;
+    parse_schedule(L);
+    L.poison = env_long("CUEMU_SMEM_POISON", 1) != 0;
+    L.smem_vars = L.poison ? smem_vars_for(fn) : nullptr;
+    for (auto& c : L.counts) c.store(0, std::memory_order_relaxed);
     if (workers <= 1)
         run_blocks(L, 0);
     else
@@ -784,6 +1085,60 @@ void launch_raw(const char* name, const void* fn, dim3 grid, dim3 block, size_t 
     char what[300];
     snprintf(what, sizeof what, "kernel '%s'", name);
     check_all_canaries(what);
+
+    Counters c{};
+    for (int i = 0; i < C_NUM; i++) c.v[i] = L.counts[i].load(std::memory_order_relaxed);
+    c.v[C_LAUNCHES] = 1;
+    {
+        std::lock_guard<std::mutex> lk(g_count_mutex);
+        g_last_counts = c;
+        for (int i = 0; i < C_NUM; i++) g_total_counts.v[i] += c.v[i];
+    }
+    static const bool print = env_long("CUEMU_COUNTERS", 0) != 0;
+    if (print) {
+        std::string line;
+        char buf[96];
+        for (int i = C_BLOCKS; i < C_NUM; i++) {
+            if (!c.v[i]) continue;
+            snprintf(buf, sizeof buf, " %s=%llu", counter_name(i), c.v[i]);
+            line += buf;
+        }
+        fprintf(stderr, "cuemu: counters '%s' grid (%u,%u,%u) block (%u,%u,%u) smem %zu:%s\n", name, grid.x, grid.y,
+                grid.z, block.x, block.y, block.z, smem, line.c_str());
+    }
+}
+
+const char* counter_name(int c) {
+    static const char* names[C_NUM] = {"launches",        "blocks",        "threads", "barriers", "warp_collectives",
+                                       "bytes_read",      "bytes_written", "mma",     "flops",    "bank_conflicts"};
+    return c >= 0 && c < C_NUM ? names[c] : "?";
+}
+Counters last_launch_counters() {
+    std::lock_guard<std::mutex> lk(g_count_mutex);
+    return g_last_counts;
+}
+Counters total_counters() {
+    std::lock_guard<std::mutex> lk(g_count_mutex);
+    return g_total_counts;
+}
+void reset_counters() {
+    std::lock_guard<std::mutex> lk(g_count_mutex);
+    g_total_counts = Counters{};
+    g_last_counts = Counters{};
+}
+
+size_t memory_current() {
+    std::lock_guard<std::mutex> lk(g_mem_mutex);
+    return g_mem_current;
+}
+size_t memory_peak() {
+    std::lock_guard<std::mutex> lk(g_mem_mutex);
+    return g_mem_peak;
+}
+void memory_reset_peak() {
+    std::lock_guard<std::mutex> lk(g_mem_mutex);
+    g_mem_peak = g_mem_current;
+    g_mem_peak_count = g_mem_count;
 }
 
 } /* namespace cuemu */
@@ -1013,16 +1368,36 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
     *ptr = nullptr;
     if (size == 0) return cudaSuccess;
     size_t span = (size + cuemu::kAlign - 1) / cuemu::kAlign * cuemu::kAlign + cuemu::kRedZone;
-    void* p = aligned_alloc(cuemu::kAlign, span);
-    if (!p) return set_error(cudaErrorMemoryAllocation);
-    if (cuemu::env_long("CUEMU_MALLOC_FILL", 1)) memset(p, 0xFF, size);
-#ifdef CUEMU_ASAN
-    ASAN_POISON_MEMORY_REGION((char*)p + size, span - size);
+    char* base = (char*)aligned_alloc(cuemu::kAlign, cuemu::kRedZone + span);
+    if (!base) return set_error(cudaErrorMemoryAllocation);
+    char* p = base + cuemu::kRedZone;
+#ifdef CUEMU_VALGRIND
+    static const bool initcheck = RUNNING_ON_VALGRIND && cuemu::env_long("CUEMU_INITCHECK", 0) != 0;
 #else
-    memset((char*)p + size, cuemu::kCanary, span - size);
+    constexpr bool initcheck = false;
+#endif
+    const bool fill = cuemu::env_long("CUEMU_MALLOC_FILL", 1) != 0;
+    if (fill && !initcheck) memset(p, 0xFF, size);
+#ifdef CUEMU_ASAN
+    ASAN_POISON_MEMORY_REGION(base, cuemu::kRedZone);
+    ASAN_POISON_MEMORY_REGION(p + size, span - size);
+#else
+    memset(base, cuemu::kCanary, cuemu::kRedZone);
+    memset(p + size, cuemu::kCanary, span - size);
 #endif
     std::lock_guard<std::mutex> lk(cuemu::g_mem_mutex);
     cuemu::allocs()[(uintptr_t)p] = cuemu::Alloc{size, span};
+    cuemu::g_mem_current += size;
+    cuemu::g_mem_count++;
+    if (cuemu::g_mem_current > cuemu::g_mem_peak) {
+        cuemu::g_mem_peak = cuemu::g_mem_current;
+        cuemu::g_mem_peak_count = cuemu::g_mem_count;
+    }
+    static bool report = [] {
+        if (cuemu::env_long("CUEMU_MEMREPORT", 0)) atexit(cuemu::memory_report_at_exit);
+        return true;
+    }();
+    (void)report;
     *ptr = p;
     return cudaSuccess;
 }
@@ -1031,16 +1406,17 @@ cudaError_t cudaFree(void* ptr) {
     std::lock_guard<std::mutex> lk(cuemu::g_mem_mutex);
     auto it = cuemu::allocs().find((uintptr_t)ptr);
     if (it == cuemu::allocs().end()) return set_error(cudaErrorInvalidValue);
-    long off = cuemu::check_canary(it->first, it->second);
-    if (off >= 0)
-        cuemu::fatal("a %zu-byte cudaMalloc block at %p was written past its end (first bad byte at +%ld); "
-                     "found at cudaFree",
-                     it->second.size, ptr, off);
+    long off = 0;
+    int r = cuemu::check_canary(it->first, it->second, &off);
+    if (r) cuemu::report_canary("a kernel or a copy", r, off, it->first, it->second, "; found at cudaFree");
+    char* base = (char*)ptr - cuemu::kRedZone;
 #ifdef CUEMU_ASAN
-    ASAN_UNPOISON_MEMORY_REGION((char*)ptr + it->second.size, it->second.span - it->second.size);
+    ASAN_UNPOISON_MEMORY_REGION(base, cuemu::kRedZone + it->second.span);
 #endif
+    cuemu::g_mem_current -= it->second.size;
+    cuemu::g_mem_count--;
     cuemu::allocs().erase(it);
-    free(ptr);
+    free(base);
     return cudaSuccess;
 }
 cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t) { return cudaMalloc(ptr, size); }
@@ -1181,3 +1557,17 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
 }
 
 } /* extern "C" */
+
+/* ====================================================================== C entry points (cuemu.h) */
+extern "C" {
+static void copy_counters(const cuemu::Counters& c, unsigned long long* out, int n) {
+    for (int i = 0; i < n && i < cuemu::C_NUM; i++) out[i] = c.v[i];
+}
+void cuemu_last_launch_counters(unsigned long long* out, int n) { copy_counters(cuemu::last_launch_counters(), out, n); }
+void cuemu_total_counters(unsigned long long* out, int n) { copy_counters(cuemu::total_counters(), out, n); }
+void cuemu_reset_counters(void) { cuemu::reset_counters(); }
+const char* cuemu_counter_name(int c) { return cuemu::counter_name(c); }
+size_t cuemu_memory_current(void) { return cuemu::memory_current(); }
+size_t cuemu_memory_peak(void) { return cuemu::memory_peak(); }
+void cuemu_memory_reset_peak(void) { cuemu::memory_reset_peak(); }
+}

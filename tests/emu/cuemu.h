@@ -75,6 +75,61 @@ inline thread_local dim3 t_gridDim{1, 1, 1};
 /* dynamic shared memory of the block running on this worker (DYN_SMEM points here) */
 inline thread_local unsigned char* t_dynsmem = nullptr;
 
+/* ---------------------------------------------------------------- counters
+ * Per launch the emulator counts what it sees itself (launches, blocks, threads, block barriers,
+ * warp collectives) and what kernels' helper headers report through cuemu::count(): bytes read
+ * and written through the project's load/store/cp.async helpers, MMA instructions and their
+ * FLOPs, shared-memory bank conflicts (extra wavefronts) where a helper sees all 32 lanes'
+ * addresses. From device code, one call per lane (or per warp, for warp-wide instructions):
+ *
+ *     #ifdef CUEMU
+ *     ::cuemu::count(::cuemu::C_BYTES_READ, 16);   // this lane loaded 16 bytes
+ *     ::cuemu::count(::cuemu::C_MMA);              // once per warp per mma.sync (e.g. lane 0 only)
+ *     ::cuemu::count(::cuemu::C_FLOPS, 2 * 16 * 8 * 16);
+ *     #endif
+ *
+ * count() is an inline add to the running worker's private tally (no atomics, no locks; blocks
+ * on other workers keep their own); outside a kernel it does nothing. The tallies of all workers
+ * are summed when the launch ends. Host code reads them with last_launch_counters() (the most
+ * recent launch on any thread) and total_counters() (since the start or reset_counters()); C host
+ * code uses the extern "C" functions below. CUEMU_COUNTERS=1 prints one line per launch on
+ * stderr: `cuemu: counters 'kernel' grid (..) block (..): barriers=.. warp_collectives=.. ...`
+ * (only the non-zero counters). */
+enum Counter : int {
+    C_LAUNCHES,         /* kernel launches (1 per launch) */
+    C_BLOCKS,           /* blocks run */
+    C_THREADS,          /* CUDA threads run */
+    C_BARRIERS,         /* __syncthreads(_count/_and/_or) executed, counted once per block */
+    C_WARP_COLLECTIVES, /* shuffles, votes, reductions, match, __syncwarp: once per warp-level group */
+    C_BYTES_READ,       /* global/shared bytes read, as reported by helpers through count() */
+    C_BYTES_WRITTEN,    /* bytes written, as reported by helpers */
+    C_MMA,              /* tensor-core MMA instructions (warp-level), as reported by helpers */
+    C_FLOPS,            /* floating-point operations, as reported by helpers (2 per multiply-add) */
+    C_BANK_CONFLICTS,   /* extra shared-memory wavefronts, as reported by helpers */
+    C_NUM
+};
+inline thread_local unsigned long long* t_counts = nullptr; /* the running worker's tally, or null */
+inline void count(Counter c, unsigned long long n = 1) {
+    if (t_counts) t_counts[c] += n;
+}
+struct Counters {
+    unsigned long long v[C_NUM];
+    unsigned long long operator[](int c) const { return v[c]; }
+};
+Counters last_launch_counters(); /* the most recently finished launch */
+Counters total_counters();       /* every launch since the start or the last reset_counters() */
+void reset_counters();
+const char* counter_name(int c); /* "launches", "blocks", ..., "bank_conflicts" */
+
+/* ---------------------------------------------------------------- device memory accounting
+ * Bytes requested through cudaMalloc (and its Async/Managed forms) and not yet freed: the current
+ * sum and its high-water mark since the start or memory_reset_peak() (which sets the peak to the
+ * current sum). Red zones and alignment padding are not counted. CUEMU_MEMREPORT=1 prints the
+ * peak, the current sum and the number of allocations at exit. */
+size_t memory_current();
+size_t memory_peak();
+void memory_reset_peak();
+
 /* Warp-collective operations handled by the scheduler (cuemu.cpp). */
 enum WarpOp : int {
     W_SYNCWARP, W_SHFL_IDX, W_SHFL_UP, W_SHFL_DOWN, W_SHFL_XOR,
@@ -128,6 +183,18 @@ inline T bitcast(const U& u) {
 }
 
 } /* namespace cuemu */
+
+/* The same for host code written in C (e.g. bench/ or tests/ .c files linked with the emulator):
+ * declare these prototypes there. `out` receives min(n, C_NUM) counters in Counter order. */
+extern "C" {
+void cuemu_last_launch_counters(unsigned long long* out, int n);
+void cuemu_total_counters(unsigned long long* out, int n);
+void cuemu_reset_counters(void);
+const char* cuemu_counter_name(int c);
+size_t cuemu_memory_current(void);
+size_t cuemu_memory_peak(void);
+void cuemu_memory_reset_peak(void);
+}
 
 /* after the CUDA headers: they use these names in host mode neither as macros nor as variables */
 #define threadIdx (static_cast<const uint3&>(::cuemu::t_threadIdx))
