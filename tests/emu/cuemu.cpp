@@ -876,7 +876,7 @@ int check_canary(uintptr_t p, const Alloc& a, long* off) {
             *off = (long)(i - a.size);
             return 1;
         }
-    for (size_t i = 1; i <= kRedZone; i++)
+    for (size_t i = kRedZone; i >= 1; i--) /* the farthest bad byte: where a store began */
         if (c[-(long)i] != kCanary) {
             *off = (long)i;
             return -1;
@@ -889,7 +889,7 @@ void report_canary(const char* who, int r, long off, uintptr_t p, const Alloc& a
     if (r > 0)
         fatal("%s wrote past the end of a %zu-byte cudaMalloc block at %p (first bad byte at +%ld past its end)%s",
               who, a.size, (void*)p, off, when);
-    fatal("%s wrote before the start of a %zu-byte cudaMalloc block at %p (bad byte at %ld bytes before its "
+    fatal("%s wrote before the start of a %zu-byte cudaMalloc block at %p (first bad byte at %ld bytes before its "
           "start)%s",
           who, a.size, (void*)p, off, when);
 }
@@ -1094,8 +1094,7 @@ void launch_raw(const char* name, const void* fn, dim3 grid, dim3 block, size_t 
         g_last_counts = c;
         for (int i = 0; i < C_NUM; i++) g_total_counts.v[i] += c.v[i];
     }
-    static const bool print = env_long("CUEMU_COUNTERS", 0) != 0;
-    if (print) {
+    if (env_long("CUEMU_COUNTERS", 0)) {
         std::string line;
         char buf[96];
         for (int i = C_BLOCKS; i < C_NUM; i++) {
@@ -1393,11 +1392,11 @@ cudaError_t cudaMalloc(void** ptr, size_t size) {
         cuemu::g_mem_peak = cuemu::g_mem_current;
         cuemu::g_mem_peak_count = cuemu::g_mem_count;
     }
-    static bool report = [] {
-        if (cuemu::env_long("CUEMU_MEMREPORT", 0)) atexit(cuemu::memory_report_at_exit);
-        return true;
-    }();
-    (void)report;
+    static bool report_registered = false; /* under g_mem_mutex */
+    if (!report_registered && cuemu::env_long("CUEMU_MEMREPORT", 0)) {
+        report_registered = true;
+        atexit(cuemu::memory_report_at_exit);
+    }
     *ptr = p;
     return cudaSuccess;
 }

@@ -1,0 +1,304 @@
+/*
+ * test_memory.cu — what the emulator checks about memory, and what it counts:
+ *   shared memory (static __shared__ and dynamic) is poisoned with 0xFF bytes at every block start
+ *     (-1 as int, NaN as float), so a read of shared memory nobody wrote in this block shows, while
+ *     CUEMU_SMEM_POISON=0 shows the previous block's leftovers instead;
+ *   a store past the end (or before the start) of the dynamic shared memory hits a guard zone and is
+ *     reported with the kernel's name and block; a store before the start of a cudaMalloc block hits
+ *     its leading red zone (the trailing one is tested in test_deadlock.cu);
+ *   cudaMalloc accounting: current and peak bytes, memory_reset_peak(), CUEMU_MEMREPORT=1;
+ *   per-launch counters: blocks, threads, barriers, warp collectives, and what a kernel reports
+ *     through cuemu::count() (bytes, MMA, FLOPs), for the last launch and in total, the same with
+ *     two workers, and CUEMU_COUNTERS=1 lines;
+ *   CUEMU_INITCHECK=1 under valgrind: a kernel whose output depends on never-written shared memory
+ *     makes memcheck report uninitialised values (skipped, by name, without valgrind).
+ * Fatal cases run in a forked child (with an alarm) that must die with the expected message.
+ * The kernels are valid CUDA (nvcc compiles this file); the checks exist only in the emulator.
+ */
+#include "test_helpers.h"
+
+#ifdef CUEMU
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#endif
+
+/* first launch: writes 7s into static and dynamic shared memory; later: reads without writing */
+__global__ void k_smem_leftover(int* out, int write) {
+    __shared__ int st[32];
+    DYN_SMEM(float, dyn);
+    int t = threadIdx.x;
+    if (write) {
+        st[t] = 7;
+        dyn[t] = 7.0f;
+    }
+    __syncthreads();
+    out[t] = st[t];
+    out[32 + t] = dyn[t] != dyn[t] ? -1 : (int)dyn[t]; /* NaN -> -1 */
+}
+
+/* a shared helper's static array: poisoned too (it belongs to no kernel) */
+__device__ int helper_read(int t, int write) {
+    __shared__ int hs[32];
+    if (write) hs[t] = 5;
+    __syncwarp();
+    return hs[t];
+}
+__global__ void k_helper(int* out, int write) { out[threadIdx.x] = helper_read(threadIdx.x, write); }
+
+__global__ void k_dyn_overflow(int n) {
+    DYN_SMEM(int, sm);
+    int t = threadIdx.x;
+    sm[t] = t;
+    if (t == 0) sm[n] = 1; /* one past the end */
+}
+__global__ void k_dyn_underflow(void) {
+    DYN_SMEM(int, sm);
+    if (threadIdx.x == 0) sm[-2] = 1;
+}
+__global__ void k_before_start(int* p) {
+    if (threadIdx.x == 0) p[-1] = 3;
+}
+
+/* two barriers, three full-warp shuffles, and what a load/store helper would report */
+__global__ void k_counted(const float* in, float* out) {
+    int g = blockIdx.x * blockDim.x + threadIdx.x;
+    float v = in[g];
+#ifdef CUEMU
+    ::cuemu::count(::cuemu::C_BYTES_READ, sizeof(float));
+#endif
+    __syncthreads();
+    for (int o = 1; o < 8; o *= 2) v += __shfl_xor_sync(FULL_MASK, v, o);
+    __syncthreads();
+    out[g] = v;
+#ifdef CUEMU
+    ::cuemu::count(::cuemu::C_BYTES_WRITTEN, sizeof(float));
+    if (threadIdx.x % 32 == 0) {
+        ::cuemu::count(::cuemu::C_MMA);
+        ::cuemu::count(::cuemu::C_FLOPS, 4096);
+    }
+#endif
+}
+
+/* reads shared memory that no thread wrote in this block */
+__global__ void k_uninit(int* out, int write) {
+    __shared__ int s[64];
+    if (write) s[threadIdx.x] = (int)threadIdx.x;
+    __syncthreads();
+    out[threadIdx.x] = s[(threadIdx.x + 1) % 64];
+}
+
+#ifdef CUEMU
+struct Outcome {
+    int signal;
+    int code;
+    std::string err;
+};
+
+/* runs fn in a child process, captures its stderr, gives it 20 s */
+static Outcome in_child(void (*fn)(void)) {
+    int p[2];
+    Outcome o{0, 0, ""};
+    if (pipe(p) != 0) return o;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        alarm(20);
+        fn();
+        cudaDeviceSynchronize();
+        exit(0); /* exit, not _exit: CUEMU_MEMREPORT prints from an atexit handler */
+    }
+    close(p[1]);
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(p[0], buf, sizeof buf)) > 0) o.err.append(buf, (size_t)r);
+    close(p[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status)) o.signal = WTERMSIG(status);
+    else o.code = WEXITSTATUS(status);
+    return o;
+}
+static bool has(const Outcome& o, const char* s) { return o.err.find(s) != std::string::npos; }
+static int g_seen_failures = 0;
+static void show_if_failed(const char* what, const Outcome& o) {
+    if (test_failures > g_seen_failures)
+        printf("--- %s: signal %d, exit %d, stderr:\n%s", what, o.signal, o.code, o.err.c_str());
+    g_seen_failures = test_failures;
+}
+
+static void run_dyn_overflow(void) { LAUNCH(k_dyn_overflow, 2, 32, 32 * sizeof(int), 0, 32); }
+static void run_dyn_underflow(void) { LAUNCH(k_dyn_underflow, 1, 32, 64, 0); }
+static void run_before_start(void) {
+    int* d = NULL;
+    cudaMalloc((void**)&d, 100 * sizeof(int));
+    LAUNCH(k_before_start, 1, 32, 0, 0, d);
+}
+static void run_memreport(void) {
+    setenv("CUEMU_MEMREPORT", "1", 1);
+    void *a = NULL, *b = NULL;
+    cudaMalloc(&a, 3 << 20);
+    cudaMalloc(&b, 1 << 20);
+    cudaFree(a);
+}
+static void run_counters_print(void) {
+    setenv("CUEMU_COUNTERS", "1", 1);
+    float* d = device_zeros<float>(64);
+    LAUNCH(k_counted, 2, 32, 0, 0, d, d);
+}
+
+/* CUEMU_INITCHECK child: re-executes this binary under valgrind with an argument naming the case */
+static const char* g_self = NULL;
+static int under_valgrind(const char* which) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "CUEMU_INITCHECK=1 valgrind -q --error-exitcode=99 --undef-value-errors=yes %s %s >/dev/null 2>&1",
+             g_self, which);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+/* the body of the valgrind child: branch on the kernel's output, as a test comparing it would */
+static int initcheck_case(int write) {
+    int* d = device_zeros<int>(64);
+    LAUNCH(k_uninit, 1, 64, 0, 0, d, write);
+    std::vector<int> h = to_host(d, 64);
+    int sum = 0;
+    for (int v : h)
+        if (v > 10) sum++;
+    printf("%d\n", sum);
+    cudaFree(d);
+    return 0;
+}
+#endif
+
+int main(int argc, char** argv) {
+#ifndef CUEMU
+    (void)argc;
+    (void)argv;
+    printf("skipped: shared-memory poisoning, guard zones and counters exist only in the emulator\n");
+    printf("0 passed, 0 failed\n");
+    return 0;
+#else
+    if (argc > 1 && !strcmp(argv[1], "--initcheck-bad")) return initcheck_case(0);
+    if (argc > 1 && !strcmp(argv[1], "--initcheck-good")) return initcheck_case(1);
+    g_self = argv[0];
+
+    /* poisoning */
+    int* d = device_zeros<int>(64);
+    LAUNCH(k_smem_leftover, 1, 32, 32 * sizeof(float), 0, d, 1);
+    std::vector<int> h = to_host(d, 64);
+    CHECK(h[0] == 7 && h[31] == 7 && h[32] == 7 && h[63] == 7, "shared memory written in the block is read back");
+    LAUNCH(k_smem_leftover, 1, 32, 32 * sizeof(float), 0, d, 0);
+    h = to_host(d, 64);
+    CHECK(h[0] == -1 && h[31] == -1, "static __shared__ is poisoned at block start (read %d)", h[0]);
+    CHECK(h[32] == -1 && h[63] == -1, "dynamic shared memory is poisoned at block start (NaN; read %d)", h[32]);
+    LAUNCH(k_helper, 1, 32, 0, 0, d, 1);
+    LAUNCH(k_helper, 1, 32, 0, 0, d, 0);
+    h = to_host(d, 32);
+    CHECK(h[0] == -1 && h[31] == -1, "a device helper's static __shared__ is poisoned too (read %d)", h[0]);
+    setenv("CUEMU_SMEM_POISON", "0", 1);
+    LAUNCH(k_smem_leftover, 1, 32, 32 * sizeof(float), 0, d, 1);
+    LAUNCH(k_smem_leftover, 1, 32, 32 * sizeof(float), 0, d, 0);
+    h = to_host(d, 64);
+    CHECK(h[0] == 7, "CUEMU_SMEM_POISON=0 leaves static shared memory as the last block left it (read %d)", h[0]);
+    unsetenv("CUEMU_SMEM_POISON");
+    cudaFree(d);
+
+    /* guard zones */
+    Outcome o = in_child(run_dyn_overflow);
+    CHECK(o.signal == SIGABRT &&
+              has(o, "kernel 'k_dyn_overflow' block (0,0,0) wrote past the end of its 128 bytes of dynamic shared memory"),
+          "a store past the dynamic shared memory is reported");
+    show_if_failed("dyn overflow", o);
+    o = in_child(run_dyn_underflow);
+    CHECK(o.signal == SIGABRT && has(o, "kernel 'k_dyn_underflow' block (0,0,0) wrote before the start of its 64 bytes"),
+          "a store before the dynamic shared memory is reported");
+    show_if_failed("dyn underflow", o);
+    o = in_child(run_before_start);
+#ifdef __SANITIZE_ADDRESS__
+    CHECK(o.signal != 0 || o.code != 0, "a store before a cudaMalloc block is caught (ASan)");
+#else
+    CHECK(o.signal == SIGABRT && has(o, "kernel 'k_before_start' wrote before the start of a 400-byte cudaMalloc block") &&
+              has(o, "4 bytes before its start"),
+          "a store before a cudaMalloc block hits the leading red zone");
+#endif
+    show_if_failed("before start", o);
+
+    /* cudaMalloc accounting */
+    size_t base = cuemu::memory_current();
+    cuemu::memory_reset_peak();
+    CHECK(cuemu::memory_peak() == base, "reset sets the peak to the current bytes");
+    void *a = NULL, *b = NULL, *c = NULL;
+    cudaMalloc(&a, 1000);
+    cudaMalloc(&b, 3000);
+    CHECK(cuemu::memory_current() == base + 4000, "current counts requested bytes (%zu)", cuemu::memory_current() - base);
+    cudaFree(a);
+    cudaMalloc(&c, 500);
+    CHECK(cuemu::memory_current() == base + 3500 && cuemu::memory_peak() == base + 4000,
+          "peak is the high-water mark (current %zu, peak %zu)", cuemu::memory_current() - base,
+          cuemu::memory_peak() - base);
+    CHECK(cuemu_memory_peak() == cuemu::memory_peak() && cuemu_memory_current() == cuemu::memory_current(),
+          "the C entry points agree");
+    cudaFree(b);
+    cudaFree(c);
+    cuemu::memory_reset_peak();
+    CHECK(cuemu::memory_peak() == base && cuemu::memory_current() == base, "everything freed");
+    o = in_child(run_memreport);
+    CHECK(o.code == 0 && has(o, "cuemu: device memory peak 4194304 bytes (4.0 MiB) in 2 allocation(s)") &&
+              has(o, "1048576 bytes in 1 allocation(s) still allocated at exit"),
+          "CUEMU_MEMREPORT=1 prints the peak at exit");
+    show_if_failed("memreport", o);
+
+    /* counters: 3 blocks of 64 threads (2 warps), 2 barriers, 3 shuffles per warp */
+    float* f = device_zeros<float>(192);
+    cuemu::reset_counters();
+    for (int workers = 1; workers <= 2; workers++) {
+        setenv("CUEMU_WORKERS", workers == 1 ? "1" : "2", 1);
+        LAUNCH(k_counted, 3, 64, 0, 0, f, f);
+        cuemu::Counters k = cuemu::last_launch_counters();
+        CHECK(k[cuemu::C_LAUNCHES] == 1 && k[cuemu::C_BLOCKS] == 3 && k[cuemu::C_THREADS] == 192,
+              "%d worker(s): launches/blocks/threads %llu %llu %llu", workers, k[cuemu::C_LAUNCHES],
+              k[cuemu::C_BLOCKS], k[cuemu::C_THREADS]);
+        CHECK(k[cuemu::C_BARRIERS] == 6 && k[cuemu::C_WARP_COLLECTIVES] == 18,
+              "%d worker(s): barriers %llu (want 6), warp collectives %llu (want 18)", workers, k[cuemu::C_BARRIERS],
+              k[cuemu::C_WARP_COLLECTIVES]);
+        CHECK(k[cuemu::C_BYTES_READ] == 768 && k[cuemu::C_BYTES_WRITTEN] == 768 && k[cuemu::C_MMA] == 6 &&
+                  k[cuemu::C_FLOPS] == 6 * 4096,
+              "%d worker(s): reported bytes %llu/%llu, mma %llu, flops %llu", workers, k[cuemu::C_BYTES_READ],
+              k[cuemu::C_BYTES_WRITTEN], k[cuemu::C_MMA], k[cuemu::C_FLOPS]);
+    }
+    unsetenv("CUEMU_WORKERS");
+    cuemu::count(cuemu::C_MMA, 1000); /* outside a kernel: ignored */
+    cuemu::Counters tot = cuemu::total_counters();
+    CHECK(tot[cuemu::C_LAUNCHES] == 2 && tot[cuemu::C_BARRIERS] == 12 && tot[cuemu::C_MMA] == 12,
+          "totals add launches up (launches %llu, barriers %llu, mma %llu)", tot[cuemu::C_LAUNCHES],
+          tot[cuemu::C_BARRIERS], tot[cuemu::C_MMA]);
+    unsigned long long cv[cuemu::C_NUM];
+    cuemu_total_counters(cv, cuemu::C_NUM);
+    CHECK(cv[cuemu::C_BARRIERS] == 12 && !strcmp(cuemu_counter_name(cuemu::C_BYTES_READ), "bytes_read"),
+          "C entry points for counters");
+    cuemu::reset_counters();
+    CHECK(cuemu::total_counters()[cuemu::C_LAUNCHES] == 0, "reset_counters");
+    cudaFree(f);
+    o = in_child(run_counters_print);
+    CHECK(o.code == 0 &&
+              has(o, "cuemu: counters 'k_counted' grid (2,1,1) block (32,1,1) smem 0: blocks=2 threads=64 barriers=4 "
+                     "warp_collectives=6 bytes_read=256 bytes_written=256 mma=2 flops=8192"),
+          "CUEMU_COUNTERS=1 prints a line per launch");
+    show_if_failed("counters", o);
+
+    /* initcheck under valgrind */
+    if (system("valgrind --version >/dev/null 2>&1") != 0) {
+        printf("skipped: CUEMU_INITCHECK test (valgrind not found)\n");
+    } else {
+        int bad = under_valgrind("--initcheck-bad"), good = under_valgrind("--initcheck-good");
+        CHECK(bad == 99, "CUEMU_INITCHECK: valgrind reports the use of never-written shared memory (exit %d)", bad);
+        CHECK(good == 0, "CUEMU_INITCHECK: no report when every shared element was written (exit %d)", good);
+    }
+    return test_summary();
+#endif
+}
