@@ -4,7 +4,9 @@
  * of 0/1 aligned token for token with --data, as data/corpus/answer_mask.py writes them) the loss on
  * answer tokens is reported too. A Quiet-STaR checkpoint is scored both without thoughts (its base
  * prediction) and with a thought before every token (the mixed prediction after the end token, as
- * the reference evaluates: one pass, one talk token), over the same tokens.
+ * the reference evaluates: one pass, one talk token), over the same tokens. --token-report OUT.html
+ * also keeps every scored token's two NLLs and the thought sampled before it, and writes the page of
+ * host/token_report.h (where thinking helps, token by token).
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -16,6 +18,8 @@
 #include "host/checkpoint.h"
 #include "host/commands.h"
 #include "host/dataloader.h"
+#include "host/token_report.h"
+#include "host/tokenizer.h"
 #include "host/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"
@@ -39,8 +43,9 @@ static void accumulate(LossAcc* a, const float* losses, const int32_t* valid_tar
 static double mean(const LossAcc* a, int which) { return a->count[which] > 0 ? a->sum[which] / a->count[which] : NAN; }
 
 int cmd_eval(int argc, char** argv) {
-    const char *ckpt = NULL, *data = NULL, *mask_path = NULL, *device = "cpu", *json_out = NULL;
-    int batch = 4, seq = 256, max_batches = 0, n_ahead = 0, seed = 7, no_thoughts = 0;
+    const char *ckpt = NULL, *data = NULL, *mask_path = NULL, *device = "cpu", *json_out = NULL, *report_path = NULL,
+               *tok_path = NULL;
+    int batch = 4, seq = 256, max_batches = 0, n_ahead = 0, seed = 7, no_thoughts = 0, report_tokens = 2048;
     ArgSpec specs[] = {
         {"ckpt", ARG_STR, &ckpt, "checkpoint directory (config.json + model.safetensors)"},
         {"data", ARG_STR, &data, "token shards to evaluate on (glob)"},
@@ -53,10 +58,16 @@ int cmd_eval(int argc, char** argv) {
         {"seed", ARG_INT, &seed, "thought sampling seed"},
         {"json", ARG_STR, &json_out, "also write the results to this JSON file"},
         {"device", ARG_STR, &device, "backend"},
+        {"token-report", ARG_STR, &report_path,
+         "Quiet-STaR: write an HTML page of the text, each token coloured by how the thought changed its log-prob"},
+        {"report-tokens", ARG_INT, &report_tokens, "tokens of text the --token-report page shows (all are counted)"},
+        {"tokenizer", ARG_STR, &tok_path, "tokenizer.json for --token-report (default: the checkpoint's own)"},
     };
-    args_parse(argc, argv, specs, 11, "usage: qstar eval --ckpt DIR --data 'DIR/*.bin' [options]\n\nHeld-out loss.");
+    args_parse(argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
+               "usage: qstar eval --ckpt DIR --data 'DIR/*.bin' [options]\n\nHeld-out loss.");
     if (!ckpt || !data) fatal("eval: --ckpt and --data are required");
     if (batch <= 0 || seq <= 0) fatal("eval: --batch and --seq must be positive");
+    if (report_tokens <= 0) fatal("eval: --report-tokens must be positive");
     const Backend* be = backend_get(device);
     if (!be) fatal("eval: unknown device \"%s\" (this build has: %s)", device, backend_names());
     ModelConfig cfg;
@@ -66,6 +77,27 @@ int cmd_eval(int argc, char** argv) {
     model_create(&m, &cfg, be);
     model_load_weights(&m, ckpt);
     const int thinking = cfg.start_thought_id >= 0 && !no_thoughts;
+    Tokenizer* tok = NULL;
+    if (report_path) {  // checked before the evaluation runs, not after it
+        if (cfg.start_thought_id < 0)
+            fatal("eval: --token-report needs a Quiet-STaR checkpoint (%s has no thought tokens)", ckpt);
+        if (no_thoughts) fatal("eval: --token-report compares with and without thoughts; drop --no-thoughts");
+        char* own = tok_path ? NULL : xsprintf("%s/tokenizer.json", ckpt);
+        if (own && !file_exists(own))
+            fatal("eval: --token-report needs a tokenizer: %s has none; give --tokenizer", own);
+        tok = tok_load(tok_path ? tok_path : own);
+        if (tok_vocab_size(tok) > (uint32_t)cfg.vocab_size)
+            fatal("%s: tokenizer has %u tokens but the model's vocabulary is %d", tok_path ? tok_path : own,
+                  tok_vocab_size(tok), cfg.vocab_size);
+        free(own);
+        char* dir = xstrdup(report_path);  // the page's folder now, not after a long evaluation
+        char* slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = 0;
+            mkdir_p(dir);
+        }
+        free(dir);
+    }
 
     DataLoader dl, ml;
     dataloader_init(&dl, data, batch, seq, cfg.vocab_size, 0, 0, 1, 0);
@@ -98,6 +130,15 @@ int cmd_eval(int argc, char** argv) {
     int32_t* mk_in = xmalloc(sizeof(int32_t) * N);
     int32_t* mk = mask_path ? xmalloc(sizeof(int32_t) * N) : NULL;
     float* losses = xmalloc(sizeof(float) * N);
+    float* talk_losses = report_path ? xmalloc(sizeof(float) * N) : NULL;
+    int* scored = report_path ? xmalloc(sizeof(int) * seq) : NULL;
+    int32_t* thoughts = NULL;
+    TokenReport* report = NULL;
+    if (report_path) {
+        const int tl = qs.NA - 3;  // the sampled thought tokens, between the start and end tokens
+        thoughts = xmalloc(sizeof(int32_t) * (size_t)seq * (tl > 0 ? tl : 1));
+        report = token_report_create(seq, tl);
+    }
     LossAcc base = {0}, talk = {0};
     double t0 = now_seconds();
     for (uint64_t b = 0; b < n_batches; b++) {
@@ -109,6 +150,20 @@ int cmd_eval(int argc, char** argv) {
                 if (n % seq == seq - 1) tg[n] = QSTAR_IGNORE_INDEX;  // the step scores slots 0..L-2
             be->download(losses, qs.steps[0].losses, sizeof(float) * N);
             accumulate(&base, losses, tg, mk, N);
+            if (report) {
+                be->download(talk_losses, qs.talk_losses, sizeof(float) * N);
+                const int tl = qs.NA - 3;
+                for (int r = 0; r < batch; r++) {
+                    const size_t o = (size_t)r * seq;
+                    for (int i = 0; i < seq; i++) {
+                        scored[i] = tg[o + i] >= 0;
+                        for (int k = 0; k < tl; k++)  // steps 2 … NA−2 fed the sampled tokens
+                            thoughts[(size_t)i * tl + k] = qs.step_tokens[(size_t)(k + 2) * N + o + i];
+                    }
+                    token_report_add_window(report, in + o, losses + o, talk_losses + o, thoughts, scored,
+                                            mk_in && mk ? mk_in + o : NULL);
+                }
+            }
             be->download(losses, qs.talk_losses, sizeof(float) * N);
             accumulate(&talk, losses, tg, mk, N);
         } else {
@@ -143,6 +198,17 @@ int cmd_eval(int argc, char** argv) {
         free(text);
         cJSON_Delete(o);
     }
+    if (report) {
+        TokenReportInfo info = {.ckpt = ckpt, .data = data, .n_ahead = qs.NA, .seed = seed,
+                                .max_text_tokens = report_tokens};
+        token_report_write(report, tok, report_path, &info);
+        printf("  token report: %s\n", report_path);
+        token_report_free(report);
+    }
+    free(talk_losses);
+    free(scored);
+    free(thoughts);
+    if (tok) tok_free(tok);
     if (thinking) quietstar_destroy(&qs);
     if (mask_path) dataloader_free(&ml);
     free(in);
