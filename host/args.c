@@ -5,6 +5,7 @@
 #include "host/args.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,8 +125,16 @@ void args_from_json(ArgSpec* specs, int n, const cJSON* obj, const char* source)
             *(int*)s->ptr = cJSON_IsTrue(v);
         } else {
             if (!cJSON_IsNumber(v)) fatal("%s: setting \"%s\" must be a number", source, s->name);
-            if (s->type == ARG_INT) *(int*)s->ptr = (int)v->valuedouble;
-            else *(float*)s->ptr = (float)v->valuedouble;
+            const double d = v->valuedouble;  // range-checked: a conversion out of range is undefined
+            if (s->type == ARG_INT) {
+                if (!(d >= -2147483647.0 && d <= 2147483647.0 && d == floor(d)))
+                    fatal("%s: setting \"%s\" must be an integer (got %g)", source, s->name, d);
+                *(int*)s->ptr = (int)d;
+            } else {
+                if (!(isfinite(d) && fabs(d) <= FLT_MAX))
+                    fatal("%s: setting \"%s\" must be a finite 32-bit float (got %g)", source, s->name, d);
+                *(float*)s->ptr = (float)d;
+            }
         }
     }
 }

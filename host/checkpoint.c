@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ static void remove_tree(const char* path) {
     rmdir(path);
 }
 
+static void remove_tree_on_error(void* path) { remove_tree(path); }
+
 void checkpoint_save(const char* run_dir, int step, const Model* m, const float* adam_m, const float* adam_v,
                      const DataPosition* data, const cJSON* settings, const Tokenizer* tok) {
     mkdir_p(run_dir);
@@ -37,6 +40,9 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const float*
     char* tmp_dir = xsprintf("%s/.tmp.step_%06d", run_dir, step);
     remove_tree(tmp_dir);  // leftovers of a run that died mid-save
     mkdir_p(tmp_dir);
+    // a failed write (a full disk) must not leave the partial directory holding its space until the
+    // next save; a crash still can, and the next save clears that (above)
+    fatal_set_cleanup(remove_tree_on_error, tmp_dir);
 
     char* p = xsprintf("%s/model.safetensors", tmp_dir);
     model_save_weights(m, p);
@@ -72,14 +78,22 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const float*
         free(p);
     }
     fsync_dir(tmp_dir);
-    if (dir_exists(final_dir)) {  // re-saving the same step (a resumed run): replace the old one
-        char* old = xsprintf("%s/.old.step_%06d", run_dir, step);
+    // Re-saving the same step (a resumed run) replaces the old one, which is deleted only once the new
+    // one is in place: a failed rename puts it back.
+    char* old = NULL;
+    if (dir_exists(final_dir)) {
+        old = xsprintf("%s/.old.step_%06d", run_dir, step);
         remove_tree(old);
         if (rename(final_dir, old) != 0) fatal("%s: cannot move aside: %s", final_dir, strerror(errno));
-        remove_tree(old);
-        free(old);
     }
-    if (rename(tmp_dir, final_dir) != 0) fatal("%s: cannot rename checkpoint into place: %s", final_dir, strerror(errno));
+    if (rename(tmp_dir, final_dir) != 0) {
+        int err = errno;
+        if (old) rename(old, final_dir);
+        fatal("%s: cannot rename checkpoint into place: %s", final_dir, strerror(err));
+    }
+    fatal_set_cleanup(NULL, NULL);
+    if (old) remove_tree(old);
+    free(old);
     fsync_dir(run_dir);
     free(final_dir);
     free(tmp_dir);
@@ -102,14 +116,7 @@ char* checkpoint_latest(const char* run_dir) {
     return best < 0 ? NULL : xsprintf("%s/step_%06d", run_dir, best);
 }
 
-static double get_num(const cJSON* o, const char* key, const char* path) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0) fatal("%s: missing or invalid \"%s\"", path, key);
-    return v->valuedouble;
-}
-
-void checkpoint_load(const char* dir, Model* m, RunState* rs) {
-    memset(rs, 0, sizeof *rs);
+void checkpoint_load(const char* dir, Model* m, float** adam_m, float** adam_v) {
     char* p = xsprintf("%s/model.safetensors", dir);
     model_load_weights(m, p);
     free(p);
@@ -118,54 +125,78 @@ void checkpoint_load(const char* dir, Model* m, RunState* rs) {
     StIndex* st = st_open(p);
     int64_t shape[1] = {(int64_t)m->n_params};
     const char* names[2] = {"adam_m", "adam_v"};
-    float** dst[2] = {&rs->adam_m, &rs->adam_v};
+    float** dst[2] = {adam_m, adam_v};
     for (int i = 0; i < 2; i++) {
         const StTensor* t = st_find(st, names[i]);
         if (!t) fatal("%s: missing tensor \"%s\"", p, names[i]);
-        *dst[i] = xmalloc(sizeof(float) * m->n_params);
-        st_read_f32(st, t, *dst[i], shape, 1);
+        float* x = xmalloc(sizeof(float) * m->n_params);
+        st_read_f32(st, t, x, shape, 1);
+        // a NaN moment, or a negative second moment (its square root is NaN), would surface steps
+        // later as a "diverged" gradient norm blamed on the learning rate
+        for (size_t k = 0; k < m->n_params; k++)
+            if (!isfinite(x[k]) || (i == 1 && x[k] < 0))
+                fatal("%s: tensor \"%s\" holds %g at element %zu (moments must be finite%s)", t->file, names[i],
+                      x[k], k, i == 1 ? " and non-negative" : "");
+        *dst[i] = x;
     }
     st_close(st);
     free(p);
+}
 
-    p = xsprintf("%s/state.json", dir);
+// A non-negative integer of state.json, below max (an out-of-range double converts with undefined
+// behaviour, and positions beyond 2^53 are not integers in JSON's doubles).
+static double get_count(const cJSON* o, const char* key, double max, const char* path) {
+    const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fatal("%s: missing or non-numeric \"%s\"", path, key);
+    const double d = v->valuedouble;
+    if (!(d >= 0 && d <= max && d == floor(d)))
+        fatal("%s: \"%s\" must be an integer in 0..%.0f (got %.17g)", path, key, max, d);
+    return d;
+}
+
+int run_state_read(const char* dir, RunState* rs, int required) {
+    memset(rs, 0, sizeof *rs);
+    char* p = xsprintf("%s/state.json", dir);
     size_t len;
-    char* text = read_file_or_die(p, &len);
-    cJSON* root = cJSON_ParseWithLength(text, len);
-    if (!root || !cJSON_IsObject(root)) fatal("%s: malformed JSON", p);
-    rs->step = (int)get_num(root, "step", p);
+    char* text = required ? read_file_or_die(p, &len) : read_file_maybe(p, &len);
+    if (!text) {
+        free(p);
+        return 0;
+    }
+    const char* err_at = NULL;
+    cJSON* root = cJSON_ParseWithLengthOpts(text, len, &err_at, 0);
+    if (!root) fatal("%s: malformed JSON near byte %zu", p, err_at ? (size_t)(err_at - text) : (size_t)0);
+    if (!cJSON_IsObject(root)) fatal("%s: expected a JSON object", p);
+    rs->step = (int)get_count(root, "step", 2147483647.0, p);
     const cJSON* d = cJSON_GetObjectItemCaseSensitive(root, "data");
     if (!cJSON_IsObject(d)) fatal("%s: missing \"data\" position", p);
-    rs->data.epoch = (uint64_t)get_num(d, "epoch", p);
-    rs->data.shard_cursor = (uint64_t)get_num(d, "shard_cursor", p);
-    rs->data.window_cursor = (uint64_t)get_num(d, "window_cursor", p);
+    const double max_pos = 9007199254740992.0;  // 2^53
+    rs->data.epoch = (uint64_t)get_count(d, "epoch", max_pos, p);
+    rs->data.shard_cursor = (uint64_t)get_count(d, "shard_cursor", max_pos, p);
+    rs->data.window_cursor = (uint64_t)get_count(d, "window_cursor", max_pos, p);
     const cJSON* s = cJSON_GetObjectItemCaseSensitive(root, "settings");
-    rs->settings = s ? cJSON_Duplicate(s, 1) : NULL;
+    if (s && !cJSON_IsNull(s) && !cJSON_IsObject(s)) fatal("%s: \"settings\" must be an object", p);
+    rs->settings = cJSON_IsObject(s) ? cJSON_Duplicate(s, 1) : NULL;
     cJSON_Delete(root);
     free(text);
     free(p);
+    return 1;
 }
 
 void run_state_free(RunState* st) {
     if (st->settings) cJSON_Delete(st->settings);
-    free(st->adam_m);
-    free(st->adam_v);
     memset(st, 0, sizeof *st);
 }
 
 double checkpoint_setting(const char* ckpt, const char* key, double def) {
-    char* path = xsprintf("%s/state.json", ckpt);
-    size_t len;
-    char* text = read_file_maybe(path, &len);
+    RunState rs;
     double v = def;
-    if (text) {
-        cJSON* root = cJSON_ParseWithLength(text, len);
-        const cJSON* st = root ? cJSON_GetObjectItemCaseSensitive(root, "settings") : NULL;
-        const cJSON* item = st ? cJSON_GetObjectItemCaseSensitive(st, key) : NULL;
+    if (run_state_read(ckpt, &rs, 0)) {
+        const cJSON* item = rs.settings ? cJSON_GetObjectItemCaseSensitive(rs.settings, key) : NULL;
         if (cJSON_IsNumber(item)) v = item->valuedouble;
-        cJSON_Delete(root);
-        free(text);
+        // the callers convert to int or float: a value beyond either is a damaged file
+        if (!(fabs(v) <= 1e9)) fatal("%s/state.json: setting \"%s\" is out of range (%g)", ckpt, key, v);
     }
-    free(path);
+    run_state_free(&rs);
     return v;
 }

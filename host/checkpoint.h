@@ -17,12 +17,11 @@
 #include "host/tokenizer.h"
 #include "model/model.h"
 
+// What a checkpoint's state.json holds.
 typedef struct {
     int step;
     DataPosition data;
-    cJSON* settings;  // owned; NULL if absent
-    float* adam_m;    // (n_params) host, owned: the moments of every parameter
-    float* adam_v;
+    cJSON* settings;  // owned: the run's options by name (as args_to_json writes them); NULL if absent
 } RunState;
 
 // adam_m, adam_v: host arrays of the moments of all n_params parameters (gathered across ranks).
@@ -30,9 +29,13 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const float*
                      const DataPosition* data, const cJSON* settings, const Tokenizer* tok);
 // Newest complete step_* directory of run_dir (malloc'd), or NULL if there is none.
 char* checkpoint_latest(const char* run_dir);
-// Restores weights into a model created from the checkpoint's config.json, and reads the moments
-// (rs->adam_m, rs->adam_v, all parameters) and run state; the caller uploads its optimizer range.
-void checkpoint_load(const char* ckpt_dir, Model* m, RunState* st);
+// Restores weights into a model created from the checkpoint's config.json, and reads the moments of
+// all parameters into *adam_m, *adam_v (malloc'd host arrays); the caller uploads its optimizer range.
+void checkpoint_load(const char* ckpt_dir, Model* m, float** adam_m, float** adam_v);
+
+// The one reader of state.json. Returns 1 with *st filled, or 0 with *st zeroed when the directory
+// has no state.json (a Hugging Face checkpoint) and required is 0. Malformed content is fatal.
+int run_state_read(const char* ckpt_dir, RunState* st, int required);
 void run_state_free(RunState* st);
 // A numeric setting the checkpoint's run used (its state.json), or def when absent.
 double checkpoint_setting(const char* ckpt_dir, const char* key, double def);

@@ -25,7 +25,7 @@
 
 typedef struct {
     const char *config, *model, *resume, *data, *out, *device, *schedule, *tokenizer, *mode, *thought_init, *profile_steps;
-    int steps, batch, seq, grad_accum, warmup, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
+    int steps, batch, seq, grad_accum, warmup, decay_steps, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
     // Quiet-STaR
     int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every, decay_norms, bf16_weights, zero;
@@ -35,7 +35,7 @@ typedef struct {
 static float lr_at(const TrainSettings* s, int step) {
     if (s->warmup > 0 && step <= s->warmup) return s->lr * (float)step / (float)s->warmup;
     float min_lr = s->lr * s->min_lr_frac;
-    int span = s->steps - s->warmup;
+    int span = (s->decay_steps > 0 ? s->decay_steps : s->steps) - s->warmup;
     float progress = span > 0 ? (float)(step - s->warmup) / (float)span : 1.0f;
     if (progress > 1.0f) progress = 1.0f;
     if (!strcmp(s->schedule, "cosine")) return min_lr + (s->lr - min_lr) * 0.5f * (1.0f + cosf((float)M_PI * progress));
@@ -147,6 +147,7 @@ static void check_settings(const TrainSettings* s, const ModelConfig* c) {
     if (s->seq <= 0) fatal("train: --seq must be positive");
     if (s->grad_accum <= 0) fatal("train: --grad-accum must be positive");
     if (s->warmup < 0) fatal("train: --warmup must not be negative");
+    if (s->decay_steps < 0) fatal("train: --decay-steps must not be negative");
     if (!(s->lr >= 0)) fatal("train: --lr must not be negative");
     if (s->log_every <= 0) fatal("train: --log-every must be positive");
     if (strcmp(s->schedule, "cosine") && strcmp(s->schedule, "linear") && strcmp(s->schedule, "constant"))
@@ -188,6 +189,34 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
     *model = grown;
 }
 
+// The Quiet-STaR reference trains with these Hugging Face Trainer settings (quiet-star.md §6): AdamW
+// lr 1e-6, betas (0.9, 0.999), eps 1e-8, weight decay 0.001, 20 warmup steps, then linear decay to 0
+// over 100k steps (flat in practice), clip 1.0, and 8 sequences per optimizer step (4 per micro-batch,
+// 2 accumulated). A fresh --mode quietstar run takes them wherever the command line is silent; a
+// resumed run keeps the settings it stored. The lm defaults are those of a small pretraining run.
+static void apply_quietstar_defaults(const ArgSpec* specs, int n, TrainSettings* s, int world) {
+#define QS_DEFAULT(option, field, value) \
+    if (!args_given(specs, n, option)) s->field = value
+    QS_DEFAULT("lr", lr, 1e-6f);
+    QS_DEFAULT("beta1", beta1, 0.9f);
+    QS_DEFAULT("beta2", beta2, 0.999f);
+    QS_DEFAULT("eps", eps, 1e-8f);
+    QS_DEFAULT("weight-decay", weight_decay, 0.001f);
+    QS_DEFAULT("warmup", warmup, 20);
+    QS_DEFAULT("schedule", schedule, "linear");
+    QS_DEFAULT("decay-steps", decay_steps, 100000);
+    QS_DEFAULT("min-lr-frac", min_lr_frac, 0.0f);
+    QS_DEFAULT("grad-clip", grad_clip, 1.0f);
+#undef QS_DEFAULT
+    // The shape is the user's once --batch or --grad-accum is given (the announcement says how far
+    // it is from the reference's 8 sequences); otherwise 4 per micro-batch, accumulated up to 8
+    // across ranks and micro-batches.
+    if (!args_given(specs, n, "batch") && !args_given(specs, n, "grad-accum")) {
+        s->batch = 4;
+        s->grad_accum = 8 / (4 * world) > 1 ? 8 / (4 * world) : 1;
+    }
+}
+
 int cmd_train(int argc, char** argv) {
     QuietStarConfig ref = quietstar_reference_config();
     TrainSettings s = {.device = "cpu", .schedule = "cosine", .mode = "lm", .thought_init = "---", .steps = 100,
@@ -208,14 +237,15 @@ int cmd_train(int argc, char** argv) {
         {"steps", ARG_INT, &s.steps, "optimizer steps in the whole run"},
         {"batch", ARG_INT, &s.batch, "sequences per micro-batch"},
         {"seq", ARG_INT, &s.seq, "tokens per sequence"},
-        {"grad-accum", ARG_INT, &s.grad_accum, "micro-batches per optimizer step"},
-        {"lr", ARG_FLOAT, &s.lr, "peak learning rate"},
-        {"min-lr-frac", ARG_FLOAT, &s.min_lr_frac, "final learning rate as a fraction of --lr"},
-        {"schedule", ARG_STR, &s.schedule, "decay after warmup: cosine, linear or constant"},
-        {"warmup", ARG_INT, &s.warmup, "linear warmup steps"},
-        {"weight-decay", ARG_FLOAT, &s.weight_decay, "AdamW decoupled weight decay (matrices only)"},
+        {"grad-accum", ARG_INT, &s.grad_accum, "micro-batches per optimizer step (quietstar: 2 with batch 4)"},
+        {"lr", ARG_FLOAT, &s.lr, "peak learning rate (quietstar: 1e-6)"},
+        {"min-lr-frac", ARG_FLOAT, &s.min_lr_frac, "final learning rate as a fraction of --lr (quietstar: 0)"},
+        {"schedule", ARG_STR, &s.schedule, "decay after warmup: cosine, linear or constant (quietstar: linear)"},
+        {"warmup", ARG_INT, &s.warmup, "linear warmup steps (quietstar: 20)"},
+        {"decay-steps", ARG_INT, &s.decay_steps, "step at which the decay ends (0: --steps; quietstar: 100000)"},
+        {"weight-decay", ARG_FLOAT, &s.weight_decay, "AdamW decoupled weight decay (quietstar: 0.001)"},
         {"beta1", ARG_FLOAT, &s.beta1, "AdamW beta1"},
-        {"beta2", ARG_FLOAT, &s.beta2, "AdamW beta2"},
+        {"beta2", ARG_FLOAT, &s.beta2, "AdamW beta2 (quietstar: 0.999)"},
         {"eps", ARG_FLOAT, &s.eps, "AdamW epsilon"},
         {"grad-clip", ARG_FLOAT, &s.grad_clip, "clip the global gradient norm to this (0: off)"},
         {"decay-norms", ARG_INT, &s.decay_norms,
@@ -229,7 +259,8 @@ int cmd_train(int argc, char** argv) {
         {"log-every", ARG_INT, &s.log_every, "print a log line every N steps"},
         {"profile-steps", ARG_STR, &s.profile_steps,
          "A:B: open the profiler's capture window (cudaProfilerStart/Stop) around steps A..B, for ncu/nsys"},
-        {"tokenizer", ARG_STR, &s.tokenizer, "tokenizer.json of the data: logs then show text"},
+        {"tokenizer", ARG_STR, &s.tokenizer,
+         "tokenizer.json of the data: logs then show text (quietstar --model DIR: DIR/tokenizer.json when present)"},
         {"sample-every", ARG_INT, &s.sample_every, "with --tokenizer: print a generated sample every N steps (0: off)"},
         {"sample-tokens", ARG_INT, &s.sample_tokens, "tokens per generated sample"},
         {"n-ahead", ARG_INT, &s.n_ahead, "quietstar: thought length incl. start and end tokens"},
@@ -264,16 +295,12 @@ int cmd_train(int argc, char** argv) {
         if (!dir_exists(s.resume)) fatal("%s: no such run directory", s.resume);
         ckpt = checkpoint_latest(s.resume);
         if (!ckpt) fatal("%s: no complete checkpoint (step_*/state.json) to resume from", s.resume);
-        char* state_path = xsprintf("%s/state.json", ckpt);
-        size_t len;
-        char* text = read_file_or_die(state_path, &len);
-        cJSON* root = cJSON_ParseWithLength(text, len);
-        if (!root) fatal("%s: malformed JSON", state_path);
-        const cJSON* stored = cJSON_GetObjectItemCaseSensitive(root, "settings");
-        if (cJSON_IsObject(stored)) args_from_json(specs, nspecs, stored, state_path);
-        cJSON_Delete(root);
-        free(text);
-        free(state_path);
+        run_state_read(ckpt, &rs, 1);
+        if (rs.settings) {
+            char* state_path = xsprintf("%s/state.json", ckpt);
+            args_from_json(specs, nspecs, rs.settings, state_path);
+            free(state_path);
+        }
         s.config = NULL;
         s.model = NULL;
         if (!args_given(specs, nspecs, "out")) s.out = s.resume;
@@ -285,6 +312,14 @@ int cmd_train(int argc, char** argv) {
     if (!s.data) fatal("train: --data is required");
     if (!s.out) fatal("train: --out is required");
     const int quietstar = !strcmp(s.mode, "quietstar");
+    if (quietstar && !s.resume) apply_quietstar_defaults(specs, nspecs, &s, comm.world);
+    if (s.decay_norms < 0) s.decay_norms = quietstar;  // resolved here so that the table shows it
+    if (quietstar && !s.tokenizer && s.model && dir_exists(s.model)) {
+        // a checkpoint's own tokenizer, as `qstar sample` uses it
+        char* own = xsprintf("%s/tokenizer.json", s.model);
+        if (file_exists(own)) s.tokenizer = own;
+        else free(own);
+    }
 
     const Backend* be = backend_get(s.device);
     if (!be) fatal("train: unknown device \"%s\" (this build has: %s)", s.device, backend_names());
@@ -301,12 +336,15 @@ int cmd_train(int argc, char** argv) {
         model_shard_optimizer(&model, comm_shard_offset(&comm, model.n_params, comm.rank),
                               comm_shard_count(&comm, model.n_params, comm.rank));
     if (ckpt) {
-        checkpoint_load(ckpt, &model, &rs);
+        float *adam_m, *adam_v;
+        checkpoint_load(ckpt, &model, &adam_m, &adam_v);
         start_step = rs.step;
         // every rank reads the whole checkpoint and keeps the moments of its own range: the number of
         // ranks may differ from the run that wrote it
-        be->upload(model.m, rs.adam_m + model.opt_offset, sizeof(float) * model.opt_count);
-        be->upload(model.v, rs.adam_v + model.opt_offset, sizeof(float) * model.opt_count);
+        be->upload(model.m, adam_m + model.opt_offset, sizeof(float) * model.opt_count);
+        be->upload(model.v, adam_v + model.opt_offset, sizeof(float) * model.opt_count);
+        free(adam_m);
+        free(adam_v);
     } else {
         if (s.model) model_load_weights(&model, s.model);
         else model_init_random(&model, (uint64_t)s.seed);
@@ -353,6 +391,15 @@ int cmd_train(int argc, char** argv) {
         printf("data parallel: %d ranks x batch %d (%s)%s\n", comm.world, s.batch, comm_transport(&comm),
                s.zero ? ", AdamW moments sharded (ZeRO-1)" : "");
     if (ckpt) printf("resuming from %s at step %d\n", ckpt, start_step);
+    if (quietstar && !ckpt)
+        printf("quietstar: options not given follow the reference's Trainer (lr 1e-6, betas 0.9/0.999, eps 1e-8, "
+               "weight decay 0.001, warmup 20, linear decay to 0 at step 100000, clip 1.0)\n");
+    if (quietstar) {
+        const int seqs = s.batch * s.grad_accum * comm.world;
+        printf("quietstar: %d sequences per optimizer step (batch %d x grad-accum %d x %d rank%s)%s\n", seqs, s.batch,
+               s.grad_accum, comm.world, comm.world > 1 ? "s" : "",
+               seqs == 8 ? ", as the reference" : "; the reference uses 8 (4 per micro-batch x 2 accumulated)");
+    }
     }
 
     char* metrics_path = xsprintf("%s/metrics.jsonl", s.out);
@@ -385,8 +432,7 @@ int cmd_train(int argc, char** argv) {
     const int N = s.batch * s.seq;
     int32_t* inputs = xmalloc(sizeof(int32_t) * N);
     int32_t* targets = xmalloc(sizeof(int32_t) * N);
-    AdamWConfig opt = {s.beta1, s.beta2, s.eps, s.weight_decay, s.decay_norms < 0 ? quietstar : s.decay_norms,
-                       s.bf16_weights};
+    AdamWConfig opt = {s.beta1, s.beta2, s.eps, s.weight_decay, s.decay_norms, s.bf16_weights};
     if (main_rank && peak > 0) printf("MFU against %.0f TFLOP/s (TF32) per device\n", peak / 1e12);
     int steps_this_run = 0;
     for (int step = start_step + 1; step <= s.steps; step++) {
