@@ -33,5 +33,5 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
     fprintf(stderr, "qstar: error: unknown command \"%s\" (see qstar --help)\n", cmd);
-    return 2;
+    return 1;  // as every other error (README: exit status 1)
 }
