@@ -390,7 +390,7 @@ static uint32_t file_id(const Tokenizer* t, const cJSON* v, const char* what) {
     if (!cJSON_IsNumber(v)) fatal("%s: %s has no numeric id", t->path, what);
     double d = v->valuedouble;
     if (!(d >= 0 && d < (double)t->id_limit && d == floor(d)))
-        fatal("%s: %s has id %.17g, outside 0..%u (ids must stay below twice the number of tokens the file "
+        fatal("%s: %s has id %.17g; ids are integers in 0..%u here (below twice the number of tokens the file "
               "lists plus 1024, and below 2^24)", t->path, what, d, t->id_limit - 1);
     return (uint32_t)d;
 }

@@ -31,6 +31,8 @@ static float get_float(const cJSON* root, const char* path, const char* key, flo
     // check as infinity, train a dead model and be written back as null.
     const double d = v->valuedouble;
     if (!isfinite(d) || fabs(d) > FLT_MAX) fatal("%s: key \"%s\" is %g, not a finite 32-bit float", path, key, d);
+    if (d != 0 && fabs(d) < FLT_MIN)  // would flush to zero or lose its precision as a float
+        fatal("%s: key \"%s\" is %g, too small for a 32-bit float", path, key, d);
     return (float)d;
 }
 
