@@ -42,8 +42,11 @@ QSTAR_HD Philox4 philox4x32(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, 
     return r;
 }
 
-// Uniform in (0, 1]: never exactly 0, so log() of it is finite (Gumbel noise, Box-Muller).
-QSTAR_HD float philox_uniform(uint32_t x) { return ((float)(x >> 8) + 1.0f) * (1.0f / 16777216.0f); }
+// Uniform in the open interval (0, 1): 2^23 equally spaced midpoints (i + 0.5) / 2^23. Neither end is
+// reachable, so both log(u) and log(-log(u)) are finite: with u = 1 the Gumbel noise -log(-log u) is
+// +inf and that column wins even when masked. 23 bits, not 24, because (i + 0.5) must stay exact in a
+// float's 24-bit significand (with 24 bits, (2^24 - 1 + 0.5) / 2^24 rounds to 1.0f).
+QSTAR_HD float philox_uniform(uint32_t x) { return ((float)(x >> 9) + 0.5f) * (1.0f / 8388608.0f); }
 
 // Standard normal from two uniform words (Box-Muller, first output).
 QSTAR_HD float philox_normal(uint32_t a, uint32_t b) {

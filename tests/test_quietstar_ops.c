@@ -7,10 +7,12 @@
  *  - gumbel_sample: (a) deterministic for the same (seed, step, k) and different when the seed (either
  *    32-bit word), the step, k, the slot or the row changes; (b) a categorical sample of
  *    softmax(logits): frequencies over 20000 rows within 4 standard errors per category, plus a
- *    chi-square bound; (c) a column masked to -1e10 (as the start/end thought tokens are) is never
- *    drawn; (d) the Philox counter layout stated in ops.h, by recomputing the noise here with
- *    kernels/philox.h (full argmax per row, and a logit placed on the exact decision threshold of one
- *    (n, v) so that ±1e-3 flips the sample);
+ *    chi-square bound; (c) over 2^20 draws a column masked to -1e10 (as the start/end thought tokens
+ *    are) is never drawn and the open columns follow softmax over them; (d) the Philox counter layout
+ *    stated in ops.h, by recomputing the noise here with kernels/philox.h (full argmax per row, and a
+ *    logit placed on the exact decision threshold of one (n, v) so that ±1e-3 flips the sample);
+ *    (e) philox_uniform is strictly inside (0, 1) for every input, and a masked column whose noise word
+ *    is the largest possible (found by searching seeds) is still never drawn;
  *  - row_broadcast, column_sum (+= and scale), add_bias, relu forward/backward (backward overwrites);
  *  - concat_columns and split_columns_backward (+=);
  *  - roll_rows and roll_rows_backward for s = 0, 1, 3, L-1, L+2: forward row mapping, backward is the
@@ -181,12 +183,15 @@ static void test_gumbel_distribution(const Backend* be) {
     test_gumbel_distribution_case(be, l37, 37, 0xFEEDFACECAFEBEEFull, 1000, 7);
 }
 
+// 2^20 rows with the same logits: masked columns (which would otherwise win almost always: +5 and +8
+// against logits in [-1, 1]) are never drawn, and the open columns follow softmax over the open ones.
+// The emulator runs 2^15 rows (2^20 take it minutes); (d) shows it draws the same noise as the CPU.
 static void test_gumbel_masked(const Backend* be) {
-    printf("gumbel_sample (c): masked columns are never drawn\n");
-    // the masked columns would otherwise win almost always (+5 and +8 against logits in [-1, 1])
-    const int N = 20000, L = 50, V = 9;
-    float* x = hnew((size_t)N * V, -1, 1);
-    for (int n = 0; n < N; n++) x[(size_t)n * V + 2] = 5.0f, x[(size_t)n * V + 8] = 8.0f;
+    const int N = strcmp(be->name, "cpu") == 0 ? 1 << 20 : 1 << 15, L = 1024, V = 9;
+    printf("gumbel_sample (c): masked columns are never drawn (%d draws)\n", N);
+    const float logit[9] = {0.3f, -0.8f, 5.0f, 0.9f, -0.2f, 0.0f, -1.0f, 8.0f, 8.0f};
+    float* x = malloc(sizeof(float) * N * V);
+    for (int n = 0; n < N; n++) memcpy(x + (size_t)n * V, logit, sizeof logit);
     float* d_x = dnew(be, x, sizeof(float) * N * V);
     be->mask_columns(d_x, N, V, 2, 3, -1e10f);
     be->mask_columns(d_x, N, V, 7, 9, -1e10f);  // as the start/end thought tokens at the vocabulary's end
@@ -194,15 +199,69 @@ static void test_gumbel_masked(const Backend* be) {
     int32_t* tok = malloc(sizeof(int32_t) * N);
     be->gumbel_sample(d_t, d_x, N, V, L, 99, 3, 1);
     dget(be, tok, d_t, sizeof(int32_t) * N);
-    int hits = 0, seen[9] = {0};
+    int hits = 0, bad = 0;
+    double cnt[9] = {0};
     for (int n = 0; n < N; n++) {
         hits += tok[n] == 2 || tok[n] == 7 || tok[n] == 8;
-        if (tok[n] >= 0 && tok[n] < V) seen[tok[n]] = 1;
+        if (tok[n] >= 0 && tok[n] < V) cnt[tok[n]] += 1;
+        else bad++;
     }
     printf("  %-52s %d of %d\n", "masked columns drawn", hits, N);
-    CHECK(hits == 0, "gumbel_sample: a column masked at -1e10 was drawn %d times", hits);
-    CHECK(seen[0] && seen[1] && seen[3] && seen[4] && seen[5] && seen[6], "gumbel_sample: an unmasked column never drawn");
+    CHECK(hits == 0 && bad == 0, "gumbel_sample: a column masked at -1e10 was drawn %d times (%d out of range)", hits,
+          bad);
+    const int open[6] = {0, 1, 3, 4, 5, 6};
+    double z = 0.0, chi2 = 0.0;
+    for (int i = 0; i < 6; i++) z += exp((double)logit[open[i]]);
+    for (int i = 0; i < 6; i++) {
+        const double e = N * exp((double)logit[open[i]]) / z;
+        chi2 += (cnt[open[i]] - e) * (cnt[open[i]] - e) / e;
+    }
+    printf("  %-52s chi2 %.1f (5 dof, bound 25.7)\n", "open columns vs softmax over them", chi2);
+    CHECK(chi2 <= 25.7, "gumbel_sample: open columns' frequencies off softmax (chi-square %.1f, 0.9999 bound 25.7)",
+          chi2);
     free(x), free(tok), be->free(d_x), be->free(d_t);
+}
+
+// philox_uniform over every input it distinguishes: strictly inside (0, 1), increasing, so the Gumbel
+// noise is finite for every draw.
+static void test_uniform_open_interval(void) {
+    printf("philox_uniform: every value strictly inside (0, 1)\n");
+    int ok = 1;
+    float prev = 0.0f, lo = 1.0f, hi = 0.0f;
+    for (uint64_t x = 0; x <= 0xFFFFFFFFull; x += 1u << 9) {
+        const float u = philox_uniform((uint32_t)x);
+        ok &= u > prev && u < 1.0f && isfinite(-logf(-logf(u)));
+        prev = u, lo = u < lo ? u : lo, hi = u > hi ? u : hi;
+    }
+    printf("  %-52s [%.9g, %.9g]\n", "range over all 2^23 levels", lo, hi);
+    CHECK(ok, "philox_uniform: a value outside (0, 1), not increasing, or with infinite Gumbel noise");
+}
+
+// The draw that used to return u = 1 (+inf noise): a seed whose noise word for a masked column has its top
+// 24 bits set, found by search, then sampled. Before the open-interval mapping this masked column won.
+static void test_gumbel_masked_extreme(const Backend* be) {
+    printf("gumbel_sample (e): a masked column whose uniform draw is the largest possible\n");
+    const int L = 4, V = 8, N = L, n = 1, v = 6, k = 2;  // row 0, slot 1, column 6 (counter 1, word 2)
+    const uint32_t step = 77;
+    uint64_t seed = 0;
+    for (uint64_t s = 1; s < (1ull << 30); s++) {
+        Philox4 r = philox4x32((uint32_t)(v / 4), (uint32_t)(n % L), ((uint32_t)(n / L) << 8) | (uint32_t)k, step,
+                               (uint32_t)s, 0);
+        if ((r.v[v % 4] >> 8) == 0xFFFFFFu) { seed = s; break; }
+    }
+    CHECK(seed != 0, "no seed found with a maximal uniform draw");
+    float x[4 * 8];
+    for (int i = 0; i < N * V; i++) x[i] = 0.0f;
+    float* d_x = dnew(be, x, sizeof x);
+    be->mask_columns(d_x, N, V, v, v + 1, -1e10f);
+    int32_t* d_t = dnew(be, NULL, sizeof(int32_t) * N);
+    int32_t tok[4];
+    be->gumbel_sample(d_t, d_x, N, V, L, seed, step, k);
+    dget(be, tok, d_t, sizeof tok);
+    printf("  %-52s seed %llu, drawn %d\n", "maximal draw on masked column 6", (unsigned long long)seed, tok[n]);
+    CHECK(tok[n] != v && tok[n] >= 0 && tok[n] < V, "gumbel_sample: masked column drawn (token %d) on a maximal draw",
+          tok[n]);
+    be->free(d_x), be->free(d_t);
 }
 
 static void test_gumbel_philox(const Backend* be) {
@@ -532,6 +591,8 @@ int main(int argc, char** argv) {
     test_gumbel_determinism(be);
     test_gumbel_distribution(be);
     test_gumbel_masked(be);
+    test_uniform_open_interval();
+    test_gumbel_masked_extreme(be);
     test_gumbel_philox(be);
     test_small_ops(be);
     test_concat(be);

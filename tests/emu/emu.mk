@@ -42,8 +42,9 @@ $(BUILD)/tests/test_emu_%: tests/emu/test_%.cu $(EMU_OBJ) $(EMU_HDR) tests/emu/t
 	@$(EMU_CXX) $(EMU_CXXFLAGS) -MMD -MP -MF $(BUILD)/emu/$(notdir $@).d -MT $@ -x c++ -include tests/emu/cuemu.h $< -x none \
 	    $(EMU_OBJ) -o $@ $(EMU_LDLIBS)
 
-# the objects are only prerequisites of pattern rules; keep make from deleting them as intermediates
-.SECONDARY: $(EMU_OBJ)
+# The objects are prerequisites of pattern rules only. The including Makefile's bare `.SECONDARY:`
+# keeps every intermediate; a `.SECONDARY: <list>` here would narrow that to this list (make honours
+# the last form it reads), so a clean `make tests` would delete the test objects and rebuild them.
 .PHONY: emu-tests
 emu-tests: $(EMU_TEST_BIN)
 
