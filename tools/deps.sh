@@ -3,25 +3,37 @@
 # (as root, or through sudo), and the Python packages the reference tests use in a project-local
 # virtual environment (.venv, which also sees Debian's CPU build of PyTorch). Quiet and quick when
 # everything is already there, so `make run` and `make test` can call it every time.
+# Charts use Debian's python3-matplotlib (the .venv sees it). The token report's render test uses
+# Debian's chromium-headless-shell (about 95 MB to download): installed when apt can, otherwise that
+# one test says "skipped: chromium not installed"; QSTAR_NO_CHROMIUM=1 leaves it out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="build-essential libcjson-dev libopenblas-openmp-dev python3 python3-venv python3-numpy python3-torch openmpi-bin libopenmpi-dev"
+APT_PACKAGES="build-essential libcjson-dev libopenblas-openmp-dev python3 python3-venv python3-numpy python3-torch python3-matplotlib openmpi-bin libopenmpi-dev"
 PIP_PACKAGES="transformers==4.40.2 tokenizers==0.19.1 safetensors==0.4.3 pyarrow==15.0.2"
 
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 missing=""
 for p in $APT_PACKAGES; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+  installed "$p" || missing="$missing $p"
 done
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
 if [ -n "$missing" ]; then
   echo "deps: installing Debian packages:$missing"
-  SUDO=""
-  if [ "$(id -u)" != 0 ]; then
+  if [ -n "$SUDO" ]; then
     command -v sudo >/dev/null || { echo "deps: need root or sudo to install:$missing" >&2; exit 1; }
-    SUDO=sudo
   fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+# optional: a headless browser for tests/test_token_report.sh; a failure here only makes that case skip
+if [ "${QSTAR_NO_CHROMIUM:-0}" != 1 ] && ! installed chromium-headless-shell && ! installed chromium \
+   && { [ -z "$SUDO" ] || command -v sudo >/dev/null; }; then
+  echo "deps: installing chromium-headless-shell (renders the token report in its test; QSTAR_NO_CHROMIUM=1 skips)"
+  [ -n "$missing" ] || $SUDO apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium-headless-shell \
+    >/dev/null 2>&1 || echo "deps: chromium-headless-shell could not be installed; the render test will skip"
 fi
 
 # The venv uses Debian's interpreter so that --system-site-packages sees python3-torch.
