@@ -16,6 +16,7 @@ static int usage(FILE* f) {
             "  train   train a language model on token shards\n"
             "  eval    held-out loss of a checkpoint\n"
             "  sample  generate text from a checkpoint (with Quiet-STaR thoughts: --thoughts)\n"
+            "  generate completions for a JSONL file of prompts, batched (K samples each)\n"
             "  info    parameter count and training memory of a config\n"
             "  tokenize JSONL/text documents -> token shards with a tokenizer.json\n\n"
             "backends in this build: %s\n",
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 1, argv + 1);
+    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
     fprintf(stderr, "qstar: error: unknown command \"%s\" (see qstar --help)\n", cmd);

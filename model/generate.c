@@ -136,21 +136,17 @@ static int by_prob_desc(const void* a, const void* b) {
     return ((const ProbIdx*)a)->i - ((const ProbIdx*)b)->i;  // ties in id order: deterministic
 }
 
-// Draws from softmax(logits / temperature) restricted to the top-p nucleus (temperature 0: argmax),
-// with thought tokens excluded; the uniform comes from Philox keyed by (seed, position, purpose).
-static int32_t sample_row(Gen* g, float temperature, float top_p, uint64_t seed, int position, int purpose) {
-    const ModelConfig* c = &g->m->cfg;
+// Draws from softmax(z / temperature) restricted to the top-p nucleus (temperature 0: argmax), with
+// thought tokens excluded; the uniform comes from Philox keyed by (seed, position, purpose, stream),
+// stream being the sample index of a batch request (0 in generate()). z (V, host) is overwritten.
+static int32_t sample_logits(const ModelConfig* c, float* z, float temperature, float top_p, uint64_t seed,
+                             int position, int purpose, uint32_t stream) {
     const int V = c->vocab_size;
-    float* z = xmalloc(sizeof(float) * V);
-    g->m->be->download(z, g->logits, sizeof(float) * V);
     if (c->start_thought_id >= 0) z[c->start_thought_id] = z[c->end_thought_id] = -INFINITY;
     int best = 0;
     for (int v = 1; v < V; v++)
         if (z[v] > z[best]) best = v;
-    if (temperature <= 0) {
-        free(z);
-        return best;
-    }
+    if (temperature <= 0) return best;
     double sum = 0;
     for (int v = 0; v < V; v++) sum += (z[v] = expf((z[v] - z[best]) / temperature));
     // nucleus: the most probable tokens whose mass reaches top_p of the total
@@ -163,7 +159,7 @@ static int32_t sample_row(Gen* g, float temperature, float top_p, uint64_t seed,
         mass = 0;
         for (kept = 0; kept < V && mass < top_p * sum;) mass += pi[kept++].p;
     }
-    Philox4 r = philox4x32((uint32_t)position, (uint32_t)purpose, 0x53414D50u, 0, (uint32_t)seed, (uint32_t)(seed >> 32));
+    Philox4 r = philox4x32((uint32_t)position, (uint32_t)purpose, 0x53414D50u, stream, (uint32_t)seed, (uint32_t)(seed >> 32));
     double u = philox_uniform(r.v[0]) * mass, acc = 0;
     int32_t out = pi[kept - 1].i;
     for (int j = 0; j < kept; j++) {
@@ -174,8 +170,16 @@ static int32_t sample_row(Gen* g, float temperature, float top_p, uint64_t seed,
         }
     }
     free(pi);
-    free(z);
     return out;
+}
+
+static int32_t sample_row(Gen* g, float temperature, float top_p, uint64_t seed, int position, int purpose) {
+    const int V = g->m->cfg.vocab_size;
+    float* z = xmalloc(sizeof(float) * V);
+    g->m->be->download(z, g->logits, sizeof(float) * V);
+    int32_t t = sample_logits(&g->m->cfg, z, temperature, top_p, seed, position, purpose, 0);
+    free(z);
+    return t;
 }
 
 // Thinks at text slot i (text rows 0..i cached, g->hb holding the text's normed state at i) and
@@ -245,4 +249,294 @@ int generate(Model* m, const GenConfig* gc, const int32_t* prompt, int n_prompt,
     }
     gen_free(&g);
     return produced;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batched generation (generate.h). The same schedule and ops as generate() above, over many rows:
+// row r of a step belongs to slot row_slot[r] and runs at position pos[r]; its key/value go to that
+// slot's text cache at pos[r] (or its thought cache), and it attends to that slot's cache only.
+
+typedef struct {
+    int slot, pos, n_text, thought_row;  // thought_row < 0: a text row (n_text = pos + 1)
+} RowInfo;
+
+typedef struct {
+    Model* m;
+    int slots, max_len, n_thought, cap;  // cap: rows per step
+    floatX **k, **v;    // per layer: (slots * max_len, NKV*HD)
+    floatX **tk, **tv;  // per layer: (slots * n_thought, NKV*HD)
+    // (cap, ·) row buffers
+    floatX *x, *ln, *qkv, *att, *tmp, *mid, *gu, *mlp, *lnf;
+    float* rstd;
+    int32_t *pos, *tok;
+    // (slots, ·) buffers: one row per running request
+    floatX *hsel, *hb, *cat, *a1, *a2, *w, *hmix, *logits;
+    int32_t* h_pos;
+    float* h_logits;  // (slots, V) host
+} Batch;
+
+static void batch_init(Batch* b, Model* m, int slots, int max_len, int n_thought, int cap) {
+    const ModelConfig* c = &m->cfg;
+    const int L = c->num_hidden_layers, H = c->hidden_size, KW = c->num_key_value_heads * c->head_dim;
+    const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
+    memset(b, 0, sizeof *b);
+    b->m = m;
+    b->slots = slots;
+    b->max_len = max_len;
+    b->n_thought = n_thought > 0 ? n_thought : 1;
+    b->cap = cap;
+    b->k = xcalloc((size_t)L, sizeof(floatX*));
+    b->v = xcalloc((size_t)L, sizeof(floatX*));
+    b->tk = xcalloc((size_t)L, sizeof(floatX*));
+    b->tv = xcalloc((size_t)L, sizeof(floatX*));
+    for (int l = 0; l < L; l++) {
+        b->k[l] = alloc_x(m, (size_t)slots * max_len * KW);
+        b->v[l] = alloc_x(m, (size_t)slots * max_len * KW);
+        b->tk[l] = alloc_x(m, (size_t)slots * b->n_thought * KW);
+        b->tv[l] = alloc_x(m, (size_t)slots * b->n_thought * KW);
+    }
+    const size_t R = (size_t)cap, S = (size_t)slots;
+    b->x = alloc_x(m, R * H);
+    b->ln = alloc_x(m, R * H);
+    b->qkv = alloc_x(m, R * C3);
+    b->att = alloc_x(m, R * c->num_attention_heads * c->head_dim);
+    b->tmp = alloc_x(m, R * H);
+    b->mid = alloc_x(m, R * H);
+    b->gu = alloc_x(m, R * 2 * c->intermediate_size);
+    b->mlp = alloc_x(m, R * c->intermediate_size);
+    b->lnf = alloc_x(m, R * H);
+    b->rstd = m->be->alloc(sizeof(float) * R);
+    b->pos = m->be->alloc(sizeof(int32_t) * R);
+    b->tok = m->be->alloc(sizeof(int32_t) * R);
+    b->hsel = alloc_x(m, S * H);
+    b->hb = alloc_x(m, S * H);
+    b->cat = alloc_x(m, S * 2 * H);
+    b->a1 = alloc_x(m, S * H);
+    b->a2 = alloc_x(m, S * H);
+    b->w = alloc_x(m, S);
+    b->hmix = alloc_x(m, S * H);
+    b->logits = alloc_x(m, S * c->vocab_size);
+    b->h_pos = xmalloc(sizeof(int32_t) * R);
+    b->h_logits = xmalloc(sizeof(float) * S * c->vocab_size);
+}
+
+static void batch_free(Batch* b) {
+    const Backend* be = b->m->be;
+    for (int l = 0; l < b->m->cfg.num_hidden_layers; l++) {
+        be->free(b->k[l]);
+        be->free(b->v[l]);
+        be->free(b->tk[l]);
+        be->free(b->tv[l]);
+    }
+    free(b->k);
+    free(b->v);
+    free(b->tk);
+    free(b->tv);
+    void* bufs[] = {b->x,    b->ln,  b->qkv, b->att, b->tmp, b->mid, b->gu, b->mlp, b->lnf,    b->rstd, b->pos,
+                    b->tok,  b->hsel, b->hb, b->cat, b->a1,  b->a2,  b->w,  b->hmix, b->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
+    free(b->h_pos);
+    free(b->h_logits);
+}
+
+// N rows (inputs in b->x) through the decoder; the final-norm outputs in b->lnf.
+static void batch_forward(Batch* b, const RowInfo* ri, int N) {
+    Model* m = b->m;
+    const Backend* be = m->be;
+    const ModelConfig* c = &m->cfg;
+    const int H = c->hidden_size, IM = c->intermediate_size, NH = c->num_attention_heads;
+    const int NKV = c->num_key_value_heads, HD = c->head_dim, KW = NKV * HD, C3 = (NH + 2 * NKV) * HD;
+    const float* P = m->params;
+    for (int r = 0; r < N; r++) b->h_pos[r] = ri[r].pos;
+    be->upload(b->pos, b->h_pos, sizeof(int32_t) * N);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const LayerOffsets* lo = &m->layers[l];
+        be->rmsnorm_forward(b->ln, b->rstd, b->x, P + lo->ln1, N, H, c->rms_norm_eps);
+        be->matmul_forward(b->qkv, b->ln, P + lo->qkv, N, H, C3);
+        be->rope_forward(b->qkv, b->pos, N, NH, NKV, HD, c->rope_theta);
+        // keys and values into the caches, one copy per run of consecutive rows of one slot
+        for (int r = 0; r < N;) {
+            const RowInfo* a = &ri[r];
+            int n = 1;
+            while (r + n < N && ri[r + n].slot == a->slot && (a->thought_row < 0) == (ri[r + n].thought_row < 0) &&
+                   (a->thought_row < 0 ? ri[r + n].pos == a->pos + n : ri[r + n].thought_row == a->thought_row + n))
+                n++;
+            const size_t at = a->thought_row >= 0 ? ((size_t)a->slot * b->n_thought + a->thought_row) * KW
+                                                  : ((size_t)a->slot * b->max_len + a->pos) * KW;
+            floatX* kdst = (a->thought_row >= 0 ? b->tk[l] : b->k[l]) + at;
+            floatX* vdst = (a->thought_row >= 0 ? b->tv[l] : b->v[l]) + at;
+            be->copy_strided(kdst, KW, b->qkv + (size_t)r * C3 + NH * HD, C3, n, KW);
+            be->copy_strided(vdst, KW, b->qkv + (size_t)r * C3 + NH * HD + KW, C3, n, KW);
+            r += n;
+        }
+        for (int r = 0; r < N; r++) {
+            const RowInfo* a = &ri[r];
+            const size_t text = (size_t)a->slot * b->max_len * KW, th = (size_t)a->slot * b->n_thought * KW;
+            be->cached_attention_forward(b->att + (size_t)r * NH * HD, b->qkv + (size_t)r * C3, b->k[l] + text,
+                                         b->v[l] + text, a->n_text, b->tk[l] + th, b->tv[l] + th,
+                                         a->thought_row >= 0 ? a->thought_row + 1 : 0, NH, NKV, HD);
+        }
+        be->matmul_forward(b->tmp, b->att, P + lo->o, N, NH * HD, H);
+        be->add(b->mid, b->x, b->tmp, (size_t)N * H);
+        be->rmsnorm_forward(b->ln, b->rstd, b->mid, P + lo->ln2, N, H, c->rms_norm_eps);
+        be->matmul_forward(b->gu, b->ln, P + lo->gate_up, N, H, 2 * IM);
+        be->swiglu_forward(b->mlp, b->gu, N, IM);
+        be->matmul_forward(b->tmp, b->mlp, P + lo->down, N, IM, H);
+        be->add(b->x, b->mid, b->tmp, (size_t)N * H);
+    }
+    be->rmsnorm_forward(b->lnf, b->rstd, b->x, P + m->off_norm, N, H, c->rms_norm_eps);
+}
+
+// lm_head over the S rows of h, downloaded into b->h_logits.
+static void batch_logits(Batch* b, const floatX* h, int S) {
+    const ModelConfig* c = &b->m->cfg;
+    b->m->be->matmul_forward(b->logits, h, b->m->params + b->m->off_lm_head, S, c->hidden_size, c->vocab_size);
+    b->m->be->download(b->h_logits, b->logits, sizeof(float) * S * c->vocab_size);
+}
+
+typedef struct {
+    int req;       // request in this slot, -1 when free
+    int last;      // position of the last text row forwarded
+    int32_t next;  // the token to feed at last + 1
+    int fresh;     // admitted this step: its prompt is forwarded
+} Slot;
+
+// The S running slots `act` (slot ids) think after their text row `last` (normed state in b->hb);
+// leaves the mixed next-token logits on the host in b->h_logits (S rows). As think() above.
+static void batch_think(Batch* b, const GenConfig* gc, const GenRequest* reqs, const Slot* sl, const int* act, int S,
+                        RowInfo* ri, int32_t* toks, GenBatchEmit emit, void* user) {
+    Model* m = b->m;
+    const Backend* be = m->be;
+    const ModelConfig* c = &m->cfg;
+    const int H = c->hidden_size, V = c->vocab_size, NA = gc->n_ahead;
+    const float* P = m->params;
+    for (int s = 0; s < S; s++)
+        if (emit) emit(user, sl[act[s]].req, GEN_THOUGHT_START, c->start_thought_id);
+    for (int j = 1; j <= NA - 1; j++) {
+        if (j == 1 || j == NA - 1) {
+            be->row_broadcast(b->x, P + (j == 1 ? m->off_start : m->off_end), gc->embed_scale, S, H);
+        } else {
+            be->upload(b->tok, toks, sizeof(int32_t) * S);
+            be->embedding_forward(b->x, b->tok, P + m->off_embed, S, H);
+        }
+        for (int s = 0; s < S; s++) {
+            const Slot* a = &sl[act[s]];
+            ri[s] = (RowInfo){act[s], a->last + j, a->last + 1, j - 1};
+        }
+        batch_forward(b, ri, S);
+        if (j <= NA - 3) {
+            batch_logits(b, b->lnf, S);
+            for (int s = 0; s < S; s++) {
+                const Slot* a = &sl[act[s]];
+                toks[s] = sample_logits(c, b->h_logits + (size_t)s * V, 1.0f, 1.0f, gc->seed, a->last, 1000 + j,
+                                        reqs[a->req].sample);
+                if (emit) emit(user, a->req, GEN_THOUGHT_TOKEN, toks[s]);
+            }
+        }
+    }
+    for (int s = 0; s < S; s++)
+        if (emit) emit(user, sl[act[s]].req, GEN_THOUGHT_END, c->end_thought_id);
+    be->concat_columns(b->cat, b->hb, b->lnf, S, H, H);
+    be->matmul_forward(b->a1, b->cat, P + m->off_mix_w0, S, 2 * H, H);
+    be->add_bias(b->a1, P + m->off_mix_b0, S, H);
+    be->relu_forward(b->a1, b->a1, (size_t)S * H);
+    be->matmul_forward(b->a2, b->a1, P + m->off_mix_w2, S, H, H);
+    be->add_bias(b->a2, P + m->off_mix_b2, S, H);
+    be->relu_forward(b->a2, b->a2, (size_t)S * H);
+    be->matmul_forward(b->w, b->a2, P + m->off_mix_w4, S, H, 1);
+    be->mix_forward(b->hmix, b->hb, b->lnf, b->w, S, H);
+    batch_logits(b, b->hmix, S);
+}
+
+void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs, int batch, GenBatchEmit emit,
+                    void* user) {
+    const ModelConfig* c = &m->cfg;
+    const int H = c->hidden_size, V = c->vocab_size;
+    if (n_reqs <= 0) return;
+    if (batch < 1) fatal("generate: the batch must be at least 1");
+    if (gc->max_tokens < 1) fatal("generate: max_tokens must be at least 1");
+    if (gc->thoughts && c->start_thought_id < 0) fatal("generate: --thoughts needs a Quiet-STaR checkpoint");
+    if (gc->thoughts && gc->n_ahead < 4) fatal("generate: n_ahead must be at least 4");
+    int max_prompt = 1;
+    for (int r = 0; r < n_reqs; r++) {
+        if (reqs[r].n_prompt < 1) fatal("generate: request %d: the prompt must have at least one token", r);
+        for (int i = 0; i < reqs[r].n_prompt; i++)
+            if (reqs[r].prompt[i] < 0 || reqs[r].prompt[i] >= V)
+                fatal("generate: request %d: token %d is outside the vocabulary", r, reqs[r].prompt[i]);
+        max_prompt = reqs[r].n_prompt > max_prompt ? reqs[r].n_prompt : max_prompt;
+        reqs[r].n_out = 0;
+        reqs[r].finish = GEN_FINISH_LENGTH;
+    }
+    const int max_len = max_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);
+    if (max_len > c->max_position_embeddings)
+        fatal("generate: prompt (%d tokens) + max tokens (%d) exceed max_position_embeddings (%d)", max_prompt,
+              gc->max_tokens, c->max_position_embeddings);
+    const int slots = batch < n_reqs ? batch : n_reqs;
+    // rows per step: the running requests' new tokens plus the prompts admitted (at least the longest)
+    const int cap = slots + (max_prompt > 512 ? max_prompt : 512);
+    Batch b;
+    batch_init(&b, m, slots, max_len, gc->thoughts ? gc->n_ahead : 1, cap);
+    Slot* sl = xmalloc(sizeof(Slot) * slots);
+    for (int s = 0; s < slots; s++) sl[s] = (Slot){.req = -1};
+    RowInfo* ri = xmalloc(sizeof(RowInfo) * cap);
+    int32_t* toks = xmalloc(sizeof(int32_t) * cap);
+    int* act = xmalloc(sizeof(int) * slots);
+    int next_req = 0, running = 0;
+    while (next_req < n_reqs || running > 0) {
+        int N = 0, S = 0;
+        // running requests: their last token; then admit waiting requests into free slots
+        for (int s = 0; s < slots; s++)
+            if (sl[s].req >= 0) {
+                sl[s].fresh = 0;
+                sl[s].last++;
+                toks[N] = sl[s].next;
+                ri[N++] = (RowInfo){s, sl[s].last, sl[s].last + 1, -1};
+            }
+        for (int s = 0; s < slots && next_req < n_reqs; s++) {
+            const GenRequest* q = &reqs[next_req];
+            if (sl[s].req >= 0 || N + q->n_prompt > cap) continue;
+            sl[s] = (Slot){.req = next_req++, .last = q->n_prompt - 1, .fresh = 1};
+            for (int i = 0; i < q->n_prompt; i++) {
+                toks[N] = q->prompt[i];
+                ri[N++] = (RowInfo){s, i, i + 1, -1};
+            }
+            running++;
+        }
+        m->be->upload(b.tok, toks, sizeof(int32_t) * N);
+        m->be->embedding_forward(b.x, b.tok, m->params + m->off_embed, N, H);
+        batch_forward(&b, ri, N);
+        // each running slot's last row, in slot order
+        for (int r = 0; r < N; r++) {
+            const Slot* a = &sl[ri[r].slot];
+            if (ri[r].pos != a->last) continue;
+            m->be->copy(b.hsel + (size_t)S * H, b.lnf + (size_t)r * H, sizeof(floatX) * H);
+            act[S++] = ri[r].slot;
+        }
+        if (gc->thoughts) {
+            m->be->copy(b.hb, b.hsel, sizeof(floatX) * S * H);
+            batch_think(&b, gc, reqs, sl, act, S, ri, toks, emit, user);
+        } else {
+            batch_logits(&b, b.hsel, S);
+        }
+        for (int s = 0; s < S; s++) {
+            Slot* a = &sl[act[s]];
+            GenRequest* q = &reqs[a->req];
+            int32_t t = sample_logits(c, b.h_logits + (size_t)s * V, gc->temperature, gc->top_p, gc->seed, a->last,
+                                      0, q->sample);
+            q->out[q->n_out++] = t;
+            int stop = emit ? emit(user, a->req, GEN_TEXT, t) : 0;
+            if (t == gc->stop_token || stop) q->finish = GEN_FINISH_STOP;
+            if (q->finish == GEN_FINISH_STOP || q->n_out >= gc->max_tokens) {
+                a->req = -1;
+                running--;
+            } else {
+                a->next = t;
+            }
+        }
+    }
+    free(act);
+    free(toks);
+    free(ri);
+    free(sl);
+    batch_free(&b);
 }
