@@ -144,6 +144,15 @@ typedef struct Backend {
                                   const int32_t* targets,  // (N)
                                   const float* dlosses,    // (N) upstream gradient of each loss
                                   int N, int V);
+    // Forward and backward in one pass, for a loss whose per-row upstream gradient is known before
+    // the forward (a training step's mean loss): losses as crossentropy_forward and dlogits as
+    // crossentropy_backward, the logits read once. dlogits may alias logits.
+    void (*crossentropy_fused)(float* losses,           // (N)
+                               floatX* dlogits,         // (N, V)
+                               const floatX* logits,    // (N, V)
+                               const int32_t* targets,  // (N)
+                               const float* dlosses,    // (N) upstream gradient of each loss
+                               int N, int V);
 
     // ---- Quiet-STaR: thought attention ---------------------------------------------------------
     // The query of step k at (row r, slot i) attends to the step-0 keys of slots 0..i (causal over

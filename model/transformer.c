@@ -253,7 +253,9 @@ void model_backward(Model* m, float loss_scale) {
     be->upload(a->dlosses, dl, sizeof(float) * N);
     free(dl);
 
-    be->crossentropy_backward(a->logits, a->logits, a->targets, a->dlosses, N, V);
+    // The per-row weights are known here, so the loss's forward and backward run as one pass over the
+    // logits (the losses are recomputed, identical to the forward's); dlogits replace the logits.
+    be->crossentropy_fused(a->losses, a->logits, a->logits, a->targets, a->dlosses, N, V);
     be->matmul_backward(a->dln, m->grads + m->off_lm_head, a->logits, a->lnf, m->params + m->off_lm_head, N, H, V, 0);
     decoder_backward(m, a, a, a->dln, NULL);
     be->embedding_backward(m->grads + m->off_embed, a->dresid, a->tokens, N, V, H);

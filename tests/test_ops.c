@@ -325,6 +325,8 @@ static void test_rmsnorm(const Backend* be) {
     printf("rmsnorm\n");
     test_rmsnorm_case(be, 5, 12, 1);
     test_rmsnorm_case(be, 3, 1000, 0);
+    test_rmsnorm_case(be, 4, 37, 0);     // width not a multiple of a 16-byte pack: the scalar path
+    test_rmsnorm_case(be, 300, 2100, 0);  // more rows than the CUDA backward's blocks: several rows per block
     test_add_rmsnorm(be, 7, 40);
     test_add_rmsnorm(be, 3, 1000);
 }
@@ -811,9 +813,7 @@ static double sw_loss(void* p) {
     return dot_fd(c->G, c->out, (size_t)c->N * c->IM);
 }
 
-static void test_swiglu(const Backend* be) {
-    printf("swiglu\n");
-    const int N = 5, IM = 12;
+static void test_swiglu_case(const Backend* be, int N, int IM, int do_fd) {
     const size_t ng = (size_t)N * 2 * IM, no = (size_t)N * IM;
     float* gu = hnew(ng, -1, 1);
     for (int n = 0; n < N; n++) fill(gu + (size_t)n * 2 * IM, IM, -6, 6);  // gates over silu's interesting range
@@ -833,7 +833,9 @@ static void test_swiglu(const Backend* be) {
         }
     be->swiglu_forward(d_out, d_gu, N, IM);
     dget(be, out, d_out, sizeof(float) * no);
-    check_close("swiglu_forward", out, rout, no, TOL_FWD);
+    char name[64];
+    snprintf(name, sizeof name, "swiglu_forward (N=%d IM=%d)", N, IM);
+    check_close(name, out, rout, no, TOL_FWD);
     be->swiglu_forward(d_out, d_gu, N, IM);
     dget(be, out2, d_out, sizeof(float) * no);
     check_bitwise("swiglu_forward determinism", out, out2, sizeof(float) * no);
@@ -843,10 +845,17 @@ static void test_swiglu(const Backend* be) {
     be->swiglu_backward(d_dg, d_G, d_gu, N, IM);
     dget(be, dg2, d_dg, sizeof(float) * ng);
     check_bitwise("swiglu_backward determinism", dg, dg2, sizeof(float) * ng);
-    SwCtx c = {be, N, IM, gu, G, out, d_gu, d_out};
-    check_fd("swiglu_backward dgate_up", sw_loss, &c, gu, ng, 1, dg);
+    if (do_fd) {
+        SwCtx c = {be, N, IM, gu, G, out, d_gu, d_out};
+        check_fd("swiglu_backward dgate_up", sw_loss, &c, gu, ng, 1, dg);
+    }
     free(gu), free(G), free(out), free(out2), free(dg), free(dg2), free(junk), free(rout), free(rdg);
     be->free(d_gu), be->free(d_out), be->free(d_G), be->free(d_dg);
+}
+static void test_swiglu(const Backend* be) {
+    printf("swiglu\n");
+    test_swiglu_case(be, 5, 12, 1);
+    test_swiglu_case(be, 3, 37, 0);  // IM not a multiple of a 16-byte pack: the scalar path
 }
 
 // ---- cross-entropy -------------------------------------------------------------------------------
@@ -909,6 +918,34 @@ static void test_crossentropy_case(const Backend* be, int N, int V, const int32_
     be->crossentropy_backward(d_x, d_x, d_t, d_dl, N, V);  // in place: the logits become the gradient
     dget(be, dx2, d_x, sizeof(float) * nx);
     check_bitwise("crossentropy_backward in place (dlogits == logits)", dx, dx2, sizeof(float) * nx);
+    // fused forward + backward: the same losses and dlogits from one call, out of place and in place
+    be->upload(d_x, x, sizeof(float) * nx);
+    be->upload(d_dx, junk, sizeof(float) * nx);
+    be->upload(d_loss, junk, sizeof(float) * N);
+    be->crossentropy_fused(d_loss, d_dx, d_x, d_t, d_dl, N, V);
+    dget(be, loss2, d_loss, sizeof(float) * N);
+    dget(be, dx2, d_dx, sizeof(float) * nx);
+    snprintf(name, sizeof name, "crossentropy_fused losses (N=%d V=%d)", N, V);
+    check_close(name, loss2, rl, N, TOL_FWD);
+    check_close("crossentropy_fused dlogits vs ref", dx2, rdx, nx, TOL_FWD);
+    zero_rows = 1;
+    for (int n = 0; n < N; n++) {
+        if (t[n] < 0) zero_rows &= loss2[n] == 0.0f;
+        for (int v = 0; v < V && t[n] < 0; v++) zero_rows &= dx2[(size_t)n * V + v] == 0.0f;
+    }
+    CHECK(zero_rows, "crossentropy_fused: ignored rows not zero (loss and gradient)");
+    float *fl = hnew(N, 0, 0), *fdx = hnew(nx, 0, 0);
+    be->crossentropy_fused(d_loss, d_x, d_x, d_t, d_dl, N, V);  // in place
+    dget(be, fl, d_loss, sizeof(float) * N);
+    dget(be, fdx, d_x, sizeof(float) * nx);
+    check_bitwise("crossentropy_fused in place: losses", loss2, fl, sizeof(float) * N);
+    check_bitwise("crossentropy_fused in place: dlogits", dx2, fdx, sizeof(float) * nx);
+    be->upload(d_x, x, sizeof(float) * nx);
+    be->crossentropy_fused(d_loss, d_x, d_x, d_t, d_dl, N, V);
+    dget(be, fdx, d_x, sizeof(float) * nx);
+    check_bitwise("crossentropy_fused determinism", dx2, fdx, sizeof(float) * nx);
+    free(fl), free(fdx);
+    be->upload(d_x, x, sizeof(float) * nx);
     if (do_fd) {
         CeCtx c = {be, N, V, x, dl, loss, d_x, d_loss, d_t};
         check_fd("crossentropy_backward dlogits", ce_loss, &c, x, nx, 1, dx);
@@ -922,6 +959,9 @@ static void test_crossentropy(const Backend* be) {
     test_crossentropy_case(be, 6, 11, t1, 1);
     const int32_t t2[3] = {999, 0, 517};
     test_crossentropy_case(be, 3, 1000, t2, 0);
+    // V = 1001: rows start at every 4-byte offset mod 16 (the vector path's scalar head and tail)
+    const int32_t t3[5] = {1000, 3, QSTAR_IGNORE_INDEX, 0, 998};
+    test_crossentropy_case(be, 5, 1001, t3, 0);
 }
 
 // ---- elementwise and the small Quiet-STaR ops -------------------------------------------------------

@@ -56,6 +56,7 @@ const Backend backend_cpu = {
     .scale = cpu_scale,
     .crossentropy_forward = cpu_crossentropy_forward,
     .crossentropy_backward = cpu_crossentropy_backward,
+    .crossentropy_fused = cpu_crossentropy_fused,
     .adamw_update = cpu_adamw_update,
     .round_bf16 = cpu_round_bf16,
     .sum_squares = cpu_sum_squares,

@@ -29,6 +29,8 @@ void cpu_scale(float* x, float s, size_t n);
 void cpu_crossentropy_forward(float* losses, const floatX* logits, const int32_t* targets, int N, int V);
 void cpu_crossentropy_backward(floatX* dlogits, const floatX* logits, const int32_t* targets, const float* dlosses,
                                int N, int V);
+void cpu_crossentropy_fused(float* losses, floatX* dlogits, const floatX* logits, const int32_t* targets,
+                            const float* dlosses, int N, int V);
 void cpu_adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
                       float beta2, float eps, float weight_decay, float grad_scale, int t);
 void cpu_round_bf16(float* x, size_t n);

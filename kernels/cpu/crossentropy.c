@@ -3,6 +3,8 @@
  * the logits (never storing probabilities) and scales each row by its own upstream gradient, which
  * is how a mean over valid tokens, gradient accumulation and Quiet-STaR's per-token weights are all
  * expressed with one op. Rows whose target is negative (QSTAR_IGNORE_INDEX) contribute nothing.
+ * The fused op is the two in one call (a loss whose upstream gradient is known before the forward);
+ * here it computes exactly what forward then backward compute, so it is their oracle too.
  */
 #include <math.h>
 
@@ -44,6 +46,27 @@ void cpu_crossentropy_backward(floatX* dlogits, const floatX* logits, const int3
         float lse = row_logsumexp(x, V);
         float d = dlosses[n];
         int t = targets[n];
+#pragma omp simd
+        for (int v = 0; v < V; v++) dx[v] = d * fast_expf(x[v] - lse);
+        dx[t] -= d;
+    }
+}
+
+void cpu_crossentropy_fused(float* losses, floatX* dlogits, const floatX* logits, const int32_t* targets,
+                            const float* dlosses, int N, int V) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const floatX* x = logits + (size_t)n * V;
+        floatX* dx = dlogits + (size_t)n * V;
+        const int t = targets[n];
+        if (t < 0) {
+            losses[n] = 0.0f;
+            for (int v = 0; v < V; v++) dx[v] = 0.0f;
+            continue;
+        }
+        const float lse = row_logsumexp(x, V);
+        losses[n] = lse - x[t];  // before dx is written: dlogits may alias logits
+        const float d = dlosses[n];
 #pragma omp simd
         for (int v = 0; v < V; v++) dx[v] = d * fast_expf(x[v] - lse);
         dx[t] -= d;

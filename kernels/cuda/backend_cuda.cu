@@ -126,6 +126,7 @@ extern "C" const Backend QSTAR_BACKEND_SYMBOL = {
     .scale = cuda_scale,
     .crossentropy_forward = cuda_crossentropy_forward,
     .crossentropy_backward = cuda_crossentropy_backward,
+    .crossentropy_fused = cuda_crossentropy_fused,
     .thought_attention_forward = cuda_thought_attention_forward,
     .thought_attention_backward = cuda_thought_attention_backward,
     .mask_columns = cuda_mask_columns,
