@@ -5,7 +5,13 @@
  * the reference is exact (copies, masks, Gumbel argmax, rolls, advantage, bf16 rounding, in-order
  * sums), within 1e-5 relative otherwise. Random inputs at small, deliberately awkward sizes (rows and
  * columns not multiples of the block sizes), ignored targets, repeated tokens, accumulate (+=)
- * outputs that start non-zero, in-place cross-entropy. The full cross-backend suite is tests/test_ops;
+ * outputs that start non-zero, in-place cross-entropy, rows that are not 16-byte aligned (the scalar
+ * head/tail of the 128-bit paths), embedding backward over more tokens than one sort chunk. The
+ * memory-bound kernels are templates on the activation type; their bf16 variants run here too, on
+ * inputs rounded to bf16 that the fp32 reference gets as the same values, so the only differences are
+ * the bf16 rounding of bf16 outputs: at most half an ulp (2^-8 relative), or one ulp (2^-7) where fp32
+ * noise straddles a rounding boundary, hence TOL_BF16 = 2^-7; fp32 outputs (losses, dweight, dtable)
+ * keep 1e-5, and the embedding table gradient stays bitwise. The full cross-backend suite is tests/test_ops;
  * this is the kernel author's check. Build and run (after `make` has built build/libqstar.a and the
  * emulator objects, see tests/emu/emu.mk):
  *   g++ -std=c++20 -O1 -I. -I/usr/local/cuda/include -x c++ -include tests/emu/cuemu.h tests/emu_ops_check.cu \
@@ -93,8 +99,50 @@ static void compare_i(const char* what, const vi& got, const vi& want) {
 }
 
 static const float TOL = 1e-5f;
+static const float TOL_BF16 = 1.0f / 128;  // one bf16 ulp, relative (see the top of the file)
+
+typedef __nv_bfloat16 bf16;
+typedef std::vector<bf16> vb;
+static vb to_bf16(const vf& x) {
+    vb y(x.size());
+    for (size_t i = 0; i < x.size(); i++) y[i] = __float2bfloat16_rn(x[i]);
+    return y;
+}
+static vf to_f32(const vb& x) {
+    vf y(x.size());
+    for (size_t i = 0; i < x.size(); i++) y[i] = __bfloat162float(x[i]);
+    return y;
+}
+static vf round_bf16(const vf& x) { return to_f32(to_bf16(x)); }
+
+// Backward only, bitwise against the reference: fp32 dout, and dout rounded to bf16 (the table
+// gradient stays fp32 and gets the same additions in the same order).
+static void test_embedding_backward_case(int N, int V, int H) {
+    vi tok(N);
+    for (auto& t : tok) t = irand(V);
+    tok[0] = tok[N - 1] = V - 1;
+    vf dout = rnd((size_t)N * H), dtable0 = rnd((size_t)V * H), dtable_c = dtable0;
+    cpu_embedding_backward(dtable_c.data(), dout.data(), tok.data(), N, V, H);
+    float *d_dout = dev(dout), *d_dtable = dev(dtable0);
+    int32_t* d_tok = dev(tok);
+    cuda_embedding_backward(d_dtable, d_dout, d_tok, N, V, H);
+    char name[96];
+    snprintf(name, sizeof name, "embedding_backward N=%d V=%d H=%d", N, V, H);
+    compare(name, host(d_dtable, (size_t)V * H), dtable_c, -1);
+    vf doutb = round_bf16(dout), dtable_b = dtable0;
+    cpu_embedding_backward(dtable_b.data(), doutb.data(), tok.data(), N, V, H);
+    bf16* d_doutb = dev(to_bf16(dout));
+    cudaCheck(cudaMemcpy(d_dtable, dtable0.data(), dtable0.size() * sizeof(float), cudaMemcpyHostToDevice));
+    embedding_backward_launch<bf16>(d_dtable, d_doutb, d_tok, N, H);
+    snprintf(name, sizeof name, "embedding_backward bf16 N=%d H=%d", N, H);
+    compare(name, host(d_dtable, (size_t)V * H), dtable_b, -1);
+    cudaFree(d_dout), cudaFree(d_dtable), cudaFree(d_tok), cudaFree(d_doutb);
+}
 
 static void test_embedding(void) {
+    test_embedding_backward_case(37, 11, 64);       // 16-byte packs
+    test_embedding_backward_case(5000, 40, 12);     // two sort chunks, long segments
+    test_embedding_backward_case(9, 1000, 150);     // mostly distinct tokens
     const int N = 37, V = 11, H = 150;  // few tokens, so most repeat
     vi tok(N);
     for (auto& t : tok) t = irand(V);
@@ -111,7 +159,27 @@ static void test_embedding(void) {
     compare("embedding_backward (+=, repeats)", host(d_dtable, (size_t)V * H), dtable_c, -1);
 }
 
+static void test_rmsnorm_backward_bf16(int N, int H) {
+    vf inp = round_bf16(rnd((size_t)N * H, 2.0f)), w = rnd(H), dout = round_bf16(rnd((size_t)N * H)),
+       dinp0 = round_bf16(rnd((size_t)N * H)), dw0 = rnd(H), out_c((size_t)N * H), rstd_c(N);
+    cpu_rmsnorm_forward(out_c.data(), rstd_c.data(), inp.data(), w.data(), N, H, 1e-5f);
+    vf dinp_c = dinp0, dw_c = dw0;
+    cpu_rmsnorm_backward(dinp_c.data(), dw_c.data(), dout.data(), inp.data(), w.data(), rstd_c.data(), N, H);
+    bf16 *d_inp = dev(to_bf16(inp)), *d_dout = dev(to_bf16(dout)), *d_dinp = dev(to_bf16(dinp0));
+    float *d_w = dev(w), *d_dw = dev(dw0), *d_rstd = dev(rstd_c);
+    rmsnorm_backward_launch<bf16>(d_dinp, d_dw, d_dout, d_inp, d_w, d_rstd, N, H);
+    char name[96];
+    snprintf(name, sizeof name, "rmsnorm_backward bf16 dinp N=%d H=%d", N, H);
+    compare(name, to_f32(host(d_dinp, (size_t)N * H)), dinp_c, TOL_BF16);
+    snprintf(name, sizeof name, "rmsnorm_backward bf16 dweight N=%d H=%d", N, H);
+    compare(name, host(d_dw, H), dw_c, TOL);
+    cudaFree(d_inp), cudaFree(d_dout), cudaFree(d_dinp), cudaFree(d_w), cudaFree(d_dw), cudaFree(d_rstd);
+}
+
 static void test_rmsnorm(void) {
+    test_rmsnorm_backward_bf16(13, 304);
+    test_rmsnorm_backward_bf16(700, 200);  // several rows per block
+    test_rmsnorm_backward_bf16(3, 301);    // scalar path
     const int N = 13, H = 300;  // N not a multiple of 8 rows/block, H not of 32
     vf inp = rnd((size_t)N * H, 2.0f), w = rnd(H), dout = rnd((size_t)N * H), dinp0 = rnd((size_t)N * H),
        dw0 = rnd(H);
@@ -161,6 +229,22 @@ static void test_swiglu(void) {
     cuda_swiglu_backward(d_dgu, d_dout, d_gu, N, IM);
     compare("swiglu_forward", host(d_out, (size_t)N * IM), out_c, TOL);
     compare("swiglu_backward", host(d_dgu, (size_t)N * 2 * IM), dgu_c, TOL);
+    for (int im : {304, 301}) {  // bf16: 16-byte packs of 8, and the scalar path
+        vf gub = round_bf16(rnd((size_t)N * 2 * im, 6.0f)), doutb = round_bf16(rnd((size_t)N * im));
+        vf o_c((size_t)N * im), dg_c((size_t)N * 2 * im);
+        cpu_swiglu_forward(o_c.data(), gub.data(), N, im);
+        cpu_swiglu_backward(dg_c.data(), doutb.data(), gub.data(), N, im);
+        bf16 *b_gu = dev(to_bf16(gub)), *b_dout = dev(to_bf16(doutb)), *b_out = dev(vb((size_t)N * im)),
+             *b_dg = dev(vb((size_t)N * 2 * im));
+        swiglu_forward_launch<bf16>(b_out, b_gu, N, im);
+        swiglu_backward_launch<bf16>(b_dg, b_dout, b_gu, N, im);
+        char name[64];
+        snprintf(name, sizeof name, "swiglu_forward bf16 IM=%d", im);
+        compare(name, to_f32(host(b_out, (size_t)N * im)), o_c, TOL_BF16);
+        snprintf(name, sizeof name, "swiglu_backward bf16 IM=%d", im);
+        compare(name, to_f32(host(b_dg, (size_t)N * 2 * im)), dg_c, TOL_BF16);
+        cudaFree(b_gu), cudaFree(b_dout), cudaFree(b_out), cudaFree(b_dg);
+    }
 }
 
 static void test_elementwise(void) {
@@ -219,6 +303,37 @@ static void test_crossentropy(void) {
     CHECK(zero, "ignored rows must have a zero gradient");
     cuda_crossentropy_backward(d_log, d_log, d_tgt, d_dl, N, V);  // in place
     compare("crossentropy_backward (in place)", host(d_log, (size_t)N * V), dlog_c, TOL);
+
+    // fused: the same losses and gradient in one pass; in place and out of place
+    vf fl_c(N), fd_c((size_t)N * V);
+    cpu_crossentropy_fused(fl_c.data(), fd_c.data(), logits.data(), tgt.data(), dl.data(), N, V);
+    compare("crossentropy_fused losses = forward's", fl_c, loss_c, -1);
+    compare("crossentropy_fused dlogits = backward's", fd_c, dlog_c, -1);
+    cudaCheck(cudaMemcpy(d_log, logits.data(), logits.size() * sizeof(float), cudaMemcpyHostToDevice));
+    cuda_crossentropy_fused(d_loss, d_dlog, d_log, d_tgt, d_dl, N, V);
+    compare("crossentropy_fused losses", host(d_loss, N), loss_c, TOL);
+    compare("crossentropy_fused dlogits", host(d_dlog, (size_t)N * V), dlog_c, TOL);
+    cuda_crossentropy_fused(d_loss, d_log, d_log, d_tgt, d_dl, N, V);
+    compare("crossentropy_fused dlogits (in place)", host(d_log, (size_t)N * V), host(d_dlog, (size_t)N * V), -1);
+
+    // bf16 logits and gradient (fp32 losses), V odd: every row at another offset from a 16-byte boundary
+    for (int v2 : {1501, 1504}) {
+        vf lb = round_bf16(rnd((size_t)N * v2, 8.0f));
+        vi tb(N);
+        for (auto& t : tb) t = irand(v2);
+        tb[2] = QSTAR_IGNORE_INDEX;
+        vf lb_c(N), db_c((size_t)N * v2);
+        cpu_crossentropy_fused(lb_c.data(), db_c.data(), lb.data(), tb.data(), dl.data(), N, v2);
+        bf16* b_log = dev(to_bf16(lb));
+        int32_t* b_tgt = dev(tb);
+        crossentropy_launch<bf16>(d_loss, b_log, b_log, b_tgt, d_dl, N, v2);  // in place, as the model runs it
+        char name[64];
+        snprintf(name, sizeof name, "crossentropy_fused bf16 losses V=%d", v2);
+        compare(name, host(d_loss, N), lb_c, TOL);
+        snprintf(name, sizeof name, "crossentropy_fused bf16 dlogits V=%d", v2);
+        compare(name, to_f32(host(b_log, (size_t)N * v2)), db_c, TOL_BF16);
+        cudaFree(b_log), cudaFree(b_tgt);
+    }
 }
 
 static void test_adamw(void) {

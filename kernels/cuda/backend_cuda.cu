@@ -21,6 +21,23 @@
 
 cudaStream_t qstar_stream = 0;
 
+// The memory-bound kernels are templates on the activation type. Their bf16 variants are instantiated
+// here, unused until the contract's floatX moves to bf16, so that every build compiles them (ptxas
+// reports their registers and any spill, make cuda fails on one) and the emulator tests can run them.
+typedef __nv_bfloat16 bf16;
+struct Bf16MemoryBoundOps {
+    void (*crossentropy)(float*, bf16*, const bf16*, const int32_t*, const float*, int, int);
+    void (*rmsnorm_backward)(bf16*, float*, const bf16*, const bf16*, const float*, const float*, int, int);
+    void (*embedding_backward)(float*, const bf16*, const int32_t*, int, int);
+    void (*swiglu_forward)(bf16*, const bf16*, int, int);
+    void (*swiglu_backward)(bf16*, const bf16*, const bf16*, int, int);
+};
+extern const Bf16MemoryBoundOps qstar_bf16_memory_bound_ops;
+const Bf16MemoryBoundOps qstar_bf16_memory_bound_ops = {
+    crossentropy_launch<bf16>,  rmsnorm_backward_launch<bf16>, embedding_backward_launch<bf16>,
+    swiglu_forward_launch<bf16>, swiglu_backward_launch<bf16>,
+};
+
 // The first call checks for a device: a GPU binary on a machine without one stops with a clear
 // message instead of failing inside the first kernel.
 static void ensure_device(void) {

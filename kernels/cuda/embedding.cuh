@@ -1,16 +1,22 @@
 /*
  * Token embedding on the GPU. Forward is a row gather: one thread per output element, a warp reading
- * consecutive columns of one table row. Backward is a scatter-add into the table, and repeated tokens
- * must add up in a fixed order without float atomics (deterministic training). As in the CPU
- * reference, it runs parallel over hidden columns: thread c owns column c of the whole table and walks
- * the tokens in order, dtable[tokens[n]][c] += dout[n][c]. No two threads touch the same address, the
- * order of additions is exactly the CPU's (results match bitwise), and a warp still reads 32
- * consecutive floats of each dout row and writes 32 consecutive floats of a table row.
+ * consecutive columns of one table row. Backward is a scatter-add into the table; repeated tokens must
+ * add up in a fixed order without float atomics (deterministic training), and it must be parallel: the
+ * former kernel (a thread per column walking all N tokens) filled 32 blocks and was latency-bound.
+ * As llm.c's encoder backward does with buckets built on the host, the tokens are grouped by id, here
+ * on the GPU so the op keeps its device-only contract: per chunk of up to 4096 tokens, one block sorts
+ * the keys (token << 32 | position) with a bitonic sort in shared memory and cuts the sorted list into
+ * segments of equal token (a block-wide scan); then one block per (segment, slice of columns) owns its
+ * table row: it loads the row's slice once, adds the dout rows of the segment in ascending position,
+ * and stores it once, with 128-bit accesses where the width allows. No two blocks touch one address,
+ * and each element receives exactly the CPU reference's additions in the CPU's order (chunks run in
+ * order, positions ascend within a segment), so the result equals the reference bitwise.
  */
 #pragma once
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/vec.cuh"
 
 __global__ void embedding_forward_kernel(floatX* out,            // (N, H)
                                          const int32_t* tokens,  // (N)
@@ -23,14 +29,123 @@ __global__ void embedding_forward_kernel(floatX* out,            // (N, H)
     }
 }
 
-// Thread per column; tokens visited in order 0..N-1, so repeated tokens accumulate deterministically.
+#define EMB_CHUNK 4096         // tokens sorted per pass: 32 KB of keys in shared memory
+#define EMB_SORT_THREADS 1024  // EMB_CHUNK / EMB_SORT_THREADS keys per thread in the scan
+#define EMB_BLOCK 128          // threads per (segment, column slice) block
+
+// Sorts the keys of tokens[0, len) and cuts them into segments of one token each:
+// pos[i] = position (in the chunk) of the i-th smallest key, segment s = sorted [seg[s], seg[s+1]),
+// *nseg segments. len2 = the power of two >= len that is sorted (padding keys sort last).
+__global__ void __launch_bounds__(EMB_SORT_THREADS)
+    embedding_sort_kernel(int32_t* pos,            // (EMB_CHUNK)
+                          int32_t* seg,            // (EMB_CHUNK + 1)
+                          int32_t* nseg,           // (1)
+                          const int32_t* tokens,   // (len) this chunk's tokens
+                          int len, int len2) {
+    __shared__ unsigned long long keys[EMB_CHUNK];
+    __shared__ int warp_total[32];
+    const int tid = threadIdx.x, nt = blockDim.x, lane = tid % 32, warp = tid / 32;
+    for (int i = tid; i < len2; i += nt)
+        keys[i] = i < len ? (unsigned long long)(uint32_t)tokens[i] << 32 | (uint32_t)i : ~0ull;
+    __syncthreads();
+    for (int k = 2; k <= len2; k <<= 1)
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int i = tid; i < len2; i += nt) {
+                const int ixj = i ^ j;
+                if (ixj > i) {
+                    const unsigned long long a = keys[i], b = keys[ixj];
+                    if ((a > b) == ((i & k) == 0)) keys[i] = b, keys[ixj] = a;
+                }
+            }
+            __syncthreads();
+        }
+    // segment starts: an exclusive scan of "first of its token" flags, each thread over consecutive keys
+    constexpr int per = EMB_CHUNK / EMB_SORT_THREADS;
+    int count = 0;
+    for (int q = 0; q < per; q++) {
+        const int i = tid * per + q;
+        count += i < len && (i == 0 || keys[i] >> 32 != keys[i - 1] >> 32);
+    }
+    int incl = count;
+    for (int o = 1; o < 32; o <<= 1) {
+        const int y = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += y;
+    }
+    if (lane == 31) warp_total[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+        int w = lane < nt / 32 ? warp_total[lane] : 0;
+        for (int o = 1; o < 32; o <<= 1) {
+            const int y = __shfl_up_sync(0xffffffffu, w, o);
+            if (lane >= o) w += y;
+        }
+        warp_total[lane] = w;  // inclusive over warps
+    }
+    __syncthreads();
+    int s = incl - count + (warp > 0 ? warp_total[warp - 1] : 0);
+    for (int q = 0; q < per; q++) {
+        const int i = tid * per + q;
+        if (i >= len) break;
+        pos[i] = (int32_t)(keys[i] & 0xffffffffu);
+        if (i == 0 || keys[i] >> 32 != keys[i - 1] >> 32) seg[s++] = i;
+    }
+    if (tid == 0) {
+        const int total = warp_total[nt / 32 - 1];
+        *nseg = total;
+        seg[total] = len;
+    }
+}
+
+// Block (x, y): segment y, packs x*blockDim.x + threadIdx.x of its table row. The row slice is loaded,
+// the segment's dout rows are added in ascending position, the slice is stored: one owner per address.
+template <class T, int W>
 __global__ void embedding_backward_kernel(float* dtable,          // (V, H) +=
-                                          const floatX* dout,     // (N, H)
-                                          const int32_t* tokens,  // (N)
-                                          int N, int H) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= H) return;
-    for (int n = 0; n < N; n++) dtable[(size_t)tokens[n] * H + c] += dout[(size_t)n * H + c];
+                                          const T* dout,          // (N, H), rows of this chunk
+                                          const int32_t* tokens,  // (len) this chunk's tokens
+                                          const int32_t* pos,     // from embedding_sort_kernel
+                                          const int32_t* seg,
+                                          const int32_t* nseg,
+                                          int H) {
+    const int s = blockIdx.y, p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s >= *nseg || p >= H / W) return;
+    const int begin = seg[s], end = seg[s + 1];
+    float* row = dtable + (size_t)tokens[pos[begin]] * H + (size_t)p * W;
+    Pack<float, W> acc = load_pack<float, W>(row);
+#pragma unroll 4
+    for (int i = begin; i < end; i++) {
+        const Pack<T, W> d = load_pack_cs<T, W>(dout + (size_t)pos[i] * H + (size_t)p * W);
+#pragma unroll
+        for (int j = 0; j < W; j++) acc.e[j] += d[j];
+    }
+    store_pack<float, W>(row, acc);
+}
+
+// Scratch of the sort (positions, segment starts, segment count), allocated on first use; the stream
+// runs in order, so one buffer serves every chunk of every call.
+static int32_t* embedding_scratch = nullptr;
+
+template <class T>
+static void embedding_backward_launch(float* dtable, const T* dout, const int32_t* tokens, int N, int H) {
+    if (N <= 0 || H <= 0) return;
+    if (!embedding_scratch) cudaCheck(cudaMalloc((void**)&embedding_scratch, sizeof(int32_t) * (2 * EMB_CHUNK + 2)));
+    int32_t *pos = embedding_scratch, *seg = pos + EMB_CHUNK, *nseg = seg + EMB_CHUNK + 1;
+    constexpr int W = VecWidth<T>::value;
+    const bool vec = vec_aligned<T>(H, dout) && vec_aligned<float>(H, dtable);
+    for (int n0 = 0; n0 < N; n0 += EMB_CHUNK) {  // chunks in order: each row's additions stay in token order
+        const int len = N - n0 < EMB_CHUNK ? N - n0 : EMB_CHUNK;
+        int len2 = 1;
+        while (len2 < len) len2 <<= 1;
+        LAUNCH(embedding_sort_kernel, 1, EMB_SORT_THREADS, 0, qstar_stream, pos, seg, nseg, tokens + n0, len, len2);
+        cudaCheckLaunch();
+        const T* d = dout + (size_t)n0 * H;
+        if (vec)
+            LAUNCH((embedding_backward_kernel<T, W>), dim3(CEIL_DIV(H / W, EMB_BLOCK), len), EMB_BLOCK, 0, qstar_stream,
+                   dtable, d, tokens + n0, pos, seg, nseg, H);
+        else
+            LAUNCH((embedding_backward_kernel<T, 1>), dim3(CEIL_DIV(H, EMB_BLOCK), len), EMB_BLOCK, 0, qstar_stream,
+                   dtable, d, tokens + n0, pos, seg, nseg, H);
+        cudaCheckLaunch();
+    }
 }
 
 static void cuda_embedding_forward(floatX* out, const int32_t* tokens, const float* table, int N, int H) {
@@ -44,8 +159,5 @@ static void cuda_embedding_forward(floatX* out, const int32_t* tokens, const flo
 static void cuda_embedding_backward(float* dtable, const floatX* dout, const int32_t* tokens, int N, int V, int H) {
     NVTX_RANGE_FN();
     (void)V;
-    if (N <= 0 || H <= 0) return;
-    const int block = 128;  // H is a few thousand columns: more, smaller blocks spread over more SMs
-    LAUNCH(embedding_backward_kernel, CEIL_DIV(H, block), block, 0, qstar_stream, dtable, dout, tokens, N, H);
-    cudaCheckLaunch();
+    embedding_backward_launch<floatX>(dtable, dout, tokens, N, H);
 }
