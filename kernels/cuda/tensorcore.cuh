@@ -36,6 +36,10 @@
  * everything). So a missing wait, or a wait for the wrong group, reads NaN instead of passing by
  * luck. Pending copies are kept per thread of the block running on this worker; the queues are
  * reset when a different block (blockIdx/gridDim/blockDim) first uses them.
+ *
+ * Emulator counters (cuemu::count, CUEMU_COUNTERS=1): each mma counts one C_MMA and 4096 C_FLOPS per
+ * warp; ldmatrix counts the bytes it delivers and its shared-memory bank conflicts (extra wavefronts,
+ * from all 32 row addresses); cp.async counts 16 bytes read and 16 written per lane.
  */
 #pragma once
 
@@ -55,6 +59,7 @@
 
 #include <stdio.h>
 
+#include <algorithm>
 #include <vector>
 #define TC_SITE , CUEMU_SITE
 
@@ -188,6 +193,10 @@ inline void mma_16816(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&
     w.reg[lane][4] = b[0];
     w.reg[lane][5] = b[1];
     converge(op, file, line);
+    if (lane == 0) { /* one instruction per warp: 16x8x16 multiply-adds */
+        ::cuemu::count(::cuemu::C_MMA);
+        ::cuemu::count(::cuemu::C_FLOPS, 2 * 16 * 8 * 16);
+    }
     /* element (r, k) of A lives in lane (r%8)*4 + (k%8)/2, register (r/8) + 2*(k/8), half k%2;
      * element (k, n) of B in lane n*4 + (k%8)/2, register 4 + k/8, half k%2 */
     auto A = [&](unsigned r, unsigned k) {
@@ -210,6 +219,24 @@ inline void mma_16816(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&
     for (int i = 0; i < 4; i++) acc[i] = d[i];
 }
 
+/* Extra shared-memory wavefronts of an ldmatrix: each 8x8 matrix is one 128-byte request whose 8
+ * rows of 16 bytes occupy banks 4q..4q+3 with q = (address / 16) % 8; rows sharing a q (at different
+ * addresses) serialise. */
+inline unsigned bank_conflicts(const WarpScratch& w, unsigned nmat) {
+    unsigned extra = 0;
+    for (unsigned j = 0; j < nmat; j++) {
+        unsigned per_quad[8] = {0, 0, 0, 0, 0, 0, 0, 0}, worst = 0;
+        for (unsigned r = 0; r < 8; r++) {
+            const uintptr_t a = (uintptr_t)w.addr[8 * j + r];
+            bool dup = false; /* the same row twice is one broadcast, not a conflict */
+            for (unsigned s = 0; s < r; s++) dup |= (uintptr_t)w.addr[8 * j + s] == a;
+            if (!dup) worst = std::max(worst, ++per_quad[(a >> 4) & 7]);
+        }
+        extra += worst - 1;
+    }
+    return extra;
+}
+
 inline void ldmatrix(uint32_t* r, unsigned nmat, bool trans, const void* row, const char* op, const char* file,
                      int line) {
     const unsigned tid = linear_tid(), lane = tid & 31;
@@ -217,6 +244,8 @@ inline void ldmatrix(uint32_t* r, unsigned nmat, bool trans, const void* row, co
     WarpScratch& w = scratch[tid >> 5];
     w.addr[lane] = row;
     converge(op, file, line);
+    ::cuemu::count(::cuemu::C_BYTES_READ, 4 * nmat); /* nmat 32-bit registers per lane */
+    if (lane == 0) ::cuemu::count(::cuemu::C_BANK_CONFLICTS, bank_conflicts(w, nmat));
     for (unsigned j = 0; j < nmat; j++) {
         uint16_t lo, hi;
         if (!trans) {
@@ -308,6 +337,8 @@ __device__ inline void cp_async_16(void* smem_dst, const void* gmem_src TC_SITE)
     c.group = q.committed;
     memcpy(c.bytes, gmem_src, 16);
     memset(smem_dst, 0xFF, 16); /* in flight: reading it before the wait sees NaN */
+    ::cuemu::count(::cuemu::C_BYTES_READ, 16);
+    ::cuemu::count(::cuemu::C_BYTES_WRITTEN, 16);
     q.pending.push_back(c);
 }
 __device__ inline void cp_async_commit() { tc_emu::my_queue().committed++; }

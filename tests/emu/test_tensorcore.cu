@@ -12,6 +12,7 @@
  *     x2.trans / x4.trans from a k-major tile;
  *   cp.async: the destination reads as poison (0xFF) until its group is waited for; wait_group<1>,
  *     <0>, an uncommitted copy, wait_all; a double-buffered loop with a planted missing wait fails;
+ *   emulator counters: mma count and FLOPs, ldmatrix bytes and bank conflicts of 32-byte rows;
  *   traps (in a forked child): misaligned ldmatrix row, misaligned cp.async source and destination,
  *     an mma with only half a warp.
  * Poison and traps are emulator semantics and are checked only there; on a GPU the rest runs as is.
@@ -301,6 +302,19 @@ static void test_ldmatrix_mma(void) {
     float* d3 = device_zeros<float>(128);
     LAUNCH(k_ld_mma, 1, 32, 0, 0, dA, dB, d1, d2, d3);
     CU_OK(cudaGetLastError());
+#ifdef CUEMU
+    /* 4 mma; ldmatrix x4 + x2 + x4.trans + x2.trans deliver 512 + 256 + 512 + 256 bytes; every tile
+     * has 32-byte rows, so the 8 rows of each matrix fall on 4 bank quads: 1 extra wavefront per
+     * matrix, 12 matrices */
+    const ::cuemu::Counters cnt = ::cuemu::last_launch_counters();
+    CHECK(cnt[::cuemu::C_MMA] == 4 && cnt[::cuemu::C_FLOPS] == 4 * 4096, "mma counters: %llu mma, %llu flops",
+          cnt[::cuemu::C_MMA], cnt[::cuemu::C_FLOPS]);
+    CHECK(cnt[::cuemu::C_BYTES_READ] == 1536, "ldmatrix bytes counted: %llu, want 1536", cnt[::cuemu::C_BYTES_READ]);
+    CHECK(cnt[::cuemu::C_BANK_CONFLICTS] == 12, "ldmatrix bank conflicts counted: %llu, want 12",
+          cnt[::cuemu::C_BANK_CONFLICTS]);
+    printf("  %-40s %llu mma, %llu B, %llu bank conflicts\n", "counters (emulator)", cnt[::cuemu::C_MMA],
+           cnt[::cuemu::C_BYTES_READ], cnt[::cuemu::C_BANK_CONFLICTS]);
+#endif
     std::vector<float> D1 = to_host(d1, 128), D2 = to_host(d2, 256), D3 = to_host(d3, 128);
     int bad1 = 0, bad2 = 0, bad3 = 0;
     for (int i = 0; i < 16; i++)
