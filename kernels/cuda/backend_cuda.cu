@@ -18,6 +18,13 @@
 #include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/quietstar.cuh"
 #include "kernels/cuda/comm_nccl.cuh"
+#include "kernels/cuda/flash_attention.cuh"
+
+// Not in the table yet (bf16 tensor-core products; see flash_attention.cuh): instantiated here so that
+// `make cuda` compiles it for sm_80/sm_90 and its ptxas report is checked for spills.
+template void flash_attention_forward<float>(floatX*, float*, const float*, int, int, int, int, int, cudaStream_t);
+template void flash_attention_forward<__nv_bfloat16>(floatX*, float*, const __nv_bfloat16*, int, int, int, int, int,
+                                                     cudaStream_t);
 
 cudaStream_t qstar_stream = 0;
 
