@@ -3,7 +3,8 @@
 # cp.async double buffering) run on the CPU emulator against the C oracle cpu_attention_forward:
 # builds tests/emu_flash_check.cu with g++ against tests/emu and build/libqstar.a, then runs it
 # (head dims 64/80/96/128, GQA ratios 1 and 4, odd T, fp32 and bf16 input; tolerances derived from
-# bf16's unit roundoff 2^-8, stated in the .cu). Also with CUEMU_WORKERS=2.
+# bf16's unit roundoff 2^-8, stated in the .cu). Also with CUEMU_WORKERS=2 and the reverse and a
+# random warp schedule.
 # Without nvcc (whose CUDA headers the emulator build needs) the test says it is skipped.
 set -u
 cd "$(dirname "$0")/.."
@@ -32,9 +33,10 @@ if ! g++ -std=c++20 -O2 -g -Wall -Wextra -Werror -Wno-unknown-pragmas -pthread -
 fi
 
 pass=0; fail=0
-for workers in 1 2; do
-  echo "CUEMU_WORKERS=$workers"
-  CUEMU_WORKERS=$workers "$bin" > build/emu-flash-run.log 2>&1
+# the default run, two workers, and the warp orders that expose missing barriers (tests/emu)
+for setting in "" "CUEMU_WORKERS=2" "CUEMU_SCHEDULE=reverse" "CUEMU_SCHEDULE=random:1"; do
+  echo "${setting:-default schedule}"
+  env $setting "$bin" > build/emu-flash-run.log 2>&1
   rc=$?
   cat build/emu-flash-run.log
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' build/emu-flash-run.log | tail -1)
