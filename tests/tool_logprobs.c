@@ -1,11 +1,14 @@
 /*
  * Per-token log-probabilities of a checkpoint on a token sequence, for comparisons with other
  * implementations (tests/test_smollm2.sh sets them beside transformers'). Reads whitespace-separated
- * token ids and prints, for each token after the first, log p(token | the tokens before it) on its
- * own line, from one causal forward on the CPU backend.
+ * token ids and prints, for each token after the first, log p(token | the tokens before it) from one
+ * causal forward on the CPU backend, twice on one line: as qstar's loss computes it (the fused
+ * cross-entropy op, which sums exponentials in fp32 with a fast exp) and as an exact log-softmax of
+ * the same fp32 logits in double precision, which isolates the model's numerics from the loss op's.
  *
  *   tool_logprobs CKPT_DIR TOKENS.txt
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -42,7 +45,16 @@ int main(int argc, char** argv) {
     model_forward(&m, tokens, targets, NULL);
     float* losses = xmalloc(sizeof(float) * n);
     m.be->download(losses, m.acts.losses, sizeof(float) * n);
-    for (int i = 0; i + 1 < n; i++) printf("%.9g\n", -losses[i]);
+    const int V = cfg.vocab_size;
+    float* row = xmalloc(sizeof(float) * V);
+    for (int i = 0; i + 1 < n; i++) {
+        m.be->download(row, m.acts.logits + (size_t)i * V, sizeof(float) * V);
+        double mx = row[0], sum = 0;
+        for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < V; v++) sum += exp((double)row[v] - mx);
+        printf("%.9g %.9g\n", -losses[i], (double)row[targets[i]] - mx - log(sum));
+    }
+    free(row);
     free(losses);
     free(targets);
     free(tokens);
