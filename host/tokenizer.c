@@ -377,11 +377,13 @@ static char* dupn(const char* s, size_t n) {
 
 // Ids index per-id tables (13 bytes an id), so a file must not make us allocate what it does not
 // describe: a 100-byte file naming id 3e8 would cost 3.9 GB. Real files number their tokens densely
-// from 0, so ids are bounded by a small multiple of the tokens the file lists (with slack for gaps)
-// and by a hard cap far above every real vocabulary (the largest are about 256k).
+// from 0, so ids are bounded by twice the tokens the file lists, plus 2^18 so that a trimmed file may
+// keep a real model's special-token ids (Llama 3's start at 128000; a 3.4 MB table at most), and by
+// a hard cap far above every real vocabulary (the largest are about 256k).
+#define TOK_ID_SLACK (1u << 18)
 #define TOK_ID_HARD_CAP (1u << 24)
 static uint32_t id_limit_for(size_t n_listed) {
-    return n_listed < (TOK_ID_HARD_CAP - 1024) / 2 ? (uint32_t)(2 * n_listed + 1024) : TOK_ID_HARD_CAP;
+    return n_listed < (TOK_ID_HARD_CAP - TOK_ID_SLACK) / 2 ? (uint32_t)(2 * n_listed + TOK_ID_SLACK) : TOK_ID_HARD_CAP;
 }
 
 // A token id from the file: an integer in [0, id_limit), checked before any conversion (a double
@@ -391,7 +393,7 @@ static uint32_t file_id(const Tokenizer* t, const cJSON* v, const char* what) {
     double d = v->valuedouble;
     if (!(d >= 0 && d < (double)t->id_limit && d == floor(d)))
         fatal("%s: %s has id %.17g; ids are integers in 0..%u here (below twice the number of tokens the file "
-              "lists plus 1024, and below 2^24)", t->path, what, d, t->id_limit - 1);
+              "lists plus 2^18, and below 2^24)", t->path, what, d, t->id_limit - 1);
     return (uint32_t)d;
 }
 

@@ -87,7 +87,9 @@ for dn in 0 1; do
   $Q train --config configs/tiny.json --data "$work/d.bin" --steps 1 --batch 1 --seq 16 --lr 1e-3 --warmup 0 \
      --weight-decay 100 --schedule constant --decay-norms $dn --out "$work/dn$dn" > /dev/null 2>&1 || bad "--decay-norms $dn run failed"
 done
-if [ -x .venv/bin/python ] && .venv/bin/python - "$work/bf16/step_000001/model.safetensors" "$work/dn0/step_000001/model.safetensors" \
+if [ ! -x .venv/bin/python ]; then
+  echo "skipped: --bf16-weights / --decay-norms weight checks (.venv missing; run make deps)"  # numpy + safetensors
+elif .venv/bin/python - "$work/bf16/step_000001/model.safetensors" "$work/dn0/step_000001/model.safetensors" \
      "$work/dn1/step_000001/model.safetensors" <<'PY'
 import sys, numpy as np
 from safetensors.numpy import load_file
@@ -98,6 +100,28 @@ print("norm weight after one step: %.4f without decay, %.4f with decay (lr*wd = 
 assert abs(n0 - 1) < 0.01 and abs(n1 - 0.9) < 0.01
 PY
 then ok "--bf16-weights keeps every weight bf16; --decay-norms decays the norms"; else bad "bf16-weights / decay-norms"; fi
+
+# defaults: the reference's Trainer settings (quiet-star.md §6) where the command line is silent,
+# shown in the settings table; the model directory's tokenizer.json when --tokenizer is not given
+cp -r "$base" "$work/base_tok"; cp "$tok" "$work/base_tok/tokenizer.json"
+$Q train --model "$work/base_tok" --mode quietstar --data "$work/d.bin" --out "$work/def" --steps 1 --seq 16 --n-ahead 4 \
+  --n-ahead-talk 1 > "$work/def.log" 2>&1 || bad "quietstar run with default settings failed: $(tail -1 "$work/def.log")"
+setting() { sed -nE "s/^\| $2 +\| ([^ ]+) +\|$/\1/p" "$1"; }
+want_defaults="lr=1e-06 beta1=0.9 beta2=0.999 eps=1e-08 weight-decay=0.001 warmup=20 schedule=linear decay-steps=100000
+  min-lr-frac=0 grad-clip=1 batch=4 grad-accum=2 decay-norms=1"
+miss=""; for kv in $want_defaults; do [ "$(setting "$work/def.log" "${kv%%=*}")" = "${kv#*=}" ] || miss="$miss ${kv%%=*}"; done
+[ -z "$miss" ] && ok "quietstar defaults are the reference's (lr, betas, eps, decay, warmup, linear, clip, 4 x 2 sequences) in the table" \
+  || bad "quietstar defaults differ from the reference:$miss"
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["settings"]; assert s["tokenizer"] == sys.argv[2], s["tokenizer"]' \
+  "$work/def/step_000001/state.json" "$work/base_tok/tokenizer.json" && ok "--model DIR without --tokenizer: DIR/tokenizer.json" \
+  || bad "the model directory's tokenizer was not used"
+grep -q "^quietstar: 8 sequences per optimizer step" "$work/def.log" && grep -qE '^step +1/1 .*\| lr 5\.000e-08 ' "$work/def.log" \
+  && ok "8 sequences per step; step 1 of the 20 warmup steps at lr 1e-6/20" || bad "sequences per step or warmup lr"
+[ "$(setting "$work/a.log" lr)" = 0.001 ] && [ "$(setting "$work/a.log" warmup)" = 0 ] && [ "$(setting "$work/a.log" grad-accum)" = 1 ] \
+  && grep -q "^quietstar: 2 sequences per optimizer step .*the reference uses 8" "$work/a.log" \
+  && ok "options given on the command line win; the departure from 8 sequences is stated" || bad "explicit options or the departure note"
+[ "$(setting "$work/r2.log" lr)" = 0.001 ] && [ "$(setting "$work/r2.log" warmup)" = 0 ] \
+  && ok "a resumed run keeps its stored settings" || bad "resume replaced stored settings by the quietstar defaults"
 
 # errors
 $Q train --model "$base" --mode quietstar --data "$work/d.bin" --out "$work/e" --steps 1 --batch 1 --seq 16 2> "$work/e.err" > /dev/null
