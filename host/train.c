@@ -48,21 +48,16 @@ static float lr_at(const TrainSettings* s, int step) {
 // one (tools/plot_metrics.py). Returns the JSON fields to append ("" when there is nothing to say).
 static char* init_fields(const char* model_dir) {
     if (!model_dir) return xstrdup("");
-    char* path = xsprintf("%s/state.json", model_dir);
-    size_t len;
-    char* text = read_file_maybe(path, &len);
-    cJSON* root = text ? cJSON_ParseWithLength(text, len) : NULL;
-    const cJSON* st = root ? cJSON_GetObjectItemCaseSensitive(root, "step") : NULL;
-    int init_step = cJSON_IsNumber(st) && st->valuedouble > 0 ? (int)st->valuedouble : 0;
+    RunState rs = {0};
+    if (dir_exists(model_dir)) run_state_read(model_dir, &rs, 0);  // stays zeroed without a state.json
+    const int init_step = rs.step;
+    run_state_free(&rs);
     cJSON* name = cJSON_CreateString(model_dir);
     char* quoted = cJSON_PrintUnformatted(name);
     char* out = init_step > 0 ? xsprintf(",\"init_model\":%s,\"init_step\":%d", quoted, init_step)
                               : xsprintf(",\"init_model\":%s", quoted);
     free(quoted);
     cJSON_Delete(name);
-    cJSON_Delete(root);
-    free(text);
-    free(path);
     return out;
 }
 
