@@ -67,7 +67,7 @@ typedef struct {
 static void flush_shard(Run* r) {
     if (r->n_buf == 0) return;
     char* tmp = xsprintf("%s/.tmp-%d-shard_%06d.bin", r->out_dir, (int)getpid(), g_ntmp);
-    g_tmp = realloc(g_tmp, (g_ntmp + 1) * sizeof(char*));
+    g_tmp = xrealloc(g_tmp, (size_t)g_ntmp + 1, sizeof(char*));
     g_tmp[g_ntmp++] = tmp;
     shard_write(tmp, r->buf, r->n_buf, r->token_bytes);
     r->n_buf = 0;
