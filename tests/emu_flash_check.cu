@@ -3,7 +3,7 @@
  * emulator against the C oracle cpu_attention_forward (kernels/cpu/attention.c). Built and run by
  * tests/test_flash_attention.sh.
  *
- * Cases: head dims 64, 80, 96, 128; GQA ratios 1 and 4 (one and two kv heads); odd T (1, 37, 67, 130: partial last tiles,
+ * Cases: head dims 64, 80, 96, 128; GQA ratios 1, 2, 3, 4 (one and two kv heads) and 8; odd T (1, 37, 67, 130: partial last tiles,
  * one and several key tiles, the diagonal tile); batch 2; input staged from fp32 (today's floatX)
  * and from bf16 (the cp.async path).
  *
@@ -83,8 +83,11 @@ static void run_case(int B, int T, int NH, int NKV, int HD, bool bf16_input, boo
     // the emulator's counters: one mma per 16x8x16 product as planned, and no ldmatrix bank
     // conflict (rows padded by 16 bytes)
     const ::cuemu::Counters cnt = ::cuemu::last_launch_counters();
-    const long qtiles = (T + 63) / 64, tiles = qtiles * (qtiles + 1) / 2;
-    const unsigned long long mma_want = (unsigned long long)B * NH * tiles * 4 * (HD / 16 * 8 + 4 * HD / 8);
+    // a block holds 64 / gp query positions of gp heads (gp = the GQA group when a power of two)
+    const int group = NH / NKV, gp = (group & (group - 1)) == 0 ? group : 1, qpb = 64 / gp;
+    long tiles = 0;  // key tiles walked by the blocks of one (batch, head block)
+    for (int q0 = 0; q0 < T; q0 += qpb) tiles += ((q0 + qpb < T ? q0 + qpb : T) + 63) / 64;
+    const unsigned long long mma_want = (unsigned long long)B * (NH / gp) * tiles * 4 * (HD / 16 * 8 + 4 * HD / 8);
     CHECK(cnt[::cuemu::C_MMA] == mma_want, "flash forward: %llu mma counted, %llu planned", cnt[::cuemu::C_MMA],
           mma_want);
     CHECK(cnt[::cuemu::C_BANK_CONFLICTS] == 0, "flash forward: %llu ldmatrix bank conflicts",
@@ -160,6 +163,9 @@ int main(void) {
     run_case(1, 130, 4, 4, 128, true);  // ratio 1, three tiles
     run_case(1, 67, 8, 2, 64, true);    // ratio 4 with two kv heads: h / 4, not h % 2
     run_case(1, 67, 8, 2, 64, false);
+    run_case(2, 67, 6, 2, 64, true);    // ratio 3: not a power of two, one head per block
+    run_case(1, 67, 8, 1, 64, false);   // ratio 8: 8 query positions x 8 heads per block
+    run_case(1, 67, 4, 2, 128, true);   // ratio 2
     run_case(1, 67, 4, 1, 80, false);
     run_case(1, 67, 4, 1, 96, true);
     printf("fp32* = arbitrary fp32 inputs, rounded to bf16 by the kernel (per-row bound, worst shown):\n");

@@ -7,11 +7,14 @@
  * heads, each HD wide; query head h reads kv head h / (NH/NKV); scale 1/sqrt(HD); out (B*T, NH*HD),
  * lse (B, NH, T) natural-log log-sum-exp of the scaled scores.
  *
- * Work split. One block of 4 warps per (64-query tile, query head, batch); warp w owns query rows
- * 16w..16w+15 of the tile. Query tiles are launched last-first, so the long causal rows start early.
+ * Work split. One block of 4 warps per (64-row tile, head block, batch); warp w owns tile rows
+ * 16w..16w+15. GQA packing: when the group size NH/NKV is a power of two (1, 2, 4, 8, ...), a tile
+ * row is a (query position, head) pair, position-major: 64/group positions x the group's heads, so
+ * the heads of a group share every K/V tile load (K/V traffic per query / group). Other group sizes
+ * run one head per block. Tiles are launched last-first, so the long causal rows start early.
  * Per 64-key tile: S = Q·Kᵀ (16x64 per warp) by mma m16n8k16 with Q and K fragments from shared
  * memory by ldmatrix (K row-major [key][d] is exactly the col-major B operand, so no transpose);
- * causal mask on the diagonal tile only; online softmax in registers (base-2 exponentials, the row
+ * causal mask only on tiles with keys past the tile's first position; online softmax in registers (base-2 exponentials, the row
  * max and sum kept per lane and reduced over the 4 lanes of a row by two shuffles); P is re-packed
  * from the S accumulators into A fragments without touching memory (the C layout of two adjacent
  * n-blocks is the A layout of one k-chunk); O += P·V with V [key][d] loaded by ldmatrix.trans.
@@ -46,27 +49,31 @@ struct FlashSmem {
     static constexpr size_t BYTES = (size_t)(FLASH_BLOCK_Q * ROW + 4 * TILE) * sizeof(__nv_bfloat16);
 };
 
-// Copies `rows` rows (HD wide, starting at global row `row0`, row stride C3 elements) into a padded
-// bf16 tile; rows at or past `nvalid` are zero-filled. Each thread moves 8-element chunks.
+// Copies `rows` tile rows (HD wide) into a padded bf16 tile. Tile row r is head (r % 2^gp) of
+// sequence position (r / 2^gp): src + (r >> gp)·C3 + (r & (2^gp − 1))·HD, so gp = 0 is a plain run of
+// positions (K, V, unpacked Q) and gp > 0 packs the query heads of a GQA group. Positions at or past
+// `nvalid` are zero-filled. Each thread moves 8-element chunks.
 template <int HD>
 __device__ __forceinline__ void flash_stage(__nv_bfloat16* dst, const __nv_bfloat16* src, size_t C3, int rows,
-                                            int nvalid) {
+                                            int nvalid, int gp = 0) {
     constexpr int CHUNKS = HD / 8;
     for (int c = threadIdx.x; c < rows * CHUNKS; c += blockDim.x) {
-        const int r = c / CHUNKS, d = (c % CHUNKS) * 8;
+        const int r = c / CHUNKS, d = (c % CHUNKS) * 8, pos = r >> gp;
         __nv_bfloat16* to = dst + r * FlashSmem<HD>::ROW + d;
-        if (r < nvalid) cp_async_16(to, src + (size_t)r * C3 + d);
+        if (pos < nvalid) cp_async_16(to, src + (size_t)pos * C3 + (size_t)(r & ((1 << gp) - 1)) * HD + d);
         else *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
     }
 }
 template <int HD>
-__device__ __forceinline__ void flash_stage(__nv_bfloat16* dst, const float* src, size_t C3, int rows, int nvalid) {
+__device__ __forceinline__ void flash_stage(__nv_bfloat16* dst, const float* src, size_t C3, int rows, int nvalid,
+                                            int gp = 0) {
     constexpr int CHUNKS = HD / 8;
     for (int c = threadIdx.x; c < rows * CHUNKS; c += blockDim.x) {
-        const int r = c / CHUNKS, d = (c % CHUNKS) * 8;
+        const int r = c / CHUNKS, d = (c % CHUNKS) * 8, pos = r >> gp;
         uint4 v = make_uint4(0, 0, 0, 0);
-        if (r < nvalid) {
-            const float4* p = reinterpret_cast<const float4*>(src + (size_t)r * C3 + d);
+        if (pos < nvalid) {
+            const float4* p =
+                reinterpret_cast<const float4*>(src + (size_t)pos * C3 + (size_t)(r & ((1 << gp) - 1)) * HD + d);
             const float4 a = p[0], b = p[1];
             v = make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y), pack_bf16x2(b.z, b.w));
         }
@@ -79,7 +86,8 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
     flash_attention_forward_kernel(floatX* out,      // (B*T, NH*HD)
                                    float* lse,       // (B, NH, T)
                                    const Tin* qkv,   // (B*T, (NH + 2*NKV) * HD)
-                                   int T, int NH, int NKV) {
+                                   int T, int NH, int NKV,
+                                   int gp) {         // 2^gp query heads of one group per block (GQA packing)
     using S = FlashSmem<HD>;
     constexpr int KC = HD / 16;  // 16-wide k-chunks of Q·Kᵀ
     constexpr int DB = HD / 8;   // 8-wide output blocks of P·V
@@ -88,17 +96,19 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
     __nv_bfloat16* sK = sQ + FLASH_BLOCK_Q * S::ROW;  // [2][TILE]
     __nv_bfloat16* sV = sK + 2 * S::TILE;             // [2][TILE]
 
-    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    const int g = h / (NH / NKV);
+    // tile row r = query position q0 + (r >> gp), head h0 + (r % 2^gp)
+    const int qt = gridDim.x - 1 - blockIdx.x, h0 = blockIdx.y << gp, b = blockIdx.z;
+    const int g = h0 / (NH / NKV);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const size_t C3 = (size_t)(NH + 2 * NKV) * HD;
-    const int q0 = qt * FLASH_BLOCK_Q;
+    const int q0 = qt * (FLASH_BLOCK_Q >> gp);  // first query position of the tile
     const Tin* base = qkv + (size_t)b * T * C3;
     const Tin* kbase = base + (size_t)(NH + g) * HD;
     const Tin* vbase = base + (size_t)(NH + NKV + g) * HD;
-    const int ntiles = qt + 1;  // causal: key tiles 0..qt (BLOCK_K == BLOCK_Q)
+    const int kend = min(q0 + (FLASH_BLOCK_Q >> gp), T);          // causal: keys 0..kend-1
+    const int ntiles = (kend + FLASH_BLOCK_K - 1) / FLASH_BLOCK_K;
 
-    flash_stage<HD>(sQ, base + (size_t)q0 * C3 + (size_t)h * HD, C3, FLASH_BLOCK_Q, T - q0);
+    flash_stage<HD>(sQ, base + (size_t)q0 * C3 + (size_t)h0 * HD, C3, FLASH_BLOCK_Q, T - q0, gp);
     flash_stage<HD>(sK, kbase, C3, FLASH_BLOCK_K, T);
     flash_stage<HD>(sV, vbase, C3, FLASH_BLOCK_K, T);
     cp_async_commit();
@@ -109,7 +119,8 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
 #pragma unroll
     for (int i = 0; i < DB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows lane/4 and lane/4 + 8 of the warp
-    const int row_lo = q0 + warp * 16 + lane / 4;          // this lane's first query row
+    const int row_lo = warp * 16 + lane / 4;               // this lane's first tile row (the other: +8)
+    const int pos[2] = {q0 + (row_lo >> gp), q0 + ((row_lo + 8) >> gp)};  // their query positions
 
     for (int j = 0; j < ntiles; j++) {
         const int cur = j & 1;
@@ -142,8 +153,9 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
             }
         }
 
-        // online softmax; element (nb, e) is row row_lo + 8(e/2), key j*64 + 8nb + 2(lane%4) + e%2
-        const bool diagonal = j == qt;
+        // online softmax; element (nb, e) is tile row row_lo + 8(e/2), key j*64 + 8nb + 2(lane%4) + e%2;
+        // only a tile with keys past the first query position needs the causal mask
+        const bool diagonal = (j + 1) * FLASH_BLOCK_K - 1 > q0;
         float mx[2] = {m[0], m[1]};
 #pragma unroll
         for (int nb = 0; nb < 8; nb++)
@@ -152,7 +164,7 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
                 float x = s[nb][e] * scale_log2;
                 if (diagonal) {
                     const int key = j * FLASH_BLOCK_K + nb * 8 + 2 * (lane % 4) + (e & 1);
-                    if (key > row_lo + 8 * (e >> 1)) x = -INFINITY;
+                    if (key > pos[e >> 1]) x = -INFINITY;
                 }
                 s[nb][e] = x;
                 mx[e >> 1] = fmaxf(mx[e >> 1], x);
@@ -205,7 +217,7 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
     const size_t CO = (size_t)NH * HD;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        const int row = row_lo + 8 * r;
+        const int row = pos[r], h = h0 + ((row_lo + 8 * r) & ((1 << gp) - 1));
         if (row >= T) continue;
         const float inv = 1.0f / l[r];  // l >= 1: the row max contributes exp2(0)
         floatX* orow = out + ((size_t)b * T + row) * CO + (size_t)h * HD + 2 * (lane % 4);
@@ -225,8 +237,15 @@ static void flash_attention_forward_hd(floatX* out, float* lse, const Tin* qkv, 
     if (smem > 48 * 1024)
         cudaCheck(cudaFuncSetAttribute(flash_attention_forward_kernel<HD, Tin>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    const dim3 grid(CEIL_DIV(T, FLASH_BLOCK_Q), NH, B);
-    LAUNCH((flash_attention_forward_kernel<HD, Tin>), grid, 32 * FLASH_WARPS, smem, stream, out, lse, qkv, T, NH, NKV);
+    // GQA packing: a group of 2^gp <= 64 query heads shares each K/V tile; other group sizes run
+    // one head per block
+    const int group = NH / NKV;
+    int gp = 0;
+    if ((group & (group - 1)) == 0 && group <= FLASH_BLOCK_Q)
+        while ((1 << gp) < group) gp++;
+    const dim3 grid(CEIL_DIV(T, FLASH_BLOCK_Q >> gp), NH >> gp, B);
+    LAUNCH((flash_attention_forward_kernel<HD, Tin>), grid, 32 * FLASH_WARPS, smem, stream, out, lse, qkv, T, NH, NKV,
+           gp);
     cudaCheckLaunch();
 }
 
