@@ -45,5 +45,32 @@ for setting in "" "CUEMU_WORKERS=2" "CUEMU_SCHEDULE=reverse" "CUEMU_SCHEDULE=ran
   [ "$rc" != 0 ] && [ "$f" = 0 ] && f=1
   pass=$((pass + p)); fail=$((fail + f))
 done
+# The SASS of the nvcc build (make cuda) must hold the tensor-core instructions: HMMA (mma.sync) and
+# LDSM (ldmatrix) in every flash kernel, LDGSTS (cp.async) in the bf16-input ones, for sm_80 and sm_90.
+# Needs cuobjdump + nvdisasm (PyPI: nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm) and a current
+# build/cuda/backend_cuda.o; otherwise says why it is skipped.
+obj=build/cuda/backend_cuda.o
+if ! command -v cuobjdump >/dev/null 2>&1 || ! command -v nvdisasm >/dev/null 2>&1; then
+  echo "SASS check skipped: cuobjdump/nvdisasm not installed"
+elif [ ! -f "$obj" ] || [ kernels/cuda/flash_attention.cuh -nt "$obj" ] || [ kernels/cuda/tensorcore.cuh -nt "$obj" ]; then
+  echo "SASS check skipped: $obj missing or older than the flash/tensor-core headers (run make cuda)"
+else
+  counts=$(cuobjdump -sass "$obj" 2>/dev/null | awk '
+    /arch = /{arch=$3} /Function : /{f=$3}
+    f ~ /flash_attention_forward_kernel/ { for (i = 1; i <= NF; i++) if ($i ~ /^(HMMA|LDSM|LDGSTS)/) { split($i, b, "."); c[arch " " f " " b[1]]++ } }
+    /Function : .*flash_attention_forward_kernel/ { k[arch " " $3] = 1 }
+    END { for (x in k) { split(x, a, " "); bf = a[2] ~ /bfloat16/;
+            printf "%s %s %d %d %d\n", a[1], a[2], c[x " HMMA"], c[x " LDSM"], bf ? c[x " LDGSTS"] : -1 } }')
+  nk=$(echo "$counts" | grep -c . ); bad=$(echo "$counts" | awk '$3 == 0 || $4 == 0 || $5 == 0' | grep -c .)
+  for arch in sm_80 sm_90; do
+    n=$(echo "$counts" | awk -v a=$arch '$1 == a' | grep -c .)
+    if [ "$n" = 8 ]; then pass=$((pass + 1)); echo "ok    $arch: 8 flash kernels in the SASS"
+    else fail=$((fail + 1)); echo "FAIL  $arch: $n flash kernels in the SASS, want 8 (4 head dims x 2 input types)"; fi
+  done
+  if [ "$nk" -gt 0 ] && [ "$bad" = 0 ]; then pass=$((pass + 1)); echo "ok    HMMA and LDSM in every flash kernel, LDGSTS in the bf16-input ones"
+  else fail=$((fail + 1)); echo "FAIL  tensor-core instructions missing (arch, kernel, HMMA, LDSM, LDGSTS):"; echo "$counts" | awk '$3 == 0 || $4 == 0 || $5 == 0'; fi
+  echo "$counts" | sort | awk '{printf "      %s %-60s HMMA %d  LDSM %d  LDGSTS %s\n", $1, $2, $3, $4, $5 < 0 ? "-" : $5}'
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
