@@ -291,6 +291,13 @@ static inline void bench_report(Bench* b, const char* what, double ms, double by
     fflush(stdout);
 }
 
+// The analytic traffic of one call (each input read once from HBM, each output written once; what the
+// GB/s of the time line is computed from), printed with every case, on the emulator too, so the bytes
+// per element of each kernel are visible without a GPU. `elem` names the element they are counted per.
+static inline void bench_bytes(double bytes, double elems, const char* elem) {
+    printf("  bytes/call %.4g MB = %.2f B per %s (%.4g %ss)\n", bytes / 1e6, bytes / elems, elem, elems, elem);
+}
+
 // Validate-then-time for one op: `ok` is the result of its checks (already run); an op that failed
 // validation is not timed.
 template <class F>

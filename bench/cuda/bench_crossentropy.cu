@@ -1,10 +1,13 @@
 /*
- * bench_crossentropy — the fused softmax cross-entropy of the CUDA backend
- * (kernels/cuda/crossentropy.cuh), forward (per-row loss) and backward (dlogits, in place over the
- * logits as the model runs it), validated against the C reference, then timed in GB/s: the op reads
- * the (N, V) logits once forward and reads and writes them once backward, and nothing else matters.
- * V = 32000 (the Mistral vocabulary) on both the GPU (N = 4096 rows) and the emulator (a few rows);
- * some targets are QSTAR_IGNORE_INDEX, whose loss and gradient rows must be 0.
+ * bench_crossentropy — softmax cross-entropy of the CUDA backend (kernels/cuda/crossentropy.cuh):
+ * forward (per-row loss), backward (dlogits, in place over the logits as the model runs it) and the
+ * fused op (loss and dlogits in one pass, what a training step's loss runs), validated against the C
+ * reference, then timed in GB/s of the analytic traffic, printed per call: forward reads the (N, V)
+ * logits once (4 B/logit in fp32), backward and fused read them once and write them once (8 B/logit;
+ * the second read of each row comes from L2). The kernel before the rewrite moved 8 + 16 = 24 B/logit
+ * for forward + backward. V = 32000 (the Mistral vocabulary) and 32002 (with the two thought tokens:
+ * rows not 16-byte aligned) on the GPU (N = 4096 rows); a few rows on the emulator. Some targets are
+ * QSTAR_IGNORE_INDEX, whose loss and gradient rows must be 0.
  *   bench_crossentropy [--rows N] [--repeats N] [--warmup N] [--full]
  */
 #include "bench/cuda/bench_common.h"
@@ -25,20 +28,37 @@ static void bench_ce(Bench* b, int N, int V) {
     auto targets = dual(b, t);
     auto dlosses = dual(b, dl);
     auto losses = dual_zero<float>(b, N);
+    const double logit_count = (double)N * V;
     char what[128];
     bench_case(what, sizeof what, "crossentropy_forward N=%d V=%d", N, V);
+    const double fwd_bytes = 4.0 * N * V + 8.0 * N;  // logits read; targets read, losses written
+    bench_bytes(fwd_bytes, logit_count, "logit");
     auto fwd = [&](const Backend* be, int s) { be->crossentropy_forward(losses[s], logits[s], targets[s], N, V); };
     run_both(b, fwd);
     int ok = check_f(b, "losses", losses, 1e-5, 1e-5);
-    bench_time_op(b, ok, what, fwd, 4.0 * N * V + 8.0 * N, 0);
+    bench_time_op(b, ok, what, fwd, fwd_bytes, 0);
 
     bench_case(what, sizeof what, "crossentropy_backward N=%d V=%d (in place)", N, V);
+    const double bwd_bytes = 8.0 * N * V + 12.0 * N;  // logits read, dlogits written; targets, dlosses read
+    bench_bytes(bwd_bytes, logit_count, "logit");
     auto bwd = [&](const Backend* be, int s) {
         be->crossentropy_backward(logits[s], logits[s], targets[s], dlosses[s], N, V);
     };
     run_both(b, bwd);
     ok = check_f(b, "dlogits (aliasing logits)", logits, 1e-7, 1e-4);
-    bench_time_op(b, ok, what, bwd, 8.0 * N * V + 12.0 * N, 0);
+    bench_time_op(b, ok, what, bwd, bwd_bytes, 0);
+
+    bench_case(what, sizeof what, "crossentropy_fused N=%d V=%d (loss and dlogits, in place)", N, V);
+    const double fused_bytes = 8.0 * N * V + 16.0 * N;  // as backward, plus the losses written
+    bench_bytes(fused_bytes, logit_count, "logit");
+    logits.set(h);  // the backward (and its timing) turned the logits into gradients
+    auto fused = [&](const Backend* be, int s) {
+        be->crossentropy_fused(losses[s], logits[s], logits[s], targets[s], dlosses[s], N, V);
+    };
+    run_both(b, fused);
+    ok = check_f(b, "losses (fused)", losses, 1e-5, 1e-5);
+    ok &= check_f(b, "dlogits (fused, aliasing logits)", logits, 1e-7, 1e-4);
+    bench_time_op(b, ok, what, fused, fused_bytes, 0);
     logits.release();
     targets.release();
     dlosses.release();
@@ -49,6 +69,7 @@ int main(int argc, char** argv) {
     Bench b;
     if (!bench_setup(&b, argc, argv, parse_extra, " [--rows N]")) return 0;
     bench_ce(&b, opt_rows ? opt_rows : b.full ? 4096 : 9, 32000);
-    if (!b.full) bench_ce(&b, 5, 1000);
+    bench_ce(&b, opt_rows ? opt_rows : b.full ? 4096 : 5, 32002);  // rows not 16-byte aligned
+    if (!b.full) bench_ce(&b, 5, 1001);
     return bench_finish(&b);
 }

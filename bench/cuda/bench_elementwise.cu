@@ -21,10 +21,12 @@ static void bench_swiglu(Bench* b, int N, int IM) {
     auto dout = dual(b, rnd((size_t)N * IM));
     auto dgu = dual_zero<float>(b, (size_t)N * 2 * IM);
     bench_case(what, sizeof what, "swiglu_forward N=%d IM=%d", N, IM);
+    bench_bytes(4.0 * N * 3 * IM, (double)N * IM, "element");  // gate, up read; out written
     auto fwd = [&](const Backend* be, int s) { be->swiglu_forward(out[s], gu[s], N, IM); };
     run_both(b, fwd);
     bench_time_op(b, check_f(b, "out", out, 1e-6, 1e-5), what, fwd, 4.0 * N * 3 * IM, 0);
     bench_case(what, sizeof what, "swiglu_backward N=%d IM=%d", N, IM);
+    bench_bytes(4.0 * N * 5 * IM, (double)N * IM, "element");  // gate, up, dout read; dgate, dup written
     auto bwd = [&](const Backend* be, int s) { be->swiglu_backward(dgu[s], dout[s], gu[s], N, IM); };
     run_both(b, bwd);
     bench_time_op(b, check_f(b, "dgate_up", dgu, 1e-6, 1e-5), what, bwd, 4.0 * N * 5 * IM, 0);
@@ -90,6 +92,8 @@ static void bench_embedding(Bench* b, int N, int V, int H, int distinct) {
     run_both(b, fwd);
     bench_time_op(b, check_f(b, "out", out, 0, 0), what, fwd, 8.0 * N * H + 4.0 * N, 0);
     bench_case(what, sizeof what, "embedding_backward N=%d V=%d H=%d (%d distinct tokens)", N, V, H, touched);
+    // dout read once; each touched table row read and written once; tokens read
+    bench_bytes(4.0 * N * H + 8.0 * touched * H + 4.0 * N, (double)N * H, "dout element");
     auto bwd = [&](const Backend* be, int s) { be->embedding_backward(dtable[s], dout[s], t[s], N, V, H); };
     run_both(b, bwd);
     bench_time_op(b, check_f(b, "dtable (+=, repeated tokens)", dtable, 1e-6, 1e-5), what, bwd,
@@ -112,9 +116,11 @@ int main(int argc, char** argv) {
         bench_embedding(&b, 4096, 32000, 4096, 2000);
     } else {
         bench_swiglu(&b, 37, 100);
+        bench_swiglu(&b, 5, 101);  // width not a multiple of a pack: the scalar path
         bench_rope(&b, 37, 4, 2, 32);
         bench_adamw(&b, 10007);
         bench_embedding(&b, 37, 100, 64, 10);
+        bench_embedding(&b, 4200, 100, 12, 7);  // more tokens than one sort chunk, long runs of one token
     }
     return bench_finish(&b);
 }
