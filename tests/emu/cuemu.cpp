@@ -17,13 +17,20 @@
  *      count as arrived), computing __syncthreads_count/and/or;
  *   4. if nothing ran and nothing could be released, the block can never finish: it prints which
  *      kernel, which block, and where every thread waits, and aborts — a deadlock never hangs.
+ * The order of step 1 (and of the blocks) is CUEMU_SCHEDULE's: forward (index order, the default),
+ * reverse, or random:SEED (a block permutation per launch, a fresh shuffle of the threads per
+ * round), so that a missing barrier shows whichever direction the data flows.
+ * At block start shared memory is poisoned (0xFF) and the dynamic part gets guard zones, checked
+ * at block end. Counters (barriers, warp collectives, and what helpers report via cuemu::count)
+ * are tallied per worker without atomics and summed per launch.
  * Switching costs ~20 instructions with the x86-64 routine below (glibc swapcontext makes a
  * sigprocmask syscall per switch, ~30x slower); other architectures fall back to ucontext.
  *
- * Device memory is host memory. cudaMalloc returns 256-byte aligned blocks followed by a red zone
- * filled with a canary that is checked after every launch and at cudaFree (under ASan the red zone
- * is poisoned instead), and fills new blocks with 0xFF bytes (NaN as float) so that reading memory
- * nobody wrote shows up in results (CUEMU_MALLOC_FILL=0 turns that off).
+ * Device memory is host memory. cudaMalloc returns 256-byte aligned blocks between two red zones
+ * filled with a canary that is checked after every launch and at cudaFree (under ASan the red zones
+ * are poisoned instead), and fills new blocks with 0xFF bytes (NaN as float) so that reading memory
+ * nobody wrote shows up in results (CUEMU_MALLOC_FILL=0 turns that off); it keeps the current and
+ * peak bytes allocated (cuemu::memory_peak, CUEMU_MEMREPORT=1).
  */
 #include "cuemu.h"
 
@@ -43,6 +50,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <string>
@@ -149,7 +157,7 @@ struct Launch {
     uint64_t seed = 0;                         /* random: mixed with the launch's index */
     unsigned long long perm_a = 1, perm_c = 0; /* random block order: position p runs block (a*p + c) mod n */
     bool poison = true;                        /* fill shared memory with 0xFF at block start */
-    const std::vector<SmemVar>* smem_vars = nullptr; /* static __shared__ to poison (may be null) */
+    std::shared_ptr<const std::vector<SmemVar>> smem_vars; /* static __shared__ to poison (may be null) */
     std::atomic<unsigned long long> counts[C_NUM];   /* summed over workers at the end of run_blocks */
 };
 
@@ -225,7 +233,9 @@ struct SmemIndex {
     std::map<uintptr_t, std::string> funcs; /* link-time address -> mangled name */
     uintptr_t load_bias = 0;
     std::mutex m;
-    std::map<const void*, std::vector<SmemVar>> per_kernel;
+    /* per kernel: its list, and how many kernels had been launched when it was made (a list made
+     * before another kernel's first launch still holds that kernel's variables: remade then) */
+    std::map<const void*, std::pair<size_t, std::shared_ptr<const std::vector<SmemVar>>>> per_kernel;
     std::vector<std::string> kernel_prefixes; /* "_ZZ<mangled kernel without _Z>E" of launched kernels */
 };
 
@@ -292,27 +302,26 @@ SmemIndex& smem_index() {
 }
 
 /* the static __shared__ variables to poison for kernel `fn` (null: none known) */
-const std::vector<SmemVar>* smem_vars_for(const void* fn) {
+std::shared_ptr<const std::vector<SmemVar>> smem_vars_for(const void* fn) {
     SmemIndex& ix = smem_index();
     if (!ix.ok || ix.vars.empty()) return nullptr;
     std::lock_guard<std::mutex> lk(ix.m);
     auto it = ix.per_kernel.find(fn);
-    if (it != ix.per_kernel.end()) return &it->second;
+    if (it != ix.per_kernel.end() && it->second.first == ix.kernel_prefixes.size()) return it->second.second;
     std::string own;
     auto f = ix.funcs.find((uintptr_t)fn - ix.load_bias);
-    if (f != ix.funcs.end()) {
-        own = "_ZZ" + f->second.substr(2) + "E";
-        ix.kernel_prefixes.push_back(own);
-    }
-    std::vector<SmemVar>& list = ix.per_kernel[fn];
+    if (f != ix.funcs.end()) own = "_ZZ" + f->second.substr(2) + "E";
+    if (it == ix.per_kernel.end() && !own.empty()) ix.kernel_prefixes.push_back(own);
+    auto list = std::make_shared<std::vector<SmemVar>>();
     for (auto& v : ix.vars) {
         bool other_kernel = false;
         if (own.empty() || v.first.compare(0, own.size(), own) != 0)
             for (auto& pre : ix.kernel_prefixes)
                 if (v.first.compare(0, pre.size(), pre) == 0) other_kernel = true;
-        if (!other_kernel) list.push_back(v.second);
+        if (!other_kernel) list->push_back(v.second);
     }
-    return &list;
+    ix.per_kernel[fn] = {ix.kernel_prefixes.size(), list};
+    return list;
 }
 
 Worker& this_worker() {
@@ -1000,6 +1009,14 @@ void fiber_yield(const char* file, int line) {
     f->line = line;
     f->op = -1; /* marks "last stopped in a yield" for the livelock report */
     to_scheduler(*w, f);
+}
+
+void misaligned(const void* p, unsigned align, const char* what, const char* file, int line) {
+    Worker* w = tl_worker;
+    if (w && w->cur)
+        fatal("misaligned address: %s at %p is not %u-byte aligned in %s at %s:%d", what, p, align,
+              where(*w, *w->cur).c_str(), file, line);
+    fatal("misaligned address: %s at %p is not %u-byte aligned at %s:%d", what, p, align, file, line);
 }
 
 void trap(const char* what, const char* file, int line) {

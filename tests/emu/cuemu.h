@@ -26,9 +26,13 @@
  * through shared memory, no inline PTX, no cooperative_groups/CUB.
  *
  * Environment: CUEMU_WORKERS=N (blocks on N threads; default 1 = deterministic order),
- * CUEMU_STACK_KB (fiber stack, default 64), CUEMU_MALLOC_FILL=0 (do not fill new cudaMalloc
- * blocks with 0xFF), CUEMU_SPIN_TIMEOUT_S (livelock report, default 10), CUEMU_VERBOSE (say why
- * a launch was rejected).
+ * CUEMU_SCHEDULE=forward|reverse|random:SEED (order of blocks and of a block's threads between
+ * sync points; default forward), CUEMU_STACK_KB (fiber stack, default 64), CUEMU_MALLOC_FILL=0
+ * (do not fill new cudaMalloc blocks with 0xFF), CUEMU_SMEM_POISON=0 (do not fill shared memory
+ * with 0xFF at block start), CUEMU_INITCHECK=1 (under valgrind: shared and new device memory start
+ * undefined), CUEMU_COUNTERS=1 (a line of counters per launch), CUEMU_MEMREPORT=1 (cudaMalloc peak
+ * at exit), CUEMU_SPIN_TIMEOUT_S (livelock report, default 10), CUEMU_VERBOSE (say why a launch was
+ * rejected). tests/emu/README.md says what each check catches and what the emulator cannot see.
  */
 #ifndef CUEMU_H
 #define CUEMU_H
@@ -206,6 +210,21 @@ constexpr int warpSize = 32;
 
 #define CUEMU_SITE const char *cuemu_file = __builtin_FILE(), int cuemu_line = __builtin_LINE()
 #define CUEMU_AT cuemu_file, cuemu_line
+
+/* ---------------------------------------------------------------- alignment
+ * x86 tolerates misaligned loads, the GPU does not: a 16-byte vector access, ldmatrix or cp.async at
+ * an address that is not a multiple of its size faults there ("misaligned address"). Helper headers
+ * call this in their CUEMU path; a misaligned address aborts with the kernel, block, thread and
+ * call site:
+ *     #ifdef CUEMU
+ *     ::cuemu::check_align(p, 16, "float4 load");
+ *     #endif */
+namespace cuemu {
+[[noreturn]] void misaligned(const void* p, unsigned align, const char* what, const char* file, int line);
+inline void check_align(const void* p, unsigned align, const char* what, CUEMU_SITE) {
+    if ((uintptr_t)p & (uintptr_t)(align - 1)) misaligned(p, align, what, CUEMU_AT);
+}
+} /* namespace cuemu */
 
 /* ---------------------------------------------------------------- barriers */
 inline void __syncthreads(CUEMU_SITE) { ::cuemu::block_barrier(::cuemu::B_SYNC, "__syncthreads", 1, CUEMU_AT); }

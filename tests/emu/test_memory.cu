@@ -7,6 +7,7 @@
  *     reported with the kernel's name and block; a store before the start of a cudaMalloc block hits
  *     its leading red zone (the trailing one is tested in test_deadlock.cu);
  *   cudaMalloc accounting: current and peak bytes, memory_reset_peak(), CUEMU_MEMREPORT=1;
+ *   cuemu::check_align, for helpers' vector loads: a misaligned 16-byte load names the kernel;
  *   per-launch counters: blocks, threads, barriers, warp collectives, and what a kernel reports
  *     through cuemu::count() (bytes, MMA, FLOPs), for the last launch and in total, the same with
  *     two workers, and CUEMU_COUNTERS=1 lines;
@@ -82,6 +83,18 @@ __global__ void k_counted(const float* in, float* out) {
 #endif
 }
 
+/* a 16-byte vector load through a helper that checks its alignment, as the vector helpers do */
+__device__ float4 load16(const float* p) {
+#ifdef CUEMU
+    ::cuemu::check_align(p, 16, "float4 load");
+#endif
+    return *reinterpret_cast<const float4*>(p);
+}
+__global__ void k_vector_load(const float* in, float* out, int offset) {
+    float4 v = load16(in + offset + 4 * threadIdx.x);
+    out[threadIdx.x] = v.x + v.y + v.z + v.w;
+}
+
 /* reads shared memory that no thread wrote in this block */
 __global__ void k_uninit(int* out, int write) {
     __shared__ int s[64];
@@ -137,6 +150,12 @@ static void run_before_start(void) {
     int* d = NULL;
     cudaMalloc((void**)&d, 100 * sizeof(int));
     LAUNCH(k_before_start, 1, 32, 0, 0, d);
+}
+static void run_misaligned(void) {
+    float* d = device_zeros<float>(256);
+    LAUNCH(k_vector_load, 1, 32, 0, 0, d, d, 0);
+    if (cudaGetLastError() != cudaSuccess) _exit(3);
+    LAUNCH(k_vector_load, 1, 32, 0, 0, d, d, 1);
 }
 static void run_memreport(void) {
     setenv("CUEMU_MEMREPORT", "1", 1);
@@ -227,6 +246,12 @@ int main(int argc, char** argv) {
           "a store before a cudaMalloc block hits the leading red zone");
 #endif
     show_if_failed("before start", o);
+
+    o = in_child(run_misaligned);
+    CHECK(o.signal == SIGABRT && has(o, "misaligned address: float4 load at") && has(o, "is not 16-byte aligned") &&
+              has(o, "kernel 'k_vector_load' block (0,0,0) thread (0,0,0)"),
+          "a misaligned 16-byte load is reported (an aligned one is not)");
+    show_if_failed("misaligned", o);
 
     /* cudaMalloc accounting */
     size_t base = cuemu::memory_current();
