@@ -398,7 +398,7 @@ typedef struct {
     int req;       // request in this slot, -1 when free
     int last;      // position of the last text row forwarded
     int32_t next;  // the token to feed at last + 1
-    int fresh;     // admitted this step: its prompt is forwarded
+    int leader;    // admitted this step with the same prompt as slot `leader`: shares its prompt rows (-1: no)
 } Slot;
 
 // The S running slots `act` (slot ids) think after their text row `last` (normed state in b->hb);
@@ -487,30 +487,55 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
         // running requests: their last token; then admit waiting requests into free slots
         for (int s = 0; s < slots; s++)
             if (sl[s].req >= 0) {
-                sl[s].fresh = 0;
+                sl[s].leader = -1;
                 sl[s].last++;
                 toks[N] = sl[s].next;
                 ri[N++] = (RowInfo){s, sl[s].last, sl[s].last + 1, -1};
             }
+        // Requests admitted together with the same prompt (the samples of one prompt) forward it once:
+        // the others get a copy of its keys and values and of its last hidden state.
+        int prev = -1, n_followers = 0;
         for (int s = 0; s < slots && next_req < n_reqs; s++) {
             const GenRequest* q = &reqs[next_req];
-            if (sl[s].req >= 0 || N + q->n_prompt > cap) continue;
-            sl[s] = (Slot){.req = next_req++, .last = q->n_prompt - 1, .fresh = 1};
+            if (sl[s].req >= 0) continue;
+            const GenRequest* pq = prev >= 0 ? &reqs[sl[prev].req] : NULL;
+            const int same = pq && pq->n_prompt == q->n_prompt &&
+                             (pq->prompt == q->prompt || !memcmp(pq->prompt, q->prompt, sizeof(int32_t) * q->n_prompt));
+            if (!same && N + q->n_prompt > cap) continue;
+            sl[s] = (Slot){.req = next_req++, .last = q->n_prompt - 1, .leader = same ? prev : -1};
+            running++;
+            if (same) {
+                n_followers++;
+                continue;
+            }
             for (int i = 0; i < q->n_prompt; i++) {
                 toks[N] = q->prompt[i];
                 ri[N++] = (RowInfo){s, i, i + 1, -1};
             }
-            running++;
+            prev = s;
         }
         m->be->upload(b.tok, toks, sizeof(int32_t) * N);
         m->be->embedding_forward(b.x, b.tok, m->params + m->off_embed, N, H);
         batch_forward(&b, ri, N);
-        // each running slot's last row, in slot order
+        // each running slot's last row, then the followers' (their leader's)
         for (int r = 0; r < N; r++) {
             const Slot* a = &sl[ri[r].slot];
             if (ri[r].pos != a->last) continue;
             m->be->copy(b.hsel + (size_t)S * H, b.lnf + (size_t)r * H, sizeof(floatX) * H);
             act[S++] = ri[r].slot;
+        }
+        for (int s = 0; n_followers > 0 && s < slots; s++) {
+            if (sl[s].req < 0 || sl[s].leader < 0) continue;
+            const int ld = sl[s].leader;
+            int at = 0;
+            while (act[at] != ld) at++;  // the leader forwarded its prompt this step: it is in act
+            m->be->copy(b.hsel + (size_t)S * H, b.hsel + (size_t)at * H, sizeof(floatX) * H);
+            act[S++] = s;
+            const size_t KW = (size_t)c->num_key_value_heads * c->head_dim, n = (size_t)(sl[s].last + 1) * KW;
+            for (int l = 0; l < c->num_hidden_layers; l++) {
+                m->be->copy(b.k[l] + (size_t)s * b.max_len * KW, b.k[l] + (size_t)ld * b.max_len * KW, sizeof(floatX) * n);
+                m->be->copy(b.v[l] + (size_t)s * b.max_len * KW, b.v[l] + (size_t)ld * b.max_len * KW, sizeof(floatX) * n);
+            }
         }
         if (gc->thoughts) {
             m->be->copy(b.hb, b.hsel, sizeof(floatX) * S * H);
