@@ -7,7 +7,8 @@ thoughts (base_nll) and after them (talk_nll_mean, and each talk step's talk_nll
 reward and mean advantage; the share of positive advantages; the mean mixing weight; the policy
 loss; gradient norm; tokens/s; learning rate. A run started from another run's checkpoint is drawn
 on the shared step axis (plot_metrics.run_start) with a dashed marker where it starts, and its NLL
-panel shows the earlier run's loss in grey before the marker when that run's metrics are found.
+panel shows the earlier run's loss in grey over as many steps before the marker as the run has
+after it (at least 10), when that run's metrics are found.
 Every panel shows the raw values pale and a centred moving average on top.
 
 Usage:
@@ -84,7 +85,8 @@ def build_run_figure(run_dir, smooth=None, title=None):
         if ppath:
             try:
                 parent = pm.read_series(ppath, ["loss"])["loss"]
-                parent = [(x, v) for x, v in parent if x <= offset]
+                # its last stretch, as long as this run, so the two can be compared at one scale
+                parent = [(x, v) for x, v in parent if offset - max(n_points, 10) < x <= offset]
             except pm.PlotError:
                 parent = None  # the earlier run's curve is context only; its absence is not an error
 
@@ -123,8 +125,10 @@ def build_run_figure(run_dir, smooth=None, title=None):
             ax.yaxis.set_major_formatter(__import__("matplotlib.ticker", fromlist=["x"]).PercentFormatter(1.0))
         if opts.get("logy"):
             ax.set_yscale("log")
-        if offset:
+        if offset and opts.get("parent") and parent:
             pm.mark_start(ax, offset, f"starts from step {offset}")
+        elif offset:  # the panel starts at the marker: the line alone says where the run began
+            ax.axvline(offset, color="0.35", linestyle="--", linewidth=1.0, zorder=1, gid="run-start")
         ax.set_title(ptitle, fontsize=10)
         if len(fs) > 1 or (opts.get("parent") and parent):
             ax.legend(fontsize=8, loc="best")
