@@ -1,7 +1,8 @@
 /*
- * kernels/cuda/flash_attention.cuh (tensor-core causal GQA attention forward) run on the CPU
- * emulator against the C oracle cpu_attention_forward (kernels/cpu/attention.c). Built and run by
- * tests/test_flash_attention.sh.
+ * kernels/cuda/flash_attention.cuh (tensor-core causal GQA attention forward and backward) run on the
+ * CPU emulator against the C oracles cpu_attention_forward / cpu_attention_backward
+ * (kernels/cpu/attention.c). Built and run by tests/test_flash_attention.sh. The backward's cases and
+ * bounds are stated at run_bwd_case.
  *
  * Cases: head dims 64, 80, 96, 128; GQA ratios 1, 2, 3, 4 (one and two kv heads) and 8; odd T (1, 37, 67, 130: partial last tiles,
  * one and several key tiles, the diagonal tile); batch 2; input staged from fp32 (today's floatX)
@@ -151,6 +152,99 @@ static void run_case(int B, int T, int NH, int NKV, int HD, bool bf16_input, boo
     cudaFree(d_in), cudaFree(d_out), cudaFree(d_lse);
 }
 
+// Backward: dqkv from the oracle's out and lse (so the forward's rounding does not enter), dout
+// bf16-exact. Per-element first-order bound, computed here in double from the exact P, dP, dS:
+//   dV[j,d]: P is rounded to bf16 (u):            Σ_i P_ij |dO_id| · u
+//   dQ[i,d], dK[j,d]: dS = P̃(dP − D) uses the bf16 P (u) and is rounded itself (u), dP and D are
+//   fp32 sums of exact products:                   scale · Σ |dS_ij| |K_jd| (or |Q_id|) · 3u
+// summed over the group's heads for dK and dV, plus 1e-4 · max|reference| of that tensor (fp32
+// accumulation order, the oracle's fast exp).
+static void run_bwd_case(int B, int T, int NH, int NKV, int HD, bool bf16_input) {
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD, CO = (size_t)NH * HD, N = (size_t)B * T;
+    const int group = NH / NKV;
+    std::vector<float> qkv(N * C3), dout(N * CO);
+    for (auto& x : qkv) x = __bfloat162float(__float2bfloat16(frand()));
+    for (auto& x : dout) x = __bfloat162float(__float2bfloat16(frand()));
+    std::vector<float> out_c(N * CO), lse_c((size_t)B * NH * T), dqkv_c(N * C3);
+    cpu_attention_forward(out_c.data(), lse_c.data(), qkv.data(), B, T, NH, NKV, HD);
+    cpu_attention_backward(dqkv_c.data(), dout.data(), out_c.data(), lse_c.data(), qkv.data(), B, T, NH, NKV, HD);
+
+    float* d_out = dev(out_c);
+    float* d_lse = dev(lse_c);
+    float* d_dqkv = nullptr;
+    cudaMalloc((void**)&d_dqkv, N * C3 * sizeof(float));  // 0xFF-filled by the emulator: all must be written
+    void *d_in = nullptr, *d_dout = nullptr;
+    if (bf16_input) {
+        std::vector<__nv_bfloat16> h(qkv.size()), hd(dout.size());
+        for (size_t i = 0; i < h.size(); i++) h[i] = __float2bfloat16(qkv[i]);
+        for (size_t i = 0; i < hd.size(); i++) hd[i] = __float2bfloat16(dout[i]);
+        __nv_bfloat16* a = dev(h);
+        __nv_bfloat16* g = dev(hd);
+        flash_attention_backward(d_dqkv, (const __nv_bfloat16*)g, d_out, d_lse, (const __nv_bfloat16*)a, B, T, NH, NKV,
+                                 HD, qstar_stream);
+        d_in = a, d_dout = g;
+    } else {
+        float* a = dev(qkv);
+        float* g = dev(dout);
+        flash_attention_backward(d_dqkv, (const float*)g, d_out, d_lse, (const float*)a, B, T, NH, NKV, HD,
+                                 qstar_stream);
+        d_in = a, d_dout = g;
+    }
+    cudaDeviceSynchronize();
+    std::vector<float> dqkv(N * C3);
+    cudaMemcpy(dqkv.data(), d_dqkv, dqkv.size() * sizeof(float), cudaMemcpyDeviceToHost);
+
+    const double u = 1.0 / 256.0, scale = 1.0 / sqrt((double)HD);
+    std::vector<double> bound(N * C3, 0.0);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const int g = h / group;
+            for (int i = 0; i < T; i++) {
+                const size_t ri = (size_t)b * T + i;
+                const float* q = &qkv[ri * C3 + (size_t)h * HD];
+                const float* go = &dout[ri * CO + (size_t)h * HD];
+                const float* o = &out_c[ri * CO + (size_t)h * HD];
+                double Di = 0.0;
+                for (int d = 0; d < HD; d++) Di += (double)go[d] * o[d];
+                for (int j = 0; j <= i; j++) {
+                    const size_t rj = (size_t)b * T + j;
+                    const float* k = &qkv[rj * C3 + (size_t)(NH + g) * HD];
+                    const float* v = &qkv[rj * C3 + (size_t)(NH + NKV + g) * HD];
+                    double sdot = 0.0, dp = 0.0;
+                    for (int d = 0; d < HD; d++) sdot += (double)q[d] * k[d], dp += (double)go[d] * v[d];
+                    const double P = exp(sdot * scale - lse_c[((size_t)b * NH + h) * T + i]);
+                    const double dS = fabs(P * (dp - Di));
+                    for (int d = 0; d < HD; d++) {
+                        bound[ri * C3 + (size_t)h * HD + d] += scale * dS * fabs(k[d]) * 3.0 * u;
+                        bound[rj * C3 + (size_t)(NH + g) * HD + d] += scale * dS * fabs(q[d]) * 3.0 * u;
+                        bound[rj * C3 + (size_t)(NH + NKV + g) * HD + d] += P * fabs(go[d]) * u;
+                    }
+                }
+            }
+        }
+    const char* names[3] = {"dQ", "dK", "dV"};
+    for (int part = 0; part < 3; part++) {
+        const size_t c0 = part == 0 ? 0 : part == 1 ? (size_t)NH * HD : (size_t)(NH + NKV) * HD;
+        const size_t c1 = part == 0 ? (size_t)NH * HD : part == 1 ? (size_t)(NH + NKV) * HD : C3;
+        double ref_max = 0.0;
+        for (size_t n = 0; n < N; n++)
+            for (size_t c = c0; c < c1; c++) ref_max = fmax(ref_max, fabs((double)dqkv_c[n * C3 + c]));
+        double worst = 0.0, err_max = 0.0;  // worst: largest error / its bound
+        for (size_t n = 0; n < N; n++)
+            for (size_t c = c0; c < c1; c++) {
+                const double e = fabs((double)dqkv[n * C3 + c] - dqkv_c[n * C3 + c]);
+                const double t = bound[n * C3 + c] + 1e-4 * ref_max;
+                err_max = e == e ? fmax(err_max, e) : INFINITY;
+                worst = e == e ? fmax(worst, e / t) : INFINITY;
+            }
+        printf("  %-5s B=%d T=%-4d NH=%d NKV=%d HD=%-4d  %s max err %.2e (max |ref| %.2e), worst err/bound %.3f\n",
+               bf16_input ? "bf16" : "fp32", B, T, NH, NKV, HD, names[part], err_max, ref_max, worst);
+        CHECK(worst <= 1.0, "flash backward %s (%s, T=%d, NH=%d, NKV=%d, HD=%d): an element exceeds its bound (x%.3g)",
+              names[part], bf16_input ? "bf16" : "fp32", T, NH, NKV, HD, worst);
+    }
+    cudaFree(d_in), cudaFree(d_dout), cudaFree(d_out), cudaFree(d_lse), cudaFree(d_dqkv);
+}
+
 int main(void) {
     printf("flash attention forward (emulator) vs cpu_attention_forward:\n");
     for (int bf16 = 0; bf16 < 2; bf16++) {
@@ -171,5 +265,10 @@ int main(void) {
     printf("fp32* = arbitrary fp32 inputs, rounded to bf16 by the kernel (per-row bound, worst shown):\n");
     run_case(2, 67, 4, 1, 64, false, true);
     run_case(1, 130, 4, 4, 128, false, true);
+    printf("flash attention backward (emulator) vs cpu_attention_backward (per-element bound, see above):\n");
+    run_bwd_case(2, 67, 4, 1, 64, true);    // ratio 4: dK/dV summed over 4 heads, 2 key tiles
+    run_bwd_case(1, 130, 2, 2, 128, false); // ratio 1, 3 tiles
+    run_bwd_case(1, 37, 6, 2, 96, true);    // ratio 3, one partial tile
+    run_bwd_case(1, 67, 2, 1, 80, false);
     return test_summary();
 }

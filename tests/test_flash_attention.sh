@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The tensor-core flash attention forward (kernels/cuda/flash_attention.cuh: mma.sync, ldmatrix,
-# cp.async double buffering) run on the CPU emulator against the C oracle cpu_attention_forward:
+# The tensor-core flash attention forward and backward (kernels/cuda/flash_attention.cuh: mma.sync,
+# ldmatrix, cp.async double buffering) run on the CPU emulator against the C oracles
+# cpu_attention_forward / cpu_attention_backward:
 # builds tests/emu_flash_check.cu with g++ against tests/emu and build/libqstar.a, then runs it
 # (head dims 64/80/96/128, GQA ratios 1 and 4, odd T, fp32 and bf16 input; tolerances derived from
 # bf16's unit roundoff 2^-8, stated in the .cu). Also with CUEMU_WORKERS=2 and the reverse and a
@@ -46,7 +47,8 @@ for setting in "" "CUEMU_WORKERS=2" "CUEMU_SCHEDULE=reverse" "CUEMU_SCHEDULE=ran
   pass=$((pass + p)); fail=$((fail + f))
 done
 # The SASS of the nvcc build (make cuda) must hold the tensor-core instructions: HMMA (mma.sync) and
-# LDSM (ldmatrix) in every flash kernel, LDGSTS (cp.async) in the bf16-input ones, for sm_80 and sm_90.
+# LDSM (ldmatrix) in every flash kernel (forward, backward dK/dV and dQ), LDGSTS (cp.async) in the
+# bf16-input ones, for sm_80 and sm_90.
 # Needs cuobjdump + nvdisasm (PyPI: nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm) and a current
 # build/cuda/backend_cuda.o; otherwise says why it is skipped.
 obj=build/cuda/backend_cuda.o
@@ -57,15 +59,15 @@ elif [ ! -f "$obj" ] || [ kernels/cuda/flash_attention.cuh -nt "$obj" ] || [ ker
 else
   counts=$(cuobjdump -sass "$obj" 2>/dev/null | awk '
     /arch = /{arch=$3} /Function : /{f=$3}
-    f ~ /flash_attention_forward_kernel/ { for (i = 1; i <= NF; i++) if ($i ~ /^(HMMA|LDSM|LDGSTS)/) { split($i, b, "."); c[arch " " f " " b[1]]++ } }
-    /Function : .*flash_attention_forward_kernel/ { k[arch " " $3] = 1 }
+    f ~ /flash_(attention_forward|bwd_dkv|bwd_dq)_kernel/ { for (i = 1; i <= NF; i++) if ($i ~ /^(HMMA|LDSM|LDGSTS)/) { split($i, b, "."); c[arch " " f " " b[1]]++ } }
+    /Function : .*flash_(attention_forward|bwd_dkv|bwd_dq)_kernel/ { k[arch " " $3] = 1 }
     END { for (x in k) { split(x, a, " "); bf = a[2] ~ /bfloat16/;
             printf "%s %s %d %d %d\n", a[1], a[2], c[x " HMMA"], c[x " LDSM"], bf ? c[x " LDGSTS"] : -1 } }')
   nk=$(echo "$counts" | grep -c . ); bad=$(echo "$counts" | awk '$3 == 0 || $4 == 0 || $5 == 0' | grep -c .)
   for arch in sm_80 sm_90; do
     n=$(echo "$counts" | awk -v a=$arch '$1 == a' | grep -c .)
-    if [ "$n" = 8 ]; then pass=$((pass + 1)); echo "ok    $arch: 8 flash kernels in the SASS"
-    else fail=$((fail + 1)); echo "FAIL  $arch: $n flash kernels in the SASS, want 8 (4 head dims x 2 input types)"; fi
+    if [ "$n" = 24 ]; then pass=$((pass + 1)); echo "ok    $arch: 24 flash kernels in the SASS"
+    else fail=$((fail + 1)); echo "FAIL  $arch: $n flash kernels in the SASS, want 24 (3 kernels x 4 head dims x 2 input types)"; fi
   done
   if [ "$nk" -gt 0 ] && [ "$bad" = 0 ]; then pass=$((pass + 1)); echo "ok    HMMA and LDSM in every flash kernel, LDGSTS in the bf16-input ones"
   else fail=$((fail + 1)); echo "FAIL  tensor-core instructions missing (arch, kernel, HMMA, LDSM, LDGSTS):"; echo "$counts" | awk '$3 == 0 || $4 == 0 || $5 == 0'; fi

@@ -1,6 +1,6 @@
 /*
- * Causal grouped-query attention forward on tensor cores, FlashAttention-2 style. NOT wired into the
- * backend table yet: its products are bf16 (fp32 accumulate), and the backend contract (ops.h) is
+ * Causal grouped-query attention forward and backward on tensor cores, FlashAttention-2 style (the
+ * backward is described at its kernels below). NOT wired into the backend table yet: its products are bf16 (fp32 accumulate), and the backend contract (ops.h) is
  * fp32 today, so it waits for the bf16 precision issue; tests/test_flash_attention.sh checks it on
  * the emulator against the CPU oracle with a bf16-derived tolerance. Same contract as
  * attention_forward in kernels/ops.h: qkv rows hold NH query heads, then NKV key heads, then NKV value
@@ -262,5 +262,362 @@ void flash_attention_forward(floatX* out, float* lse, const Tin* qkv, int B, int
     case 96: flash_attention_forward_hd<96>(out, lse, qkv, B, T, NH, NKV, stream); break;
     case 128: flash_attention_forward_hd<128>(out, lse, qkv, B, T, NH, NKV, stream); break;
     default: fatal("flash_attention_forward: head dim %d not built (64, 80, 96, 128)", HD);
+    }
+}
+
+// =====================================================================================================
+// Backward, FlashAttention-2 style and deterministic (no atomics; every gradient element has one owner):
+//   flash_bwd_dot_kernel:  D = Σ_d dO·O per (row, head), the softmax-backward row term;
+//   flash_bwd_dkv_kernel:  one block per (64-key tile, kv head, batch) owns dK and dV of those keys; it
+//                          walks every query tile at or after the diagonal of every head of the group
+//                          (Q, dO, LSE, D double-buffered), recomputing Pᵀ = exp(Sᵀ - LSE) from K·Qᵀ:
+//                          dV += Pᵀ·dO, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ∘(dPᵀ - D), dK += dSᵀ·Q;
+//   flash_bwd_dq_kernel:   one block per (64-query tile, head, batch) owns dQ: S = Q·Kᵀ, P, dP = dO·Vᵀ,
+//                          dS, dQ += dS·K over the key tiles up to the diagonal.
+// Fragment plumbing as in the forward: a row-major [row][d] tile is an A operand (ldmatrix), the
+// n-major B operand of a product over d (ldmatrix), or the k-major B operand of a product over rows
+// (ldmatrix.trans); P and dS are re-packed from accumulators to A fragments in registers. dqkv is
+// overwritten (rows < T). Inputs staged as in the forward (Tin = float or bf16); D and LSE stay fp32.
+// =====================================================================================================
+
+// D[b, h, i] = Σ_d dO[i, h, d] · O[i, h, d]: one warp per (row, head)
+template <class Tin>
+__global__ void flash_bwd_dot_kernel(float* D,             // (B, NH, T)
+                                     const Tin* dout,      // (B*T, NH*HD)
+                                     const floatX* out,    // (B*T, NH*HD)
+                                     int B, int T, int NH, int HD) {
+    const long w = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (w >= (long)B * T * NH) return;  // whole warps
+    const int lane = threadIdx.x % 32, h = (int)(w % NH);
+    const long n = w / NH;  // row b*T + i
+    const floatX* o = out + n * NH * HD + (size_t)h * HD;
+    const Tin* g = dout + n * NH * HD + (size_t)h * HD;
+    float s = 0.0f;
+    for (int d = lane; d < HD; d += 32) s += (float)o[d] * (float)g[d];
+    s = warp_sum(s);
+    if (lane == 0) D[((n / T) * NH + h) * T + n % T] = s;
+}
+
+// Repacks 16 rows x 64 columns of fp32 accumulators (8 n-blocks) into bf16 A fragments of 4 k-chunks.
+__device__ __forceinline__ void flash_pack_a(uint32_t (&a)[4][4], const float (&x)[8][4]) {
+#pragma unroll
+    for (int nb = 0; nb < 8; nb++) {
+        a[nb / 2][(nb % 2) * 2 + 0] = pack_bf16x2(x[nb][0], x[nb][1]);
+        a[nb / 2][(nb % 2) * 2 + 1] = pack_bf16x2(x[nb][2], x[nb][3]);
+    }
+}
+
+// dS = P̃∘(dP − D_row or D_col) in place in `dp`, with P̃ the bf16 P of the A fragments `pa` (as
+// flash_pack_a laid it out): keeping P only as bf16 saves 16 registers per lane; dS is rounded to bf16
+// for its own product anyway. d[e] is D of the element's row (dq) or column (dkv) for e = 0..3 of
+// n-block nb: d(nb, e).
+template <class DFn>
+__device__ __forceinline__ void flash_ds(float (&dp)[8][4], const uint32_t (&pa)[4][4], DFn d) {
+#pragma unroll
+    for (int nb = 0; nb < 8; nb++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const uint32_t w = pa[nb / 2][(nb % 2) * 2 + (e >> 1)];
+            const uint32_t bits = (e & 1) ? (w & 0xffff0000u) : (w << 16);
+            float pv;
+            memcpy(&pv, &bits, sizeof pv);
+            dp[nb][e] = pv * (dp[nb][e] - d(nb, e));
+        }
+}
+
+// acc(16 x 64) = A(16 rows of `a_tile`, rows a_row0..) · B(64 rows of `b_tile`)ᵀ, both [row][d] tiles of
+// HD columns: the product over d. acc is overwritten.
+template <int HD>
+__device__ __forceinline__ void flash_rows_dot_rows(float (&acc)[8][4], const __nv_bfloat16* a_tile, int a_row0,
+                                                    const __nv_bfloat16* b_tile, int lane) {
+    constexpr int ROW = FlashSmem<HD>::ROW;
+#pragma unroll
+    for (int nb = 0; nb < 8; nb++) acc[nb][0] = acc[nb][1] = acc[nb][2] = acc[nb][3] = 0.0f;
+#pragma unroll
+    for (int kc = 0; kc < HD / 16; kc++) {
+        uint32_t a[4];
+        ldmatrix_x4(a, a_tile + (a_row0 + lane % 16) * ROW + kc * 16 + (lane / 16) * 8);
+#pragma unroll
+        for (int np = 0; np < 4; np++) {
+            uint32_t kb[4];
+            ldmatrix_x4(kb, b_tile + (np * 16 + lane % 8 + (lane / 16) * 8) * ROW + kc * 16 + ((lane / 8) % 2) * 8);
+            const uint32_t b0[2] = {kb[0], kb[1]}, b1[2] = {kb[2], kb[3]};
+            mma_bf16_16816(acc[2 * np], a, b0);
+            mma_bf16_16816(acc[2 * np + 1], a, b1);
+        }
+    }
+}
+
+// acc(16 x HD) += A(16 x 64, fragments) · tile(64 rows x HD): the product over the tile's rows.
+template <int HD>
+__device__ __forceinline__ void flash_frag_times_rows(float (&acc)[HD / 8][4], const uint32_t (&a)[4][4],
+                                                      const __nv_bfloat16* tile, int lane) {
+    constexpr int ROW = FlashSmem<HD>::ROW;
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+#pragma unroll
+        for (int dp = 0; dp < HD / 16; dp++) {
+            uint32_t vb[4];
+            ldmatrix_x4_trans(vb, tile + (kk * 16 + lane % 16) * ROW + dp * 16 + (lane / 16) * 8);
+            const uint32_t b0[2] = {vb[0], vb[1]}, b1[2] = {vb[2], vb[3]};
+            mma_bf16_16816(acc[2 * dp], a[kk], b0);
+            mma_bf16_16816(acc[2 * dp + 1], a[kk], b1);
+        }
+    }
+}
+
+template <int HD>
+struct FlashBwdSmem {
+    static constexpr int TILE = FlashSmem<HD>::TILE;
+    // 6 bf16 tiles (two fixed, two double-buffered pairs) + 2 x 2 x 64 floats of row statistics
+    static constexpr size_t BYTES = (size_t)6 * TILE * sizeof(__nv_bfloat16) + 4 * 64 * sizeof(float);
+};
+
+// Stages fp32 row statistics (LSE in log2 units, D) of 64 query rows; rows past T get LSE = +inf so
+// that their P is 0.
+__device__ __forceinline__ void flash_stage_stats(float* s_lse2, float* s_d, const float* lse, const float* D,
+                                                  int q0, int T) {
+    for (int r = threadIdx.x; r < 64; r += blockDim.x) {
+        const bool ok = q0 + r < T;
+        s_lse2[r] = ok ? lse[q0 + r] * 1.4426950408889634f : INFINITY;
+        s_d[r] = ok ? D[q0 + r] : 0.0f;
+    }
+}
+
+template <int HD, class Tin>
+__global__ void __launch_bounds__(32 * FLASH_WARPS, 1)  // 1: let ptxas use up to 255 registers, not spill
+    flash_bwd_dkv_kernel(floatX* dqkv,       // (B*T, (NH + 2*NKV) * HD): K and V columns written
+                         const Tin* qkv,     // (B*T, (NH + 2*NKV) * HD)
+                         const Tin* dout,    // (B*T, NH*HD)
+                         const float* lse,   // (B, NH, T)
+                         const float* D,     // (B, NH, T)
+                         int T, int NH, int NKV) {
+    using S = FlashSmem<HD>;
+    constexpr int DB = HD / 8;
+    DYN_SMEM(__nv_bfloat16, smem);
+    __nv_bfloat16* sK = smem;
+    __nv_bfloat16* sV = sK + S::TILE;
+    __nv_bfloat16* sQ = sV + S::TILE;       // [2][TILE]
+    __nv_bfloat16* sdO = sQ + 2 * S::TILE;  // [2][TILE]
+    float* s_lse2 = reinterpret_cast<float*>(sdO + 2 * S::TILE);  // [2][64]
+    float* s_d = s_lse2 + 2 * 64;                                  // [2][64]
+
+    const int kt = gridDim.x - 1 - blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int group = NH / NKV, k0 = kt * 64, nqt = (T + 63) / 64;
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD, CO = (size_t)NH * HD;
+    const Tin* base = qkv + (size_t)b * T * C3;
+    const float scale = 1.0f / sqrtf((float)HD), scale_log2 = scale * 1.4426950408889634f;
+
+    flash_stage<HD>(sK, base + (size_t)k0 * C3 + (size_t)(NH + g) * HD, C3, 64, T - k0);
+    flash_stage<HD>(sV, base + (size_t)k0 * C3 + (size_t)(NH + NKV + g) * HD, C3, 64, T - k0);
+    // the iterations: every head of the group x every query tile from the diagonal on
+    const int per_head = nqt - kt, iters = group * per_head;
+    auto stage = [&](int it, int buf) {
+        const int h = g * group + it / per_head, q0 = (kt + it % per_head) * 64;
+        flash_stage<HD>(sQ + buf * S::TILE, base + (size_t)q0 * C3 + (size_t)h * HD, C3, 64, T - q0);
+        flash_stage<HD>(sdO + buf * S::TILE, dout + ((size_t)b * T + q0) * CO + (size_t)h * HD, CO, 64, T - q0);
+        flash_stage_stats(s_lse2 + buf * 64, s_d + buf * 64, lse + ((size_t)b * NH + h) * T,
+                          D + ((size_t)b * NH + h) * T, q0, T);
+    };
+    stage(0, 0);
+    cp_async_commit();
+
+    float dk[DB][4], dv[DB][4];
+#pragma unroll
+    for (int i = 0; i < DB; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.0f;
+    const int key_lo = k0 + warp * 16 + lane / 4;  // this lane's keys: key_lo and key_lo + 8
+
+    for (int it = 0; it < iters; it++) {
+        const int cur = it & 1;
+        if (it + 1 < iters) stage(it + 1, cur ^ 1);
+        cp_async_commit();
+        cp_async_wait_group<1>();
+        __syncthreads();
+        const __nv_bfloat16* tQ = sQ + cur * S::TILE;
+        const __nv_bfloat16* tdO = sdO + cur * S::TILE;
+        const float* tl = s_lse2 + cur * 64;
+        const float* td = s_d + cur * 64;
+        const int q0 = (kt + it % per_head) * 64;
+
+        // Pᵀ (16 keys x 64 queries): element (nb, e) is key key_lo + 8(e/2), query q0 + 8nb + 2(lane%4) + e%2
+        float p[8][4];
+        flash_rows_dot_rows<HD>(p, sK, warp * 16, tQ, lane);
+#pragma unroll
+        for (int nb = 0; nb < 8; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int qi = nb * 8 + 2 * (lane % 4) + (e & 1);
+                const bool masked = q0 == k0 && q0 + qi < key_lo + 8 * (e >> 1);  // causal: key > query
+                p[nb][e] = masked ? 0.0f : exp2f(p[nb][e] * scale_log2 - tl[qi]);
+            }
+        uint32_t pa[4][4];
+        flash_pack_a(pa, p);
+        flash_frag_times_rows<HD>(dv, pa, tdO, lane);  // dV += Pᵀ·dO
+
+        float dp[8][4];
+        flash_rows_dot_rows<HD>(dp, sV, warp * 16, tdO, lane);  // dPᵀ = V·dOᵀ
+        flash_ds(dp, pa, [&](int nb, int e) { return td[nb * 8 + 2 * (lane % 4) + (e & 1)]; });
+        flash_pack_a(pa, dp);
+        flash_frag_times_rows<HD>(dk, pa, tQ, lane);  // dK += dSᵀ·Q (scaled at the end)
+        __syncthreads();  // the next iteration refills the other buffers, the one after this one
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int key = key_lo + 8 * r;
+        if (key >= T) continue;
+        floatX* row = dqkv + ((size_t)b * T + key) * C3 + 2 * (lane % 4);
+        floatX* dkr = row + (size_t)(NH + g) * HD;
+        floatX* dvr = row + (size_t)(NH + NKV + g) * HD;
+#pragma unroll
+        for (int i = 0; i < DB; i++) {
+            dkr[i * 8] = (floatX)(dk[i][2 * r] * scale);
+            dkr[i * 8 + 1] = (floatX)(dk[i][2 * r + 1] * scale);
+            dvr[i * 8] = (floatX)dv[i][2 * r];
+            dvr[i * 8 + 1] = (floatX)dv[i][2 * r + 1];
+        }
+    }
+}
+
+template <int HD, class Tin>
+__global__ void __launch_bounds__(32 * FLASH_WARPS, 1)  // 1: let ptxas use up to 255 registers, not spill
+    flash_bwd_dq_kernel(floatX* dqkv,       // (B*T, (NH + 2*NKV) * HD): Q columns written
+                        const Tin* qkv,     // (B*T, (NH + 2*NKV) * HD)
+                        const Tin* dout,    // (B*T, NH*HD)
+                        const float* lse,   // (B, NH, T)
+                        const float* D,     // (B, NH, T)
+                        int T, int NH, int NKV) {
+    using S = FlashSmem<HD>;
+    constexpr int DB = HD / 8;
+    DYN_SMEM(__nv_bfloat16, smem);
+    __nv_bfloat16* sQ = smem;
+    __nv_bfloat16* sdO = sQ + S::TILE;
+    __nv_bfloat16* sK = sdO + S::TILE;     // [2][TILE]
+    __nv_bfloat16* sV = sK + 2 * S::TILE;  // [2][TILE]
+
+    const int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int g = h / (NH / NKV), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int q0 = qt * 64;
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD, CO = (size_t)NH * HD;
+    const Tin* base = qkv + (size_t)b * T * C3;
+    const Tin* kbase = base + (size_t)(NH + g) * HD;
+    const Tin* vbase = base + (size_t)(NH + NKV + g) * HD;
+    const float scale = 1.0f / sqrtf((float)HD), scale_log2 = scale * 1.4426950408889634f;
+
+    flash_stage<HD>(sQ, base + (size_t)q0 * C3 + (size_t)h * HD, C3, 64, T - q0);
+    flash_stage<HD>(sdO, dout + ((size_t)b * T + q0) * CO + (size_t)h * HD, CO, 64, T - q0);
+    flash_stage<HD>(sK, kbase, C3, 64, T);
+    flash_stage<HD>(sV, vbase, C3, 64, T);
+    cp_async_commit();
+
+    const int row_lo = q0 + warp * 16 + lane / 4;  // this lane's queries: row_lo and row_lo + 8
+    float lse2[2], drow[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row_lo + 8 * r;
+        const size_t at = ((size_t)b * NH + h) * T + row;
+        lse2[r] = row < T ? lse[at] * 1.4426950408889634f : INFINITY;
+        drow[r] = row < T ? D[at] : 0.0f;
+    }
+    float dq[DB][4];
+#pragma unroll
+    for (int i = 0; i < DB; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.0f;
+
+    for (int j = 0; j <= qt; j++) {
+        const int cur = j & 1;
+        if (j + 1 <= qt) {
+            const int k1 = (j + 1) * 64;
+            flash_stage<HD>(sK + (cur ^ 1) * S::TILE, kbase + (size_t)k1 * C3, C3, 64, T - k1);
+            flash_stage<HD>(sV + (cur ^ 1) * S::TILE, vbase + (size_t)k1 * C3, C3, 64, T - k1);
+        }
+        cp_async_commit();
+        cp_async_wait_group<1>();
+        __syncthreads();
+        const __nv_bfloat16* tK = sK + cur * S::TILE;
+        const __nv_bfloat16* tV = sV + cur * S::TILE;
+
+        // P (16 queries x 64 keys): element (nb, e) is query row_lo + 8(e/2), key j*64 + 8nb + 2(lane%4) + e%2
+        float p[8][4];
+        flash_rows_dot_rows<HD>(p, sQ, warp * 16, tK, lane);
+#pragma unroll
+        for (int nb = 0; nb < 8; nb++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = j * 64 + nb * 8 + 2 * (lane % 4) + (e & 1);
+                const bool masked = j == qt && key > row_lo + 8 * (e >> 1);
+                p[nb][e] = masked ? 0.0f : exp2f(p[nb][e] * scale_log2 - lse2[e >> 1]);
+            }
+        uint32_t da[4][4];
+        flash_pack_a(da, p);
+        float ds[8][4];
+        flash_rows_dot_rows<HD>(ds, sdO, warp * 16, tV, lane);  // dP = dO·Vᵀ
+        flash_ds(ds, da, [&](int, int e) { return drow[e >> 1]; });
+        flash_pack_a(da, ds);
+        flash_frag_times_rows<HD>(dq, da, tK, lane);  // dQ += dS·K (scaled at the end)
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int row = row_lo + 8 * r;
+        if (row >= T) continue;
+        floatX* dqr = dqkv + ((size_t)b * T + row) * C3 + (size_t)h * HD + 2 * (lane % 4);
+#pragma unroll
+        for (int i = 0; i < DB; i++) {
+            dqr[i * 8] = (floatX)(dq[i][2 * r] * scale);
+            dqr[i * 8 + 1] = (floatX)(dq[i][2 * r + 1] * scale);
+        }
+    }
+}
+
+static float* flash_scratch;
+static size_t flash_scratch_n;
+static float* flash_scratch_get(size_t n, cudaStream_t stream) {  // grow-only; stream order makes reuse safe
+    if (n > flash_scratch_n) {
+        if (flash_scratch) cudaCheck(cudaFreeAsync(flash_scratch, stream));
+        cudaCheck(cudaMallocAsync((void**)&flash_scratch, n * sizeof(float), stream));
+        flash_scratch_n = n;
+    }
+    return flash_scratch;
+}
+
+template <int HD, class Tin>
+static void flash_attention_backward_hd(floatX* dqkv, const Tin* dout, const floatX* out, const float* lse,
+                                        const Tin* qkv, int B, int T, int NH, int NKV, cudaStream_t stream) {
+    float* D = flash_scratch_get((size_t)B * NH * T, stream);
+    const long warps = (long)B * T * NH;
+    LAUNCH(flash_bwd_dot_kernel<Tin>, (unsigned)CEIL_DIV(warps, 8), 256, 0, stream, D, dout, out, B, T, NH, HD);
+    cudaCheckLaunch();
+    const size_t smem = FlashBwdSmem<HD>::BYTES;
+    cudaCheck(cudaFuncSetAttribute(flash_bwd_dkv_kernel<HD, Tin>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
+    cudaCheck(cudaFuncSetAttribute(flash_bwd_dq_kernel<HD, Tin>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
+    LAUNCH((flash_bwd_dkv_kernel<HD, Tin>), dim3(CEIL_DIV(T, 64), NKV, B), 32 * FLASH_WARPS, smem, stream, dqkv, qkv,
+           dout, lse, D, T, NH, NKV);
+    cudaCheckLaunch();
+    LAUNCH((flash_bwd_dq_kernel<HD, Tin>), dim3(CEIL_DIV(T, 64), NH, B), 32 * FLASH_WARPS, smem, stream, dqkv, qkv,
+           dout, lse, D, T, NH, NKV);
+    cudaCheckLaunch();
+}
+
+// dqkv (overwritten) from dout (in the input type), out and lse of the forward. Same shapes and
+// restrictions as flash_attention_forward.
+template <class Tin>
+void flash_attention_backward(floatX* dqkv, const Tin* dout, const floatX* out, const float* lse, const Tin* qkv,
+                              int B, int T, int NH, int NKV, int HD, cudaStream_t stream) {
+    if (T <= 0 || B <= 0) return;
+    if (NKV <= 0 || NH % NKV != 0) fatal("flash_attention_backward: NH=%d is not a multiple of NKV=%d", NH, NKV);
+    if ((uintptr_t)qkv % 16 != 0 || (uintptr_t)dout % 16 != 0)
+        fatal("flash_attention_backward: qkv or dout is not 16-byte aligned");
+    switch (HD) {
+    case 64: flash_attention_backward_hd<64>(dqkv, dout, out, lse, qkv, B, T, NH, NKV, stream); break;
+    case 80: flash_attention_backward_hd<80>(dqkv, dout, out, lse, qkv, B, T, NH, NKV, stream); break;
+    case 96: flash_attention_backward_hd<96>(dqkv, dout, out, lse, qkv, B, T, NH, NKV, stream); break;
+    case 128: flash_attention_backward_hd<128>(dqkv, dout, out, lse, qkv, B, T, NH, NKV, stream); break;
+    default: fatal("flash_attention_backward: head dim %d not built (64, 80, 96, 128)", HD);
     }
 }
