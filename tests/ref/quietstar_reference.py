@@ -7,6 +7,7 @@ autograd differentiates the whole unrolled computation. The thought tokens are f
 qstar can run the same step and compare every number.
 
   quietstar_reference.py OUT_DIR [--n-ahead 6 --n-talk 3 --passes 2 --batch 2 --seq 12 --zero-mixer]
+  quietstar_reference.py - --time N [--hidden 256 --layers 4 --heads 8 --kv-heads 2 --ffn 688 --vocab 2048 ...]
 
 Writes OUT_DIR/model.safetensors + config.json (a qstar Quiet-STaR checkpoint: the Mistral tensors
 plus quietstar.*) and OUT_DIR/ref.safetensors: ids, forced thoughts, base NLL, talk NLLs, rewards,
@@ -19,55 +20,16 @@ from safetensors.torch import save_file
 from transformers import MistralConfig, MistralForCausalLM
 from transformers.models.mistral.modeling_mistral import apply_rotary_pos_emb
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
-    ap.add_argument("--n-ahead", type=int, default=6)
-    ap.add_argument("--n-talk", type=int, default=3)
-    ap.add_argument("--passes", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--seq", type=int, default=12)
-    ap.add_argument("--zero-mixer", action="store_true", help="last mixing layer at zero (its initial state)")
-    ap.add_argument("--seed", type=int, default=5)
-    ap.add_argument("--policy-weight", type=float, default=1e6)
-    a = ap.parse_args()
-    torch.manual_seed(a.seed)
+def step(a, model, qsp, cfg, x, forced, causal, diag, check):
+    """One Quiet-STaR step (forward and backward) the way the reference computes it."""
     NA, T, P, B, L = a.n_ahead, a.n_talk, a.passes, a.batch, a.seq
-    V0 = 61
-    start_id, end_id = V0, V0 + 1
-    cfg = MistralConfig(vocab_size=V0 + 2, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, sliding_window=None,
-                        attn_implementation="eager")
-    model = MistralForCausalLM(cfg).float()
-    H = cfg.hidden_size
-    NH, NKV = cfg.num_attention_heads, cfg.num_key_value_heads
-    HD = H // NH
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if p.dim() == 2: p.normal_(0.0, 0.2)
-            else: p.uniform_(0.7, 1.3)
-    qsp = {
-        "quietstar.start_embedding": torch.randn(H) * 0.01,   # stored /100, used x100
-        "quietstar.end_embedding": torch.randn(H) * 0.01,
-        "quietstar.mixer.0.weight": torch.randn(H, 2 * H) * 0.2,
-        "quietstar.mixer.0.bias": torch.randn(H) * 0.1,
-        "quietstar.mixer.2.weight": torch.randn(H, H) * 0.2,
-        "quietstar.mixer.2.bias": torch.randn(H) * 0.1,
-        "quietstar.mixer.4.weight": torch.zeros(1, H) if a.zero_mixer else torch.randn(1, H) * 0.3,
-    }
-    qsp = {k: v.clone().requires_grad_(True) for k, v in qsp.items()}
-
     R, S = B * P, NA + T - 1
-    ids = torch.randint(0, V0, (B, L), generator=torch.Generator().manual_seed(a.seed + 1))
-    x = ids.repeat_interleave(P, dim=0)                                   # (R, L), passes adjacent
-    forced = torch.randint(0, V0, (NA - 3, R, L), generator=torch.Generator().manual_seed(a.seed + 2))
-
+    H, NH, NKV = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
+    HD = H // NH
+    start_id, end_id = cfg.vocab_size - 2, cfg.vocab_size - 1
     mm = model.model
     emb = mm.embed_tokens.weight
     lm_head = model.lm_head.weight
-    causal = torch.full((L, L), float("-inf")).triu(1)                   # block 0: causal over the text
-    diag = torch.full((L, L), float("-inf")).fill_diagonal_(0.0)          # thought blocks: own slot only
     caches = [([], []) for _ in mm.layers]
 
     def step_forward(inp, k):
@@ -105,7 +67,7 @@ def main():
     h0 = step_forward(emb[x], 0)
     logits0 = h0 @ lm_head.T
     # sanity: the dense-mask step 0 is transformers' own forward
-    assert (logits0 - model(input_ids=x).logits).abs().max().item() < 1e-4
+    if check: assert (logits0 - model(input_ids=x).logits).abs().max().item() < 1e-4
     ignore = torch.full((R, 1), -100, dtype=torch.long)
     base_ce = ce(logits0, torch.cat([x[:, 1:], ignore], 1))               # (R, L), slot L-1 ignored
     base_nll = base_ce.sum() / (R * (L - 1))
@@ -148,6 +110,77 @@ def main():
     policy = torch.stack([(-adv[:, :n_pol] * lp[:, :n_pol]).mean() for lp in logp]).mean() * a.policy_weight
     loss = 0.5 * base_nll + 0.5 * talk_nll.mean() + policy
     loss.backward()
+    return base_nll, talk_nll, reward, adv, policy, loss, logits0, talk_logits
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--n-ahead", type=int, default=6)
+    ap.add_argument("--n-talk", type=int, default=3)
+    ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--seq", type=int, default=12)
+    ap.add_argument("--zero-mixer", action="store_true", help="last mixing layer at zero (its initial state)")
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--policy-weight", type=float, default=1e6)
+    # timing mode (bench/run_quietstar_ref.sh): a model of this shape, the step run --time times after a
+    # warm-up, the best wall time printed; nothing written
+    ap.add_argument("--hidden", type=int, default=32)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--ffn", type=int, default=48)
+    ap.add_argument("--vocab", type=int, default=63, help="including the two thought tokens")
+    ap.add_argument("--time", type=int, default=0, metavar="N")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: process CPU time (with 1 thread)")
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    NA, T, P, B, L = a.n_ahead, a.n_talk, a.passes, a.batch, a.seq
+    V0 = a.vocab - 2
+    start_id, end_id = V0, V0 + 1
+    cfg = MistralConfig(vocab_size=V0 + 2, hidden_size=a.hidden, intermediate_size=a.ffn, num_hidden_layers=a.layers,
+                        num_attention_heads=a.heads, num_key_value_heads=a.kv_heads,
+                        max_position_embeddings=max(128, 2 * (L + NA + T)),
+                        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, sliding_window=None,
+                        attn_implementation="eager")
+    model = MistralForCausalLM(cfg).float()
+    H = cfg.hidden_size
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.dim() == 2: p.normal_(0.0, 0.2)
+            else: p.uniform_(0.7, 1.3)
+    qsp = {
+        "quietstar.start_embedding": torch.randn(H) * 0.01,   # stored /100, used x100
+        "quietstar.end_embedding": torch.randn(H) * 0.01,
+        "quietstar.mixer.0.weight": torch.randn(H, 2 * H) * 0.2,
+        "quietstar.mixer.0.bias": torch.randn(H) * 0.1,
+        "quietstar.mixer.2.weight": torch.randn(H, H) * 0.2,
+        "quietstar.mixer.2.bias": torch.randn(H) * 0.1,
+        "quietstar.mixer.4.weight": torch.zeros(1, H) if a.zero_mixer else torch.randn(1, H) * 0.3,
+    }
+    qsp = {k: v.clone().requires_grad_(True) for k, v in qsp.items()}
+
+    R = B * P
+    ids = torch.randint(0, V0, (B, L), generator=torch.Generator().manual_seed(a.seed + 1))
+    x = ids.repeat_interleave(P, dim=0)                                   # (R, L), passes adjacent
+    forced = torch.randint(0, V0, (NA - 3, R, L), generator=torch.Generator().manual_seed(a.seed + 2))
+
+    causal = torch.full((L, L), float("-inf")).triu(1)                   # block 0: causal over the text
+    diag = torch.full((L, L), float("-inf")).fill_diagonal_(0.0)          # thought blocks: own slot only
+
+    if a.time > 0:
+        import time
+        clock = time.process_time if a.clock == "cpu" else time.perf_counter
+        best = float("inf")
+        for rep in range(a.time + 1):
+            model.zero_grad(); [p.grad.zero_() for p in qsp.values() if p.grad is not None]
+            t0 = clock()
+            step(a, model, qsp, cfg, x, forced, causal, diag, check=False)
+            if rep > 0: best = min(best, clock() - t0)
+        print("reference step %.3f s (best of %d, %d threads)" % (best, a.time, torch.get_num_threads()))
+        return
+    base_nll, talk_nll, reward, adv, policy, loss, logits0, talk_logits = \
+        step(a, model, qsp, cfg, x, forced, causal, diag, check=True)
 
     os.makedirs(a.out, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
