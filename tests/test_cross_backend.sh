@@ -3,7 +3,8 @@
 # project's CPU emulator (tests/emu) form the `emu` backend. Every op test runs on it (tolerance per
 # op, maximum errors printed in the logs), the model-level gradient and generation tests run on it,
 # the Quiet-STaR parity case runs on it, and a full lm step and a full quietstar step of `qstar train`
-# agree between --device cpu and --device emu.
+# agree between --device cpu and --device emu. The op tests and the emulator's block/warp tests run a
+# second time under CUEMU_SCHEDULE=reverse with CUEMU_WORKERS=2.
 set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -23,6 +24,23 @@ run() {  # run NAME CMD...: the command must pass; its closing line is shown
 run test_ops build/tests/test_ops emu
 run test_thought_attention build/tests/test_thought_attention emu
 run test_quietstar_ops build/tests/test_quietstar_ops emu
+
+# The same op tests (every kernel that uses shared memory or warp-synchronous code runs in them) and
+# the emulator's own block/warp/atomics tests once more with the threads of each block run last to
+# first and the blocks spread over two workers (tests/emu/README.md): a missing __syncthreads or
+# __syncwarp that the default order hides (a thread reading what a lower-numbered thread writes) or a
+# race between blocks fails here. QSTAR_EMU_SCHEDULES="random:1 random:2 ..." adds runs under
+# random schedules (a longer, optional run).
+for sched in reverse ${QSTAR_EMU_SCHEDULES:-}; do
+  for t in test_ops test_thought_attention test_quietstar_ops; do
+    run "$t[$sched,2 workers]" env CUEMU_SCHEDULE=$sched CUEMU_WORKERS=2 build/tests/$t emu
+  done
+  for t in block warp atomics math; do
+    if [ -x build/tests/test_emu_$t ]; then
+      run "test_emu_$t[$sched,2 workers]" env CUEMU_SCHEDULE=$sched CUEMU_WORKERS=2 build/tests/test_emu_$t
+    else bad "build/tests/test_emu_$t is not built"; fi
+  done
+done
 run test_model_grad env QSTAR_TEST_DEVICE=emu build/tests/test_model_grad
 run test_quietstar_grad env QSTAR_TEST_DEVICE=emu build/tests/test_quietstar_grad
 run test_generate env QSTAR_TEST_DEVICE=emu build/tests/test_generate
