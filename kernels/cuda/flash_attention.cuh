@@ -1,11 +1,12 @@
 /*
  * Causal grouped-query attention forward and backward on tensor cores, FlashAttention-2 style (the
- * backward is described at its kernels below). NOT wired into the backend table yet: its products are bf16 (fp32 accumulate), and the backend contract (ops.h) is
- * fp32 today, so it waits for the bf16 precision issue; tests/test_flash_attention.sh checks it on
- * the emulator against the CPU oracle with a bf16-derived tolerance. Same contract as
- * attention_forward in kernels/ops.h: qkv rows hold NH query heads, then NKV key heads, then NKV value
- * heads, each HD wide; query head h reads kv head h / (NH/NKV); scale 1/sqrt(HD); out (B*T, NH*HD),
- * lse (B, NH, T) natural-log log-sum-exp of the scaled scores.
+ * backward is described at its kernels below). NOT wired into the backend table yet: its products
+ * are bf16 (fp32 accumulate) and the backend contract (ops.h) is fp32 today, so it waits for the bf16
+ * precision issue; tests/test_flash_attention.sh checks it on the emulator against the CPU oracle
+ * with tolerances derived from bf16's unit roundoff. Same contract as attention_forward/backward in
+ * kernels/ops.h: qkv rows hold NH query heads, then NKV key heads, then NKV value heads, each HD
+ * wide; query head h reads kv head h / (NH/NKV); scale 1/sqrt(HD); out (B*T, NH*HD), lse (B, NH, T)
+ * natural-log log-sum-exp of the scaled scores.
  *
  * Work split. One block of 4 warps per (64-row tile, head block, batch); warp w owns tile rows
  * 16w..16w+15. GQA packing: when the group size NH/NKV is a power of two (1, 2, 4, 8, ...), a tile
@@ -14,13 +15,15 @@
  * run one head per block. Tiles are launched last-first, so the long causal rows start early.
  * Per 64-key tile: S = Q·Kᵀ (16x64 per warp) by mma m16n8k16 with Q and K fragments from shared
  * memory by ldmatrix (K row-major [key][d] is exactly the col-major B operand, so no transpose);
- * causal mask only on tiles with keys past the tile's first position; online softmax in registers (base-2 exponentials, the row
- * max and sum kept per lane and reduced over the 4 lanes of a row by two shuffles); P is re-packed
- * from the S accumulators into A fragments without touching memory (the C layout of two adjacent
- * n-blocks is the A layout of one k-chunk); O += P·V with V [key][d] loaded by ldmatrix.trans.
+ * causal mask only on tiles with keys past the tile's first position; online softmax in registers
+ * (base-2 exponentials, the row max and sum kept per lane and reduced over the 4 lanes of a row by
+ * two shuffles); P is re-packed from the S accumulators into A fragments without touching memory
+ * (the C layout of two adjacent n-blocks is the A layout of one k-chunk); O += P·V with V [key][d]
+ * loaded by ldmatrix.trans.
  *
  * Staging and precision. Shared memory holds bf16: Q (64 rows) and a double buffer of K and V tiles,
- * rows padded by 8 elements (16 bytes) so the 8 row addresses of an ldmatrix fall in distinct banks.
+ * rows padded by 8 elements (16 bytes) so the 8 row addresses of an ldmatrix fall in distinct banks
+ * (the emulator's counters confirm 0 bank conflicts).
  *   Tin = __nv_bfloat16: cp.async 16-byte copies, tile j+1 in flight while tile j is computed
  *     (requires 16-byte aligned rows: HD and the row width are multiples of 8 elements, and qkv
  *     itself 16-byte aligned — checked by the launcher).
@@ -30,8 +33,15 @@
  *     activations.
  * Rows past T are zero-filled (a NaN there would survive P = 0 as 0·NaN). Products are exact in fp32;
  * the error is bf16 rounding of Q, K, V (and of P before P·V), unit roundoff 2^-8.
- * Shared memory: 5 · 64 · (HD+8) · 2 bytes = 46 KB (HD 64) ... 85 KB (HD 128), set per kernel
- * through cudaFuncSetAttribute when above 48 KB.
+ * Shared memory: forward 5 · 64 · (HD+8) · 2 bytes = 45 KiB (HD 64) ... 85 KiB (HD 128); backward
+ * 6 tiles + 1 KiB = 55 ... 103 KiB; set per kernel through cudaFuncSetAttribute above 48 KiB.
+ * Registers (ptxas, sm_80/sm_90, no spills): forward 96-132; backward dQ 126-179, dK/dV 166-255 — at
+ * HD 128 dK/dV sits at the 255 limit (dK and dV accumulators are 128 of them), so a compiler change
+ * could make it spill; make cuda would then fail and say so.
+ * Emulator limit, measured: removing the trailing __syncthreads of the double-buffered loops is NOT
+ * caught under any schedule (forward, reverse, random). Every ldmatrix/mma is a warp collective, so
+ * the warps stay within one collective step of each other and none gets far enough ahead to refill
+ * a buffer another still reads; the barrier is there by construction, not by test.
  */
 #pragma once
 
