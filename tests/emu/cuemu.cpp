@@ -134,6 +134,15 @@ struct Fiber {
     const char* name;
     const char* file;
     int line;
+    unsigned long long smem_calls; /* this lane's smem_access calls in this block */
+};
+
+/* one warp-wide shared-memory access being assembled from its lanes' smem_access calls */
+struct SmemAccess {
+    unsigned warp;
+    unsigned long long seq; /* the how-manieth call of each lane */
+    unsigned mask, arrived, bytes;
+    uintptr_t addr[32];
 };
 
 /* CUEMU_SCHEDULE: the order of blocks, and of the threads of a block between sync points */
@@ -179,6 +188,7 @@ struct Worker {
     uint3 block{0, 0, 0};
     unsigned nthreads = 0, nwarps = 0, n_done = 0, n_bar = 0, n_warp = 0;
     unsigned present[32], exited[32], nwait[32];
+    std::vector<SmemAccess> smem_pending; /* warp-wide accesses some lanes have not reached yet */
 };
 
 thread_local Worker* tl_worker = nullptr;
@@ -686,6 +696,33 @@ void release_barrier(Worker& w) {
     w.counts[C_BARRIERS]++;
 }
 
+/* Shared memory has 32 banks of 4 bytes. A warp's access is split into phases of 128 bytes' worth of
+ * lanes (32 lanes of <= 4 bytes, 16 of 8, 8 of 16); in a phase, lanes that touch the same 4-byte word
+ * share it (broadcast), and each bank serves one word per wavefront. Returns the wavefronts beyond
+ * one per phase. */
+unsigned long long extra_wavefronts(const SmemAccess& a) {
+    unsigned per_phase = a.bytes <= 4 ? 32 : a.bytes >= 16 ? 8 : 128 / a.bytes;
+    unsigned words_per_lane = a.bytes <= 4 ? 1 : a.bytes / 4;
+    unsigned long long extra = 0;
+    for (unsigned p0 = 0; p0 < 32; p0 += per_phase) {
+        uintptr_t words[32 * 4];
+        unsigned nw = 0;
+        for (unsigned l = p0; l < p0 + per_phase; l++) {
+            if (!(a.arrived >> l & 1)) continue;
+            for (unsigned k = 0; k < words_per_lane; k++) {
+                uintptr_t wd = a.addr[l] / 4 + k;
+                bool seen = false;
+                for (unsigned j = 0; j < nw && !seen; j++) seen = words[j] == wd;
+                if (!seen) words[nw++] = wd;
+            }
+        }
+        unsigned per_bank[32] = {}, most = 0;
+        for (unsigned j = 0; j < nw; j++) most = std::max(most, ++per_bank[words[j] % 32]);
+        if (most > 1) extra += most - 1;
+    }
+    return extra;
+}
+
 void run_block(Worker& w, unsigned long long b) {
     const Launch& L = *w.L;
     w.block = uint3{(unsigned)(b % L.grid.x), (unsigned)(b / L.grid.x % L.grid.y),
@@ -705,6 +742,7 @@ void run_block(Worker& w, unsigned long long b) {
         Fiber& f = w.fibers[i];
         f.state = RUNNABLE;
         f.op = 0;
+        f.smem_calls = 0;
         f.linear = i;
         f.lane = i & 31;
         f.warp = i >> 5;
@@ -712,6 +750,7 @@ void run_block(Worker& w, unsigned long long b) {
         seed_fiber(w, &f, i);
     }
     start_block_memory(w);
+    w.smem_pending.clear();
     w.counts[C_BLOCKS]++;
     w.counts[C_THREADS] += n;
     uint64_t rng = L.sched == S_RANDOM ? splitmix64(L.seed ^ (b * 0x9E3779B97F4A7C15ull)) : 0;
@@ -760,6 +799,9 @@ void run_block(Worker& w, unsigned long long b) {
         }
     }
     check_dynsmem_guard(w);
+    /* accesses that some lanes of their mask never made (they exited, or diverged): count what came */
+    for (SmemAccess& a : w.smem_pending) w.counts[C_BANK_CONFLICTS] += extra_wavefronts(a);
+    w.smem_pending.clear();
 }
 
 /* the block that runs at position p of the launch's block order */
@@ -1009,6 +1051,30 @@ void fiber_yield(const char* file, int line) {
     f->line = line;
     f->op = -1; /* marks "last stopped in a yield" for the livelock report */
     to_scheduler(*w, f);
+}
+
+void smem_access(const void* addr, unsigned bytes, unsigned mask, const char* file, int line) {
+    Worker* w = tl_worker;
+    if (!w || !w->cur) return;
+    Fiber* f = w->cur;
+    if (!(mask >> f->lane & 1))
+        fatal("%s calls cuemu::smem_access with mask 0x%08x, which does not include its own lane, at %s:%d",
+              where(*w, *f).c_str(), mask, file, line);
+    unsigned long long seq = f->smem_calls++;
+    SmemAccess* a = nullptr;
+    for (SmemAccess& x : w->smem_pending)
+        if (x.warp == f->warp && x.seq == seq) a = &x;
+    if (!a) {
+        w->smem_pending.push_back(SmemAccess{f->warp, seq, mask, 0, bytes, {}});
+        a = &w->smem_pending.back();
+    }
+    a->addr[f->lane] = (uintptr_t)addr;
+    a->arrived |= 1u << f->lane;
+    if (a->arrived == (a->mask & w->present[f->warp] & ~w->exited[f->warp])) {
+        w->counts[C_BANK_CONFLICTS] += extra_wavefronts(*a);
+        *a = w->smem_pending.back();
+        w->smem_pending.pop_back();
+    }
 }
 
 void misaligned(const void* p, unsigned align, const char* what, const char* file, int line) {

@@ -220,6 +220,17 @@ constexpr int warpSize = 32;
  *     ::cuemu::check_align(p, 16, "float4 load");
  *     #endif */
 namespace cuemu {
+/* Bank conflicts of a warp-wide shared-memory access made through a helper (ldmatrix, a vector
+ * load/store of shared memory): every lane of `mask` calls smem_access with the address it touches
+ * and the bytes per lane (4, 8 or 16); when the last lane of the mask has called, the emulator adds
+ * the access's extra wavefronts (32 banks of 4 bytes, phases of 32/16/8 lanes for 4/8/16-byte
+ * accesses, same-word broadcast) to C_BANK_CONFLICTS. It is not a sync point (it does not change
+ * the schedule); the lanes of a mask must make the same sequence of calls, as for a .sync.aligned
+ * instruction. For ldmatrix .x4, call it once per lane with the lane's 16-byte row address.
+ *     #ifdef CUEMU
+ *     ::cuemu::smem_access(row_ptr, 16);
+ *     #endif */
+void smem_access(const void* addr, unsigned bytes, unsigned mask = 0xffffffffu, CUEMU_SITE);
 [[noreturn]] void misaligned(const void* p, unsigned align, const char* what, const char* file, int line);
 inline void check_align(const void* p, unsigned align, const char* what, CUEMU_SITE) {
     if ((uintptr_t)p & (uintptr_t)(align - 1)) misaligned(p, align, what, CUEMU_AT);

@@ -8,6 +8,7 @@
  *     its leading red zone (the trailing one is tested in test_deadlock.cu);
  *   cudaMalloc accounting: current and peak bytes, memory_reset_peak(), CUEMU_MEMREPORT=1;
  *   cuemu::check_align, for helpers' vector loads: a misaligned 16-byte load names the kernel;
+ *   cuemu::smem_access: the bank conflicts of warp-wide shared accesses of 4, 8 and 16 bytes;
  *   per-launch counters: blocks, threads, barriers, warp collectives, and what a kernel reports
  *     through cuemu::count() (bytes, MMA, FLOPs), for the last launch and in total, the same with
  *     two workers, and CUEMU_COUNTERS=1 lines;
@@ -93,6 +94,17 @@ __device__ float4 load16(const float* p) {
 __global__ void k_vector_load(const float* in, float* out, int offset) {
     float4 v = load16(in + offset + 4 * threadIdx.x);
     out[threadIdx.x] = v.x + v.y + v.z + v.w;
+}
+
+/* one warp-wide shared-memory access per launch, described to the bank-conflict counter:
+ * lane l touches `bytes` bytes at byte offset l * stride (stride 0: all lanes the same word) */
+__global__ void k_banks(char* out, int stride, int bytes) {
+    __shared__ float4 s[32 * 33];
+    const char* p = reinterpret_cast<const char*>(s) + threadIdx.x * stride;
+#ifdef CUEMU
+    ::cuemu::smem_access(p, (unsigned)bytes);
+#endif
+    if (bytes == 0) *out = *p; /* never: the test only counts */
 }
 
 /* reads shared memory that no thread wrote in this block */
@@ -308,6 +320,21 @@ int main(int argc, char** argv) {
           "C entry points for counters");
     cuemu::reset_counters();
     CHECK(cuemu::total_counters()[cuemu::C_LAUNCHES] == 0, "reset_counters");
+
+    /* bank conflicts: {stride, bytes per lane, extra wavefronts} */
+    const int banks[][3] = {{4, 4, 0},    /* consecutive words */
+                            {0, 4, 0},    /* broadcast */
+                            {8, 4, 1},    /* stride 2 words: 2-way */
+                            {128, 4, 31}, /* stride 32 words: 32-way */
+                            {8, 8, 0},    /* 8-byte, consecutive: 2 conflict-free half-warp phases */
+                            {16, 16, 0},  /* float4, consecutive: 4 conflict-free quarter-warp phases */
+                            {32, 16, 4}}; /* float4 at stride 2: 2-way in each of 4 phases */
+    for (const auto& bk : banks) {
+        LAUNCH(k_banks, 1, 32, 0, 0, (char*)NULL, bk[0], bk[1]);
+        unsigned long long got = cuemu::last_launch_counters()[cuemu::C_BANK_CONFLICTS];
+        CHECK(got == (unsigned long long)bk[2], "bank conflicts of %d-byte accesses at stride %d: %llu (want %d)", bk[1],
+              bk[0], got, bk[2]);
+    }
     cudaFree(f);
     o = in_child(run_counters_print);
     CHECK(o.code == 0 &&
