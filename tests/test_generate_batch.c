@@ -108,7 +108,9 @@ static void check_model(Model* m, GenConfig gc, const char* what) {
 }
 
 int main(void) {
-    const Backend* be = backend_get(getenv("QSTAR_TEST_DEVICE") ? getenv("QSTAR_TEST_DEVICE") : "cpu");
+    const char* device = getenv("QSTAR_TEST_DEVICE") ? getenv("QSTAR_TEST_DEVICE") : "cpu";
+    const Backend* be = backend_get(device);
+    if (!be) fatal("backend \"%s\" is not in this build (%s)", device, backend_names());
     ModelConfig cfg = small_config(0);
     Model m;
     model_create(&m, &cfg, be);

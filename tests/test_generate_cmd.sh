@@ -7,6 +7,7 @@
 #    its batch-mates), another seed other samples, samples of one prompt differ from each other;
 #  - sample 0 of every prompt equals what `qstar sample` prints for it, with and without thoughts;
 #  - --stop cuts the completion before the stop string and ends the request there;
+#  - on the emu backend (the CUDA kernels on the CPU emulator): the same greedy tokens as on cpu;
 #  - bad input files: one line naming the file and line, exit status 1.
 set -u
 cd "$(dirname "$0")/.."
@@ -134,6 +135,22 @@ assert n_cut >= 1
 print(f"stop {stop!r}: {n_cut} of {len(a)} completions cut")
 PY
 then ok "--stop cuts completions before the stop string, others unchanged"; else bad "--stop"; fi
+
+# the CUDA kernels on the emulator (bin/qstar-emu, built by make tests): the same greedy tokens as
+# the CPU, thinking, at batch 4; and the batched-generation unit test on the emu backend
+if [ -x bin/qstar-emu ]; then
+  ecommon=(--ckpt "$qs" --in "$work/p.jsonl" --samples 2 --temperature 0 --max-tokens 5 --seed 7 --thoughts --batch 4)
+  bin/qstar-emu generate "${ecommon[@]}" --device emu --out "$work/emu.jsonl" 2> "$work/emu.err" \
+    || bad "generate on emu failed: $(tail -1 "$work/emu.err")"
+  $Q generate "${ecommon[@]}" --out "$work/cpu.jsonl" 2> /dev/null || bad "generate on cpu failed"
+  cmp -s "$work/emu.jsonl" "$work/cpu.jsonl" && ok "emu backend: the same greedy tokens as cpu, with thoughts" \
+    || bad "emu backend: tokens differ from cpu"
+  QSTAR_TEST_DEVICE=emu build/tests/test_generate_batch > "$work/batch_emu.log" 2>&1 \
+    && ok "emu backend: test_generate_batch ($(tail -1 "$work/batch_emu.log"))" \
+    || bad "emu backend: test_generate_batch: $(grep -m1 FAIL "$work/batch_emu.log")"
+else
+  echo "skipped: emu backend checks (bin/qstar-emu not built; make tests builds it)"
+fi
 
 # bad input: one line naming the file (and line), exit status 1
 expect_error() {  # $1 description, $2 file content, $3 expected message part
