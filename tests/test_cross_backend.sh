@@ -26,8 +26,9 @@ run test_thought_attention build/tests/test_thought_attention emu
 run test_quietstar_ops build/tests/test_quietstar_ops emu
 
 # The same op tests (every kernel that uses shared memory or warp-synchronous code runs in them) and
-# the emulator's own block/warp/atomics tests once more with the threads of each block run last to
-# first and the blocks spread over two workers (tests/emu/README.md): a missing __syncthreads or
+# the emulator's own block/warp/atomics/math/tensorcore tests once more with the threads of each
+# block run last to first and the blocks spread over two workers (tests/emu/README.md; the flash
+# attention kernels have their own schedule runs in test_flash_attention.sh): a missing __syncthreads or
 # __syncwarp that the default order hides (a thread reading what a lower-numbered thread writes) or a
 # race between blocks fails here. QSTAR_EMU_SCHEDULES="random:1 random:2 ..." adds runs under
 # random schedules (a longer, optional run).
@@ -35,7 +36,8 @@ for sched in reverse ${QSTAR_EMU_SCHEDULES:-}; do
   for t in test_ops test_thought_attention test_quietstar_ops; do
     run "$t[$sched,2 workers]" env CUEMU_SCHEDULE=$sched CUEMU_WORKERS=2 build/tests/$t emu
   done
-  for t in block warp atomics math; do
+  for t in block warp atomics math tensorcore; do
+    [ -f tests/emu/test_$t.cu ] || continue
     if [ -x build/tests/test_emu_$t ]; then
       run "test_emu_$t[$sched,2 workers]" env CUEMU_SCHEDULE=$sched CUEMU_WORKERS=2 build/tests/test_emu_$t
     else bad "build/tests/test_emu_$t is not built"; fi
