@@ -1,8 +1,10 @@
 /*
  * kernels/cuda/flash_attention.cuh (tensor-core causal GQA attention forward and backward) run on the
  * CPU emulator against the C oracles cpu_attention_forward / cpu_attention_backward
- * (kernels/cpu/attention.c). Built and run by tests/test_flash_attention.sh. The backward's cases and
- * bounds are stated at run_bwd_case.
+ * (kernels/cpu/attention.c), and the thought attention forward by decomposition against
+ * cpu_thought_attention_forward (k = 0, 1, 3, 14). Built and run by tests/test_flash_attention.sh. The
+ * backward's and the thought attention's cases and bounds are stated at run_bwd_case and
+ * run_thought_case.
  *
  * Cases: head dims 64, 80, 96, 128; GQA ratios 1, 2, 3, 4 (one and two kv heads) and 8; odd T (1, 37, 67, 130: partial last tiles,
  * one and several key tiles, the diagonal tile); batch 2; input staged from fp32 (today's floatX)
@@ -245,6 +247,59 @@ static void run_bwd_case(int B, int T, int NH, int NKV, int HD, bool bf16_input)
     cudaFree(d_in), cudaFree(d_dout), cudaFree(d_out), cudaFree(d_lse), cudaFree(d_dqkv);
 }
 
+// Thought attention (flash_thought_attention_forward) against cpu_thought_attention_forward: step k's
+// queries over the step-0 causal keys (tensor cores) and their own slot's keys at steps 1..k (fp32),
+// merged by log-sum-exp. Steps are stride apart with a gap between the blocks; bf16-exact inputs, so
+// the bounds of the plain forward apply (the own-slot part only adds fp32 rounding).
+static void run_thought_case(int R, int L, int NH, int NKV, int HD, int k, bool bf16_input) {
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD, N = (size_t)R * L, stride = N * C3 + 64;
+    std::vector<float> qkv(stride * (k + 1));
+    for (auto& x : qkv) x = __bfloat162float(__float2bfloat16(frand()));
+    std::vector<float> out_c(N * NH * HD), lse_c((size_t)R * NH * L);
+    cpu_thought_attention_forward(out_c.data(), lse_c.data(), qkv.data(), stride, k, R, L, NH, NKV, HD);
+    float* d_out = nullptr;
+    float* d_lse = nullptr;
+    cudaMalloc((void**)&d_out, out_c.size() * sizeof(float));
+    cudaMalloc((void**)&d_lse, lse_c.size() * sizeof(float));
+    void* d_in = nullptr;
+    if (bf16_input) {
+        std::vector<__nv_bfloat16> h(qkv.size());
+        for (size_t i = 0; i < h.size(); i++) h[i] = __float2bfloat16(qkv[i]);
+        __nv_bfloat16* d = dev(h);
+        flash_thought_attention_forward(d_out, d_lse, (const __nv_bfloat16*)d, stride, k, R, L, NH, NKV, HD,
+                                        qstar_stream);
+        d_in = d;
+    } else {
+        float* d = dev(qkv);
+        flash_thought_attention_forward(d_out, d_lse, (const float*)d, stride, k, R, L, NH, NKV, HD, qstar_stream);
+        d_in = d;
+    }
+    cudaDeviceSynchronize();
+    std::vector<float> out(out_c.size()), lse(lse_c.size());
+    cudaMemcpy(out.data(), d_out, out.size() * sizeof(float), cudaMemcpyDeviceToHost);
+    cudaMemcpy(lse.data(), d_lse, lse.size() * sizeof(float), cudaMemcpyDeviceToHost);
+    float vmax = 0.0f;
+    for (int s = 0; s <= k; s++)
+        for (size_t n = 0; n < N; n++)
+            for (size_t c = (size_t)(NH + NKV) * HD; c < C3; c++) vmax = fmaxf(vmax, fabsf(qkv[s * stride + n * C3 + c]));
+    const double u = 1.0 / 256.0, tol_out = 2.0 * u * vmax + 1e-5, tol_lse = 1e-4;
+    double err_out = 0.0, err_lse = 0.0;
+    for (size_t i = 0; i < out.size(); i++) {
+        const double e = fabs((double)out[i] - out_c[i]);
+        err_out = e == e ? fmax(err_out, e) : INFINITY;
+    }
+    for (size_t i = 0; i < lse.size(); i++) {
+        const double e = fabs((double)lse[i] - lse_c[i]);
+        err_lse = e == e ? fmax(err_lse, e) : INFINITY;
+    }
+    printf("  %-5s R=%d L=%-4d NH=%d NKV=%d HD=%-4d k=%-2d  out err %.2e (tol %.2e)  lse err %.2e (tol %.1e)\n",
+           bf16_input ? "bf16" : "fp32", R, L, NH, NKV, HD, k, err_out, tol_out, err_lse, tol_lse);
+    CHECK(err_out <= tol_out && err_lse <= tol_lse,
+          "flash thought forward (%s, L=%d, NH=%d, NKV=%d, HD=%d, k=%d): out err %.3e (tol %.3e), lse err %.3e",
+          bf16_input ? "bf16" : "fp32", L, NH, NKV, HD, k, err_out, tol_out, err_lse);
+    cudaFree(d_in), cudaFree(d_out), cudaFree(d_lse);
+}
+
 int main(void) {
     printf("flash attention forward (emulator) vs cpu_attention_forward:\n");
     for (int bf16 = 0; bf16 < 2; bf16++) {
@@ -265,6 +320,12 @@ int main(void) {
     printf("fp32* = arbitrary fp32 inputs, rounded to bf16 by the kernel (per-row bound, worst shown):\n");
     run_case(2, 67, 4, 1, 64, false, true);
     run_case(1, 130, 4, 4, 128, false, true);
+    printf("thought attention forward by decomposition vs cpu_thought_attention_forward:\n");
+    run_thought_case(2, 67, 4, 1, 64, 0, true);
+    run_thought_case(2, 67, 4, 1, 64, 1, false);
+    run_thought_case(1, 37, 4, 4, 128, 3, true);
+    run_thought_case(1, 67, 8, 2, 96, 14, false);
+    run_thought_case(2, 130, 4, 1, 80, 14, true);
     printf("flash attention backward (emulator) vs cpu_attention_backward (per-element bound, see above):\n");
     run_bwd_case(2, 67, 4, 1, 64, true);    // ratio 4: dK/dV summed over 4 heads, 2 key tiles
     run_bwd_case(1, 130, 2, 2, 128, false); // ratio 1, 3 tiles

@@ -1,6 +1,7 @@
 /*
  * Causal grouped-query attention forward and backward on tensor cores, FlashAttention-2 style (the
- * backward is described at its kernels below). NOT wired into the backend table yet: its products
+ * backward is described at its kernels below), and the Quiet-STaR thought attention forward by
+ * decomposition (the causal part on tensor cores, the own-slot keys in fp32, merged by log-sum-exp). NOT wired into the backend table yet: its products
  * are bf16 (fp32 accumulate) and the backend contract (ops.h) is fp32 today, so it waits for the bf16
  * precision issue; tests/test_flash_attention.sh checks it on the emulator against the CPU oracle
  * with tolerances derived from bf16's unit roundoff. Same contract as attention_forward/backward in
@@ -95,7 +96,9 @@ template <int HD, class Tin>
 __global__ void __launch_bounds__(32 * FLASH_WARPS)
     flash_attention_forward_kernel(floatX* out,      // (B*T, NH*HD)
                                    float* lse,       // (B, NH, T)
-                                   const Tin* qkv,   // (B*T, (NH + 2*NKV) * HD)
+                                   const Tin* qkv,   // (B*T, (NH + 2*NKV) * HD): keys and values
+                                   const Tin* qsrc,  // same layout: the queries (qkv itself, or a later
+                                                     // thought step's block)
                                    int T, int NH, int NKV,
                                    int gp) {         // 2^gp query heads of one group per block (GQA packing)
     using S = FlashSmem<HD>;
@@ -118,7 +121,7 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
     const int kend = min(q0 + (FLASH_BLOCK_Q >> gp), T);          // causal: keys 0..kend-1
     const int ntiles = (kend + FLASH_BLOCK_K - 1) / FLASH_BLOCK_K;
 
-    flash_stage<HD>(sQ, base + (size_t)q0 * C3 + (size_t)h0 * HD, C3, FLASH_BLOCK_Q, T - q0, gp);
+    flash_stage<HD>(sQ, qsrc + (size_t)b * T * C3 + (size_t)q0 * C3 + (size_t)h0 * HD, C3, FLASH_BLOCK_Q, T - q0, gp);
     flash_stage<HD>(sK, kbase, C3, FLASH_BLOCK_K, T);
     flash_stage<HD>(sV, vbase, C3, FLASH_BLOCK_K, T);
     cp_async_commit();
@@ -241,8 +244,8 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
 }
 
 template <int HD, class Tin>
-static void flash_attention_forward_hd(floatX* out, float* lse, const Tin* qkv, int B, int T, int NH, int NKV,
-                                       cudaStream_t stream) {
+static void flash_attention_forward_hd(floatX* out, float* lse, const Tin* qkv, const Tin* qsrc, int B, int T,
+                                       int NH, int NKV, cudaStream_t stream) {
     const size_t smem = FlashSmem<HD>::BYTES;
     if (smem > 48 * 1024)
         cudaCheck(cudaFuncSetAttribute(flash_attention_forward_kernel<HD, Tin>,
@@ -254,9 +257,23 @@ static void flash_attention_forward_hd(floatX* out, float* lse, const Tin* qkv, 
     if ((group & (group - 1)) == 0 && group <= FLASH_BLOCK_Q)
         while ((1 << gp) < group) gp++;
     const dim3 grid(CEIL_DIV(T, FLASH_BLOCK_Q >> gp), NH >> gp, B);
-    LAUNCH((flash_attention_forward_kernel<HD, Tin>), grid, 32 * FLASH_WARPS, smem, stream, out, lse, qkv, T, NH, NKV,
-           gp);
+    LAUNCH((flash_attention_forward_kernel<HD, Tin>), grid, 32 * FLASH_WARPS, smem, stream, out, lse, qkv, qsrc, T, NH,
+           NKV, gp);
     cudaCheckLaunch();
+}
+
+template <class Tin>
+static void flash_forward_dispatch(floatX* out, float* lse, const Tin* qkv, const Tin* qsrc, int B, int T, int NH,
+                                   int NKV, int HD, cudaStream_t stream) {
+    if (NKV <= 0 || NH % NKV != 0) fatal("flash attention: NH=%d is not a multiple of NKV=%d", NH, NKV);
+    if ((uintptr_t)qkv % 16 != 0 || (uintptr_t)qsrc % 16 != 0) fatal("flash attention: qkv is not 16-byte aligned");
+    switch (HD) {
+    case 64: flash_attention_forward_hd<64>(out, lse, qkv, qsrc, B, T, NH, NKV, stream); break;
+    case 80: flash_attention_forward_hd<80>(out, lse, qkv, qsrc, B, T, NH, NKV, stream); break;
+    case 96: flash_attention_forward_hd<96>(out, lse, qkv, qsrc, B, T, NH, NKV, stream); break;
+    case 128: flash_attention_forward_hd<128>(out, lse, qkv, qsrc, B, T, NH, NKV, stream); break;
+    default: fatal("flash attention: head dim %d not built (64, 80, 96, 128)", HD);
+    }
 }
 
 // Tin = float or __nv_bfloat16. HD must be 64, 80, 96 or 128; NH a multiple of NKV; qkv 16-byte aligned.
@@ -264,15 +281,78 @@ template <class Tin>
 void flash_attention_forward(floatX* out, float* lse, const Tin* qkv, int B, int T, int NH, int NKV, int HD,
                              cudaStream_t stream) {
     if (T <= 0 || B <= 0) return;
-    if (NKV <= 0 || NH % NKV != 0) fatal("flash_attention_forward: NH=%d is not a multiple of NKV=%d", NH, NKV);
-    if ((uintptr_t)qkv % 16 != 0) fatal("flash_attention_forward: qkv is not 16-byte aligned");
-    switch (HD) {
-    case 64: flash_attention_forward_hd<64>(out, lse, qkv, B, T, NH, NKV, stream); break;
-    case 80: flash_attention_forward_hd<80>(out, lse, qkv, B, T, NH, NKV, stream); break;
-    case 96: flash_attention_forward_hd<96>(out, lse, qkv, B, T, NH, NKV, stream); break;
-    case 128: flash_attention_forward_hd<128>(out, lse, qkv, B, T, NH, NKV, stream); break;
-    default: fatal("flash_attention_forward: head dim %d not built (64, 80, 96, 128)", HD);
+    flash_forward_dispatch(out, lse, qkv, qkv, B, T, NH, NKV, HD, stream);
+}
+
+// ---- Quiet-STaR thought attention forward by decomposition (contract: thought_attention_forward in
+// ops.h). A query of step k at (row r, slot i) sees the step-0 keys 0..i and its own slot's keys at
+// steps 1..k. Part 1 is the causal flash kernel with step k's queries against step 0's keys and values;
+// part 2, below, walks the k own-slot keys of each query in fp32 (O(L·k·HD), one warp per (row, slot,
+// head)) and merges its (o, lse) into part 1's by log-sum-exp. k = 0 is plain causal attention.
+template <class Tin>
+__global__ void __launch_bounds__(128)
+    flash_own_slot_merge_kernel(floatX* out,        // (R*L, NH*HD): part 1's result in, merged out
+                                float* lse,         // (R, NH, L): likewise
+                                const Tin* qkv,     // steps 0..k, (R*L, C3) each, stride step_stride
+                                size_t step_stride, int k, int R, int L, int NH, int NKV, int HD) {
+    const long w = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (w >= (long)R * L * NH) return;  // whole warps
+    const int lane = threadIdx.x % 32, h = (int)(w % NH), g = h / (NH / NKV);
+    const long n = w / NH;  // row r * L + slot i
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float q[4], acc[4];  // dims lane + 32t (HD <= 128)
+    const Tin* qrow = qkv + (size_t)k * step_stride + n * C3 + (size_t)h * HD;
+#pragma unroll
+    for (int t = 0; t < 4; t++) {
+        const int d = lane + 32 * t;
+        q[t] = d < HD ? (float)qrow[d] : 0.0f;
+        acc[t] = 0.0f;
     }
+    float m = -INFINITY, l = 0.0f;
+    for (int s = 1; s <= k; s++) {
+        const Tin* krow = qkv + (size_t)s * step_stride + n * C3 + (size_t)(NH + g) * HD;
+        const Tin* vrow = krow + (size_t)NKV * HD;
+        float dot = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            const int d = lane + 32 * t;
+            if (d < HD) dot += q[t] * (float)krow[d];
+        }
+        const float x = warp_sum(dot) * scale, mn = fmaxf(m, x), c = expf(m - mn), p = expf(x - mn);
+        l = l * c + p;
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            const int d = lane + 32 * t;
+            acc[t] = acc[t] * c + (d < HD ? p * (float)vrow[d] : 0.0f);
+        }
+        m = mn;
+    }
+    const size_t li = ((size_t)(n / L) * NH + h) * L + n % L;
+    const float lse1 = lse[li], lse2 = m + logf(l), mx = fmaxf(lse1, lse2);
+    const float w1 = expf(lse1 - mx), w2 = expf(lse2 - mx), inv = 1.0f / (w1 + w2);
+    floatX* o = out + n * NH * HD + (size_t)h * HD;
+#pragma unroll
+    for (int t = 0; t < 4; t++) {
+        const int d = lane + 32 * t;
+        if (d < HD) o[d] = (floatX)(((float)o[d] * w1 + acc[t] / l * w2) * inv);
+    }
+    __syncwarp();  // every lane has read lse1 before lane 0 overwrites it
+    if (lane == 0) lse[li] = mx + logf(w1 + w2);
+}
+
+template <class Tin>
+void flash_thought_attention_forward(floatX* out, float* lse, const Tin* qkv, size_t step_stride, int k, int R,
+                                     int L, int NH, int NKV, int HD, cudaStream_t stream) {
+    if (R <= 0 || L <= 0) return;
+    if (k > 0 && (step_stride * sizeof(Tin)) % 16 != 0)
+        fatal("flash thought attention: the step stride is not a multiple of 16 bytes");
+    flash_forward_dispatch(out, lse, qkv, qkv + (size_t)k * step_stride, R, L, NH, NKV, HD, stream);
+    if (k == 0) return;
+    const long warps = (long)R * L * NH;
+    LAUNCH(flash_own_slot_merge_kernel<Tin>, (unsigned)CEIL_DIV(warps, 4), 128, 0, stream, out, lse, qkv, step_stride,
+           k, R, L, NH, NKV, HD);
+    cudaCheckLaunch();
 }
 
 // =====================================================================================================
