@@ -17,6 +17,11 @@ work=build/bench-work/generate; rm -rf "$work"; mkdir -p "$work"
 bash tools/models/smollm2.sh
 make --no-print-directory bin/qstar >/dev/null
 export OMP_NUM_THREADS=$THREADS
+# OpenMP threads that wait by spinning steal the CPU from the working ones when the cores are shared
+# with other jobs (qstar's many small parallel regions lose up to 5x on a busy 2-core machine);
+# passive waiting, for both sides, unless the caller says otherwise.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+echo "threads $THREADS, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 PY=.venv/bin/python
 
 $PY - "$work" <<'PY'
