@@ -17,7 +17,7 @@ bad() { fail=$((fail+1)); echo "FAIL $*"; }
 work=build/test-work/smollm2; rm -rf "$work"; mkdir -p "$work"
 Q=bin/qstar
 PY=.venv/bin/python
-ck=runs/models/smollm2-135m-instruct
+ck=${SMOLLM2_DIR:-runs/models/smollm2-135m-instruct}
 NEW=24
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
