@@ -6,7 +6,7 @@
  * input gradient and the weight gradient, 128-bit accesses, templated on the activation type with fp32
  * math: it reads dout and inp once from HBM and reads and writes dinp once (16 B per element in fp32,
  * 8 in bf16, against 24 for the former pair of kernels, whose column kernel re-read dout and inp), and
- * reduces the weight gradient deterministically through a small scratch buffer.
+ * reduces the weight gradient deterministically through a small scratch buffer (a two-level tree).
  */
 #pragma once
 
@@ -64,14 +64,36 @@ __global__ void add_rmsnorm_forward_kernel(floatX* sum,          // (N, H)
 // one row at a time: each thread owns the same packs of columns in every row, so its share of the
 // weight gradient accumulates in shared memory it alone touches (layout [W][H/W]: conflict-free).
 // Per row: pass 1 reads dout and inp (kept in L1 for pass 2) and takes the block-wide dot product;
-// pass 2 reads dinp and writes it. At the end every block writes its H partial sums to a scratch row;
-// the last block to finish (an integer ticket, no float atomics) adds the G rows in block order, in
-// double, into dweight and resets the ticket. Every sum has a fixed order: deterministic on any GPU.
+// pass 2 reads dinp and writes it. The weight gradient's G partial rows are then added as a two-level
+// tree inside the same kernel, with integer tickets instead of float atomics: each block writes its
+// partial row; the last block of each group of RMSNORM_BWD_GROUP blocks to finish adds the group's rows
+// in block order (in double) into a group row; the last group to finish adds the group rows in group
+// order into dweight. The last-arriving block is only ever the one that does the adding, never the
+// order, so every sum has a fixed order: deterministic on any GPU. Tickets are left at 0.
+#define RMSNORM_BWD_GROUP 16
+#define RMSNORM_BWD_MAX_TICKETS 256  // groups + 1; blocks are at most 64K / 32 = 2048, so 129 at most
+
+// v = the W floats at p, read through L2 (written by other blocks of this kernel: never a stale L1 line).
+template <int W>
+__device__ __forceinline__ void load_floats_cg(float (&v)[W], const float* p) {
+    if constexpr (W % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < W / 4; k++) {
+            const float4 q = __ldcg(reinterpret_cast<const float4*>(p) + k);
+            v[4 * k] = q.x, v[4 * k + 1] = q.y, v[4 * k + 2] = q.z, v[4 * k + 3] = q.w;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < W; i++) v[i] = __ldcg(p + i);
+    }
+}
+
 template <class T, int W>
 __global__ void rmsnorm_backward_kernel(T* dinp,               // (N, H) +=
                                         float* dweight,        // (H) +=
-                                        float* scratch,        // (G, H) per-block partials
-                                        unsigned* ticket,      // 0 on entry, left 0
+                                        float* partial,        // (G, H) per-block partials
+                                        double* group_sum,     // (ceil(G / GROUP), H) per-group sums
+                                        unsigned* tickets,     // (groups + 1) 0 on entry, left 0
                                         const T* dout,         // (N, H)
                                         const T* inp,          // (N, H)
                                         const float* weight,   // (H)
@@ -81,6 +103,7 @@ __global__ void rmsnorm_backward_kernel(T* dinp,               // (N, H) +=
     __shared__ float red[32];
     __shared__ int last;
     const int tid = threadIdx.x, nt = blockDim.x, packs = H / W;
+    const float inv_h = 1.0f / (float)H;
     for (int p = tid; p < packs; p += nt)
         for (int j = 0; j < W; j++) dw[j * packs + p] = 0.0f;
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
@@ -96,7 +119,7 @@ __global__ void rmsnorm_backward_kernel(T* dinp,               // (N, H) +=
                 dw[j * packs + p] += dy[j] * (x[j] * r);
             }
         }
-        const float mean = block_sum(dot, red) * r / (float)H;
+        const float mean = block_sum(dot, red) * r * inv_h;
         for (int p = tid; p < packs; p += nt) {
             const Pack<T, W> x = load_pack_cs<T, W>(inp + o + p * W), dy = load_pack_cs<T, W>(dout + o + p * W);
             const Pack<float, W> w = load_pack<float, W>(weight + p * W);
@@ -106,32 +129,54 @@ __global__ void rmsnorm_backward_kernel(T* dinp,               // (N, H) +=
             store_pack_cs<T, W>(dinp + o + p * W, dx);
         }
     }
-    float* part = scratch + (size_t)blockIdx.x * H;
     for (int p = tid; p < packs; p += nt) {
         Pack<float, W> v;
 #pragma unroll
         for (int j = 0; j < W; j++) v.e[j] = dw[j * packs + p];
-        store_pack<float, W>(part + p * W, v);
+        store_pack<float, W>(partial + (size_t)blockIdx.x * H + p * W, v);
     }
-    __threadfence();  // the partials are visible device-wide before the ticket is taken
+    // level 1: the last block of this group adds the group's partial rows in block order
+    const int G = gridDim.x, groups = CEIL_DIV(G, RMSNORM_BWD_GROUP), g = blockIdx.x / RMSNORM_BWD_GROUP;
+    const int b0 = g * RMSNORM_BWD_GROUP, nb = G - b0 < RMSNORM_BWD_GROUP ? G - b0 : RMSNORM_BWD_GROUP;
+    __threadfence();  // this block's partials are visible device-wide before its ticket
     __syncthreads();
-    if (tid == 0) last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    if (tid == 0) last = atomicAdd(&tickets[g], 1u) == (unsigned)nb - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    for (int p = tid; p < packs; p += nt) {
+        double acc[W] = {};
+#pragma unroll 4
+        for (int b = 0; b < nb; b++) {
+            float v[W];
+            load_floats_cg<W>(v, partial + (size_t)(b0 + b) * H + p * W);
+#pragma unroll
+            for (int j = 0; j < W; j++) acc[j] += v[j];
+        }
+#pragma unroll
+        for (int j = 0; j < W; j++) group_sum[(size_t)g * H + p * W + j] = acc[j];
+    }
+    if (tid == 0) tickets[g] = 0u;
+    // level 2: the last group adds the group rows in group order into dweight
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(&tickets[groups], 1u) == (unsigned)groups - 1;
     __syncthreads();
     if (!last) return;
     __threadfence();
     for (int c = tid; c < H; c += nt) {
         double acc = 0.0;
-        for (int b = 0; b < (int)gridDim.x; b++) acc += __ldcg(scratch + (size_t)b * H + c);  // L2: other SMs wrote it
+        for (int q = 0; q < groups; q++) acc += __ldcg(group_sum + (size_t)q * H + c);
         dweight[c] += (float)acc;
     }
-    if (tid == 0) *ticket = 0u;
+    if (tid == 0) tickets[groups] = 0u;
 }
 
-// Scratch for the weight gradient's per-block partials and the ticket, grown on demand (the stream is
-// in order, so one buffer serves every call).
-static float* rmsnorm_scratch = nullptr;
-static size_t rmsnorm_scratch_floats = 0;
-static unsigned* rmsnorm_ticket = nullptr;
+// Scratch for the weight gradient (per-block partial rows, per-group sums) and the tickets, grown on
+// demand; the stream runs in order, so one buffer serves every call.
+static void* rmsnorm_scratch = nullptr;
+static size_t rmsnorm_scratch_bytes = 0;
+static unsigned* rmsnorm_tickets = nullptr;
 
 // Threads per block: one pack per thread up to 512; blocks: about 64K threads in all, at most N.
 // Both depend on N and H only, so the order of every sum is the same on every GPU.
@@ -151,29 +196,33 @@ static void rmsnorm_backward_launch(T* dinp, float* dweight, const T* dout, cons
     const bool vec = vec_aligned<T>(H, dinp, dout, inp) && vec_aligned<float>(W, weight);
     int threads, blocks;
     rmsnorm_backward_shape(N, vec ? H / W : H, &threads, &blocks);
-    const size_t need = (size_t)blocks * H;
-    if (need > rmsnorm_scratch_floats) {
+    const int groups = CEIL_DIV(blocks, RMSNORM_BWD_GROUP);
+    const size_t partial_bytes = (size_t)blocks * H * sizeof(float);  // a multiple of 16 in the vector path
+    const size_t need = partial_bytes + (size_t)groups * H * sizeof(double);
+    if (need > rmsnorm_scratch_bytes) {
         if (rmsnorm_scratch) cudaCheck(cudaFree(rmsnorm_scratch));
-        cudaCheck(cudaMalloc((void**)&rmsnorm_scratch, need * sizeof(float)));
-        rmsnorm_scratch_floats = need;
+        cudaCheck(cudaMalloc(&rmsnorm_scratch, need));
+        rmsnorm_scratch_bytes = need;
     }
-    if (!rmsnorm_ticket) {
-        cudaCheck(cudaMalloc((void**)&rmsnorm_ticket, sizeof(unsigned)));
-        cudaCheck(cudaMemsetAsync(rmsnorm_ticket, 0, sizeof(unsigned), qstar_stream));
+    if (!rmsnorm_tickets) {
+        cudaCheck(cudaMalloc((void**)&rmsnorm_tickets, RMSNORM_BWD_MAX_TICKETS * sizeof(unsigned)));
+        cudaCheck(cudaMemsetAsync(rmsnorm_tickets, 0, RMSNORM_BWD_MAX_TICKETS * sizeof(unsigned), qstar_stream));
     }
+    float* partial = (float*)rmsnorm_scratch;
+    double* group_sum = (double*)((char*)rmsnorm_scratch + (partial_bytes + 15) / 16 * 16);
     const size_t smem = (size_t)H * sizeof(float);
     if (vec) {
         if (smem > 48 * 1024)
             cudaCheck(cudaFuncSetAttribute(rmsnorm_backward_kernel<T, W>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            (int)smem));
-        LAUNCH((rmsnorm_backward_kernel<T, W>), blocks, threads, smem, qstar_stream, dinp, dweight, rmsnorm_scratch,
-               rmsnorm_ticket, dout, inp, weight, rstd, N, H);
+        LAUNCH((rmsnorm_backward_kernel<T, W>), blocks, threads, smem, qstar_stream, dinp, dweight, partial, group_sum,
+               rmsnorm_tickets, dout, inp, weight, rstd, N, H);
     } else {
         if (smem > 48 * 1024)
             cudaCheck(cudaFuncSetAttribute(rmsnorm_backward_kernel<T, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            (int)smem));
-        LAUNCH((rmsnorm_backward_kernel<T, 1>), blocks, threads, smem, qstar_stream, dinp, dweight, rmsnorm_scratch,
-               rmsnorm_ticket, dout, inp, weight, rstd, N, H);
+        LAUNCH((rmsnorm_backward_kernel<T, 1>), blocks, threads, smem, qstar_stream, dinp, dweight, partial, group_sum,
+               rmsnorm_tickets, dout, inp, weight, rstd, N, H);
     }
     cudaCheckLaunch();
 }
