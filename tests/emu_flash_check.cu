@@ -2,7 +2,7 @@
  * kernels/cuda/flash_attention.cuh (tensor-core causal GQA attention forward and backward) run on the
  * CPU emulator against the C oracles cpu_attention_forward / cpu_attention_backward
  * (kernels/cpu/attention.c), and the thought attention forward by decomposition against
- * cpu_thought_attention_forward (k = 0, 1, 3, 14). Built and run by tests/test_flash_attention.sh. The
+ * cpu_thought_attention_forward (k = 0, 1, 3, 14) and backward (k = 0, 3, 14). Built and run by tests/test_flash_attention.sh. The
  * backward's and the thought attention's cases and bounds are stated at run_bwd_case and
  * run_thought_case.
  *
@@ -300,6 +300,89 @@ static void run_thought_case(int R, int L, int NH, int NKV, int HD, int k, bool 
     cudaFree(d_in), cudaFree(d_out), cudaFree(d_lse);
 }
 
+// Thought attention backward (accumulating) against cpu_thought_attention_backward, from the oracle's
+// merged out and lse, dqkv pre-filled (both sides) so that += is checked; increments compared. Bound:
+// the causal step-0 part as in run_bwd_case (its P from the merged lse; dQ lands in step k, dK/dV in
+// step 0), the own-slot part is fp32 (no bf16 term), plus 1e-4 · the largest increment.
+static void run_thought_bwd_case(int R, int L, int NH, int NKV, int HD, int k, bool bf16_input) {
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD, CO = (size_t)NH * HD, N = (size_t)R * L, stride = N * C3 + 64;
+    const int group = NH / NKV;
+    std::vector<float> qkv(stride * (k + 1)), dout(N * CO), pre(stride * (k + 1));
+    for (auto& x : qkv) x = __bfloat162float(__float2bfloat16(frand()));
+    for (auto& x : dout) x = __bfloat162float(__float2bfloat16(frand()));
+    for (auto& x : pre) x = frand();
+    std::vector<float> out_c(N * CO), lse_c((size_t)R * NH * L), dqkv_c = pre;
+    cpu_thought_attention_forward(out_c.data(), lse_c.data(), qkv.data(), stride, k, R, L, NH, NKV, HD);
+    cpu_thought_attention_backward(dqkv_c.data(), dout.data(), out_c.data(), lse_c.data(), qkv.data(), stride, k, R, L,
+                                   NH, NKV, HD);
+    float* d_out = dev(out_c);
+    float* d_lse = dev(lse_c);
+    float* d_dqkv = dev(pre);
+    void *d_in = nullptr, *d_dout = nullptr;
+    if (bf16_input) {
+        std::vector<__nv_bfloat16> h(qkv.size()), hd(dout.size());
+        for (size_t i = 0; i < h.size(); i++) h[i] = __float2bfloat16(qkv[i]);
+        for (size_t i = 0; i < hd.size(); i++) hd[i] = __float2bfloat16(dout[i]);
+        __nv_bfloat16* a = dev(h);
+        __nv_bfloat16* g = dev(hd);
+        flash_thought_attention_backward(d_dqkv, (const __nv_bfloat16*)g, d_out, d_lse, (const __nv_bfloat16*)a, stride,
+                                         k, R, L, NH, NKV, HD, qstar_stream);
+        d_in = a, d_dout = g;
+    } else {
+        float* a = dev(qkv);
+        float* g = dev(dout);
+        flash_thought_attention_backward(d_dqkv, (const float*)g, d_out, d_lse, (const float*)a, stride, k, R, L, NH,
+                                         NKV, HD, qstar_stream);
+        d_in = a, d_dout = g;
+    }
+    cudaDeviceSynchronize();
+    std::vector<float> dqkv(pre.size());
+    cudaMemcpy(dqkv.data(), d_dqkv, dqkv.size() * sizeof(float), cudaMemcpyDeviceToHost);
+
+    const double u = 1.0 / 256.0, scale = 1.0 / sqrt((double)HD);
+    std::vector<double> bound(pre.size(), 0.0);
+    const size_t qs = (size_t)k * stride;  // step k's block: the queries and their dq
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < NH; h++) {
+            const int g = h / group;
+            for (int i = 0; i < L; i++) {
+                const size_t ri = (size_t)r * L + i;
+                const float* q = &qkv[qs + ri * C3 + (size_t)h * HD];
+                const float* go = &dout[ri * CO + (size_t)h * HD];
+                const float* o = &out_c[ri * CO + (size_t)h * HD];
+                double Di = 0.0;
+                for (int d = 0; d < HD; d++) Di += (double)go[d] * o[d];
+                for (int j = 0; j <= i; j++) {
+                    const size_t rj = (size_t)r * L + j;
+                    const float* kk = &qkv[rj * C3 + (size_t)(NH + g) * HD];
+                    const float* v = &qkv[rj * C3 + (size_t)(NH + NKV + g) * HD];
+                    double sdot = 0.0, dp = 0.0;
+                    for (int d = 0; d < HD; d++) sdot += (double)q[d] * kk[d], dp += (double)go[d] * v[d];
+                    const double P = exp(sdot * scale - lse_c[((size_t)r * NH + h) * L + i]);
+                    const double dS = fabs(P * (dp - Di));
+                    for (int d = 0; d < HD; d++) {
+                        bound[qs + ri * C3 + (size_t)h * HD + d] += scale * dS * fabs(kk[d]) * 3.0 * u;
+                        bound[rj * C3 + (size_t)(NH + g) * HD + d] += scale * dS * fabs(q[d]) * 3.0 * u;
+                        bound[rj * C3 + (size_t)(NH + NKV + g) * HD + d] += P * fabs(go[d]) * u;
+                    }
+                }
+            }
+        }
+    double inc_max = 0.0;
+    for (size_t i = 0; i < pre.size(); i++) inc_max = fmax(inc_max, fabs((double)dqkv_c[i] - pre[i]));
+    double worst = 0.0, err_max = 0.0;
+    for (size_t i = 0; i < pre.size(); i++) {
+        const double e = fabs(((double)dqkv[i] - pre[i]) - ((double)dqkv_c[i] - pre[i]));
+        err_max = e == e ? fmax(err_max, e) : INFINITY;
+        worst = e == e ? fmax(worst, e / (bound[i] + 1e-4 * inc_max)) : INFINITY;
+    }
+    printf("  %-5s R=%d L=%-4d NH=%d NKV=%d HD=%-4d k=%-2d  dqkv increment max err %.2e (max %.2e), worst err/bound %.3f\n",
+           bf16_input ? "bf16" : "fp32", R, L, NH, NKV, HD, k, err_max, inc_max, worst);
+    CHECK(worst <= 1.0, "flash thought backward (%s, L=%d, NH=%d, NKV=%d, HD=%d, k=%d): an element exceeds its bound (x%.3g)",
+          bf16_input ? "bf16" : "fp32", L, NH, NKV, HD, k, worst);
+    cudaFree(d_in), cudaFree(d_dout), cudaFree(d_out), cudaFree(d_lse), cudaFree(d_dqkv);
+}
+
 int main(void) {
     printf("flash attention forward (emulator) vs cpu_attention_forward:\n");
     for (int bf16 = 0; bf16 < 2; bf16++) {
@@ -331,5 +414,9 @@ int main(void) {
     run_bwd_case(1, 130, 2, 2, 128, false); // ratio 1, 3 tiles
     run_bwd_case(1, 37, 6, 2, 96, true);    // ratio 3, one partial tile
     run_bwd_case(1, 67, 2, 1, 80, false);
+    printf("thought attention backward by decomposition vs cpu_thought_attention_backward (increments):\n");
+    run_thought_bwd_case(2, 67, 4, 1, 64, 0, true);
+    run_thought_bwd_case(1, 67, 4, 2, 128, 3, false);
+    run_thought_bwd_case(1, 37, 6, 2, 96, 14, true);
     return test_summary();
 }

@@ -33,6 +33,11 @@ template void flash_thought_attention_forward<float>(floatX*, float*, const floa
                                                      cudaStream_t);
 template void flash_thought_attention_forward<__nv_bfloat16>(floatX*, float*, const __nv_bfloat16*, size_t, int, int,
                                                              int, int, int, int, cudaStream_t);
+template void flash_thought_attention_backward<float>(floatX*, const float*, const floatX*, const float*, const float*,
+                                                      size_t, int, int, int, int, int, int, cudaStream_t);
+template void flash_thought_attention_backward<__nv_bfloat16>(floatX*, const __nv_bfloat16*, const floatX*,
+                                                              const float*, const __nv_bfloat16*, size_t, int, int,
+                                                              int, int, int, int, cudaStream_t);
 
 cudaStream_t qstar_stream = 0;
 

@@ -1,7 +1,8 @@
 /*
  * Causal grouped-query attention forward and backward on tensor cores, FlashAttention-2 style (the
- * backward is described at its kernels below), and the Quiet-STaR thought attention forward by
- * decomposition (the causal part on tensor cores, the own-slot keys in fp32, merged by log-sum-exp). NOT wired into the backend table yet: its products
+ * backward is described at its kernels below), and the Quiet-STaR thought attention forward and
+ * backward by decomposition (the causal part on tensor cores, the own-slot keys in fp32, merged by
+ * log-sum-exp; see flash_thought_attention_forward/backward). NOT wired into the backend table yet: its products
  * are bf16 (fp32 accumulate) and the backend contract (ops.h) is fp32 today, so it waits for the bf16
  * precision issue; tests/test_flash_attention.sh checks it on the emulator against the CPU oracle
  * with tolerances derived from bf16's unit roundoff. Same contract as attention_forward/backward in
@@ -476,12 +477,13 @@ __device__ __forceinline__ void flash_stage_stats(float* s_lse2, float* s_d, con
 
 template <int HD, class Tin>
 __global__ void __launch_bounds__(32 * FLASH_WARPS, 1)  // 1: let ptxas use up to 255 registers, not spill
-    flash_bwd_dkv_kernel(floatX* dqkv,       // (B*T, (NH + 2*NKV) * HD): K and V columns written
-                         const Tin* qkv,     // (B*T, (NH + 2*NKV) * HD)
+    flash_bwd_dkv_kernel(floatX* dqkv,       // (B*T, (NH + 2*NKV) * HD): K and V columns written (or +=)
+                         const Tin* qkv,     // (B*T, (NH + 2*NKV) * HD): keys and values
+                         const Tin* qsrc,    // same layout: the queries
                          const Tin* dout,    // (B*T, NH*HD)
                          const float* lse,   // (B, NH, T)
                          const float* D,     // (B, NH, T)
-                         int T, int NH, int NKV) {
+                         int T, int NH, int NKV, int accumulate) {
     using S = FlashSmem<HD>;
     constexpr int DB = HD / 8;
     DYN_SMEM(__nv_bfloat16, smem);
@@ -505,7 +507,8 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS, 1)  // 1: let ptxas use up t
     const int per_head = nqt - kt, iters = group * per_head;
     auto stage = [&](int it, int buf) {
         const int h = g * group + it / per_head, q0 = (kt + it % per_head) * 64;
-        flash_stage<HD>(sQ + buf * S::TILE, base + (size_t)q0 * C3 + (size_t)h * HD, C3, 64, T - q0);
+        flash_stage<HD>(sQ + buf * S::TILE, qsrc + (size_t)b * T * C3 + (size_t)q0 * C3 + (size_t)h * HD, C3, 64,
+                        T - q0);
         flash_stage<HD>(sdO + buf * S::TILE, dout + ((size_t)b * T + q0) * CO + (size_t)h * HD, CO, 64, T - q0);
         flash_stage_stats(s_lse2 + buf * 64, s_d + buf * 64, lse + ((size_t)b * NH + h) * T,
                           D + ((size_t)b * NH + h) * T, q0, T);
@@ -564,22 +567,24 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS, 1)  // 1: let ptxas use up t
         floatX* dvr = row + (size_t)(NH + NKV + g) * HD;
 #pragma unroll
         for (int i = 0; i < DB; i++) {
-            dkr[i * 8] = (floatX)(dk[i][2 * r] * scale);
-            dkr[i * 8 + 1] = (floatX)(dk[i][2 * r + 1] * scale);
-            dvr[i * 8] = (floatX)dv[i][2 * r];
-            dvr[i * 8 + 1] = (floatX)dv[i][2 * r + 1];
+            const float k0v = dk[i][2 * r] * scale, k1v = dk[i][2 * r + 1] * scale;
+            dkr[i * 8] = (floatX)(accumulate ? (float)dkr[i * 8] + k0v : k0v);
+            dkr[i * 8 + 1] = (floatX)(accumulate ? (float)dkr[i * 8 + 1] + k1v : k1v);
+            dvr[i * 8] = (floatX)(accumulate ? (float)dvr[i * 8] + dv[i][2 * r] : dv[i][2 * r]);
+            dvr[i * 8 + 1] = (floatX)(accumulate ? (float)dvr[i * 8 + 1] + dv[i][2 * r + 1] : dv[i][2 * r + 1]);
         }
     }
 }
 
 template <int HD, class Tin>
 __global__ void __launch_bounds__(32 * FLASH_WARPS, 1)  // 1: let ptxas use up to 255 registers, not spill
-    flash_bwd_dq_kernel(floatX* dqkv,       // (B*T, (NH + 2*NKV) * HD): Q columns written
-                        const Tin* qkv,     // (B*T, (NH + 2*NKV) * HD)
+    flash_bwd_dq_kernel(floatX* dqkv,       // (B*T, (NH + 2*NKV) * HD): Q columns written (or +=)
+                        const Tin* qkv,     // (B*T, (NH + 2*NKV) * HD): keys and values
+                        const Tin* qsrc,    // same layout: the queries
                         const Tin* dout,    // (B*T, NH*HD)
                         const float* lse,   // (B, NH, T)
                         const float* D,     // (B, NH, T)
-                        int T, int NH, int NKV) {
+                        int T, int NH, int NKV, int accumulate) {
     using S = FlashSmem<HD>;
     constexpr int DB = HD / 8;
     DYN_SMEM(__nv_bfloat16, smem);
@@ -597,7 +602,7 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS, 1)  // 1: let ptxas use up t
     const Tin* vbase = base + (size_t)(NH + NKV + g) * HD;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = scale * 1.4426950408889634f;
 
-    flash_stage<HD>(sQ, base + (size_t)q0 * C3 + (size_t)h * HD, C3, 64, T - q0);
+    flash_stage<HD>(sQ, qsrc + (size_t)b * T * C3 + (size_t)q0 * C3 + (size_t)h * HD, C3, 64, T - q0);
     flash_stage<HD>(sdO, dout + ((size_t)b * T + q0) * CO + (size_t)h * HD, CO, 64, T - q0);
     flash_stage<HD>(sK, kbase, C3, 64, T);
     flash_stage<HD>(sV, vbase, C3, 64, T);
@@ -657,8 +662,9 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS, 1)  // 1: let ptxas use up t
         floatX* dqr = dqkv + ((size_t)b * T + row) * C3 + (size_t)h * HD + 2 * (lane % 4);
 #pragma unroll
         for (int i = 0; i < DB; i++) {
-            dqr[i * 8] = (floatX)(dq[i][2 * r] * scale);
-            dqr[i * 8 + 1] = (floatX)(dq[i][2 * r + 1] * scale);
+            const float a = dq[i][2 * r] * scale, c = dq[i][2 * r + 1] * scale;
+            dqr[i * 8] = (floatX)(accumulate ? (float)dqr[i * 8] + a : a);
+            dqr[i * 8 + 1] = (floatX)(accumulate ? (float)dqr[i * 8 + 1] + c : c);
         }
     }
 }
@@ -674,9 +680,12 @@ static float* flash_scratch_get(size_t n, cudaStream_t stream) {  // grow-only; 
     return flash_scratch;
 }
 
+// dq_dst / qsrc: the queries' gradient and values (the Q columns used), dkv_dst / qkv: the keys' and
+// values'; the same buffers for plain attention, step k's and step 0's blocks for thought attention.
 template <int HD, class Tin>
-static void flash_attention_backward_hd(floatX* dqkv, const Tin* dout, const floatX* out, const float* lse,
-                                        const Tin* qkv, int B, int T, int NH, int NKV, cudaStream_t stream) {
+static void flash_attention_backward_hd(floatX* dkv_dst, floatX* dq_dst, const Tin* dout, const floatX* out,
+                                        const float* lse, const Tin* qkv, const Tin* qsrc, int B, int T, int NH,
+                                        int NKV, int accumulate, cudaStream_t stream) {
     float* D = flash_scratch_get((size_t)B * NH * T, stream);
     const long warps = (long)B * T * NH;
     LAUNCH(flash_bwd_dot_kernel<Tin>, (unsigned)CEIL_DIV(warps, 8), 256, 0, stream, D, dout, out, B, T, NH, HD);
@@ -686,28 +695,115 @@ static void flash_attention_backward_hd(floatX* dqkv, const Tin* dout, const flo
                                    (int)smem));
     cudaCheck(cudaFuncSetAttribute(flash_bwd_dq_kernel<HD, Tin>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    (int)smem));
-    LAUNCH((flash_bwd_dkv_kernel<HD, Tin>), dim3(CEIL_DIV(T, 64), NKV, B), 32 * FLASH_WARPS, smem, stream, dqkv, qkv,
-           dout, lse, D, T, NH, NKV);
+    LAUNCH((flash_bwd_dkv_kernel<HD, Tin>), dim3(CEIL_DIV(T, 64), NKV, B), 32 * FLASH_WARPS, smem, stream, dkv_dst,
+           qkv, qsrc, dout, lse, D, T, NH, NKV, accumulate);
     cudaCheckLaunch();
-    LAUNCH((flash_bwd_dq_kernel<HD, Tin>), dim3(CEIL_DIV(T, 64), NH, B), 32 * FLASH_WARPS, smem, stream, dqkv, qkv,
-           dout, lse, D, T, NH, NKV);
+    LAUNCH((flash_bwd_dq_kernel<HD, Tin>), dim3(CEIL_DIV(T, 64), NH, B), 32 * FLASH_WARPS, smem, stream, dq_dst, qkv,
+           qsrc, dout, lse, D, T, NH, NKV, accumulate);
     cudaCheckLaunch();
 }
 
 // dqkv (overwritten) from dout (in the input type), out and lse of the forward. Same shapes and
 // restrictions as flash_attention_forward.
 template <class Tin>
+static void flash_backward_dispatch(floatX* dkv_dst, floatX* dq_dst, const Tin* dout, const floatX* out,
+                                    const float* lse, const Tin* qkv, const Tin* qsrc, int B, int T, int NH, int NKV,
+                                    int HD, int accumulate, cudaStream_t stream) {
+    if (NKV <= 0 || NH % NKV != 0) fatal("flash attention backward: NH=%d is not a multiple of NKV=%d", NH, NKV);
+    if ((uintptr_t)qkv % 16 != 0 || (uintptr_t)qsrc % 16 != 0 || (uintptr_t)dout % 16 != 0)
+        fatal("flash attention backward: qkv or dout is not 16-byte aligned");
+#define FLASH_BWD_HD(hd) \
+    flash_attention_backward_hd<hd>(dkv_dst, dq_dst, dout, out, lse, qkv, qsrc, B, T, NH, NKV, accumulate, stream)
+    switch (HD) {
+    case 64: FLASH_BWD_HD(64); break;
+    case 80: FLASH_BWD_HD(80); break;
+    case 96: FLASH_BWD_HD(96); break;
+    case 128: FLASH_BWD_HD(128); break;
+    default: fatal("flash attention backward: head dim %d not built (64, 80, 96, 128)", HD);
+    }
+#undef FLASH_BWD_HD
+}
+
+template <class Tin>
 void flash_attention_backward(floatX* dqkv, const Tin* dout, const floatX* out, const float* lse, const Tin* qkv,
                               int B, int T, int NH, int NKV, int HD, cudaStream_t stream) {
     if (T <= 0 || B <= 0) return;
-    if (NKV <= 0 || NH % NKV != 0) fatal("flash_attention_backward: NH=%d is not a multiple of NKV=%d", NH, NKV);
-    if ((uintptr_t)qkv % 16 != 0 || (uintptr_t)dout % 16 != 0)
-        fatal("flash_attention_backward: qkv or dout is not 16-byte aligned");
-    switch (HD) {
-    case 64: flash_attention_backward_hd<64>(dqkv, dout, out, lse, qkv, B, T, NH, NKV, stream); break;
-    case 80: flash_attention_backward_hd<80>(dqkv, dout, out, lse, qkv, B, T, NH, NKV, stream); break;
-    case 96: flash_attention_backward_hd<96>(dqkv, dout, out, lse, qkv, B, T, NH, NKV, stream); break;
-    case 128: flash_attention_backward_hd<128>(dqkv, dout, out, lse, qkv, B, T, NH, NKV, stream); break;
-    default: fatal("flash_attention_backward: head dim %d not built (64, 80, 96, 128)", HD);
+    flash_backward_dispatch(dqkv, dqkv, dout, out, lse, qkv, qkv, B, T, NH, NKV, HD, 0, stream);
+}
+
+// ---- thought attention backward by decomposition (contract: thought_attention_backward in ops.h,
+// accumulating). With the merged out and lse of the forward, the probabilities of both parts are
+// exact pieces of one softmax and D = dO·O is shared, so part 1 is the flash backward of step k's
+// queries against step 0's keys (dq += into step k, dk/dv += into step 0) and part 2 adds the own-slot
+// keys' terms: one warp per (row, slot, kv head) owns dk/dv of that slot's keys at steps 1..k (no other
+// query sees them) and adds dq after part 1, in a fixed order.
+template <class Tin>
+__global__ void __launch_bounds__(128)
+    flash_own_slot_backward_kernel(floatX* dqkv,         // steps 0..k like qkv: += dq (step k), dk/dv (1..k)
+                                   const Tin* dout,      // (R*L, NH*HD)
+                                   const floatX* out,    // (R*L, NH*HD), merged
+                                   const float* lse,     // (R, NH, L), merged
+                                   const Tin* qkv, size_t step_stride, int k, int R, int L, int NH, int NKV,
+                                   int HD) {
+    const long w = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (w >= (long)R * L * NKV) return;  // whole warps
+    const int lane = threadIdx.x % 32, g = (int)(w % NKV), group = NH / NKV;
+    const long n = w / NKV;  // row r * L + slot i
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD, CO = (size_t)NH * HD;
+    const float scale = 1.0f / sqrtf((float)HD);
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        float q[4], go[4], dq[4];
+        const Tin* qrow = qkv + (size_t)k * step_stride + n * C3 + (size_t)h * HD;
+        float dsum = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            const int d = lane + 32 * t;
+            q[t] = d < HD ? (float)qrow[d] : 0.0f;
+            go[t] = d < HD ? (float)dout[n * CO + (size_t)h * HD + d] : 0.0f;
+            dsum += d < HD ? go[t] * (float)out[n * CO + (size_t)h * HD + d] : 0.0f;
+            dq[t] = 0.0f;
+        }
+        const float Di = warp_sum(dsum), li = lse[((size_t)(n / L) * NH + h) * L + n % L];
+        for (int s = 1; s <= k; s++) {
+            const size_t koff = (size_t)s * step_stride + n * C3 + (size_t)(NH + g) * HD;
+            const size_t voff = koff + (size_t)NKV * HD;
+            float xs = 0.0f, dps = 0.0f;
+#pragma unroll
+            for (int t = 0; t < 4; t++) {
+                const int d = lane + 32 * t;
+                if (d < HD) xs += q[t] * (float)qkv[koff + d], dps += go[t] * (float)qkv[voff + d];
+            }
+            const float p = expf(warp_sum(xs) * scale - li), ds = p * (warp_sum(dps) - Di);
+#pragma unroll
+            for (int t = 0; t < 4; t++) {
+                const int d = lane + 32 * t;
+                if (d >= HD) continue;
+                dq[t] += ds * (float)qkv[koff + d];
+                dqkv[koff + d] = (floatX)((float)dqkv[koff + d] + ds * q[t] * scale);
+                dqkv[voff + d] = (floatX)((float)dqkv[voff + d] + p * go[t]);
+            }
+        }
+        floatX* dqr = dqkv + (size_t)k * step_stride + n * C3 + (size_t)h * HD;
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            const int d = lane + 32 * t;
+            if (d < HD) dqr[d] = (floatX)((float)dqr[d] + dq[t] * scale);
+        }
     }
+}
+
+template <class Tin>
+void flash_thought_attention_backward(floatX* dqkv, const Tin* dout, const floatX* out, const float* lse,
+                                      const Tin* qkv, size_t step_stride, int k, int R, int L, int NH, int NKV, int HD,
+                                      cudaStream_t stream) {
+    if (R <= 0 || L <= 0) return;
+    if (k > 0 && (step_stride * sizeof(Tin)) % 16 != 0)
+        fatal("flash thought attention: the step stride is not a multiple of 16 bytes");
+    flash_backward_dispatch(dqkv, dqkv + (size_t)k * step_stride, dout, out, lse, qkv, qkv + (size_t)k * step_stride,
+                            R, L, NH, NKV, HD, 1, stream);
+    if (k == 0) return;
+    const long warps = (long)R * L * NKV;
+    LAUNCH(flash_own_slot_backward_kernel<Tin>, (unsigned)CEIL_DIV(warps, 4), 128, 0, stream, dqkv, dout, out, lse, qkv,
+           step_stride, k, R, L, NH, NKV, HD);
+    cudaCheckLaunch();
 }
