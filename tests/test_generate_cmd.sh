@@ -17,6 +17,8 @@ bad() { fail=$((fail+1)); echo "FAIL $*"; }
 work=build/test-work/generate_cmd; rm -rf "$work"; mkdir -p "$work"
 Q=bin/qstar
 tok=data/corpus/tokenizer.json
+# threads that wait by spinning only burn the shared cores (qstar runs many short parallel regions)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 PY=python3
 
 $PY tests/lib/make_shard.py "$work/d.bin" --random 1000 --tokens 20000 --seed 5

@@ -20,6 +20,8 @@ PY=.venv/bin/python
 ck=${SMOLLM2_DIR:-runs/models/smollm2-135m-instruct}
 NEW=24
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# threads that wait by spinning only burn the shared cores (qstar runs many short parallel regions)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 bash tools/models/smollm2.sh > "$work/convert.log" 2>&1; rc=$?
 if [ $rc = 3 ]; then
