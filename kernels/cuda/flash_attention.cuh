@@ -37,7 +37,7 @@
  * the error is bf16 rounding of Q, K, V (and of P before P·V), unit roundoff 2^-8.
  * Shared memory: forward 5 · 64 · (HD+8) · 2 bytes = 45 KiB (HD 64) ... 85 KiB (HD 128); backward
  * 6 tiles + 1 KiB = 55 ... 103 KiB; set per kernel through cudaFuncSetAttribute above 48 KiB.
- * Registers (ptxas, sm_80/sm_90, no spills): forward 96-132; backward dQ 126-179, dK/dV 166-255 — at
+ * Registers (ptxas, sm_80/sm_90, no spills): forward 96-132; backward dQ 154-202, dK/dV 188-254 — at
  * HD 128 dK/dV sits at the 255 limit (dK and dV accumulators are 128 of them), so a compiler change
  * could make it spill; make cuda would then fail and say so.
  * Emulator limit, measured: removing the trailing __syncthreads of the double-buffered loops is NOT
