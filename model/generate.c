@@ -147,8 +147,9 @@ static int32_t sample_logits(const ModelConfig* c, float* z, float temperature, 
     for (int v = 1; v < V; v++)
         if (z[v] > z[best]) best = v;
     if (temperature <= 0) return best;
+    const float zmax = z[best];  // (the loop below overwrites z[best])
     double sum = 0;
-    for (int v = 0; v < V; v++) sum += (z[v] = expf((z[v] - z[best]) / temperature));
+    for (int v = 0; v < V; v++) sum += (z[v] = expf((z[v] - zmax) / temperature));
     // nucleus: the most probable tokens whose mass reaches top_p of the total
     ProbIdx* pi = xmalloc(sizeof(ProbIdx) * V);
     for (int v = 0; v < V; v++) pi[v] = (ProbIdx){z[v], v};

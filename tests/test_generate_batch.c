@@ -3,8 +3,10 @@
  * different lengths, several samples each, with and without Quiet-STaR thoughts, every request's
  * tokens are the same at every batch size, sample 0 of each prompt is exactly generate()'s output,
  * the samples of one prompt differ, greedy decoding equals full re-forwards (model_generate), and
- * the stop token and an emit callback's stop end a request where they should.
+ * the stop token and an emit callback's stop end a request where they should; and the sampled
+ * tokens follow softmax(logits / T) restricted to the top-p nucleus.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,50 @@ static void check_model(Model* m, GenConfig gc, const char* what) {
            NP * K, n_same, NP);
 }
 
+static int by_desc(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+// The sampler draws from softmax(logits / T) restricted to the top-p nucleus: the first token of
+// n_draws samples of one prompt against the distribution computed here from the same logits.
+static void check_distribution(Model* m, float temperature, float top_p) {
+    const int V = m->cfg.vocab_size, n_draws = 6000;
+    float* z = xmalloc(sizeof(float) * V);
+    GenConfig gc = {.temperature = 0, .top_p = 1, .max_tokens = 1, .seed = 1, .stop_token = -1, .first_logits = z};
+    Capture c = {0};
+    generate(m, &gc, prompts[1], n_prompt[1], capture, &c);
+    double* p = xmalloc(sizeof(double) * V);
+    double* sorted = xmalloc(sizeof(double) * V);
+    double mx = z[0], sum = 0;
+    for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    for (int v = 0; v < V; v++) sum += p[v] = exp((z[v] - mx) / temperature);
+    for (int v = 0; v < V; v++) sorted[v] = p[v] /= sum;
+    qsort(sorted, (size_t)V, sizeof(double), by_desc);
+    double cut = 0, mass = 0;  // the nucleus: every token at least as probable as the one reaching top_p
+    for (int k = 0; k < V && mass < top_p; k++) mass += (cut = sorted[k]);
+    double kept = 0;
+    for (int v = 0; v < V; v++) kept += p[v] = p[v] >= cut ? p[v] : 0;
+    GenRequest* reqs = xcalloc(n_draws, sizeof(GenRequest));
+    int32_t* out = xmalloc(sizeof(int32_t) * n_draws);
+    for (int r = 0; r < n_draws; r++)
+        reqs[r] = (GenRequest){.prompt = prompts[1], .n_prompt = n_prompt[1], .sample = (uint32_t)r, .out = out + r};
+    gc = (GenConfig){.temperature = temperature, .top_p = top_p, .max_tokens = 1, .seed = 3, .stop_token = -1};
+    generate_batch(m, &gc, reqs, n_draws, 64, NULL, NULL);
+    double* freq = xcalloc((size_t)V, sizeof(double));
+    for (int r = 0; r < n_draws; r++) freq[out[r]] += 1.0 / n_draws;
+    double worst = 0, outside = 0;
+    for (int v = 0; v < V; v++) {
+        worst = fmax(worst, fabs(freq[v] - p[v] / kept));
+        if (p[v] == 0) outside += freq[v];
+    }
+    printf("sampling T %.1f top-p %.2f: %d draws, max |frequency - probability| %.4f (bound 0.025), %.4f outside the "
+           "nucleus (top token p = %.3f)\n", temperature, top_p, n_draws, worst, outside, sorted[0]);
+    CHECK(worst <= 0.025 && outside == 0, "T %.1f top-p %.2f: the sampled distribution is off (%.4f, %.4f outside)",
+          temperature, top_p, worst, outside);
+    free(freq), free(out), free(reqs), free(sorted), free(p), free(z);
+}
+
 int main(void) {
     const char* device = getenv("QSTAR_TEST_DEVICE") ? getenv("QSTAR_TEST_DEVICE") : "cpu";
     const Backend* be = backend_get(device);
@@ -116,6 +162,8 @@ int main(void) {
     model_create(&m, &cfg, be);
     model_init_random(&m, 3);
 
+    check_distribution(&m, 1.0f, 1.0f);
+    check_distribution(&m, 0.7f, 0.8f);
     GenConfig gc = {.temperature = 1.0f, .top_p = 0.9f, .max_tokens = MAXT, .seed = 11, .stop_token = -1};
     check_model(&m, gc, "sampling");
     gc.temperature = 0;
