@@ -18,8 +18,11 @@
  *   4. if nothing ran and nothing could be released, the block can never finish: it prints which
  *      kernel, which block, and where every thread waits, and aborts — a deadlock never hangs.
  * The order of step 1 (and of the blocks) is CUEMU_SCHEDULE's: forward (index order, the default),
- * reverse, or random:SEED (a block permutation per launch, a fresh shuffle of the threads per
- * round), so that a missing barrier shows whichever direction the data flows.
+ * reverse (warps and lanes last to first, each warp run as far as it can go before the next), or
+ * random:SEED (a block permutation per launch; per round either all threads shuffled, one step
+ * each, or warps in random order each run as far as it can), so that a missing
+ * barrier shows whichever direction the data flows, also when warp collectives would otherwise keep
+ * the warps in step.
  * At block start shared memory is poisoned (0xFF) and the dynamic part gets guard zones, checked
  * at block end. Counters (barriers, warp collectives, and what helpers report via cuemu::count)
  * are tallied per worker without atomics and summed per launch.
@@ -182,7 +185,8 @@ struct Worker {
     unsigned char* dynsmem = nullptr; /* kSmemGuard bytes of guard zone on either side */
     size_t dynsmem_cap = 0;
     char* tls_base = nullptr;          /* this thread's block of the executable's TLS (static __shared__) */
-    std::vector<unsigned> order;       /* fiber order of a round (reverse / random schedules) */
+    std::vector<unsigned> order;       /* warp order of a round (reverse / random schedules) */
+    std::vector<unsigned> torder;      /* thread order of an interleaved round (random) */
     unsigned long long counts[C_NUM] = {};
     const Launch* L = nullptr;
     uint3 block{0, 0, 0};
@@ -629,10 +633,19 @@ void complete_group(Worker& w, unsigned wi, unsigned group) {
     w.n_warp -= n;
 }
 
+bool release_warp(Worker& w, unsigned wi);
+
 bool release_warps(Worker& w) {
     bool released = false;
-    for (unsigned wi = 0; wi < w.nwarps; wi++) {
-        if (!w.nwait[wi]) continue;
+    for (unsigned wi = 0; wi < w.nwarps; wi++)
+        if (w.nwait[wi]) released |= release_warp(w, wi);
+    return released;
+}
+
+/* completes every group of warp wi that can complete; true if one did */
+bool release_warp(Worker& w, unsigned wi) {
+    bool released = false;
+    {
         Fiber* lanes = &w.fibers[wi * 32];
         unsigned waiting = 0;
         for (unsigned m = w.present[wi]; m; m &= m - 1) {
@@ -755,8 +768,8 @@ void run_block(Worker& w, unsigned long long b) {
     w.counts[C_THREADS] += n;
     uint64_t rng = L.sched == S_RANDOM ? splitmix64(L.seed ^ (b * 0x9E3779B97F4A7C15ull)) : 0;
     if (L.sched != S_FORWARD) {
-        w.order.resize(n);
-        for (unsigned i = 0; i < n; i++) w.order[i] = L.sched == S_REVERSE ? n - 1 - i : i;
+        w.order.resize(w.nwarps);
+        for (unsigned i = 0; i < w.nwarps; i++) w.order[i] = L.sched == S_REVERSE ? w.nwarps - 1 - i : i;
     }
     /* rounds in which every fiber that ran only yielded: a spin-wait that nothing will end */
     unsigned long long idle_rounds = 0;
@@ -771,15 +784,46 @@ void run_block(Worker& w, unsigned long long b) {
                 run_fiber(w, f);
                 advanced |= f->state != RUNNABLE;
             }
-        } else {
-            if (L.sched == S_RANDOM) /* a fresh order every round: Fisher-Yates */
-                for (unsigned i = n - 1; i > 0; i--) std::swap(w.order[i], w.order[next_random(rng) % (i + 1)]);
+        } else if (L.sched == S_RANDOM && (next_random(rng) & 1)) {
+            /* random, an interleaved round: every thread one step, all threads of the block shuffled
+             * (each pair of threads of different warps gets its own order) */
+            w.torder.resize(n);
+            for (unsigned i = 0; i < n; i++) w.torder[i] = i;
+            for (unsigned i = n - 1; i > 0; i--) std::swap(w.torder[i], w.torder[next_random(rng) % (i + 1)]);
             for (unsigned i = 0; i < n; i++) {
-                Fiber* f = &w.fibers[w.order[i]];
+                Fiber* f = &w.fibers[w.torder[i]];
                 if (f->state != RUNNABLE) continue;
                 ran = true;
                 run_fiber(w, f);
                 advanced |= f->state != RUNNABLE;
+            }
+        } else {
+            /* Warp by warp, each warp "greedy": it runs as far as it can — through its own warp
+             * collectives — before the next warp gets a turn, so warps drift apart up to the next
+             * block barrier (round-robin keeps them within one collective of each other, which hides a
+             * buffer refilled by a warp that is ahead while a slower one still reads it). reverse:
+             * warps and lanes last to first; random (the other half of its rounds): a fresh warp
+             * order, lanes shuffled on every pass. */
+            bool random = L.sched == S_RANDOM;
+            if (random)
+                for (unsigned i = w.nwarps - 1; i > 0; i--) std::swap(w.order[i], w.order[next_random(rng) % (i + 1)]);
+            for (unsigned k = 0; k < w.nwarps; k++) {
+                unsigned wi = w.order[k], lo = wi * 32, cnt = std::min(32u, n - lo);
+                for (;;) {
+                    unsigned lanes[32];
+                    for (unsigned j = 0; j < cnt; j++) lanes[j] = random ? j : cnt - 1 - j;
+                    if (random)
+                        for (unsigned j = cnt - 1; j > 0; j--) std::swap(lanes[j], lanes[next_random(rng) % (j + 1)]);
+                    for (unsigned j = 0; j < cnt; j++) {
+                        Fiber* f = &w.fibers[lo + lanes[j]];
+                        if (f->state != RUNNABLE) continue;
+                        ran = true;
+                        run_fiber(w, f);
+                        advanced |= f->state != RUNNABLE;
+                    }
+                    if (!w.nwait[wi] || !release_warp(w, wi)) break;
+                    advanced = true;
+                }
             }
         }
         if (w.n_done == n) break;

@@ -11,6 +11,8 @@
  *   missing __syncwarp, each lane reads the lane above it            caught by forward, random
  *   double-buffered loop without its trailing barrier (the prefetch
  *   of tile k+2 overwrites the buffer other warps still read)       caught by forward, reverse, random
+ *   the same with a compute phase that is a chain of warp
+ *   collectives (as ldmatrix/mma loops are)                         caught by reverse, random
  *
  * ("random" = each of the seeds 1, 2, 3.) It also checks the orders themselves (block order and
  * thread order as tickets drawn from an atomic counter) and that a seed reproduces its order.
@@ -73,6 +75,29 @@ __global__ void k_pipeline(const int* in, int* out, int ntiles) {
         if (k + 1 < ntiles) buf[(k + 1) & 1][t] = src[(k + 1) * NT + t];
         __syncthreads();
         acc = acc * 3 + buf[k & 1][(t + 32) % NT];
+        if (TRAILING) __syncthreads();
+    }
+    out[blockIdx.x * NT + t] = acc;
+}
+
+/* The same loop with a compute phase that is a chain of warp collectives (as ldmatrix/mma are):
+ * four reads of the other warp's half, a shuffle after each. Round-robin keeps the two warps within
+ * one collective of each other, so neither refills the buffer while the other still reads it; a
+ * warp that runs ahead (reverse, random) does. */
+template <bool TRAILING>
+__global__ void k_pipeline_collective(const int* in, int* out, int ntiles) {
+    __shared__ int buf[2][NT];
+    int t = threadIdx.x;
+    const int* src = in + (size_t)blockIdx.x * ntiles * NT;
+    buf[0][t] = src[t];
+    int acc = 0;
+    for (int k = 0; k < ntiles; k++) {
+        if (k + 1 < ntiles) buf[(k + 1) & 1][t] = src[(k + 1) * NT + t];
+        __syncthreads();
+        for (int s = 0; s < 4; s++) {
+            int v = buf[k & 1][(t + 32 + 8 * s) % NT];
+            acc = acc * 3 + __shfl_xor_sync(FULL_MASK, v, 1);
+        }
         if (TRAILING) __syncthreads();
     }
     out[blockIdx.x * NT + t] = acc;
@@ -206,7 +231,28 @@ int main(void) {
               "missing trailing barrier caught by every schedule (caught by: %s)", c.c_str());
     }
 
-    /* the orders: 64 blocks, 128 threads */
+    {
+        std::vector<int> pin = inputs((size_t)NBLOCKS * NTILES * NT), pexp(n);
+        for (int b = 0; b < NBLOCKS; b++)
+            for (int t = 0; t < NT; t++) {
+                int acc = 0;
+                for (int k = 0; k < NTILES; k++)
+                    for (int s = 0; s < 4; s++)
+                        acc = acc * 3 + pin[((size_t)b * NTILES + k) * NT + ((t ^ 1) + 32 + 8 * s) % NT];
+                pexp[b * NT + t] = acc;
+            }
+        c = check_pair(
+            "the same, compute phase a chain of warp collectives",
+            [](int* i, int* o) { LAUNCH(k_pipeline_collective<false>, NBLOCKS, NT, 0, 0, i, o, (int)NTILES); },
+            [](int* i, int* o) { LAUNCH(k_pipeline_collective<true>, NBLOCKS, NT, 0, 0, i, o, (int)NTILES); }, pin,
+            pexp);
+        CHECK(contains(c, "reverse") && contains(c, "random:1") && contains(c, "random:2") && contains(c, "random:3"),
+              "missing trailing barrier behind warp collectives caught by reverse and every random seed (caught by: %s)",
+              c.c_str());
+    }
+
+    /* the orders: 64 blocks, 128 threads, one worker (tickets show the order of one thread) */
+    setenv("CUEMU_WORKERS", "1", 1);
     unsigned* counter = device_zeros<unsigned>(1);
     unsigned* ticket = device_zeros<unsigned>(128);
     auto block_order = [&](const char* s) {
