@@ -3,8 +3,10 @@
 #   1. generate the OpenWebMath-like math corpus and tokenize it (held-out set with answer labels);
 #   2. train the tiny base language model;
 #   3. continue it with Quiet-STaR (reference settings: 12-token thoughts, 4 talk tokens, 2 passes);
-#   4. score held-out text — all tokens and the answer spans — without and with thoughts;
-#   5. show the model thinking, plot the loss curves, print a summary table.
+#   4. score held-out text — all tokens and the answer spans — without and with thoughts, and write
+#      the token report (each held-out token coloured by how much the thought before it helped);
+#   5. show the model thinking, plot the loss curves (the Quiet-STaR run continues the base run's
+#      step axis) and each run's standard panels, print a summary table.
 # Everything lands in runs/demo/. DEMO_BASE_STEPS / DEMO_QS_STEPS shorten or lengthen it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,14 +46,18 @@ qs=$(ls -d "$out"/quietstar/step_* | tail -1)
 banner "4. held-out evaluation (all tokens and answer spans)"
 ev=(--data "$out/data/heldout/tokens.bin" --answer-mask "$out/data/heldout/answer_mask.bin" --batch 4 --seq 256 --max-batches 20)
 bin/qstar eval --ckpt "$base" "${ev[@]}" --json "$out/eval_base.json"
-bin/qstar eval --ckpt "$qs" "${ev[@]}" --json "$out/eval_quietstar.json"
+bin/qstar eval --ckpt "$qs" "${ev[@]}" --json "$out/eval_quietstar.json" --token-report "$out/token_report.html"
 
 banner "5. the Quiet-STaR model thinking before each token"
 bin/qstar sample --ckpt "$qs" --prompt "Compute 347 + 589. Working in columns, 7 + 9 = 16, write 6 carry 1." \
   --thoughts --max-tokens 16 --temperature 0 --seed 3
-python3 tools/plot_metrics.py "$out/loss.png" "$out/base/metrics.jsonl=base:loss" \
+# charts with matplotlib (Debian's, which the .venv sees)
+py=.venv/bin/python; [ -x "$py" ] || py=python3
+"$py" tools/plot_metrics.py "$out/loss.png" "$out/base/metrics.jsonl=base:loss" \
   "$out/quietstar/metrics.jsonl=quietstar:base_nll,talk_nll_mean" --title "qstar demo: training loss" --smooth 5 \
-  || echo "(plot skipped)"
+  || echo "(loss plot failed)"
+"$py" tools/plot_run.py "$out/base" > /dev/null || echo "(base run panels failed)"
+"$py" tools/plot_run.py "$out/quietstar" > /dev/null || echo "(quietstar run panels failed)"
 
 banner "summary"
 python3 - "$out" <<'PY'
@@ -66,4 +72,5 @@ print("  Quiet-STaR model, no thoughts    %10s   %13s" % (f(q["loss"]), f(q["ans
 print("  Quiet-STaR model, with thoughts  %10s   %13s" % (f(q["thought_loss"]), f(q["thought_answer_loss"])))
 print("  (%d tokens scored, %d of them answer tokens)" % (q["tokens"], q["answer_tokens"]))
 PY
-printf '  %-12s %s\n' "runs" "$out/base, $out/quietstar" "plot" "$out/loss.png" "total time" "$(( $(date +%s) - t_start )) s"
+printf '  %-12s %s\n' "runs" "$out/base, $out/quietstar" "plots" "$out/loss.png, $out/base/metrics.png, $out/quietstar/metrics.png" \
+  "token report" "$out/token_report.html" "total time" "$(( $(date +%s) - t_start )) s"
