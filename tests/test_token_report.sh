@@ -10,7 +10,8 @@
 # answer tokens are marked, the bad uses fail with one line (lm checkpoint, --no-thoughts, no
 # tokenizer) without writing a page. Then headless Chromium (Debian's chromium-headless-shell or
 # chromium, installed by make deps) renders the page to a PNG, which must not be blank; where no
-# Chromium is installed that case prints "skipped: chromium not installed". Ends "N passed, N failed".
+# Chromium is installed that case prints "skipped: chromium not installed" (QSTAR_CHROMIUM=none
+# forces that; QSTAR_CHROMIUM=NAME picks the browser). Ends "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -203,8 +204,11 @@ expect_error "--report-tokens 0" "--report-tokens must be positive" \
   $Q eval --ckpt "$C" --data "$D" --batch 2 --seq 64 --token-report "$work/no.html" --report-tokens 0
 
 # headless Chromium renders the page; the PNG must not be blank
+# QSTAR_CHROMIUM names the browser to use (none: behave as where no Chromium is installed)
 chrome=""
-for c in chromium-headless-shell chromium chromium-browser; do command -v "$c" > /dev/null && { chrome=$c; break; }; done
+for c in ${QSTAR_CHROMIUM:-chromium-headless-shell chromium chromium-browser}; do
+  [ "$c" != none ] && command -v "$c" > /dev/null && { chrome=$c; break; }
+done
 if [ -z "$chrome" ]; then
   echo "skip render in headless Chromium: skipped: chromium not installed (make deps installs chromium-headless-shell)"
 else
