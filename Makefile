@@ -43,7 +43,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 -include tests/emu/emu.mk
 include kernels/cuda/cuda.mk
 
-.PHONY: all deps run test bench cuda clean smollm2
+.PHONY: all deps run test bench cuda clean smollm2 fuzz fuzz-build
 # keep the objects of test and bench binaries (make would delete them as intermediates and relink)
 .SECONDARY:
 all: bin/qstar
@@ -79,9 +79,14 @@ tests: bin/qstar $(TEST_BIN) $(EMU_TEST_BIN) $(EMU_QSTAR)
 run: deps all
 	@bash tools/demo.sh
 
+# make test SANITIZE=1: the suite built with ASan+UBSan in a copy of the tree (tests/sanitize.sh)
 test: deps
+ifeq ($(SANITIZE),1)
+	@bash tests/sanitize.sh
+else
 	@$(MAKE) --no-print-directory all tests
 	@bash tests/run_all.sh
+endif
 
 # CPU benchmarks, then the CUDA backend's: timed on a GPU (make cuda-bench) or, without one,
 # validated on the emulator (make emu-bench).
@@ -98,6 +103,63 @@ smollm2: deps
 cuda:
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory bin/qstar-cuda; \
 	 else echo "make cuda: nvcc not found, skipping the CUDA backend"; fi
+
+# ---- fuzzing: make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="config shard ..."] ----
+# libFuzzer harnesses tests/fuzz/fuzz_<parser>.c, built with clang (tools/deps.sh fuzz installs it;
+# make test does not need it) and -fsanitize=fuzzer,address,undefined into build-fuzz/, each run for
+# FUZZ_SECONDS over its corpus tests/fuzz/corpus/<parser> (new inputs go to build-fuzz/corpus/<parser>,
+# crashes to build-fuzz/crash/<parser>/). make test replays the committed corpus through the gcc build
+# (build/tests/test_fuzz_<parser>, tests/fuzz/replay.c).
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-pass-failed \
+                -I. -isystem $(BLAS_INC) $(FUZZ_SAN)
+FUZZ_HARNESS := $(filter-out tests/fuzz/common.c tests/fuzz/replay.c,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES   := $(FUZZ_HARNESS:tests/fuzz/fuzz_%.c=%)
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/test_fuzz_%)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libqstar.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/tests/fuzz/common.o $(FUZZ_BUILD)/libqstar.a
+	@echo "  LINK  $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $^ -o $@ -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm
+
+fuzz-build:
+	@bash tools/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+# -close_fd_mask=3: the parsers' error messages (millions) are not printed; libFuzzer and the
+# sanitizers report on their own descriptor. -timeout: an input taking over 10 s is a hang.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	   mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crash/$$t; \
+	   echo "== fuzz_$$t ($(FUZZ_SECONDS) s)"; \
+	   $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -close_fd_mask=3 \
+	     -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crash/$$t/ $(FUZZ_FLAGS) \
+	     $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; rc=$$?; \
+	   grep -E '^(stat::number_of_executed_units|stat::new_units_added|SUMMARY|Test unit written|==[0-9]+==ERROR)' $(FUZZ_BUILD)/fuzz_$$t.log; \
+	   test $$rc = 0 || { echo "fuzz_$$t: failure (log $(FUZZ_BUILD)/fuzz_$$t.log, input in $(FUZZ_BUILD)/crash/$$t/)"; exit 1; }; \
+	 done
+
+# the replay of the committed corpus, one test suite per harness (make tests builds them)
+$(BUILD)/tests/test_fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/common.o $(BUILD)/tests/fuzz/replay_%.o $(BUILD)/libqstar.a
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+$(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay.c
+	@mkdir -p $(dir $@)
+	@$(CC) $(CFLAGS) -DFUZZ_NAME=$* -c $< -o $@
+tests: $(FUZZ_REPLAY_BIN)
 
 clean:
 	rm -rf $(BUILD) bin

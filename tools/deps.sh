@@ -13,12 +13,23 @@ APT_PACKAGES="build-essential libcjson-dev libopenblas-openmp-dev python3 python
 PIP_PACKAGES="transformers==4.40.2 tokenizers==0.19.1 safetensors==0.4.3 pyarrow==15.0.2"
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+# `tools/deps.sh fuzz` (make fuzz): only clang and its libFuzzer/sanitizer runtime, which make test
+# does not need
+if [ "${1:-}" = fuzz ]; then
+  if ! command -v clang >/dev/null || ! installed libclang-rt-dev; then
+    echo "deps: installing clang and libclang-rt-dev (libFuzzer) for make fuzz"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends clang libclang-rt-dev >/dev/null
+  fi
+  exit 0
+fi
 missing=""
 for p in $APT_PACKAGES; do
   installed "$p" || missing="$missing $p"
 done
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO=sudo
 if [ -n "$missing" ]; then
   echo "deps: installing Debian packages:$missing"
   if [ -n "$SUDO" ]; then

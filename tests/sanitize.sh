@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make test SANITIZE=1: the whole suite with AddressSanitizer and UndefinedBehaviorSanitizer.
+#
+# The scripts call bin/qstar and build/tests/* by those paths, so the sanitized build runs in a copy
+# of the working tree (build-san/tree: the tracked and untracked files, not the build outputs, with
+# .venv and runs/models linked) whose own bin/ and build/ hold the sanitized binaries; the main tree's
+# build is untouched. C code: -fsanitize=address,undefined -fno-sanitize-recover=undefined (any UB is
+# an error). The emulator's C++ (tests/emu) is instrumented too (EMU_EXTRA_CXXFLAGS).
+#
+# LeakSanitizer is on. fatal() exits while the program still holds its buffers (an error exit is not
+# a leak): host/util.c turns the leak check off for exits through fatal() only (__lsan_is_turned_off),
+# so a test program or command that ends normally is still checked.
+#
+# Usage: tests/sanitize.sh [FILTER]  (FILTER as for tests/run_all.sh)
+set -u
+cd "$(dirname "$0")/.."
+src=$PWD
+tree=build-san/tree
+mkdir -p "$tree"
+echo "sanitize: copying the working tree to $tree"
+git ls-files -z -co --exclude-standard | tar --null -T - -cf - 2>/dev/null | tar -xf - -C "$tree"
+[ -d .venv ] && ln -sfn "$src/.venv" "$tree/.venv"
+if [ -d runs/models ]; then mkdir -p "$tree/runs"; ln -sfn "$src/runs/models" "$tree/runs/models"; fi
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+cd "$tree"
+echo "sanitize: building (log build-san/tree/build/sanitize-build.log)"
+mkdir -p build
+if ! make -j2 --no-print-directory all tests EXTRA_CFLAGS="$SAN" EMU_EXTRA_CXXFLAGS="$SAN" OPT=-O1 > build/sanitize-build.log 2>&1; then
+  tail -30 build/sanitize-build.log
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+bash tests/run_all.sh "${1:-}"
