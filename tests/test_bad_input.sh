@@ -204,6 +204,34 @@ if ! ls -a "$work/full" | grep -q '^\.tmp' && [ ! -e "$work/full/step_000002" ] 
 else fail=$((fail+1)); echo "FAIL after the failed save: $(ls -a "$work/full" | tr '\n' ' ')"; fi
 rm -rf "$work/full_before"
 
+# directories that cannot be written (root ignores permission bits: chattr +i makes them immutable
+# instead): the run directory (refused before the first step: metrics.jsonl is rewritten there), and
+# the save's own temp directory (the save fails inside: model.safetensors cannot be created); then a
+# save whose final name is taken by a file. Each: one error line, exit 1, step 1 intact and newest.
+lock()   { if [ "$(id -u)" = 0 ]; then chattr +i "$1" 2>/dev/null; else chmod 555 "$1"; fi && ! touch "$1/.probe" 2>/dev/null; }
+unlock() { if [ "$(id -u)" = 0 ]; then chattr -i "$1" 2>/dev/null; else chmod 755 "$1"; fi; rm -f "$1/.probe"; }
+rm -rf "$work/ro"; mkdir -p "$work/ro"; cp -r "$ck" "$work/ro/"; cp -r "$ck" "$work/ro_before"
+if lock "$work/ro"; then
+  expect_error "run directory unwritable" "$work/ro/" $Q train --resume "$work/ro" --steps 2
+else fail=$((fail+1)); echo "FAIL cannot make a directory unwritable here (chattr/chmod)"; fi
+unlock "$work/ro"
+mkdir "$work/ro/.tmp.step_000002"
+if lock "$work/ro/.tmp.step_000002"; then
+  expect_error "checkpoint save into an unwritable directory" "$work/ro/.tmp.step_000002/model.safetensors" \
+    $Q train --resume "$work/ro" --steps 2
+else fail=$((fail+1)); echo "FAIL cannot make a directory unwritable here (chattr/chmod)"; fi
+unlock "$work/ro/.tmp.step_000002"; rm -rf "$work/ro/.tmp.step_000002"
+[ -e "$work/ro/step_000002" ] && { fail=$((fail+1)); echo "FAIL a failed save left step_000002"; }
+touch "$work/ro/step_000002"  # a file where the new checkpoint directory goes
+expect_error "checkpoint save whose name is taken by a file" "$work/ro/step_000002"$'\n'"cannot rename checkpoint into place" \
+  $Q train --resume "$work/ro" --steps 2
+rm -f "$work/ro/step_000002"
+if ! ls -a "$work/ro" | grep -q '^\.tmp' && diff -r "$work/ro_before" "$work/ro/step_000001" > /dev/null \
+   && $Q train --resume "$work/ro" --steps 2 > "$work/ro.log" 2>&1 && grep -q "resuming from .*step_000001 at step 1" "$work/ro.log"; then
+  pass=$((pass+1)); echo "ok   after the failed saves: no temp directory, step 1 intact, newest, and it resumes"
+else fail=$((fail+1)); echo "FAIL after the failed saves: $(ls -a "$work/ro" | tr '\n' ' ') $(tail -1 "$work/ro.log")"; fi
+rm -rf "$work/ro_before"
+
 # state.json: values that do not fit the fields they fill
 for bad_state in '{"step": 1e300, "data": {"epoch": 0, "shard_cursor": 0, "window_cursor": 0}}' \
                  '{"step": 1, "data": {"epoch": -1, "shard_cursor": 0, "window_cursor": 0}}' \
