@@ -45,13 +45,13 @@ done
 # the peak table matches the names the drivers report, most specific first, and knows no others
 cat > "$log/peaks.c" <<'C'
 #include <stdio.h>
-#include "bench/cuda/peaks.h"
+#include "kernels/gpu_peaks.h"
 int main(void) {
     const char* cases[][2] = {{"NVIDIA H100 80GB HBM3", "H100 SXM"}, {"NVIDIA H100 PCIe", "H100 PCIe"},
                               {"NVIDIA H100 NVL", "H100 NVL"}, {"NVIDIA H200", "H200 SXM"}, {"NVIDIA H200 NVL", "H200 NVL"},
                               {"NVIDIA A100-SXM4-80GB", "A100 SXM 80GB"}, {"NVIDIA A100-SXM4-40GB", "A100 SXM 40GB"},
                               {"NVIDIA A100 80GB PCIe", "A100 PCIe 80GB"}, {"NVIDIA A100-PCIE-40GB", "A100 PCIe 40GB"},
-                              {"NVIDIA GeForce RTX 4090", NULL}, {"qstar emulator", NULL}};
+                              {"NVIDIA A800-SXM4-80GB", "A800 (A100 SXM 80GB figures)"}, {"NVIDIA GeForce RTX 4090", NULL}, {"qstar emulator", NULL}};
     int bad = 0;
     for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const GpuPeak* p = gpu_peak_lookup(cases[i][0]);
@@ -65,9 +65,9 @@ int main(void) {
 }
 C
 if cc -I. "$log/peaks.c" -o "$log/peaks" && "$log/peaks" > "$log/peaks.log" 2>&1; then
-  ok "peaks.h: device names map to their peaks, unknown GPUs to none"
+  ok "gpu_peaks.h: device names map to their peaks, unknown GPUs to none"
 else
-  bad "peaks.h lookup:"; sed 's/^/       /' "$log/peaks.log"
+  bad "gpu_peaks.h lookup:"; sed 's/^/       /' "$log/peaks.log"
 fi
 
 # the nvcc builds, when present, on a machine without a GPU

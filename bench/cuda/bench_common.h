@@ -9,7 +9,7 @@
  * Timing: cudaEvents on the backend's stream (qstar_stream), `warmup` untimed calls, then `repeats`
  * timed calls, each preceded by a write of a buffer of at least 64 MB and twice the L2 size outside
  * the events, so every repeat starts with a cold L2 (inputs come from HBM, as they do in a training
- * step). The mean is reported with GB/s or TFLOP/s and the share of the GPU's peak (peaks.h); a GPU
+ * step). The mean is reported with GB/s or TFLOP/s and the share of the GPU's peak (kernels/gpu_peaks.h); a GPU
  * not in the table prints "peak unknown".
  *
  * Which backend: the nvcc build tests backend_get("cuda") and times it when cudaGetDeviceCount finds
@@ -35,7 +35,7 @@ extern "C" {
 #include "host/util.h"
 #include "kernels/ops.h"
 }
-#include "bench/cuda/peaks.h"
+#include "kernels/gpu_peaks.h"
 
 // The stream every op of the CUDA backend runs on (kernels/cuda/backend_cuda.cu); created by the
 // backend's first allocation, so it is read at each event record, never cached before.
@@ -183,7 +183,7 @@ static inline int bench_setup(Bench* b, int argc, char** argv, int (*extra)(Benc
             printf("peaks (%s): HBM %.0f GB/s, TF32 %.1f, BF16 %.1f, FP32 %.1f TFLOP/s (dense)\n", b->peak->label,
                    b->peak->hbm_gbs, b->peak->tf32_tflops, b->peak->bf16_tflops, b->peak->fp32_tflops);
         else
-            printf("peak unknown for this GPU (bench/cuda/peaks.h): no %% of peak\n");
+            printf("peak unknown for this GPU (kernels/gpu_peaks.h): no %% of peak\n");
         printf("timing: %d warmup, mean of %d repeats, L2 flushed (%zu MB written) before each\n", b->warmup,
                b->repeats, b->flush_bytes >> 20);
     } else {

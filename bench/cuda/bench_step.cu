@@ -13,7 +13,7 @@
  * k keys of their own thought); every forward but the silent one (k = n_ahead - 2, which feeds the
  * end token and predicts nothing) runs the lm_head; the T talk forwards also run the mixing head
  * (Linear 2H->H, Linear H->H, Linear H->1). MFU is against the GPU's dense TF32 tensor-core peak
- * (bench/cuda/peaks.h): the GEMMs run in TF32, and it is the one number to compare runs by.
+ * (kernels/gpu_peaks.h): the GEMMs run in TF32, and it is the one number to compare runs by.
  * tokens/s counts text tokens: B·T for lm, B·L for quietstar (the thoughts are overhead).
  *
  * mistral-7b does not fit one GPU for training in fp32 (params, grads and two moments: 16 bytes per

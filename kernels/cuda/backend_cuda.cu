@@ -19,6 +19,7 @@
 #include "kernels/cuda/quietstar.cuh"
 #include "kernels/cuda/comm_nccl.cuh"
 #include "kernels/cuda/flash_attention.cuh"
+#include "kernels/gpu_peaks.h"
 
 // Not in the table yet (bf16 tensor-core products; see flash_attention.cuh): instantiated here so that
 // `make cuda` compiles it for sm_80/sm_90 and its ptxas report is checked for spills.
@@ -108,19 +109,14 @@ static void cuda_range_pop(void) {}
 static void cuda_profiler(int on) { (void)on; }
 #endif
 
-// Dense TF32 tensor-core peak of the GPU (the compute type of our fp32 GEMMs), from its name.
+// Dense TF32 tensor-core peak of the GPU (the compute type of our fp32 GEMMs), from the one peak
+// table (kernels/gpu_peaks.h); 0 for a GPU it does not know.
 static double cuda_peak_flops(void) {
     ensure_device();
     cudaDeviceProp p;
     cudaCheck(cudaGetDeviceProperties(&p, 0));
-    struct {
-        const char* name;
-        double tflops;
-    } table[] = {{"H200", 494.7}, {"H100 NVL", 417.5}, {"H100 PCIe", 378.0}, {"H100", 494.7},
-                 {"A100", 156.0}, {"A800", 156.0}};
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (strstr(p.name, table[i].name)) return table[i].tflops * 1e12;
-    return 0.0;
+    const GpuPeak* peak = gpu_peak_lookup(p.name);
+    return peak ? peak->tf32_tflops * 1e12 : 0.0;
 }
 
 #ifdef CUEMU

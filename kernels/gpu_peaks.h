@@ -1,5 +1,7 @@
 /*
- * Peak numbers of the GPUs the benchmarks report against, from NVIDIA's data sheets: HBM bandwidth
+ * The one GPU peak table: the CUDA backend's MFU (peak_flops: the TF32 column, the compute type of
+ * its fp32 GEMMs), the benchmarks' % of peak and tools/gpu_check.sh's report all read it. Peak numbers
+ * of the GPUs, from NVIDIA's data sheets: HBM bandwidth
  * (decimal GB/s), dense tensor-core TF32 and BF16 TFLOP/s (the data sheets' headline figures are
  * with 2:4 sparsity, i.e. twice these), and FP32 on the CUDA cores (non-tensor FFMA).
  *
@@ -8,8 +10,8 @@
  * the benchmarks print "peak unknown" instead of a percentage of a guessed peak (llm.c's mfu.h
  * printed -100% for an unknown Blackwell part; we print nothing rather than a wrong number).
  */
-#ifndef QSTAR_BENCH_PEAKS_H
-#define QSTAR_BENCH_PEAKS_H
+#ifndef QSTAR_GPU_PEAKS_H
+#define QSTAR_GPU_PEAKS_H
 
 #include <stddef.h>
 #include <string.h>
@@ -35,6 +37,8 @@ static const GpuPeak gpu_peaks[] = {
     {"A100-SXM", "A100 SXM 80GB", 2039.0, 156.0, 312.0, 19.5},
     {"A100 80GB PCIe", "A100 PCIe 80GB", 1935.0, 156.0, 312.0, 19.5},
     {"A100-PCIE-40GB", "A100 PCIe 40GB", 1555.0, 156.0, 312.0, 19.5},
+    // the A100's export variant: the same chip and HBM2e as the A100 SXM 80GB
+    {"A800", "A800 (A100 SXM 80GB figures)", 2039.0, 156.0, 312.0, 19.5},
 };
 
 static inline const GpuPeak* gpu_peak_lookup(const char* device_name) {
