@@ -40,10 +40,10 @@
  * Registers (ptxas, sm_80/sm_90, no spills): forward 96-132; backward dQ 154-202, dK/dV 188-254 — at
  * HD 128 dK/dV sits at the 255 limit (dK and dV accumulators are 128 of them), so a compiler change
  * could make it spill; make cuda would then fail and say so.
- * Emulator limit, measured: removing the trailing __syncthreads of the double-buffered loops is NOT
- * caught under any schedule (forward, reverse, random). Every ldmatrix/mma is a warp collective, so
- * the warps stay within one collective step of each other and none gets far enough ahead to refill
- * a buffer another still reads; the barrier is there by construction, not by test.
+ * Emulator, measured: removing the trailing __syncthreads of a double-buffered loop (forward, or the
+ * backward dK/dV kernel) makes checks fail under CUEMU_SCHEDULE=reverse and random (warp-ahead
+ * rounds: one warp runs through its ldmatrix/mma chain and refills the buffer the others still read);
+ * the default forward schedule keeps the warps within one collective of each other and misses it.
  */
 #pragma once
 

@@ -1484,7 +1484,7 @@ cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, const 
     return cudaSuccess;
 }
 cudaError_t cudaLaunchKernel(const void*, dim3, dim3, void**, size_t, cudaStream_t) {
-    /* parameter types are unknown here: launch through LAUNCH() (cuda_portable.h) instead */
+    /* parameter types are unknown here: launch through LAUNCH() (kernels/cuda/portable.h) instead */
     return set_error(cudaErrorNotSupported);
 }
 

@@ -20,7 +20,7 @@
  * inline-PTX paths. Kernels must not hide required logic behind it, nor behind __CUDACC__ (also
  * undefined here); CUEMU is defined, for the rare emulator-only line.
  *
- * Kernel-source conventions (see cuda_portable.h): DYN_SMEM(T, name) instead of
+ * Kernel-source conventions (see kernels/cuda/portable.h): DYN_SMEM(T, name) instead of
  * `extern __shared__ T name[]`, LAUNCH(kernel, grid, block, smem, stream, args...) instead of <<<>>>,
  * always the *_sync warp intrinsics with explicit masks, __syncwarp() where lanes communicate
  * through shared memory, no inline PTX, no cooperative_groups/CUB.
