@@ -153,12 +153,13 @@ int cmd_eval(int argc, char** argv) {
             if (report) {
                 be->download(talk_losses, qs.talk_losses, sizeof(float) * N);
                 const int tl = qs.NA - 3;
+                const int32_t* step_tokens = quietstar_step_tokens(&qs);
                 for (int r = 0; r < batch; r++) {
                     const size_t o = (size_t)r * seq;
                     for (int i = 0; i < seq; i++) {
                         scored[i] = tg[o + i] >= 0;
                         for (int k = 0; k < tl; k++)  // steps 2 … NA−2 fed the sampled tokens
-                            thoughts[(size_t)i * tl + k] = qs.step_tokens[(size_t)(k + 2) * N + o + i];
+                            thoughts[(size_t)i * tl + k] = step_tokens[(size_t)(k + 2) * N + o + i];
                     }
                     token_report_add_window(report, in + o, losses + o, talk_losses + o, thoughts, scored,
                                             mk_in && mk ? mk_in + o : NULL);

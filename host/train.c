@@ -107,18 +107,19 @@ static void print_sample(Model* m, const Tokenizer* tok, const int32_t* row, int
 
 // A few of the last step's thoughts in context, from the first pass of the first sequence:
 // ...text<|startthought|>thought<|endthought|>next (thoughts dimmed on a terminal).
-static void print_thoughts(const QuietStar* qs, const Tokenizer* tok, int count) {
+static void print_thoughts(QuietStar* qs, const Tokenizer* tok, int count) {
     const int L = qs->L, N = qs->N;
+    const int32_t* step_tokens = quietstar_step_tokens(qs);  // the step keeps them on the device
     const int tty = stdout_is_tty();
     for (int c = 0; c < count; c++) {
         int i = (int)((long)(c + 1) * (L - 1 - qs->T) / (count + 1));
         int ctx0 = i >= 12 ? i - 11 : 0;
-        char* ctx = decode(tok, qs->step_tokens + ctx0, i - ctx0 + 1);
+        char* ctx = decode(tok, step_tokens + ctx0, i - ctx0 + 1);
         int32_t th[64];
         int nt = 0;
-        for (int k = 2; k <= qs->NA - 2 && nt < 64; k++) th[nt++] = qs->step_tokens[(size_t)k * N + i];
+        for (int k = 2; k <= qs->NA - 2 && nt < 64; k++) th[nt++] = step_tokens[(size_t)k * N + i];
         char* thought = decode(tok, th, nt);
-        char* next = decode(tok, qs->step_tokens + i + 1, 1);
+        char* next = decode(tok, step_tokens + i + 1, 1);
         for (char* p = ctx; *p; p++) if (*p == '\n') *p = ' ';
         for (char* p = thought; *p; p++) if (*p == '\n') *p = ' ';
         printf("  thought @%-4d ...%s%s<|startthought|>%s<|endthought|>%s%s\n", i, ctx, tty ? "\033[2m" : "", thought,

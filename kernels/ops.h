@@ -34,6 +34,11 @@ typedef struct Backend {
     void (*copy)(void* dst, const void* src, size_t bytes);          // backend -> backend
     void (*zero)(void* ptr, size_t bytes);
     void (*sync)(void);
+    // Host synchronisations so far (a process-wide counter): every download and sync, and every
+    // upload that had to wait for the device. upload itself is asynchronous: the host buffer may be
+    // reused at once (CUDA stages it in pinned memory and waits only when the stage is full or the
+    // upload is larger than the stage). Tests count the syncs of a training micro-step with it.
+    uint64_t (*sync_count)(void);
     // profiling: named ranges (NVTX on CUDA, for nsys), the profiler's capture window
     // (cudaProfilerStart/Stop, for ncu/nsys --capture-range), and the device's peak FLOP/s for MFU
     // (TF32 tensor cores for fp32 on CUDA; 0 where unknown)
@@ -204,6 +209,38 @@ typedef struct Backend {
                                 const float* base_losses,        // (B*P*L)
                                 const float* talk_losses,        // (T, B*P*L)
                                 int B, int P, int L, int T);
+
+    // ---- Quiet-STaR: device-resident step (no host round trip of ids, weights or losses) --------
+    // out[n] = x[n + shift] where slot i = n % L satisfies i < limit (limit + shift <= L: the source stays
+    // in the row), fill elsewhere: the true tokens fed at talk steps (shift s, limit L - s, fill pad) and the
+    // next-token targets (shift s + 1, limit L - 1 - s, fill QSTAR_IGNORE_INDEX), built from the text on
+    // the device. out must not alias x.
+    void (*shift_tokens)(int32_t* out,          // (N)
+                         const int32_t* x,      // (N) R rows of L slots
+                         int N, int L, int shift, int limit, int32_t fill);
+    // out[n] = value * (per_row ? per_row[n] : 1) for slots n % L < limit, 0 elsewhere: the per-row
+    // upstream gradients of the step's losses (per_row: the advantages of the policy loss).
+    void (*row_weights)(float* out,              // (N)
+                        const float* per_row,    // (N) or NULL
+                        float value, int N, int L, int limit);
+    // The step's statistics, each a sum in double over rows n (slot i = n % L), into stats (2T + 5):
+    //   [0]           Σ base_losses[n]
+    //   [1 + s]       Σ talk_losses[s][n]                       s < T
+    //   [1 + T + s]   Σ w[s][n] over i < L - 1 - s              (the rows with a talk target)
+    //   [1 + 2T]      Σ reward[n]                 over i < L - 1 - T
+    //   [2 + 2T]      Σ advantage[n]              over i < L - 1 - T
+    //   [3 + 2T]      #{advantage[n] > 0}         over i < L - 1 - T
+    //   [4 + 2T]      Σ advantage[n] · nll[n]     over i < L - 1 - T, nll[n] = Σ_k policy_losses[k][n]
+    //                 summed over k = 0..K-1 in float, in that order
+    // Deterministic on each backend; the summation order may differ between backends (double sums).
+    void (*quietstar_stats)(double* stats,              // (2T + 5) out, backend memory
+                            const float* base_losses,   // (N)
+                            const float* talk_losses,   // (T, N)
+                            const floatX* w,            // (T, N) mixing weights
+                            const float* policy_losses, // (K, N)
+                            const float* reward,        // (N)
+                            const float* advantage,     // (N)
+                            int N, int L, int T, int K);
 
     // ---- generation with a key/value cache ----------------------------------------------------------
     // dst[r * dst_stride + c] = src[r * src_stride + c] for rows r < rows, columns c < cols (moves a

@@ -1,7 +1,12 @@
 /*
  * The Quiet-STaR training step (algorithm and step schedule in quietstar.h). Host code only
- * orchestrates: every tensor operation is a backend op, and the host touches per-row scalars (losses,
- * advantages, sampled ids) and nothing of size L x V or L x H.
+ * orchestrates: every tensor operation is a backend op, and the step stays on the device. The text goes
+ * up once per micro-step (an asynchronous upload); sampled thought tokens are written by the sampler
+ * straight into the next step's input; the talk steps' inputs and every target are shifted copies of
+ * the text made on the device; positions are uploaded once at creation and the loss weights built on
+ * the device once per loss scale; losses, mixing weights, rewards and advantages are summed on the
+ * device into a small stats buffer that the host reads once, at the end of the forward. A micro-step
+ * (forward + backward) thus waits for the device once (tests/test_host_syncs.c counts it).
  */
 #include "model/quietstar.h"
 
@@ -52,8 +57,9 @@ typedef struct {
 } Buf;
 
 // The head buffers beside the per-step activations; one list so allocation and `info` agree.
-static int head_buffers(QuietStar* qs, const ModelConfig* c, int T, size_t N, Buf* b) {
+static int head_buffers(QuietStar* qs, const ModelConfig* c, int NA, int T, size_t N, Buf* b) {
     const size_t H = c->hidden_size, f = sizeof(floatX);
+    const size_t S = (size_t)NA + T - 1;
     int n = 0;
 #define BUF(field, bytes) b[n++] = (Buf){(void**)&qs->field, (bytes)}
     BUF(hb, T * N * H * f);
@@ -75,7 +81,10 @@ static int head_buffers(QuietStar* qs, const ModelConfig* c, int T, size_t N, Bu
     BUF(advantage, N * sizeof(float));
     BUF(policy_dl, N * sizeof(float));
     BUF(base_dl, N * sizeof(float));
-    BUF(talk_dl, N * sizeof(float));
+    BUF(talk_dl, T * N * sizeof(float));
+    BUF(policy_losses, (size_t)(NA - 3) * N * sizeof(float));
+    BUF(stats_dev, (2 * (size_t)T + 5) * sizeof(double));
+    BUF(tokens, (size_t)S * N * sizeof(int32_t));
 #undef BUF
     return n;
 }
@@ -89,7 +98,7 @@ size_t quietstar_activation_bytes(const ModelConfig* c, const QuietStarConfig* q
     total += 2 * (size_t)S * c->num_hidden_layers * N * C3 * sizeof(floatX);
     QuietStar tmp;
     Buf b[32];
-    int n = head_buffers(&tmp, c, qc->n_ahead_talk, N, b);
+    int n = head_buffers(&tmp, c, qc->n_ahead, qc->n_ahead_talk, N, b);
     for (int i = 0; i < n; i++) total += b[i].bytes;
     return total;
 }
@@ -121,9 +130,26 @@ void quietstar_create(QuietStar* qs, Model* m, const QuietStarConfig* qc, int B,
     }
     activations_alloc(be, c, &qs->scratch, qs->R, L, ACT_SCRATCH);
     Buf b[32];
-    int n = head_buffers(qs, c, qs->T, (size_t)qs->N, b);
+    int n = head_buffers(qs, c, qs->NA, qs->T, (size_t)qs->N, b);
     for (int i = 0; i < n; i++) *b[i].ptr = be->alloc(b[i].bytes);
     qs->step_tokens = xcalloc((size_t)qs->S * qs->N, sizeof(int32_t));
+    // Once per shape: each step's positions i + k; the start/end ids at their steps (only read back by
+    // quietstar_step_tokens: those steps feed the thought embeddings); a sampling step's targets are
+    // the tokens of the step after it, where the sampler writes.
+    const int N = qs->N;
+    int32_t* h = xmalloc(sizeof(int32_t) * N);
+    for (int k = 0; k < qs->S; k++) {
+        Activations* a = &qs->steps[k];
+        a->tokens = qs->tokens + (size_t)k * N;
+        if (step_kind(qs, k) == STEP_POLICY) a->targets = qs->tokens + (size_t)(k + 1) * N;
+        for (int i = 0; i < N; i++) h[i] = i % L + k;
+        be->upload(a->pos, h, sizeof(int32_t) * N);
+        if (k == 1 || k == qs->NA - 1) {
+            for (int i = 0; i < N; i++) h[i] = k == 1 ? c->start_thought_id : c->end_thought_id;
+            be->upload(a->tokens, h, sizeof(int32_t) * N);
+        }
+    }
+    free(h);
 }
 
 void quietstar_destroy(QuietStar* qs) {
@@ -134,7 +160,7 @@ void quietstar_destroy(QuietStar* qs) {
     be->free(qs->qkv);
     be->free(qs->dqkv);
     Buf b[32];
-    int n = head_buffers(qs, &qs->m->cfg, qs->T, (size_t)qs->N, b);
+    int n = head_buffers(qs, &qs->m->cfg, qs->NA, qs->T, (size_t)qs->N, b);
     for (int i = 0; i < n; i++) be->free(*b[i].ptr);
     free(qs->step_tokens);
     memset(qs, 0, sizeof *qs);
@@ -153,25 +179,6 @@ void quietstar_init_thought_embeddings(Model* m, int init_id, float embed_scale)
 static ThoughtAttn thought_attn(QuietStar* qs, int k) {
     ThoughtAttn ta = {qs->qkv, qs->dqkv, qs->step_stride, k};
     return ta;
-}
-
-// Cross-entropy of a->logits against host targets into losses (backend memory); returns the sum
-// over rows (ignored rows contribute 0) and the count of counted rows.
-static double head_loss(QuietStar* qs, Activations* a, const int32_t* targets, float* losses, int* n_valid,
-                        float* host_losses) {
-    const Backend* be = qs->m->be;
-    const int N = qs->N, V = qs->m->cfg.vocab_size;
-    be->upload(a->targets, targets, sizeof(int32_t) * N);
-    be->crossentropy_forward(losses, a->logits, a->targets, N, V);
-    be->download(host_losses, losses, sizeof(float) * N);
-    double sum = 0;
-    int count = 0;
-    for (int i = 0; i < N; i++) {
-        sum += host_losses[i];
-        count += targets[i] >= 0;
-    }
-    *n_valid = count;
-    return sum;
 }
 
 static void mask_thought_columns(QuietStar* qs, floatX* x, float value) {
@@ -239,30 +246,22 @@ double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step
     memset(st, 0, sizeof *st);
     int32_t* x = xmalloc(sizeof(int32_t) * N);  // the text, P adjacent copies of each sequence
     for (int r = 0; r < R; r++) memcpy(x + (size_t)r * L, ids + (size_t)(r / qs->P) * L, sizeof(int32_t) * L);
-    int32_t* pos = xmalloc(sizeof(int32_t) * N);
-    int32_t* targets = xmalloc(sizeof(int32_t) * N);
-    float* host_losses = xmalloc(sizeof(float) * N);
-    float* policy_nll = xcalloc((size_t)N, sizeof(float));  // Σ_k −log π_k per row
+    const int32_t* text = qs->steps[0].tokens;  // device
+    be->upload(qs->steps[0].tokens, x, sizeof(int32_t) * N);
+    free(x);
 
     for (int k = 0; k < qs->S; k++) {
         Activations* a = &qs->steps[k];
         const int kind = step_kind(qs, k);
-        int32_t* tok = qs->step_tokens + (size_t)k * N;
-        for (int n = 0; n < N; n++) pos[n] = n % L + k;
-        be->upload(a->pos, pos, sizeof(int32_t) * N);
-        // input of this step
+        // input of this step: the text, the start/end embedding, a sampled token (written into this
+        // step's tokens by the sampler of the step before), or the true token s places ahead
         if (k == 1 || k == NA - 1) {
-            const int is_start = k == 1;
-            for (int n = 0; n < N; n++) tok[n] = is_start ? c->start_thought_id : c->end_thought_id;
-            be->row_broadcast(a->resid, m->params + (is_start ? m->off_start : m->off_end), qs->qc.embed_scale, N, H);
+            be->row_broadcast(a->resid, m->params + (k == 1 ? m->off_start : m->off_end), qs->qc.embed_scale, N, H);
         } else {
-            if (k == 0) {
-                memcpy(tok, x, sizeof(int32_t) * N);
-            } else if (k >= NA) {  // steps 2..N-2 were filled by the sampler of the step before
+            if (k >= NA) {
                 const int s = k - (NA - 1);
-                for (int n = 0; n < N; n++) tok[n] = n % L + s < L ? x[n + s] : pad;
+                be->shift_tokens(a->tokens, text, N, L, s, L - s, pad);
             }
-            be->upload(a->tokens, tok, sizeof(int32_t) * N);
             be->embedding_forward(a->resid, a->tokens, m->params + m->off_embed, N, H);
         }
         ThoughtAttn ta = thought_attn(qs, k);
@@ -270,78 +269,55 @@ double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step
 
         if (kind == STEP_BASE) {
             be->matmul_forward(a->logits, a->lnf, m->params + m->off_lm_head, N, H, V);
-            for (int n = 0; n < N; n++) targets[n] = n % L < L - 1 ? x[n + 1] : QSTAR_IGNORE_INDEX;
-            int nv;
-            st->base_nll = head_loss(qs, a, targets, a->losses, &nv, host_losses) / nv;
+            be->shift_tokens(a->targets, text, N, L, 1, L - 1, QSTAR_IGNORE_INDEX);
+            be->crossentropy_forward(a->losses, a->logits, a->targets, N, V);
         } else if (kind == STEP_POLICY) {
             be->matmul_forward(a->logits, a->lnf, m->params + m->off_lm_head, N, H, V);
             mask_thought_columns(qs, a->logits, -1e10f);
-            int32_t* next = qs->step_tokens + (size_t)(k + 1) * N;  // the sampled token is the next step's input
-            if (qs->forced) {
-                memcpy(next, qs->forced + (size_t)(k - 1) * N, sizeof(int32_t) * N);
-            } else {
+            // a->targets is the next step's input: the sampled token feeds it and is this step's target
+            if (qs->forced)
+                be->upload(a->targets, qs->forced + (size_t)(k - 1) * N, sizeof(int32_t) * N);
+            else
                 be->gumbel_sample(a->targets, a->logits, N, V, L, qs->qc.seed, sample_step, k);
-                be->download(next, a->targets, sizeof(int32_t) * N);
-            }
             // log π at the REINFORCE temperature is minus the cross-entropy of the scaled logits
             be->scale(a->logits, 1.0f / qs->qc.reinforce_temperature, (size_t)N * V);
-            int nv;
-            head_loss(qs, a, next, a->losses, &nv, host_losses);
-            for (int n = 0; n < N; n++) policy_nll[n] += host_losses[n];
+            be->crossentropy_forward(qs->policy_losses + (size_t)(k - 1) * N, a->logits, a->targets, N, V);
         } else if (kind == STEP_TALK) {
             const int s = k - (NA - 1);
             mixer_forward(qs, s, a->lnf, a->logits);
-            for (int n = 0; n < N; n++) targets[n] = n % L < L - 1 - s ? x[n + s + 1] : QSTAR_IGNORE_INDEX;
-            int nv;
-            st->talk_nll[s] = head_loss(qs, a, targets, qs->talk_losses + (size_t)s * N, &nv, host_losses) / nv;
-            float* w = xmalloc(sizeof(float) * N);
-            be->download(w, qs->w + (size_t)s * N, sizeof(float) * N);
-            double sw = 0;
-            for (int n = 0; n < N; n++)
-                if (targets[n] >= 0) sw += w[n];
-            st->mean_mix_weight += sw / nv / T;
-            free(w);
+            be->shift_tokens(a->targets, text, N, L, s + 1, L - 1 - s, QSTAR_IGNORE_INDEX);
+            be->crossentropy_forward(qs->talk_losses + (size_t)s * N, a->logits, a->targets, N, V);
         }
     }
 
     // REINFORCE: advantage per slot, then the policy loss over the slots that have T true tokens after them
     be->quietstar_advantage(qs->reward, qs->advantage, qs->steps[0].losses, qs->talk_losses, qs->B, qs->P, L, T);
     if (qs->fixed_advantage) be->upload(qs->advantage, qs->fixed_advantage, sizeof(float) * N);
-    float* rw = xmalloc(sizeof(float) * N);
-    float* adv = xmalloc(sizeof(float) * N);
-    be->download(rw, qs->reward, sizeof(float) * N);
-    be->download(adv, qs->advantage, sizeof(float) * N);
-    const double slots = (double)R * (L - 1 - T), n_policy = NA - 3;
-    int positive = 0;
-    double policy = 0;
-    for (int n = 0; n < N; n++) {
-        if (n % L >= L - 1 - T) continue;
-        st->mean_reward += rw[n] / slots;
-        st->mean_advantage += adv[n] / slots;
-        positive += adv[n] > 0;
-        policy += adv[n] * policy_nll[n];
-    }
-    st->frac_positive = positive / slots;
-    st->policy_loss = qs->qc.policy_weight * policy / slots / n_policy;
+    be->quietstar_stats(qs->stats_dev, qs->steps[0].losses, qs->talk_losses, qs->w, qs->policy_losses, qs->reward,
+                        qs->advantage, N, L, T, NA - 3);
+    double sums[2 * QS_MAX_TALK + 5];
+    be->download(sums, qs->stats_dev, sizeof(double) * (2 * (size_t)T + 5));  // the step's one host sync
+    // every slot's text token is a real token, so the counted targets are the slots that have one
+    st->base_nll = sums[0] / ((double)R * (L - 1));
     double talk = 0;
-    for (int s = 0; s < T; s++) talk += st->talk_nll[s] / T;
+    for (int s = 0; s < T; s++) {
+        const double nv = (double)R * (L - 1 - s);
+        st->talk_nll[s] = sums[1 + s] / nv;
+        st->mean_mix_weight += sums[1 + T + s] / nv / T;
+        talk += st->talk_nll[s] / T;
+    }
+    const double slots = (double)R * (L - 1 - T), n_policy = NA - 3;
+    st->mean_reward = sums[1 + 2 * T] / slots;
+    st->mean_advantage = sums[2 + 2 * T] / slots;
+    st->frac_positive = sums[3 + 2 * T] / slots;
+    st->policy_loss = qs->qc.policy_weight * sums[4 + 2 * T] / slots / n_policy;
     st->loss = qs->qc.base_weight * st->base_nll + qs->qc.talk_weight * talk + st->policy_loss;
-    free(rw);
-    free(adv);
-    free(x);
-    free(pos);
-    free(targets);
-    free(host_losses);
-    free(policy_nll);
     return st->loss;
 }
 
-// Uploads a per-row loss weight: value for rows whose slot satisfies i < limit, 0 elsewhere.
-static void upload_row_weights(QuietStar* qs, float* dst, float value, int limit, const float* per_row) {
-    float* h = xmalloc(sizeof(float) * qs->N);
-    for (int n = 0; n < qs->N; n++) h[n] = n % qs->L < limit ? value * (per_row ? per_row[n] : 1.0f) : 0.0f;
-    qs->m->be->upload(dst, h, sizeof(float) * qs->N);
-    free(h);
+const int32_t* quietstar_step_tokens(QuietStar* qs) {
+    qs->m->be->download(qs->step_tokens, qs->tokens, sizeof(int32_t) * (size_t)qs->S * qs->N);
+    return qs->step_tokens;
 }
 
 void quietstar_backward(QuietStar* qs, float loss_scale) {
@@ -353,22 +329,23 @@ void quietstar_backward(QuietStar* qs, float loss_scale) {
 
     be->zero(qs->dqkv, sizeof(floatX) * qs->S * qs->step_stride);
     be->zero(qs->dlnf0, sizeof(floatX) * (size_t)N * H);
-    float* adv = xmalloc(sizeof(float) * N);
-    be->download(adv, qs->advantage, sizeof(float) * N);
-    upload_row_weights(qs, qs->policy_dl,
-                       (float)(loss_scale * qs->qc.policy_weight / ((double)R * (L - 1 - T)) / (NA - 3)), L - 1 - T,
-                       adv);
-    free(adv);
+    be->row_weights(qs->policy_dl, qs->advantage,
+                    (float)(loss_scale * qs->qc.policy_weight / ((double)R * (L - 1 - T)) / (NA - 3)), N, L, L - 1 - T);
+    if (qs->weights_scale != loss_scale) {  // the constant loss weights, once per loss scale
+        be->row_weights(qs->base_dl, NULL, (float)(loss_scale * qs->qc.base_weight / ((double)R * (L - 1))), N, L,
+                        L - 1);
+        for (int s = 0; s < T; s++)
+            be->row_weights(qs->talk_dl + (size_t)s * N, NULL,
+                            (float)(loss_scale * qs->qc.talk_weight / T / ((double)R * (L - 1 - s))), N, L, L - 1 - s);
+        qs->weights_scale = loss_scale;
+    }
 
     for (int k = qs->S - 1; k >= 0; k--) {
         Activations* a = &qs->steps[k];
         const int kind = step_kind(qs, k);
         if (kind == STEP_TALK) {
             const int s = k - (NA - 1);
-            upload_row_weights(qs, qs->talk_dl,
-                               (float)(loss_scale * qs->qc.talk_weight / T / ((double)R * (L - 1 - s))), L - 1 - s,
-                               NULL);
-            be->crossentropy_backward(a->logits, a->logits, a->targets, qs->talk_dl, N, V);
+            be->crossentropy_backward(a->logits, a->logits, a->targets, qs->talk_dl + (size_t)s * N, N, V);
             be->zero(qs->dlnf, sizeof(floatX) * (size_t)N * H);
             mixer_backward(qs, s, a->lnf, a->logits);
         } else if (kind == STEP_POLICY) {
@@ -378,8 +355,6 @@ void quietstar_backward(QuietStar* qs, float loss_scale) {
             be->matmul_backward(qs->dlnf, G + m->off_lm_head, a->logits, a->lnf, m->params + m->off_lm_head, N, H,
                                 V, 0);
         } else if (kind == STEP_BASE) {
-            upload_row_weights(qs, qs->base_dl, (float)(loss_scale * qs->qc.base_weight / ((double)R * (L - 1))),
-                               L - 1, NULL);
             be->crossentropy_backward(a->logits, a->logits, a->targets, qs->base_dl, N, V);
             be->matmul_backward(qs->dlnf, G + m->off_lm_head, a->logits, a->lnf, m->params + m->off_lm_head, N, H, V,
                                 0);

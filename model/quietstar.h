@@ -56,8 +56,14 @@ typedef struct {
     floatX *hb, *cat, *a1, *a2, *w, *hmix;
     // head backward scratch
     floatX *dlnf, *dlnf0, *dhb, *dhmix, *da1, *da2, *dcat, *dw;
-    float *talk_losses, *reward, *advantage, *policy_dl, *base_dl, *talk_dl;  // device
-    int32_t* step_tokens;         // (S, N) host: the token fed at each step (start/end ids at those steps)
+    float *talk_losses, *reward, *advantage, *policy_dl;  // device
+    float *base_dl, *talk_dl;     // device (N), (T, N): loss weights, built once per loss scale
+    float *policy_losses;         // device (N−3, N): −log π of each sampled step's token
+    double* stats_dev;            // device (2T + 5): the step's sums (ops.h quietstar_stats)
+    float weights_scale;          // the loss scale base_dl and talk_dl were built for (0: not built)
+    int32_t* tokens;              // device (S, N): the token fed at each step; steps[k].tokens points
+                                  // into it and a sampling step's targets are the next step's tokens
+    int32_t* step_tokens;         // (S, N) host copy of tokens, filled by quietstar_step_tokens()
     const int32_t* forced;        // (N−3, N) forced thought tokens for tests; NULL: sample
     const float* fixed_advantage; // (N) host: use these advantages (finite-difference tests hold them, as
                                   // autograd's detach does); NULL: computed from the rewards
@@ -73,6 +79,9 @@ size_t quietstar_activation_bytes(const ModelConfig* cfg, const QuietStarConfig*
 double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step);
 // Backward of loss_scale × the last forward's loss; parameter gradients accumulate.
 void quietstar_backward(QuietStar* qs, float loss_scale);
+// The tokens fed at every step of the last forward, (S, N): downloaded on demand (one host sync), since
+// the step itself keeps the sampled thoughts on the device.
+const int32_t* quietstar_step_tokens(QuietStar* qs);
 // Sets the start/end thought embeddings to the embedding of token init_id, stored / embed_scale.
 void quietstar_init_thought_embeddings(Model* m, int init_id, float embed_scale);
 

@@ -247,11 +247,9 @@ void model_backward(Model* m, float loss_scale) {
     const int N = a->B * a->T, H = c->hidden_size, V = c->vocab_size;
 
     // d(loss_scale * mean)/d(loss_n) is the same for every counted token; ignored rows get zero anyway.
-    float* dl = xmalloc(sizeof(float) * N);
+    // Filled on the device: the lm micro-step's only host sync is the forward's loss download.
     float d = m->n_valid ? loss_scale / (float)m->n_valid : 0.0f;
-    for (int i = 0; i < N; i++) dl[i] = d;
-    be->upload(a->dlosses, dl, sizeof(float) * N);
-    free(dl);
+    be->row_weights(a->dlosses, NULL, d, N, N, N);
 
     // The per-row weights are known here, so the loss's forward and backward run as one pass over the
     // logits (the losses are recomputed, identical to the forward's); dlogits replace the logits.

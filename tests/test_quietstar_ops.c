@@ -22,6 +22,9 @@
  *  - quietstar_advantage against a naive loop of research notes §1.7 for B = 2, P = 1, 2, 3, L = 10,
  *    T = 4: reward only for slots i < L-1-T, mean over the P passes subtracted (not for P = 1),
  *    advantage clamped at 0.
+ *  - shift_tokens (shift, limit, fill; a random text, every shift a talk step uses), row_weights (with and
+ *    without per-row factors: bitwise the float product), quietstar_stats (every statistic against a
+ *    naive double loop, rel. 1e-12; positive count exact) for T = 1, 4 and K = 1, 9 on odd L.
  * Float results are compared with double references as max abs error / max |ref| <= 1e-5.
  */
 #include <math.h>
@@ -38,6 +41,7 @@
 #include "tests/backend_test.h"
 
 #define TOL 1e-5
+#define QS_TEST_MAX_T 4
 #define TOL_FD 1e-2
 #define FD_STEP 1e-2f
 
@@ -580,6 +584,104 @@ static void test_advantage_case(const Backend* be, int B, int P, int L, int T) {
     be->free(d_bl), be->free(d_tl), be->free(d_rw), be->free(d_ad);
 }
 
+// ---- the device-resident step's ops: shift_tokens, row_weights, quietstar_stats ------------------------------
+
+static void test_shift_and_weights(const Backend* be) {
+    printf("shift_tokens, row_weights\n");
+    const int R = 3, L = 11, N = R * L;
+    int32_t x[3 * 11], out[3 * 11], junk[3 * 11];
+    for (int n = 0; n < N; n++) x[n] = (int32_t)(urand() * 1000), junk[n] = -7;
+    int32_t* d_x = dnew(be, x, sizeof x);
+    int32_t* d_out = dnew(be, junk, sizeof junk);
+    const int cases[][3] = {{1, L - 1, QSTAR_IGNORE_INDEX}, {0, L, 5}, {3, L - 3, 2}, {4, L - 4, -100}, {L - 1, 1, 9}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int shift = cases[c][0], limit = cases[c][1], fill = cases[c][2];
+        be->shift_tokens(d_out, d_x, N, L, shift, limit, fill);
+        dget(be, out, d_out, sizeof out);
+        int bad = 0;
+        for (int n = 0; n < N; n++) bad += out[n] != (n % L < limit ? x[n + shift] : fill);
+        CHECK(bad == 0, "shift_tokens shift %d limit %d: %d wrong", shift, limit, bad);
+    }
+    float per_row[3 * 11], w[3 * 11];
+    fill(per_row, N, -2, 3);
+    float* d_pr = dnew(be, per_row, sizeof per_row);
+    float* d_w = dnew(be, per_row, sizeof per_row);  // garbage: overwritten
+    for (int with = 0; with < 2; with++)
+        for (int limit = 0; limit <= L; limit += 4) {
+            const float value = 0.37f + with;
+            be->row_weights(d_w, with ? d_pr : NULL, value, N, L, limit);
+            dget(be, w, d_w, sizeof w);
+            int bad = 0;
+            for (int n = 0; n < N; n++) {
+                float ref = n % L < limit ? value * (with ? per_row[n] : 1.0f) : 0.0f;
+                bad += memcmp(&ref, &w[n], sizeof ref) != 0;
+            }
+            CHECK(bad == 0, "row_weights per_row %d limit %d: %d not bitwise", with, limit, bad);
+        }
+    // the lm step's use: every row of one long "row"
+    be->row_weights(d_w, NULL, 0.25f, N, N, N);
+    dget(be, w, d_w, sizeof w);
+    int bad = 0;
+    for (int n = 0; n < N; n++) bad += w[n] != 0.25f;
+    CHECK(bad == 0, "row_weights over all rows: %d wrong", bad);
+    be->free(d_x);
+    be->free(d_out);
+    be->free(d_pr);
+    be->free(d_w);
+}
+
+static void test_stats_case(const Backend* be, int R, int L, int T, int K) {
+    const int N = R * L, NS = 2 * T + 5;
+    float *bl = hnew(N, 0, 4), *tl = hnew((size_t)T * N, 0, 4), *w = hnew((size_t)T * N, -1, 1);
+    float *pl = hnew((size_t)K * N, 0, 6), *rw = hnew(N, -2, 2), *ad = hnew(N, -1, 1);
+    for (int n = 0; n < N; n += 3) ad[n] = 0.0f;  // zeros and negatives: not positive
+    double ref[2 * QS_TEST_MAX_T + 5] = {0}, got[2 * QS_TEST_MAX_T + 5];
+    for (int n = 0; n < N; n++) {
+        const int i = n % L;
+        ref[0] += bl[n];
+        for (int s = 0; s < T; s++) {
+            ref[1 + s] += tl[(size_t)s * N + n];
+            if (i < L - 1 - s) ref[1 + T + s] += w[(size_t)s * N + n];
+        }
+        if (i >= L - 1 - T) continue;
+        float nll = 0.0f;  // ops.h: a float sum over k in order, its product with the advantage in float
+        for (int k = 0; k < K; k++) nll += pl[(size_t)k * N + n];
+        ref[1 + 2 * T] += rw[n];
+        ref[2 + 2 * T] += ad[n];
+        ref[3 + 2 * T] += ad[n] > 0;
+        ref[4 + 2 * T] += ad[n] * nll;
+    }
+    float *d_bl = dnew(be, bl, sizeof(float) * N), *d_tl = dnew(be, tl, sizeof(float) * T * N);
+    float *d_w = dnew(be, w, sizeof(float) * T * N), *d_pl = dnew(be, pl, sizeof(float) * K * N);
+    float *d_rw = dnew(be, rw, sizeof(float) * N), *d_ad = dnew(be, ad, sizeof(float) * N);
+    double* d_st = dnew(be, NULL, sizeof(double) * NS);
+    be->quietstar_stats(d_st, d_bl, d_tl, d_w, d_pl, d_rw, d_ad, N, L, T, K);
+    dget(be, got, d_st, sizeof(double) * NS);
+    double worst = 0;
+    for (int j = 0; j < NS; j++) {
+        const double tol = 1e-12;  // double sums of float terms in another order
+        const double e = fabs(got[j] - ref[j]) / (fabs(ref[j]) > 1 ? fabs(ref[j]) : 1);
+        if (e / tol > worst) worst = e / tol;
+        CHECK(e <= tol, "quietstar_stats R %d L %d T %d K %d: stat %d = %.17g, ref %.17g", R, L, T, K, j, got[j], ref[j]);
+    }
+    CHECK(got[3 + 2 * T] == ref[3 + 2 * T], "quietstar_stats: positive count %g, ref %g", got[3 + 2 * T],
+          ref[3 + 2 * T]);
+    printf("  quietstar_stats R %d L %2d T %d K %d: worst error / tolerance %.2f\n", R, L, T, K, worst);
+    be->free(d_bl);
+    be->free(d_tl);
+    be->free(d_w);
+    be->free(d_pl);
+    be->free(d_rw);
+    be->free(d_ad);
+    be->free(d_st);
+    free(bl);
+    free(tl);
+    free(w);
+    free(pl);
+    free(rw);
+    free(ad);
+}
+
 int main(int argc, char** argv) {
     const Backend* be = backend_get(argc > 1 ? argv[1] : "cpu");
     if (!be) {
@@ -600,5 +702,10 @@ int main(int argc, char** argv) {
     test_mix(be);
     printf("quietstar_advantage\n");
     for (int P = 1; P <= 3; P++) test_advantage_case(be, 2, P, 10, 4);
+    test_shift_and_weights(be);
+    printf("quietstar_stats\n");
+    test_stats_case(be, 2, 13, 1, 1);
+    test_stats_case(be, 4, 37, 4, 9);
+    test_stats_case(be, 3, 301, 4, 9);  // more rows than the CUDA block's threads
     return test_summary();
 }

@@ -19,8 +19,16 @@ static void cpu_free(void* p) { free(p); }
 static void cpu_memcpy(void* dst, const void* src, size_t bytes) {
     if (bytes) memmove(dst, src, bytes);
 }
+// Nothing waits on the CPU, but downloads and syncs are counted as the CUDA backend counts them, so a
+// test on this backend checks the same host-synchronisation budget a GPU run has.
+static _Atomic uint64_t cpu_syncs;
+static void cpu_download(void* dst, const void* src, size_t bytes) {
+    cpu_syncs++;
+    cpu_memcpy(dst, src, bytes);
+}
 static void cpu_zero(void* p, size_t bytes) { memset(p, 0, bytes); }
-static void cpu_sync(void) {}
+static void cpu_sync(void) { cpu_syncs++; }
+static uint64_t cpu_sync_count(void) { return cpu_syncs; }
 static void cpu_range_push(const char* name) { (void)name; }
 static void cpu_range_pop(void) {}
 static void cpu_profiler(int on) { (void)on; }
@@ -31,10 +39,11 @@ const Backend backend_cpu = {
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_memcpy,
-    .download = cpu_memcpy,
+    .download = cpu_download,
     .copy = cpu_memcpy,
     .zero = cpu_zero,
     .sync = cpu_sync,
+    .sync_count = cpu_sync_count,
     .range_push = cpu_range_push,
     .range_pop = cpu_range_pop,
     .profiler = cpu_profiler,
@@ -76,6 +85,9 @@ const Backend backend_cpu = {
     .mix_forward = cpu_mix_forward,
     .mix_backward = cpu_mix_backward,
     .quietstar_advantage = cpu_quietstar_advantage,
+    .shift_tokens = cpu_shift_tokens,
+    .row_weights = cpu_row_weights,
+    .quietstar_stats = cpu_quietstar_stats,
     .copy_strided = cpu_copy_strided,
     .cached_attention_forward = cpu_cached_attention_forward,
 };

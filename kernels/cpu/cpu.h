@@ -57,6 +57,11 @@ void cpu_mix_backward(floatX* dbase, floatX* dthought, floatX* dw, const floatX*
                       const floatX* thought, const floatX* w, int N, int H);
 void cpu_quietstar_advantage(float* reward, float* advantage, const float* base_losses, const float* talk_losses,
                              int B, int P, int L, int T);
+void cpu_shift_tokens(int32_t* out, const int32_t* x, int N, int L, int shift, int limit, int32_t fill);
+void cpu_row_weights(float* out, const float* per_row, float value, int N, int L, int limit);
+void cpu_quietstar_stats(double* stats, const float* base_losses, const float* talk_losses, const floatX* w,
+                         const float* policy_losses, const float* reward, const float* advantage, int N, int L,
+                         int T, int K);
 
 void cpu_copy_strided(floatX* dst, size_t dst_stride, const floatX* src, size_t src_stride, int rows, int cols);
 void cpu_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,

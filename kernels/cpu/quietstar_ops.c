@@ -155,3 +155,43 @@ void cpu_quietstar_advantage(float* reward, float* advantage, const float* base_
         advantage[n] = a > 0.0f ? a : 0.0f;
     }
 }
+
+void cpu_shift_tokens(int32_t* out, const int32_t* x, int N, int L, int shift, int limit, int32_t fill) {
+    for (int n = 0; n < N; n++) out[n] = n % L < limit ? x[n + shift] : fill;
+}
+
+void cpu_row_weights(float* out, const float* per_row, float value, int N, int L, int limit) {
+    for (int n = 0; n < N; n++) out[n] = n % L < limit ? value * (per_row ? per_row[n] : 1.0f) : 0.0f;
+}
+
+// Sequential sums in double, in row order: the order the host loop of the step used before the
+// statistics moved to the device, so CPU runs keep their numbers bit for bit.
+void cpu_quietstar_stats(double* stats, const float* base_losses, const float* talk_losses, const floatX* w,
+                         const float* policy_losses, const float* reward, const float* advantage, int N, int L,
+                         int T, int K) {
+    for (int j = 0; j < 2 * T + 5; j++) stats[j] = 0.0;
+    for (int n = 0; n < N; n++) stats[0] += base_losses[n];
+    for (int s = 0; s < T; s++) {
+        double sum = 0.0, sw = 0.0;
+        for (int n = 0; n < N; n++) {
+            sum += talk_losses[(size_t)s * N + n];
+            if (n % L < L - 1 - s) sw += w[(size_t)s * N + n];
+        }
+        stats[1 + s] = sum;
+        stats[1 + T + s] = sw;
+    }
+    double rw = 0.0, adv = 0.0, pos = 0.0, policy = 0.0;
+    for (int n = 0; n < N; n++) {
+        if (n % L >= L - 1 - T) continue;
+        float nll = 0.0f;
+        for (int k = 0; k < K; k++) nll += policy_losses[(size_t)k * N + n];
+        rw += reward[n];
+        adv += advantage[n];
+        pos += advantage[n] > 0.0f;
+        policy += advantage[n] * nll;
+    }
+    stats[1 + 2 * T] = rw;
+    stats[2 + 2 * T] = adv;
+    stats[3 + 2 * T] = pos;
+    stats[4 + 2 * T] = policy;
+}

@@ -83,13 +83,42 @@ static void* cuda_alloc(size_t bytes) {
 static void cuda_free(void* p) {
     if (p) cudaCheck(cudaFree(p));
 }
+// Host synchronisations (ops.h: sync_count): every wait of the host on the stream goes through here.
+static uint64_t host_syncs;
+static void host_sync(void) {
+    __atomic_add_fetch(&host_syncs, 1, __ATOMIC_RELAXED);
+    cudaCheck(cudaStreamSynchronize(qstar_stream));
+}
+static uint64_t cuda_sync_count(void) { return __atomic_load_n(&host_syncs, __ATOMIC_RELAXED); }
+
+// Uploads are asynchronous: the host bytes are copied into a pinned stage at once (so the caller may
+// reuse its buffer) and the stage is copied to the device in stream order. The stage is a ring; when
+// an upload does not fit in what is left of it the host waits for the stream (every earlier copy out of
+// the stage is then done) and starts again at its front. An upload larger than the stage waits.
+#define UPLOAD_STAGE_BYTES ((size_t)16 << 20)
+static char* upload_stage;
+static size_t upload_head;
 static void cuda_upload(void* dst, const void* src, size_t bytes) {
-    if (bytes) cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, qstar_stream));
-    cudaCheck(cudaStreamSynchronize(qstar_stream));  // the host buffer may be reused at once
+    if (!bytes) return;
+    if (bytes > UPLOAD_STAGE_BYTES) {
+        cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, qstar_stream));
+        host_sync();  // the host buffer may be reused at once
+        return;
+    }
+    if (!upload_stage) cudaCheck(cudaMallocHost((void**)&upload_stage, UPLOAD_STAGE_BYTES));
+    const size_t at = (upload_head + 15) & ~(size_t)15;
+    if (at + bytes > UPLOAD_STAGE_BYTES) {
+        host_sync();
+        upload_head = 0;
+        return cuda_upload(dst, src, bytes);
+    }
+    memcpy(upload_stage + at, src, bytes);
+    cudaCheck(cudaMemcpyAsync(dst, upload_stage + at, bytes, cudaMemcpyHostToDevice, qstar_stream));
+    upload_head = at + bytes;
 }
 static void cuda_download(void* dst, const void* src, size_t bytes) {
     if (bytes) cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, qstar_stream));
-    cudaCheck(cudaStreamSynchronize(qstar_stream));
+    host_sync();
 }
 static void cuda_copy(void* dst, const void* src, size_t bytes) {
     if (bytes) cudaCheck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, qstar_stream));
@@ -97,7 +126,7 @@ static void cuda_copy(void* dst, const void* src, size_t bytes) {
 static void cuda_zero(void* p, size_t bytes) {
     if (bytes) cudaCheck(cudaMemsetAsync(p, 0, bytes, qstar_stream));
 }
-static void cuda_sync(void) { cudaCheck(cudaStreamSynchronize(qstar_stream)); }
+static void cuda_sync(void) { host_sync(); }
 
 #if defined(__CUDACC__) && !defined(QSTAR_NO_NVTX)
 static void cuda_range_push(const char* name) { nvtxRangePushA(name); }
@@ -138,6 +167,7 @@ extern "C" const Backend QSTAR_BACKEND_SYMBOL = {
     .copy = cuda_copy,
     .zero = cuda_zero,
     .sync = cuda_sync,
+    .sync_count = cuda_sync_count,
     .range_push = cuda_range_push,
     .range_pop = cuda_range_pop,
     .profiler = cuda_profiler,
@@ -176,6 +206,9 @@ extern "C" const Backend QSTAR_BACKEND_SYMBOL = {
     .mix_forward = cuda_mix_forward,
     .mix_backward = cuda_mix_backward,
     .quietstar_advantage = cuda_quietstar_advantage,
+    .shift_tokens = cuda_shift_tokens,
+    .row_weights = cuda_row_weights,
+    .quietstar_stats = cuda_quietstar_stats,
     .copy_strided = cuda_copy_strided,
     .cached_attention_forward = cuda_cached_attention_forward,
     .adamw_update = cuda_adamw_update,

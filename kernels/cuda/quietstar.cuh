@@ -13,6 +13,10 @@
  *  - mix_backward: one warp per row, dw accumulated in double by a fixed shuffle tree.
  *  - quietstar_advantage: one thread per position, sums over talk steps and passes in the CPU's order,
  *    so rewards and advantages are bitwise the CPU's.
+ *  - quietstar_stats: one 256-thread block per statistic, each thread a strided partial sum in double,
+ *    the block's partials added by a fixed shuffle tree: deterministic, not the CPU's sequential order.
+ * shift_tokens and row_weights build the step's inputs, targets and loss weights on the device, so the
+ * step never sends ids or weights through the host.
  */
 #pragma once
 
@@ -362,5 +366,81 @@ static void cuda_quietstar_advantage(float* reward, float* advantage, const floa
     cudaCheckLaunch();
     LAUNCH(quietstar_advantage_kernel, elementwise_grid(RL), ELEMENTWISE_BLOCK, 0, qstar_stream, advantage, reward, RL,
            P, L);
+    cudaCheckLaunch();
+}
+
+__global__ void shift_tokens_kernel(int32_t* out, const int32_t* x, int N, int L, int shift, int limit, int32_t fill) {
+    QS_FOR(n, (size_t)N) out[n] = (int)(n % L) < limit ? x[n + shift] : fill;
+}
+
+__global__ void row_weights_kernel(float* out, const float* per_row, float value, int N, int L, int limit) {
+    QS_FOR(n, (size_t)N) out[n] = (int)(n % L) < limit ? value * (per_row ? per_row[n] : 1.0f) : 0.0f;
+}
+
+#define QS_STATS_BLOCK 256
+// Block j computes statistic j of ops.h's list.
+__global__ void __launch_bounds__(QS_STATS_BLOCK)
+    quietstar_stats_kernel(double* stats, const float* base_losses, const float* talk_losses, const floatX* w,
+                           const float* policy_losses, const float* reward, const float* advantage, int N, int L,
+                           int T, int K) {
+    __shared__ double partial[QS_STATS_BLOCK / 32];
+    const int j = blockIdx.x;
+    double acc = 0.0;
+    for (int n = threadIdx.x; n < N; n += blockDim.x) {
+        const int i = n % L;
+        if (j == 0) {
+            acc += base_losses[n];
+        } else if (j <= T) {
+            acc += talk_losses[(size_t)(j - 1) * N + n];
+        } else if (j <= 2 * T) {
+            const int s = j - 1 - T;
+            if (i < L - 1 - s) acc += w[(size_t)s * N + n];
+        } else if (i < L - 1 - T) {
+            const float a = advantage[n];
+            if (j == 1 + 2 * T) {
+                acc += reward[n];
+            } else if (j == 2 + 2 * T) {
+                acc += a;
+            } else if (j == 3 + 2 * T) {
+                acc += a > 0.0f;
+            } else {
+                float nll = 0.0f;
+                for (int k = 0; k < K; k++) nll += policy_losses[(size_t)k * N + n];
+                acc += __fmul_rn(a, nll);  // the product in float, as the CPU's (no contraction into the add)
+            }
+        }
+    }
+    acc = warp_sum_double(acc);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int wi = 0; wi < QS_STATS_BLOCK / 32; wi++) total += partial[wi];
+        stats[j] = total;
+    }
+}
+
+static void cuda_shift_tokens(int32_t* out, const int32_t* x, int N, int L, int shift, int limit, int32_t fill) {
+    NVTX_RANGE_FN();
+    if (N <= 0) return;
+    LAUNCH(shift_tokens_kernel, elementwise_grid((size_t)N), ELEMENTWISE_BLOCK, 0, qstar_stream, out, x, N, L, shift,
+           limit, fill);
+    cudaCheckLaunch();
+}
+
+static void cuda_row_weights(float* out, const float* per_row, float value, int N, int L, int limit) {
+    NVTX_RANGE_FN();
+    if (N <= 0) return;
+    LAUNCH(row_weights_kernel, elementwise_grid((size_t)N), ELEMENTWISE_BLOCK, 0, qstar_stream, out, per_row, value, N,
+           L, limit);
+    cudaCheckLaunch();
+}
+
+static void cuda_quietstar_stats(double* stats, const float* base_losses, const float* talk_losses, const floatX* w,
+                                 const float* policy_losses, const float* reward, const float* advantage, int N,
+                                 int L, int T, int K) {
+    NVTX_RANGE_FN();
+    LAUNCH(quietstar_stats_kernel, 2 * T + 5, QS_STATS_BLOCK, 0, qstar_stream, stats, base_losses, talk_losses, w,
+           policy_losses, reward, advantage, N, L, T, K);
     cudaCheckLaunch();
 }
