@@ -47,7 +47,7 @@ extern cudaStream_t qstar_stream;
         if (e_ != cudaSuccess) fatal("CUDA error %s at %s:%d: %s", cudaGetErrorString(e_), __FILE__, __LINE__, #call); \
     } while (0)
 
-enum PeakKind { PEAK_HBM, PEAK_TF32, PEAK_FP32 };
+enum PeakKind { PEAK_HBM, PEAK_TF32, PEAK_FP32, PEAK_BF16 };
 
 typedef struct {
     const char* prog;
@@ -281,8 +281,11 @@ static inline void bench_report(Bench* b, const char* what, double ms, double by
     }
     if (flops > 0) {
         double tf = flops / (ms * 1e-3) / 1e12;
-        const char* name = kind == PEAK_FP32 ? "FP32" : "TF32";
-        double peak = !b->peak ? 0 : kind == PEAK_FP32 ? b->peak->fp32_tflops : b->peak->tf32_tflops;
+        const char* name = kind == PEAK_FP32 ? "FP32" : kind == PEAK_BF16 ? "BF16" : "TF32";
+        double peak = !b->peak                ? 0
+                      : kind == PEAK_FP32 ? b->peak->fp32_tflops
+                      : kind == PEAK_BF16 ? b->peak->bf16_tflops
+                                          : b->peak->tf32_tflops;
         printf("  %8.2f TFLOP/s", tf);
         if (b->peak) printf(" (%5.1f%% of %s)", 100 * tf / peak, name);
         else printf(" (peak unknown)");
