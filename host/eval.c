@@ -42,7 +42,10 @@ static void accumulate(LossAcc* a, const float* losses, const int32_t* valid_tar
 
 static double mean(const LossAcc* a, int which) { return a->count[which] > 0 ? a->sum[which] / a->count[which] : NAN; }
 
+#include "host/eval_tasks.h"  // qstar eval --task gsm8k|csqa: benchmark accuracy
+
 int cmd_eval(int argc, char** argv) {
+    if (eval_task_requested(argc, argv)) return cmd_eval_task(argc, argv);
     const char *ckpt = NULL, *data = NULL, *mask_path = NULL, *device = "cpu", *json_out = NULL, *report_path = NULL,
                *tok_path = NULL;
     int batch = 4, seq = 256, max_batches = 0, n_ahead = 0, seed = 7, no_thoughts = 0, report_tokens = 2048;
