@@ -14,7 +14,7 @@ static int usage(FILE* f) {
             "usage: qstar <command> [options]   (qstar <command> --help for its options)\n\n"
             "commands:\n"
             "  train   train a language model on token shards\n"
-            "  eval    held-out loss of a checkpoint\n"
+            "  eval    held-out loss of a checkpoint, or benchmark accuracy (--task gsm8k|csqa)\n"
             "  sample  generate text from a checkpoint (with Quiet-STaR thoughts: --thoughts)\n"
             "  generate completions for a JSONL file of prompts, batched (K samples each)\n"
             "  info    parameter count and training memory of a config\n"
