@@ -5,6 +5,7 @@
 #   make test       deps, build, every test; ends with "N passed, N failed"
 #   make bench      benchmarks (bench/)
 #   make cuda       the CUDA build when nvcc is present (says so and skips when not)
+#   make gpu-check  on a GPU machine: the CUDA tests, short runs and benchmarks, runs/gpu-check/report.md
 
 .DEFAULT_GOAL := all
 CC      ?= gcc
@@ -43,7 +44,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 -include tests/emu/emu.mk
 include kernels/cuda/cuda.mk
 
-.PHONY: all deps run test bench cuda clean smollm2 fuzz fuzz-build
+.PHONY: all deps run test bench cuda gpu-check clean smollm2 fuzz fuzz-build
 # keep the objects of test and bench binaries (make would delete them as intermediates and relink)
 .SECONDARY:
 all: bin/qstar
@@ -103,6 +104,17 @@ smollm2: deps
 cuda:
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory bin/qstar-cuda; \
 	 else echo "make cuda: nvcc not found, skipping the CUDA backend"; fi
+
+# make gpu-check: on a machine with an NVIDIA GPU, builds bin/qstar-cuda, the C tests linked with the
+# cuda backend (build/tests-cuda/) and the GPU benchmarks, runs them and writes runs/gpu-check/report.md
+# and report.json (tools/gpu_check.sh); without a GPU it says so and exits 0.
+gpu-check:
+	@bash tools/gpu_check.sh
+
+$(BUILD)/tests-cuda/%: $(BUILD)/tests/%.o $(BUILD)/libqstar.a $(BUILD)/cuda/backend_cuda.o
+	@mkdir -p $(dir $@)
+	@echo "  LINK  $@"
+	@$(CC) $(CFLAGS) $^ -o $@ $(CUDA_LIBS) $(LDLIBS)
 
 # ---- fuzzing: make fuzz [FUZZ_SECONDS=N] [FUZZ_TARGETS="config shard ..."] ----
 # libFuzzer harnesses tests/fuzz/fuzz_<parser>.c, built with clang (tools/deps.sh fuzz installs it;

@@ -32,6 +32,26 @@
 
 #define TOL_FWD 1e-5  // float op vs double reference
 #define TOL_FD 1e-2   // analytic vs float central differences
+
+// On the cuda backend the GEMMs run on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32: both operands
+// rounded to 10-bit mantissas, unit roundoff 2^-11 each, fp32 accumulation), so a product element's
+// error is bounded by (2^-10 + K 2^-24) Σ_k |a_k b_k|, not by 1e-5 of the result. gemm_tol turns that
+// first-order bound into this file's scale-relative measures (max and norm); every other backend keeps
+// TOL_FWD. Only the matmul checks use it: the other CUDA kernels compute in fp32 on the CUDA cores.
+static int tf32_gemms;
+static double gemm_tol(const double* absdot, const double* ref, size_t n, int K) {
+    if (!tf32_gemms) return TOL_FWD;
+    double ma = 0, mr = 0, na = 0, nr = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (absdot[i] > ma) ma = absdot[i];
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+        na += absdot[i] * absdot[i];
+        nr += ref[i] * ref[i];
+    }
+    const double gamma = ldexp(1.0, -10) + K * ldexp(1.0, -24);
+    double t = gamma * fmax(ma / (mr > 0 ? mr : 1), sqrt(na / (nr > 0 ? nr : 1)));
+    return t > TOL_FWD ? t : TOL_FWD;
+}
 #define FD_STEP 1e-2f
 
 // ---- small helpers ----------------------------------------------------------------------------
@@ -357,20 +377,30 @@ static void test_matmul_case(const Backend* be, int N, int IN, int OUT, int do_f
     char name[96];
 
     double *rout = dzeros(no), *rdx = dzeros(nx), *rdw = dzeros(nw);
+    double *aout = dzeros(no), *adx = dzeros(nx), *adw = dzeros(nw);  // Σ|a b| of each element (gemm_tol)
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OUT; o++) {
-            double s = 0.0;
-            for (int i = 0; i < IN; i++) s += (double)x[(size_t)n * IN + i] * w[(size_t)o * IN + i];
+            double s = 0.0, sa = 0.0;
+            for (int i = 0; i < IN; i++) {
+                const double t = (double)x[(size_t)n * IN + i] * w[(size_t)o * IN + i];
+                s += t;
+                sa += fabs(t);
+            }
             rout[(size_t)n * OUT + o] = s;
+            aout[(size_t)n * OUT + o] = sa;
             for (int i = 0; i < IN; i++) {
                 rdx[(size_t)n * IN + i] += (double)G[(size_t)n * OUT + o] * w[(size_t)o * IN + i];
                 rdw[(size_t)o * IN + i] += (double)G[(size_t)n * OUT + o] * x[(size_t)n * IN + i];
+                adx[(size_t)n * IN + i] += fabs((double)G[(size_t)n * OUT + o] * w[(size_t)o * IN + i]);
+                adw[(size_t)o * IN + i] += fabs((double)G[(size_t)n * OUT + o] * x[(size_t)n * IN + i]);
             }
         }
+    const double tol_out = gemm_tol(aout, rout, no, IN), tol_dx = gemm_tol(adx, rdx, nx, OUT);
+    const double tol_dw = gemm_tol(adw, rdw, nw, N);
     be->matmul_forward(d_out, d_x, d_w, N, IN, OUT);
     dget(be, out, d_out, sizeof(float) * no);
     snprintf(name, sizeof name, "matmul_forward (N=%d IN=%d OUT=%d)", N, IN, OUT);
-    check_close(name, out, rout, no, TOL_FWD);
+    check_close(name, out, rout, no, tol_out);
     be->matmul_forward(d_out, d_x, d_w, N, IN, OUT);
     dget(be, out2, d_out, sizeof(float) * no);
     check_bitwise("matmul_forward determinism", out, out2, sizeof(float) * no);
@@ -381,8 +411,8 @@ static void test_matmul_case(const Backend* be, int N, int IN, int OUT, int do_f
     be->matmul_backward(d_dx, d_dw, d_G, d_x, d_w, N, IN, OUT, 0);
     dget(be, dx, d_dx, sizeof(float) * nx);
     dget(be, dw, d_dw, sizeof(float) * nw);
-    check_close("matmul_backward dinp (overwrites) vs ref", dx, rdx, nx, TOL_FWD);
-    check_close("matmul_backward dweight vs ref", dw, rdw, nw, TOL_FWD);
+    check_close("matmul_backward dinp (overwrites) vs ref", dx, rdx, nx, tol_dx);
+    check_close("matmul_backward dweight vs ref", dw, rdw, nw, tol_dw);
     be->zero(d_dw, sizeof(float) * nw);
     be->matmul_backward(d_dx, d_dw, d_G, d_x, d_w, N, IN, OUT, 0);
     dget(be, dx2, d_dx, sizeof(float) * nx);
@@ -402,23 +432,25 @@ static void test_matmul_case(const Backend* be, int N, int IN, int OUT, int do_f
     double *e1 = dzeros(nx), *e2 = dzeros(nw);
     for (size_t i = 0; i < nx; i++) e1[i] = D0[i] + rdx[i];
     for (size_t i = 0; i < nw; i++) e2[i] = 2.0 * rdw[i];
+    for (size_t i = 0; i < nw; i++) adw[i] *= 2.0;  // two products added
     be->upload(d_dx, D0, sizeof(float) * nx);
     be->zero(d_dw, sizeof(float) * nw);
     be->matmul_backward(d_dx, d_dw, d_G, d_x, d_w, N, IN, OUT, 1);
     be->matmul_backward(NULL, d_dw, d_G, d_x, d_w, N, IN, OUT, 0);  // dinp NULL: dweight only
     dget(be, dx2, d_dx, sizeof(float) * nx);
     dget(be, dw2, d_dw, sizeof(float) * nw);
-    check_close("matmul_backward accumulate_dinp=1: D0 + dx", dx2, e1, nx, TOL_FWD);
-    check_close("matmul_backward dinp=NULL, twice: dweight = 2 dw", dw2, e2, nw, TOL_FWD);
+    check_close("matmul_backward accumulate_dinp=1: D0 + dx", dx2, e1, nx, gemm_tol(adx, e1, nx, OUT));
+    check_close("matmul_backward dinp=NULL, twice: dweight = 2 dw", dw2, e2, nw, gemm_tol(adw, e2, nw, 2 * N));
     be->upload(d_dx, D0, sizeof(float) * nx);
     be->matmul_backward(d_dx, NULL, d_G, d_x, d_w, N, IN, OUT, 0);  // frozen weight
     dget(be, dx2, d_dx, sizeof(float) * nx);
     dget(be, dw, d_dw, sizeof(float) * nw);
-    check_close("matmul_backward dweight=NULL: dinp", dx2, rdx, nx, TOL_FWD);
+    check_close("matmul_backward dweight=NULL: dinp", dx2, rdx, nx, tol_dx);
     check_bitwise("matmul_backward dweight=NULL leaves dweight", dw, dw2, sizeof(float) * nw);
     free(D0), free(e1), free(e2);
 done:
     free(x), free(w), free(G), free(out), free(out2), free(rout), free(rdx), free(rdw);
+    free(aout), free(adx), free(adw);
     free(dx), free(dw), free(dx2), free(dw2);
     be->free(d_x), be->free(d_w), be->free(d_out), be->free(d_G), be->free(d_dx), be->free(d_dw);
 }
@@ -1275,6 +1307,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     fd_enabled = !strcmp(be->name, "cpu");
+    tf32_gemms = !strcmp(be->name, "cuda");
+    if (tf32_gemms) printf("cuda: matmul tolerances from the TF32 bound (2^-10 + K 2^-24) sum|a b|\n");
     printf("backend %s: errors are scale-relative (max |a-b| / max |ref|, ‖a-b‖/‖ref‖); fd = finite differences\n",
            be->name);
     test_embedding(be);
