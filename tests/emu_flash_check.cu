@@ -2,7 +2,7 @@
  * kernels/cuda/flash_attention.cuh (tensor-core causal GQA attention forward and backward) run on the
  * CPU emulator against the C oracles cpu_attention_forward / cpu_attention_backward
  * (kernels/cpu/attention.c), and the thought attention forward by decomposition against
- * cpu_thought_attention_forward (k = 0, 1, 3, 14) and backward (k = 0, 3, 14). Built and run by tests/test_flash_attention.sh. The
+ * cpu_thought_attention_forward (k = 0, 1, 3, 14) and backward (k = 0, 3, 14). Built and run by tests/test_emu_checks.sh. The
  * backward's and the thought attention's cases and bounds are stated at run_bwd_case and
  * run_thought_case.
  *

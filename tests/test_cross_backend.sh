@@ -39,7 +39,7 @@ run test_quietstar_ops $tb/test_quietstar_ops $dev
 # The same op tests (every kernel that uses shared memory or warp-synchronous code runs in them) and
 # the emulator's own block/warp/atomics/math/tensorcore tests once more with the threads of each
 # block run last to first and the blocks spread over two workers (tests/emu/README.md; the flash
-# attention kernels have their own schedule runs in test_flash_attention.sh): a missing __syncthreads or
+# attention kernels have their own schedule runs in test_emu_checks.sh): a missing __syncthreads or
 # __syncwarp that the default order hides (a thread reading what a lower-numbered thread writes) or a
 # race between blocks fails here. QSTAR_EMU_SCHEDULES="random:1 random:2 ..." adds runs under
 # random schedules (a longer, optional run).

@@ -23,7 +23,7 @@
  * Inputs are bf16-exact (rounded to bf16 on the host) for every version, so v2's only rounding is of
  * P (and dS) to bf16: forward out within 2u·max|v| + 1e-5 and lse within 1e-4 (u = 2^-8, the bound
  * tests/emu_flash_check.cu derives); backward within 3u·max|dqkv_ref| per element (scale-relative: three
- * bf16 roundings per product; test_flash_attention.sh checks the per-element bound).
+ * bf16 roundings per product; test_emu_checks.sh checks the per-element bound).
  * Also printed: each attention kernel's registers and static shared memory as ptxas reported them in
  * build/cuda/ptxas.txt (sm_80 and sm_90; the flash kernels' dynamic shared memory from their tile
  * formula), and attention's theoretical share of a mistral-7b step (FLOPs, and time at the measured

@@ -4,7 +4,7 @@
  * backward by decomposition (the causal part on tensor cores, the own-slot keys in fp32, merged by
  * log-sum-exp; see flash_thought_attention_forward/backward). NOT wired into the backend table yet: its products
  * are bf16 (fp32 accumulate) and the backend contract (ops.h) is fp32 today, so it waits for the bf16
- * precision issue; tests/test_flash_attention.sh checks it on the emulator against the CPU oracle
+ * precision issue; tests/test_emu_checks.sh checks it on the emulator against the CPU oracle
  * with tolerances derived from bf16's unit roundoff. Same contract as attention_forward/backward in
  * kernels/ops.h: qkv rows hold NH query heads, then NKV key heads, then NKV value heads, each HD
  * wide; query head h reads kv head h / (NH/NKV); scale 1/sqrt(HD); out (B*T, NH*HD), lse (B, NH, T)
