@@ -786,34 +786,55 @@ static void test_thought_attention(const Backend* be) {
     test_thought_attention_case(be, 1, 1, 131, 2, 1, 4, 29);
 }
 
-static void test_cached_attention(const Backend* be) {
-    printf("cached_attention / copy_strided\n");
-    const int NH = 4, NKV = 2, HD = 8, KW = NKV * HD, n1 = 6, n2 = 3;
-    float *q = hnew(NH * HD, -1.5f, 1.5f), *k1 = hnew(n1 * KW, -1.5f, 1.5f), *v1 = hnew(n1 * KW, -1, 1);
-    float *k2 = hnew(n2 * KW, -1.5f, 1.5f), *v2 = hnew(n2 * KW, -1, 1), *out = hnew(NH * HD, 0, 0);
+// One row against n1 text and n2 thought keys. The shapes cover the CUDA kernel's split-KV (one split
+// up to 64 keys, several above, a last split shorter than the others) and its GQA packing (group sizes
+// 1, 2, 3, 4, 8 and 12, beyond the 8 warps of a block, and MQA), head dims 8, 64, 100 and 128, and
+// no keys at all (out = 0).
+static void test_cached_case(const Backend* be, int NH, int NKV, int HD, int n1, int n2) {
+    const int KW = NKV * HD, n = n1 + n2;
+    float *q = hnew(NH * HD, -1.5f, 1.5f), *k1 = hnew((size_t)n1 * KW, -1.5f, 1.5f), *v1 = hnew((size_t)n1 * KW, -1, 1);
+    float *k2 = hnew((size_t)n2 * KW, -1.5f, 1.5f), *v2 = hnew((size_t)n2 * KW, -1, 1), *out = hnew(NH * HD, 0, 0);
+    float *out2 = hnew(NH * HD, 0, 0);
     float *d_q = dnew(be, q, sizeof(float) * NH * HD), *d_out = dnew(be, NULL, sizeof(float) * NH * HD);
     float *d_k1 = dnew(be, k1, sizeof(float) * n1 * KW), *d_v1 = dnew(be, v1, sizeof(float) * n1 * KW);
     float *d_k2 = dnew(be, k2, sizeof(float) * n2 * KW), *d_v2 = dnew(be, v2, sizeof(float) * n2 * KW);
     double* ref = dzeros(NH * HD);
-    for (int m2 = n2; m2 >= 0; m2 -= n2) {  // with the thought part, then text only
+    const float** ks = malloc(sizeof(float*) * (n ? n : 1));
+    const float** vs = malloc(sizeof(float*) * (n ? n : 1));
+    char name[96];
+    for (int m2 = n2; m2 >= 0; m2 -= n2 ? n2 : 1) {  // with the thought part, then text only
         for (int h = 0; h < NH; h++) {
             const int g = h / (NH / NKV);
-            const float *ks[9], *vs[9];
             for (int j = 0; j < n1 + m2; j++) {
-                ks[j] = j < n1 ? k1 + j * KW + g * HD : k2 + (j - n1) * KW + g * HD;
-                vs[j] = j < n1 ? v1 + j * KW + g * HD : v2 + (j - n1) * KW + g * HD;
+                ks[j] = j < n1 ? k1 + (size_t)j * KW + g * HD : k2 + (size_t)(j - n1) * KW + g * HD;
+                vs[j] = j < n1 ? v1 + (size_t)j * KW + g * HD : v2 + (size_t)(j - n1) * KW + g * HD;
             }
-            ref_attend(ref + h * HD, q + h * HD, ks, vs, n1 + m2, HD, NULL, NULL, NULL, NULL);
+            if (n1 + m2 > 0) ref_attend(ref + h * HD, q + h * HD, ks, vs, n1 + m2, HD, NULL, NULL, NULL, NULL);
+            else
+                for (int d = 0; d < HD; d++) ref[h * HD + d] = 0.0;
         }
         be->cached_attention_forward(d_out, d_q, d_k1, d_v1, n1, d_k2, d_v2, m2, NH, NKV, HD);
         dget(be, out, d_out, sizeof(float) * NH * HD);
-        check_close(m2 ? "cached_attention_forward (n1=6 n2=3)" : "cached_attention_forward (n2=0)", out, ref,
-                    NH * HD, TOL_FWD);
-        float out2[NH * HD];
+        snprintf(name, sizeof name, "cached_attention_forward (%d/%d x %d, n1=%d n2=%d)", NH, NKV, HD, n1, m2);
+        check_close(name, out, ref, NH * HD, TOL_FWD);
         be->cached_attention_forward(d_out, d_q, d_k1, d_v1, n1, d_k2, d_v2, m2, NH, NKV, HD);
-        dget(be, out2, d_out, sizeof out2);
-        check_bitwise("cached_attention_forward determinism", out, out2, sizeof out2);
+        dget(be, out2, d_out, sizeof(float) * NH * HD);
+        check_bitwise("cached_attention_forward determinism", out, out2, sizeof(float) * NH * HD);
+        if (n2 == 0) break;
     }
+    free(ks), free(vs), free(q), free(k1), free(v1), free(k2), free(v2), free(out), free(out2), free(ref);
+    be->free(d_q), be->free(d_out), be->free(d_k1), be->free(d_v1), be->free(d_k2), be->free(d_v2);
+}
+
+static void test_cached_attention(const Backend* be) {
+    printf("cached_attention / copy_strided\n");
+    test_cached_case(be, 4, 2, 8, 6, 3);
+    test_cached_case(be, 12, 4, 64, 300, 5);
+    test_cached_case(be, 32, 8, 128, 700, 14);
+    test_cached_case(be, 24, 2, 100, 1000, 0);
+    test_cached_case(be, 8, 1, 64, 129, 1);
+    test_cached_case(be, 3, 3, 16, 0, 0);
+    test_cached_case(be, 9, 3, 64, 65, 2);
 
     // copy_strided: a 3x5 block between buffers of different row strides; the rest untouched
     float *src = hnew(4 * 9, -1, 1), *dst0 = hnew(3 * 7, -1, 1), *dst = hnew(3 * 7, 0, 0);
@@ -824,8 +845,7 @@ static void test_cached_attention(const Backend* be) {
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 7; c++) ok &= dst[r * 7 + c] == (c < 5 ? src[r * 9 + c] : dst0[r * 7 + c]);
     CHECK(ok, "copy_strided: wrong elements");
-    free(q), free(k1), free(v1), free(k2), free(v2), free(out), free(ref), free(src), free(dst0), free(dst);
-    be->free(d_q), be->free(d_out), be->free(d_k1), be->free(d_v1), be->free(d_k2), be->free(d_v2);
+    free(src), free(dst0), free(dst);
     be->free(d_src), be->free(d_dst);
 }
 

@@ -33,7 +33,6 @@
 #include "kernels/cuda/common.cuh"
 
 #define ATTN_WARPS 4  // warps per block of the per-(row, slot, kv head) kernels
-#define ATTN_CACHED_WARPS 8  // warps per block (one block per query head) in cached attention
 
 // Loads the HD-wide vector v into the lane's NT registers (dims lane + 32t); dims ≥ HD read as 0.
 template <int NT>
@@ -250,65 +249,109 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS)
     }
 }
 
-// ---- cached attention (generation) -----------------------------------------------------------------
-// One block per query head; warp w takes a contiguous chunk of the n1 + n2 keys with its own online
-// softmax, then the block merges the ATTN_CACHED_WARPS partial results by log-sum-exp in warp order
-// (fixed, so deterministic). n1 may be thousands during generation, so the keys are split.
+// ---- cached attention (generation): split-KV with GQA packing ---------------------------------------
+// One query row against n = n1 + n2 cached keys. The keys are cut into S splits (S from n and NKV only,
+// so a row's result does not depend on what else runs); block (split s, kv head g) takes the G = NH/NKV
+// query heads of group g over its split: each tile of CACHED_TILE key and value rows is read once from
+// global memory into shared memory by the whole block and used by every head of the group (GQA
+// packing: K/V traffic once per group, not once per head), one warp per head (heads in passes of the
+// block's warps when G exceeds them) with its own online softmax. Each (split, head) leaves its
+// unnormalized accumulator and (max, sum) in a scratch buffer; a combine kernel merges the S partials
+// per head by log-sum-exp in split order (fixed: deterministic) and normalizes, as FlashAttention's
+// split-KV decoding does. The grid has S·NKV blocks (S up to 2·132/NKV), so every SM of an H100 has
+// work even for one row, where the former kernel ran NH blocks and re-read K/V for every head.
+#define CACHED_TILE 16         // key rows per shared-memory tile
+#define CACHED_MAX_WARPS 8     // warps per block (one query head each per pass)
+#define CACHED_MIN_SPLIT 64    // keys per split at least
+#define CACHED_TARGET_BLOCKS 264
+
 template <int NT>
-__global__ void __launch_bounds__(32 * ATTN_CACHED_WARPS)
-    cached_attention_forward_kernel(floatX* out,        // (NH*HD)
-                                    const floatX* q,    // (NH*HD)
-                                    const floatX* k1, const floatX* v1, int n1,  // (n1, NKV*HD) each
-                                    const floatX* k2, const floatX* v2, int n2,  // (n2, NKV*HD) each
-                                    int NH, int NKV, int HD) {
-    __shared__ float s_m[ATTN_CACHED_WARPS], s_l[ATTN_CACHED_WARPS];
-    __shared__ float s_acc[ATTN_CACHED_WARPS][32 * NT];
-    const int h = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int KW = NKV * HD, g = h / (NH / NKV), n = n1 + n2;
+__global__ void __launch_bounds__(32 * CACHED_MAX_WARPS)
+    cached_attention_split_kernel(float* part_o,      // (S, NH, HD) unnormalized accumulators
+                                  float* part_ml,     // (S, NH, 2): running max, sum
+                                  const floatX* q,    // (NH*HD)
+                                  const floatX* k1, const floatX* v1, int n1,  // (n1, NKV*HD) each
+                                  const floatX* k2, const floatX* v2, int n2,  // (n2, NKV*HD) each
+                                  int chunk, int NH, int NKV, int HD) {
+    __shared__ float s_k[CACHED_TILE][32 * NT], s_v[CACHED_TILE][32 * NT];
+    const int s = blockIdx.x, g = blockIdx.y, G = NH / NKV, W = blockDim.x / 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, KW = NKV * HD, n = n1 + n2;
+    const int j0 = s * chunk, j1 = min(n, j0 + chunk);
     const float scale = 1.0f / sqrtf((float)HD);
-    const int chunk = CEIL_DIV(n, ATTN_CACHED_WARPS);
-    const int j0 = warp * chunk, j1 = min(n, j0 + chunk);
-    float qr[NT], acc[NT];
-    attn_load<NT>(qr, q + h * HD, HD, lane);
+    for (int pass = 0; pass < G; pass += W) {  // the same trip count for every warp: barriers stay uniform
+        const int hg = pass + warp, h = g * G + hg;
+        const bool active = hg < G;
+        float qr[NT], acc[NT];
+        attn_load<NT>(qr, q + (size_t)(active ? h : 0) * HD, HD, lane);  // an idle warp's values are unused
 #pragma unroll
-    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
-    float m = -INFINITY, l = 0.0f;
-    for (int j = j0; j < j1; j++) {  // the same bounds for every lane: no divergent shuffle
-        const floatX* kj = j < n1 ? k1 + (size_t)j * KW + g * HD : k2 + (size_t)(j - n1) * KW + g * HD;
-        const floatX* vj = j < n1 ? v1 + (size_t)j * KW + g * HD : v2 + (size_t)(j - n1) * KW + g * HD;
-        const float s = attn_dot<NT>(qr, kj, HD, lane) * scale;
-        const float mn = fmaxf(m, s);
-        const float c = expf(m - mn);
-        const float p = expf(s - mn);
-        l = l * c + p;
+        for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+        float m = -INFINITY, l = 0.0f;
+        for (int t0 = j0; t0 < j1; t0 += CACHED_TILE) {
+            const int nk = min(CACHED_TILE, j1 - t0);
+            __syncthreads();  // the previous tile is no longer read
+            for (int e = threadIdx.x; e < nk * HD; e += blockDim.x) {
+                const int r = e / HD, d = e % HD, j = t0 + r;
+                const size_t off = (size_t)g * HD + d;
+                s_k[r][d] = (float)(j < n1 ? k1[(size_t)j * KW + off] : k2[(size_t)(j - n1) * KW + off]);
+                s_v[r][d] = (float)(j < n1 ? v1[(size_t)j * KW + off] : v2[(size_t)(j - n1) * KW + off]);
+            }
+            __syncthreads();
+            if (!active) continue;  // whole warps: no divergent shuffle
+            for (int r = 0; r < nk; r++) {
+                float dot = 0.0f;
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const int d = lane + 32 * t;
-            acc[t] = acc[t] * c + (d < HD ? p * (float)vj[d] : 0.0f);
+                for (int t = 0; t < NT; t++) {
+                    const int d = lane + 32 * t;
+                    if (d < HD) dot += qr[t] * s_k[r][d];
+                }
+                const float sc = warp_sum(dot) * scale;
+                const float mn = fmaxf(m, sc);
+                const float c = expf(m - mn);
+                const float p = expf(sc - mn);
+                l = l * c + p;
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    const int d = lane + 32 * t;
+                    acc[t] = acc[t] * c + (d < HD ? p * s_v[r][d] : 0.0f);
+                }
+                m = mn;
+            }
         }
-        m = mn;
-    }
+        if (active) {
+            float* po = part_o + ((size_t)s * NH + h) * HD;
 #pragma unroll
-    for (int t = 0; t < NT; t++) s_acc[warp][lane + 32 * t] = acc[t];
-    if (lane == 0) {
-        s_m[warp] = m;
-        s_l[warp] = l;
+            for (int t = 0; t < NT; t++) {
+                const int d = lane + 32 * t;
+                if (d < HD) po[d] = acc[t];
+            }
+            if (lane == 0) {
+                part_ml[((size_t)s * NH + h) * 2] = m;
+                part_ml[((size_t)s * NH + h) * 2 + 1] = l;
+            }
+        }
     }
-    __syncthreads();
+}
+
+// out[h] = Σ_s e^{m_s - M} o_s / Σ_s e^{m_s - M} l_s, splits in order; empty splits weigh nothing and no
+// keys at all give out = 0, as on the CPU. One block per head.
+__global__ void cached_attention_combine_kernel(floatX* out, const float* part_o, const float* part_ml, int S, int NH,
+                                                int HD) {
+    const int h = blockIdx.x;
     float M = -INFINITY;
-    for (int w = 0; w < ATTN_CACHED_WARPS; w++) M = fmaxf(M, s_m[w]);
-    float c[ATTN_CACHED_WARPS], Lsum = 0.0f;
-#pragma unroll
-    for (int w = 0; w < ATTN_CACHED_WARPS; w++) {
-        c[w] = s_m[w] == -INFINITY ? 0.0f : expf(s_m[w] - M);  // empty chunks weigh nothing
-        Lsum += c[w] * s_l[w];
+    for (int s = 0; s < S; s++) M = fmaxf(M, part_ml[((size_t)s * NH + h) * 2]);
+    float L = 0.0f;
+    for (int s = 0; s < S; s++) {
+        const float m = part_ml[((size_t)s * NH + h) * 2];
+        L += m == -INFINITY ? 0.0f : expf(m - M) * part_ml[((size_t)s * NH + h) * 2 + 1];
     }
-    const float inv = Lsum > 0.0f ? 1.0f / Lsum : 0.0f;  // no keys at all: out = 0, as on the CPU
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
     for (int d = threadIdx.x; d < HD; d += blockDim.x) {
         float o = 0.0f;
-#pragma unroll
-        for (int w = 0; w < ATTN_CACHED_WARPS; w++) o += c[w] * s_acc[w][d];
-        out[h * HD + d] = (floatX)(o * inv);
+        for (int s = 0; s < S; s++) {
+            const float m = part_ml[((size_t)s * NH + h) * 2];
+            if (m != -INFINITY) o += expf(m - M) * part_o[((size_t)s * NH + h) * HD + d];
+        }
+        out[(size_t)h * HD + d] = (floatX)(o * inv);
     }
 }
 
@@ -387,12 +430,40 @@ static void cuda_attention_backward(floatX* dqkv, const floatX* dout, const floa
     cuda_thought_attention_backward(dqkv, dout, out, lse, qkv, 0, 0, B, T, NH, NKV, HD);
 }
 
+// Split count for n keys and NKV kv heads: at least CACHED_MIN_SPLIT keys per split, about
+// CACHED_TARGET_BLOCKS blocks in all (two waves' worth of blocks on a 132-SM H100).
+static void cached_attention_splits(int n, int NKV, int* S, int* chunk) {
+    int s = CEIL_DIV(n, CACHED_MIN_SPLIT);
+    const int cap = CACHED_TARGET_BLOCKS / NKV > 1 ? CACHED_TARGET_BLOCKS / NKV : 1;
+    if (s > cap) s = cap;
+    if (s < 1) s = 1;
+    *chunk = n > 0 ? CEIL_DIV(n, s) : 1;
+    *S = n > 0 ? CEIL_DIV(n, *chunk) : 1;
+}
+
+// The partial results of the splits, grow-only and stream-ordered like attn_scratch.
+static float* cached_scratch;
+static size_t cached_scratch_n;
+
 static void cuda_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,
                                           const floatX* k2, const floatX* v2, int n2, int NH, int NKV, int HD) {
     NVTX_RANGE_FN();
     const int nt = attn_nt(NH, NKV, HD, "cached_attention_forward");
     if (NH == 0) return;
-    ATTN_DISPATCH(nt, cached_attention_forward_kernel, NH, 32 * ATTN_CACHED_WARPS, out, q, k1, v1, n1, k2, v2, n2, NH,
-                  NKV, HD);
+    int S, chunk;
+    cached_attention_splits(n1 + n2, NKV, &S, &chunk);
+    const size_t need = (size_t)S * NH * (HD + 2);
+    if (need > cached_scratch_n) {
+        if (cached_scratch) cudaCheck(cudaFreeAsync(cached_scratch, qstar_stream));
+        cudaCheck(cudaMallocAsync((void**)&cached_scratch, need * sizeof(float), qstar_stream));
+        cached_scratch_n = need;
+    }
+    float *part_o = cached_scratch, *part_ml = cached_scratch + (size_t)S * NH * HD;
+    const int G = NH / NKV, W = G < CACHED_MAX_WARPS ? G : CACHED_MAX_WARPS;
+    const dim3 grid((unsigned)S, (unsigned)NKV);
+    ATTN_DISPATCH(nt, cached_attention_split_kernel, grid, 32 * W, part_o, part_ml, q, k1, v1, n1, k2, v2, n2, chunk,
+                  NH, NKV, HD);
+    cudaCheckLaunch();
+    LAUNCH(cached_attention_combine_kernel, NH, HD < 128 ? 64 : 128, 0, qstar_stream, out, part_o, part_ml, S, NH, HD);
     cudaCheckLaunch();
 }
