@@ -58,7 +58,7 @@ else
         > "$work/ref_$task.log" 2>&1 || { bad "$task: reference failed: $(tail -1 "$work/ref_$task.log")"; continue; }
       $Q eval --task "$task" --data "$f" --ckpt "$work/m" --json "$work/q_$task.json" --details "$work/qd_$task.jsonl" \
         > "$work/q_$task.log" 2> "$work/q_$task.err" || { bad "$task: qstar eval failed: $(tail -1 "$work/q_$task.err")"; continue; }
-      if msg=$($PY - "$work/ref_$task.json" "$work/q_$task.json" "$work/qd_$task.jsonl" <<'PY'
+      if msg=$($PY - "$work/ref_$task.json" "$work/q_$task.json" "$work/qd_$task.jsonl" 2>&1 <<'PY'
 import json, sys
 ref = json.load(open(sys.argv[1])); q = json.load(open(sys.argv[2]))
 d = [json.loads(l) for l in open(sys.argv[3])]
@@ -187,6 +187,27 @@ PY
   else
     bad "reference model: $(tail -1 "$work/make.log")"
   fi
+fi
+
+# ---- the same reference on a real model and a byte-level tokenizer (when make smollm2 has run) ----------
+sm=${SMOLLM2_DIR:-runs/models/smollm2-135m-instruct}
+if [ -x "$PY" ] && [ -f "$sm/config.json" ] && [ -f "$sm/tokenizer.json" ]; then
+  head -n 3 "$work/gsm.jsonl" > "$work/gsm3.jsonl"
+  for t in gsm8k:gsm3 csqa:csqa_flat; do
+    task=${t%%:*}; f="$work/${t#*:}.jsonl"
+    $PY tests/ref/soft_accuracy_reference.py score "$sm" --task "$task" --data "$f" --json "$work/sm_ref_$task.json" > /dev/null 2>&1
+    $Q eval --task "$task" --data "$f" --ckpt "$sm" --json "$work/sm_q_$task.json" > /dev/null 2>&1
+    if msg=$($PY - "$work/sm_ref_$task.json" "$work/sm_q_$task.json" 2>&1 <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); q = json.load(open(sys.argv[2]))
+assert q["settings"]["valid_tokens"] == r["valid_tokens"], (q["settings"]["valid_tokens"], r["valid_tokens"])
+d = abs(q["accuracy"] - r["accuracy"]); assert d <= 1e-4, (q["accuracy"], r["accuracy"])
+print(f"accuracy {q['accuracy']:.6g} vs {r['accuracy']:.6g} (|diff| {d:.2g})")
+PY
+    ); then ok "SmolLM2 $task soft: qstar equals transformers: $msg"; else bad "SmolLM2 $task soft: $msg"; fi
+  done
+else
+  echo "skipped: SmolLM2 soft-accuracy check ($sm missing: make smollm2)"
 fi
 
 # ---- bad input -------------------------------------------------------------------------------------
