@@ -254,6 +254,17 @@ typedef struct Backend {
                                      const floatX* k1, const floatX* v1, int n1,
                                      const floatX* k2, const floatX* v2, int n2,
                                      int NH, int NKV, int HD);
+    // Batched decoding: N query rows of different sequences and lengths in one call, each exactly
+    // cached_attention_forward (bitwise the same result as that op on the row alone): row r's query at
+    // q + r*q_stride, its keys/values k1/v1 + slot[r]*stride1 (n1[r] rows) and k2/v2 + slot[r]*stride2
+    // (n2[r] rows), out rows NH*HD apart. slot, n1, n2 are backend memory; max_n >= n1[r] + n2[r] for
+    // every r (it sizes the launch).
+    void (*cached_attention_batched)(floatX* out,                   // (N, NH*HD)
+                                     const floatX* q, size_t q_stride,
+                                     const floatX* k1, const floatX* v1, size_t stride1,
+                                     const floatX* k2, const floatX* v2, size_t stride2,
+                                     const int32_t* slot, const int32_t* n1, const int32_t* n2,  // (N)
+                                     int N, int max_n, int NH, int NKV, int HD);
 
     // ---- optimizer -------------------------------------------------------------------------------
     // AdamW with decoupled weight decay on one contiguous range; g = grad * grad_scale (clipping).

@@ -826,8 +826,49 @@ static void test_cached_case(const Backend* be, int NH, int NKV, int HD, int n1,
     be->free(d_q), be->free(d_out), be->free(d_k1), be->free(d_v1), be->free(d_k2), be->free(d_v2);
 }
 
+// Batched decoding: rows of different sequences (cache slots, one repeated, lengths 0 to 700, with
+// and without thought keys) in one call; each row must be bitwise the single-row op's result (itself
+// checked against the reference above) and out must not be written beyond the N rows.
+static void test_cached_batched(const Backend* be, int NH, int NKV, int HD) {
+    const int N = 6, slots = 4, max1 = 700, max2 = 14, KW = NKV * HD, C3 = (NH + 2 * NKV) * HD;
+    const int32_t slot[6] = {2, 0, 3, 2, 1, 0}, n1[6] = {700, 1, 0, 129, 64, 300}, n2[6] = {3, 0, 0, 14, 1, 0};
+    int max_n = 0;
+    for (int r = 0; r < N; r++) max_n = n1[r] + n2[r] > max_n ? n1[r] + n2[r] : max_n;
+    float *q = hnew((size_t)N * C3, -1.5f, 1.5f), *k1 = hnew((size_t)slots * max1 * KW, -1.5f, 1.5f);
+    float *v1 = hnew((size_t)slots * max1 * KW, -1, 1), *k2 = hnew((size_t)slots * max2 * KW, -1.5f, 1.5f);
+    float *v2 = hnew((size_t)slots * max2 * KW, -1, 1), *junk = hnew((size_t)(N + 1) * NH * HD, 900, 999);
+    float *out = hnew((size_t)(N + 1) * NH * HD, 0, 0), *one = hnew((size_t)NH * HD, 0, 0);
+    float *d_q = dnew(be, q, sizeof(float) * N * C3), *d_out = dnew(be, junk, sizeof(float) * (N + 1) * NH * HD);
+    float *d_k1 = dnew(be, k1, sizeof(float) * slots * max1 * KW), *d_v1 = dnew(be, v1, sizeof(float) * slots * max1 * KW);
+    float *d_k2 = dnew(be, k2, sizeof(float) * slots * max2 * KW), *d_v2 = dnew(be, v2, sizeof(float) * slots * max2 * KW);
+    float* d_one = dnew(be, NULL, sizeof(float) * NH * HD);
+    int32_t *d_slot = dnew(be, slot, sizeof slot), *d_n1 = dnew(be, n1, sizeof n1), *d_n2 = dnew(be, n2, sizeof n2);
+    be->cached_attention_batched(d_out, d_q, C3, d_k1, d_v1, (size_t)max1 * KW, d_k2, d_v2, (size_t)max2 * KW, d_slot,
+                                 d_n1, d_n2, N, max_n, NH, NKV, HD);
+    dget(be, out, d_out, sizeof(float) * (N + 1) * NH * HD);
+    int bad = 0;
+    for (int r = 0; r < N; r++) {
+        const size_t s1 = (size_t)slot[r] * max1 * KW, s2 = (size_t)slot[r] * max2 * KW;
+        be->cached_attention_forward(d_one, d_q + (size_t)r * C3, d_k1 + s1, d_v1 + s1, n1[r], d_k2 + s2, d_v2 + s2,
+                                     n2[r], NH, NKV, HD);
+        dget(be, one, d_one, sizeof(float) * NH * HD);
+        bad += memcmp(one, out + (size_t)r * NH * HD, sizeof(float) * NH * HD) != 0;
+    }
+    CHECK(bad == 0, "cached_attention_batched (%d/%d x %d): %d of %d rows differ from the single-row op", NH, NKV, HD,
+          bad, N);
+    CHECK(!memcmp(out + (size_t)N * NH * HD, junk + (size_t)N * NH * HD, sizeof(float) * NH * HD),
+          "cached_attention_batched wrote past its rows");
+    printf("  cached_attention_batched (%d/%d x %d, %d rows, 0-714 keys): rows bitwise the single-row op's\n", NH, NKV,
+           HD, N);
+    free(q), free(k1), free(v1), free(k2), free(v2), free(junk), free(out), free(one);
+    be->free(d_q), be->free(d_out), be->free(d_k1), be->free(d_v1), be->free(d_k2), be->free(d_v2), be->free(d_one);
+    be->free(d_slot), be->free(d_n1), be->free(d_n2);
+}
+
 static void test_cached_attention(const Backend* be) {
     printf("cached_attention / copy_strided\n");
+    test_cached_batched(be, 12, 4, 64);
+    test_cached_batched(be, 8, 1, 96);
     test_cached_case(be, 4, 2, 8, 6, 3);
     test_cached_case(be, 12, 4, 64, 300, 5);
     test_cached_case(be, 32, 8, 128, 700, 14);

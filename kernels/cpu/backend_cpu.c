@@ -90,4 +90,5 @@ const Backend backend_cpu = {
     .quietstar_stats = cpu_quietstar_stats,
     .copy_strided = cpu_copy_strided,
     .cached_attention_forward = cpu_cached_attention_forward,
+    .cached_attention_batched = cpu_cached_attention_batched,
 };

@@ -42,3 +42,15 @@ void cpu_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1
         }
     }
 }
+
+void cpu_cached_attention_batched(floatX* out, const floatX* q, size_t q_stride, const floatX* k1, const floatX* v1,
+                                  size_t stride1, const floatX* k2, const floatX* v2, size_t stride2,
+                                  const int32_t* slot, const int32_t* n1, const int32_t* n2, int N, int max_n, int NH,
+                                  int NKV, int HD) {
+    (void)max_n;
+#pragma omp parallel for schedule(dynamic)
+    for (int r = 0; r < N; r++)
+        cpu_cached_attention_forward(out + (size_t)r * NH * HD, q + (size_t)r * q_stride, k1 + (size_t)slot[r] * stride1,
+                                     v1 + (size_t)slot[r] * stride1, n1[r], k2 + (size_t)slot[r] * stride2,
+                                     v2 + (size_t)slot[r] * stride2, n2[r], NH, NKV, HD);
+}

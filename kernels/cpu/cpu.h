@@ -64,6 +64,10 @@ void cpu_quietstar_stats(double* stats, const float* base_losses, const float* t
                          int T, int K);
 
 void cpu_copy_strided(floatX* dst, size_t dst_stride, const floatX* src, size_t src_stride, int rows, int cols);
+void cpu_cached_attention_batched(floatX* out, const floatX* q, size_t q_stride, const floatX* k1, const floatX* v1,
+                                  size_t stride1, const floatX* k2, const floatX* v2, size_t stride2,
+                                  const int32_t* slot, const int32_t* n1, const int32_t* n2, int N, int max_n, int NH,
+                                  int NKV, int HD);
 void cpu_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,
                                   const floatX* k2, const floatX* v2, int n2, int NH, int NKV, int HD);
 

@@ -260,29 +260,67 @@ __global__ void __launch_bounds__(32 * ATTN_WARPS)
 // per head by log-sum-exp in split order (fixed: deterministic) and normalizes, as FlashAttention's
 // split-KV decoding does. The grid has S·NKV blocks (S up to 2·132/NKV), so every SM of an H100 has
 // work even for one row, where the former kernel ran NH blocks and re-read K/V for every head.
+// Batched decoding (cached_attention_batched) runs the same kernels over a third grid dimension of rows,
+// each row reading its own lengths and cache slot from device memory and using its own split count, so
+// a row's result is bitwise the single-row op's.
 #define CACHED_TILE 16         // key rows per shared-memory tile
 #define CACHED_MAX_WARPS 8     // warps per block (one query head each per pass)
 #define CACHED_MIN_SPLIT 64    // keys per split at least
 #define CACHED_TARGET_BLOCKS 264
 
+// Split count S and keys per split for n keys and NKV kv heads: at least CACHED_MIN_SPLIT keys per
+// split, about CACHED_TARGET_BLOCKS blocks per row (two waves' worth on a 132-SM H100).
+__host__ __device__ inline void cached_attention_splits(int n, int NKV, int* S, int* chunk) {
+    int s = (n + CACHED_MIN_SPLIT - 1) / CACHED_MIN_SPLIT;
+    const int cap = CACHED_TARGET_BLOCKS / NKV > 1 ? CACHED_TARGET_BLOCKS / NKV : 1;
+    if (s > cap) s = cap;
+    if (s < 1) s = 1;
+    *chunk = n > 0 ? (n + s - 1) / s : 1;
+    *S = n > 0 ? (n + *chunk - 1) / *chunk : 1;
+}
+
+// One row's view: its lengths and cache pointers (batched: from device arrays; single: the arguments).
+struct CachedRow {
+    const floatX *q, *k1, *v1, *k2, *v2;
+    int n1, n2;
+};
+__device__ __forceinline__ CachedRow cached_row(int r, const floatX* q, size_t q_stride, const floatX* k1,
+                                                const floatX* v1, size_t stride1, const floatX* k2, const floatX* v2,
+                                                size_t stride2, const int32_t* slot, const int32_t* n1a,
+                                                const int32_t* n2a, int n1, int n2) {
+    const size_t sl = slot ? (size_t)slot[r] : 0;
+    CachedRow c = {q + (size_t)r * q_stride, k1 + sl * stride1, v1 + sl * stride1, k2 + sl * stride2,
+                   v2 + sl * stride2, n1a ? n1a[r] : n1, n2a ? n2a[r] : n2};
+    return c;
+}
+#define CACHED_ROW_ARGS                                                                                       \
+    const floatX *q, size_t q_stride, const floatX *k1, const floatX *v1, size_t stride1, const floatX *k2, \
+        const floatX *v2, size_t stride2, const int32_t *slot, const int32_t *n1a, const int32_t *n2a, int n1s, int n2s
+#define CACHED_ROW_PASS q, q_stride, k1, v1, stride1, k2, v2, stride2, slot, n1a, n2a, n1s, n2s
+
 template <int NT>
 __global__ void __launch_bounds__(32 * CACHED_MAX_WARPS)
-    cached_attention_split_kernel(float* part_o,      // (S, NH, HD) unnormalized accumulators
-                                  float* part_ml,     // (S, NH, 2): running max, sum
-                                  const floatX* q,    // (NH*HD)
-                                  const floatX* k1, const floatX* v1, int n1,  // (n1, NKV*HD) each
-                                  const floatX* k2, const floatX* v2, int n2,  // (n2, NKV*HD) each
-                                  int chunk, int NH, int NKV, int HD) {
+    cached_attention_split_kernel(float* part_o,      // (rows, S_max, NH, HD) unnormalized accumulators
+                                  float* part_ml,     // (rows, S_max, NH, 2): running max, sum
+                                  CACHED_ROW_ARGS, int S_max, int NH, int NKV, int HD) {
     __shared__ float s_k[CACHED_TILE][32 * NT], s_v[CACHED_TILE][32 * NT];
-    const int s = blockIdx.x, g = blockIdx.y, G = NH / NKV, W = blockDim.x / 32;
+    const int s = blockIdx.x, g = blockIdx.y, row = blockIdx.z, G = NH / NKV, W = blockDim.x / 32;
+    const CachedRow c = cached_row(row, CACHED_ROW_PASS);
+    const floatX *q1 = c.q, *k1r = c.k1, *v1r = c.v1, *k2r = c.k2, *v2r = c.v2;
+    const int n1 = c.n1, n2 = c.n2;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, KW = NKV * HD, n = n1 + n2;
+    int S, chunk;
+    cached_attention_splits(n, NKV, &S, &chunk);
+    if (s >= S) return;  // the whole block: this row has fewer splits than the longest
+    part_o += (size_t)row * S_max * NH * HD;
+    part_ml += (size_t)row * S_max * NH * 2;
     const int j0 = s * chunk, j1 = min(n, j0 + chunk);
     const float scale = 1.0f / sqrtf((float)HD);
     for (int pass = 0; pass < G; pass += W) {  // the same trip count for every warp: barriers stay uniform
         const int hg = pass + warp, h = g * G + hg;
         const bool active = hg < G;
         float qr[NT], acc[NT];
-        attn_load<NT>(qr, q + (size_t)(active ? h : 0) * HD, HD, lane);  // an idle warp's values are unused
+        attn_load<NT>(qr, q1 + (size_t)(active ? h : 0) * HD, HD, lane);  // an idle warp's values are unused
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[t] = 0.0f;
         float m = -INFINITY, l = 0.0f;
@@ -292,8 +330,8 @@ __global__ void __launch_bounds__(32 * CACHED_MAX_WARPS)
             for (int e = threadIdx.x; e < nk * HD; e += blockDim.x) {
                 const int r = e / HD, d = e % HD, j = t0 + r;
                 const size_t off = (size_t)g * HD + d;
-                s_k[r][d] = (float)(j < n1 ? k1[(size_t)j * KW + off] : k2[(size_t)(j - n1) * KW + off]);
-                s_v[r][d] = (float)(j < n1 ? v1[(size_t)j * KW + off] : v2[(size_t)(j - n1) * KW + off]);
+                s_k[r][d] = (float)(j < n1 ? k1r[(size_t)j * KW + off] : k2r[(size_t)(j - n1) * KW + off]);
+                s_v[r][d] = (float)(j < n1 ? v1r[(size_t)j * KW + off] : v2r[(size_t)(j - n1) * KW + off]);
             }
             __syncthreads();
             if (!active) continue;  // whole warps: no divergent shuffle
@@ -333,10 +371,17 @@ __global__ void __launch_bounds__(32 * CACHED_MAX_WARPS)
 }
 
 // out[h] = Σ_s e^{m_s - M} o_s / Σ_s e^{m_s - M} l_s, splits in order; empty splits weigh nothing and no
-// keys at all give out = 0, as on the CPU. One block per head.
-__global__ void cached_attention_combine_kernel(floatX* out, const float* part_o, const float* part_ml, int S, int NH,
+// keys at all give out = 0, as on the CPU. One block per (head, row).
+__global__ void cached_attention_combine_kernel(floatX* out,  // (rows, NH*HD)
+                                                const float* part_o, const float* part_ml, const int32_t* n1a,
+                                                const int32_t* n2a, int n1s, int n2s, int S_max, int NH, int NKV,
                                                 int HD) {
-    const int h = blockIdx.x;
+    const int h = blockIdx.x, row = blockIdx.y;
+    int S, chunk;
+    cached_attention_splits((n1a ? n1a[row] : n1s) + (n2a ? n2a[row] : n2s), NKV, &S, &chunk);
+    part_o += (size_t)row * S_max * NH * HD;
+    part_ml += (size_t)row * S_max * NH * 2;
+    out += (size_t)row * NH * HD;
     float M = -INFINITY;
     for (int s = 0; s < S; s++) M = fmaxf(M, part_ml[((size_t)s * NH + h) * 2]);
     float L = 0.0f;
@@ -430,40 +475,46 @@ static void cuda_attention_backward(floatX* dqkv, const floatX* dout, const floa
     cuda_thought_attention_backward(dqkv, dout, out, lse, qkv, 0, 0, B, T, NH, NKV, HD);
 }
 
-// Split count for n keys and NKV kv heads: at least CACHED_MIN_SPLIT keys per split, about
-// CACHED_TARGET_BLOCKS blocks in all (two waves' worth of blocks on a 132-SM H100).
-static void cached_attention_splits(int n, int NKV, int* S, int* chunk) {
-    int s = CEIL_DIV(n, CACHED_MIN_SPLIT);
-    const int cap = CACHED_TARGET_BLOCKS / NKV > 1 ? CACHED_TARGET_BLOCKS / NKV : 1;
-    if (s > cap) s = cap;
-    if (s < 1) s = 1;
-    *chunk = n > 0 ? CEIL_DIV(n, s) : 1;
-    *S = n > 0 ? CEIL_DIV(n, *chunk) : 1;
-}
-
 // The partial results of the splits, grow-only and stream-ordered like attn_scratch.
 static float* cached_scratch;
 static size_t cached_scratch_n;
 
-static void cuda_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,
-                                          const floatX* k2, const floatX* v2, int n2, int NH, int NKV, int HD) {
-    NVTX_RANGE_FN();
+static void cached_attention_launch(floatX* out, CACHED_ROW_ARGS, int N, int max_n, int NH, int NKV, int HD) {
     const int nt = attn_nt(NH, NKV, HD, "cached_attention_forward");
-    if (NH == 0) return;
-    int S, chunk;
-    cached_attention_splits(n1 + n2, NKV, &S, &chunk);
-    const size_t need = (size_t)S * NH * (HD + 2);
+    if (NH == 0 || N <= 0) return;
+    // every row's S <= min(ceil(n/64), cap) <= the same for max_n (monotone in n)
+    const int cap = CACHED_TARGET_BLOCKS / NKV > 1 ? CACHED_TARGET_BLOCKS / NKV : 1;
+    int S_max = CEIL_DIV(max_n, CACHED_MIN_SPLIT);
+    S_max = S_max > cap ? cap : S_max < 1 ? 1 : S_max;
+    const size_t need = (size_t)N * S_max * NH * (HD + 2);
     if (need > cached_scratch_n) {
         if (cached_scratch) cudaCheck(cudaFreeAsync(cached_scratch, qstar_stream));
         cudaCheck(cudaMallocAsync((void**)&cached_scratch, need * sizeof(float), qstar_stream));
         cached_scratch_n = need;
     }
-    float *part_o = cached_scratch, *part_ml = cached_scratch + (size_t)S * NH * HD;
+    float *part_o = cached_scratch, *part_ml = cached_scratch + (size_t)N * S_max * NH * HD;
     const int G = NH / NKV, W = G < CACHED_MAX_WARPS ? G : CACHED_MAX_WARPS;
-    const dim3 grid((unsigned)S, (unsigned)NKV);
-    ATTN_DISPATCH(nt, cached_attention_split_kernel, grid, 32 * W, part_o, part_ml, q, k1, v1, n1, k2, v2, n2, chunk,
-                  NH, NKV, HD);
+    const dim3 grid((unsigned)S_max, (unsigned)NKV, (unsigned)N);
+    ATTN_DISPATCH(nt, cached_attention_split_kernel, grid, 32 * W, part_o, part_ml, CACHED_ROW_PASS, S_max, NH, NKV,
+                  HD);
     cudaCheckLaunch();
-    LAUNCH(cached_attention_combine_kernel, NH, HD < 128 ? 64 : 128, 0, qstar_stream, out, part_o, part_ml, S, NH, HD);
+    LAUNCH(cached_attention_combine_kernel, dim3((unsigned)NH, (unsigned)N), HD < 128 ? 64 : 128, 0, qstar_stream, out,
+           part_o, part_ml, n1a, n2a, n1s, n2s, S_max, NH, NKV, HD);
     cudaCheckLaunch();
+}
+
+static void cuda_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,
+                                          const floatX* k2, const floatX* v2, int n2, int NH, int NKV, int HD) {
+    NVTX_RANGE_FN();
+    cached_attention_launch(out, q, 0, k1, v1, 0, k2, v2, 0, NULL, NULL, NULL, n1, n2, 1, n1 + n2, NH, NKV, HD);
+}
+
+static void cuda_cached_attention_batched(floatX* out, const floatX* q, size_t q_stride, const floatX* k1,
+                                          const floatX* v1, size_t stride1, const floatX* k2, const floatX* v2,
+                                          size_t stride2, const int32_t* slot, const int32_t* n1, const int32_t* n2,
+                                          int N, int max_n, int NH, int NKV, int HD) {
+    NVTX_RANGE_FN();
+    if (N > 65535) fatal("cached_attention_batched: %d rows (at most 65535 per call)", N);
+    cached_attention_launch(out, q, q_stride, k1, v1, stride1, k2, v2, stride2, slot, n1, n2, 0, 0, N, max_n, NH, NKV,
+                            HD);
 }

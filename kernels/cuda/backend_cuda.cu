@@ -211,6 +211,7 @@ extern "C" const Backend QSTAR_BACKEND_SYMBOL = {
     .quietstar_stats = cuda_quietstar_stats,
     .copy_strided = cuda_copy_strided,
     .cached_attention_forward = cuda_cached_attention_forward,
+    .cached_attention_batched = cuda_cached_attention_batched,
     .adamw_update = cuda_adamw_update,
     .round_bf16 = cuda_round_bf16,
     .sum_squares = cuda_sum_squares,
