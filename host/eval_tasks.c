@@ -487,28 +487,48 @@ int cmd_eval_task(int argc, char** argv) {
         if (L > cfg.max_position_embeddings)
             fatal("eval: questions of %d tokens exceed max_position_embeddings (%d); lower --seq", L,
                   cfg.max_position_embeddings);
+        // Questions go through in order of length, each batch padded to a multiple of 32 tokens (the
+        // buffers are remade when that length changes): GSM8K's lengths vary ~3x, and a forward's cost
+        // is its padded length. Padding sits after each question, so causal attention never sees it.
         const int B = batch < n_items ? batch : n_items;
+        int* order = xmalloc(sizeof(int) * n_items);
+        for (int i = 0; i < n_items; i++) order[i] = i;
+        for (int i = 1; i < n_items; i++)  // insertion sort: stable, and n is small
+            for (int j = i; j > 0 && sq[order[j - 1]].n > sq[order[j]].n; j--) {
+                const int t = order[j];
+                order[j] = order[j - 1];
+                order[j - 1] = t;
+            }
         QuietStar qs;
-        if (thinking) {
-            QuietStarConfig qc = quietstar_reference_config();
-            qc.n_ahead = qs_n_ahead;
-            qc.embed_scale = qs_scale;
-            qc.n_ahead_talk = 1;
-            qc.n_passes = 1;
-            qc.seed = (uint64_t)seed;
-            quietstar_create(&qs, &m, &qc, B, L);
-        } else {
-            model_alloc_activations(&m, B, L);
-        }
+        int cur_L = 0;
+        QuietStarConfig qc = quietstar_reference_config();
+        qc.n_ahead = qs_n_ahead;
+        qc.embed_scale = qs_scale;
+        qc.n_ahead_talk = 1;
+        qc.n_passes = 1;
+        qc.seed = (uint64_t)seed;
         const int pad = cfg.eos_token_id >= 0 && cfg.eos_token_id < cfg.vocab_size ? cfg.eos_token_id : 0;
         int32_t* in = xmalloc(sizeof(int32_t) * (size_t)B * L);
         float* rowbuf = xmalloc(sizeof(float) * (size_t)cfg.vocab_size);
+        double* scores = xmalloc(sizeof(double) * n_items);
+        double* tscores = xmalloc(sizeof(double) * n_items);
         double sum = 0, tsum = 0;
         for (int b0 = 0; b0 < n_items; b0 += B) {
             const int nb = n_items - b0 < B ? n_items - b0 : B;
+            int Lb = (sq[order[b0 + nb - 1]].n + 31) / 32 * 32;
+            if (Lb > L) Lb = L;
+            if (Lb != cur_L) {
+                if (thinking) {
+                    if (cur_L) quietstar_destroy(&qs);
+                    quietstar_create(&qs, &m, &qc, B, Lb);
+                } else {
+                    model_alloc_activations(&m, B, Lb);
+                }
+                cur_L = Lb;
+            }
             for (int r = 0; r < B; r++)
-                for (int t = 0; t < L; t++)
-                    in[(size_t)r * L + t] = r < nb && t < sq[b0 + r].n ? sq[b0 + r].ids[t] : pad;
+                for (int t = 0; t < Lb; t++)
+                    in[(size_t)r * Lb + t] = r < nb && t < sq[order[b0 + r]].n ? sq[order[b0 + r]].ids[t] : pad;
             const floatX *base_logits, *talk_logits = NULL;
             if (thinking) {
                 quietstar_forward(&qs, in, (uint32_t)(b0 / B));
@@ -519,37 +539,43 @@ int cmd_eval_task(int argc, char** argv) {
                 base_logits = m.acts.logits;
             }
             for (int r = 0; r < nb; r++) {
-                const SoftQuestion* q = &sq[b0 + r];
-                const double s = soft_score(be, base_logits, (size_t)r * L, cfg.vocab_size, q, valid, n_valid, rowbuf);
-                const double ts = thinking ? soft_score(be, talk_logits, (size_t)r * L, cfg.vocab_size, q, valid,
-                                                        n_valid, rowbuf)
-                                           : NAN;
-                sum += s;
-                if (thinking) tsum += ts;
-                if (details) {
-                    cJSON* o = cJSON_CreateObject();
-                    cJSON_AddNumberToObject(o, "index", b0 + r);
-                    cJSON_AddNumberToObject(o, "line", items[b0 + r].line);
-                    cJSON_AddNumberToObject(o, "score", s);
-                    if (thinking) cJSON_AddNumberToObject(o, "thought_score", ts);
-                    cJSON_AddNumberToObject(o, "tokens", q->n);
-                    cJSON_AddNumberToObject(o, "scored_tokens", q->n_scored);
-                    char* line = cJSON_PrintUnformatted(o);
-                    fprintf(details, "%s\n", line);
-                    free(line);
-                    cJSON_Delete(o);
-                }
+                const int i = order[b0 + r];
+                scores[i] = soft_score(be, base_logits, (size_t)r * Lb, cfg.vocab_size, &sq[i], valid, n_valid, rowbuf);
+                tscores[i] = thinking ? soft_score(be, talk_logits, (size_t)r * Lb, cfg.vocab_size, &sq[i], valid,
+                                                   n_valid, rowbuf)
+                                      : NAN;
+                sum += scores[i];
+                if (thinking) tsum += tscores[i];
             }
             const int done = b0 + nb;
             progress_update(&prog, done, sum / done, thinking ? tsum / done : NAN);
         }
+        for (int i = 0; details && i < n_items; i++) {  // in input order
+            cJSON* o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "index", i);
+            cJSON_AddNumberToObject(o, "line", items[i].line);
+            cJSON_AddNumberToObject(o, "score", scores[i]);
+            if (thinking) cJSON_AddNumberToObject(o, "thought_score", tscores[i]);
+            cJSON_AddNumberToObject(o, "tokens", sq[i].n);
+            cJSON_AddNumberToObject(o, "scored_tokens", sq[i].n_scored);
+            char* line = cJSON_PrintUnformatted(o);
+            fprintf(details, "%s\n", line);
+            free(line);
+            cJSON_Delete(o);
+        }
+        // the accuracy summed in input order, so it does not depend on --batch's grouping
+        sum = tsum = 0;
+        for (int i = 0; i < n_items; i++) sum += scores[i], tsum += thinking ? tscores[i] : 0;
+        free(order);
+        free(scores);
+        free(tscores);
         acc = sum / n_items;
         if (thinking) thought_acc = tsum / n_items;
         free(in);
         free(rowbuf);
         for (int i = 0; i < n_items; i++) free(sq[i].ids), free(sq[i].rows), free(sq[i].targets);
         free(sq);
-        if (thinking) quietstar_destroy(&qs);
+        if (thinking && cur_L) quietstar_destroy(&qs);
     } else {
         GenConfig gc = {.temperature = temperature, .top_p = 1.0f, .max_tokens = max_tokens, .seed = (uint64_t)seed,
                         .thoughts = thoughts, .n_ahead = qs_n_ahead, .embed_scale = qs_scale,

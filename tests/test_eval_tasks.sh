@@ -76,6 +76,17 @@ print(f"accuracy {q['accuracy']:.6g} vs {ref['accuracy']:.6g} (|diff| {diff:.2g}
 PY
       ); then ok "$task soft: qstar equals transformers: $msg"; else bad "$task soft: $msg"; fi
     done
+    # the grouping of questions into batches (by length) changes no score
+    $Q eval --task gsm8k --data "$work/gsm.jsonl" --ckpt "$work/m" --batch 1 --details "$work/qd_b1.jsonl" > /dev/null 2>&1
+    $Q eval --task gsm8k --data "$work/gsm.jsonl" --ckpt "$work/m" --batch 3 --details "$work/qd_b3.jsonl" > /dev/null 2>&1
+    $PY - "$work/qd_gsm8k.jsonl" "$work/qd_b1.jsonl" "$work/qd_b3.jsonl" <<'PY' && ok "soft scores the same at --batch 1, 3, 4 (length-sorted batches, padding)" || bad "soft scores depend on --batch"
+import json, sys
+a, b, c = ([json.loads(l) for l in open(p)] for p in sys.argv[1:4])
+assert len(a) == len(b) == len(c) == 5
+for x, y, z in zip(a, b, c):
+    assert x["index"] == y["index"] == z["index"] and x["line"] == y["line"] == z["line"]
+    for w in (y, z): assert abs(x["score"] - w["score"]) <= 1e-6 * x["score"], (x, w)
+PY
     # the reference's Mistral lists, from the same rule on a Mistral-style tokenizer: digits bare, letters "▁A" (else bare)
     $PY - "$work/m/tokenizer.json" "$work/q_gsm8k.json" "$work/q_csqa.json" <<'PY' && ok "valid ids: bare digits, '▁A'..'▁E' where they exist, '<0x0A>' (the reference's Mistral lists by the same rule)" || bad "valid ids are not the tokens the reference's rule picks"
 import json, sys
