@@ -358,6 +358,8 @@ static double soft_score(const Backend* be, const floatX* logits, size_t row0, i
 
 // ---- the command ----------------------------------------------------------------------------------
 
+static void remove_temp(void* path) { remove((const char*)path); }
+
 int eval_task_requested(int argc, char** argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--task") || !strncmp(argv[i], "--task=", 7)) return 1;
@@ -471,6 +473,7 @@ int cmd_eval_task(int argc, char** argv) {
         details_tmp = xsprintf("%s.tmp.%d", details_out, (int)getpid());
         details = fopen(details_tmp, "w");
         if (!details) fatal("%s: cannot write", details_out);
+        fatal_set_cleanup(remove_temp, details_tmp);  // an error later leaves no half-written file
     }
     double acc = 0, thought_acc = NAN;
     int valid[32], n_valid = 0;
@@ -680,6 +683,7 @@ int cmd_eval_task(int argc, char** argv) {
         free(reqs), free(out1), free(out2), free(texts1), free(finals), free(nums), free(answers);
     }
     if (details) {
+        fatal_set_cleanup(NULL, NULL);
         if (fflush(details) || ferror(details) || fclose(details)) fatal("%s: write failed", details_out);
         if (rename(details_tmp, details_out)) fatal("%s: cannot rename into place", details_out);
         free(details_tmp);

@@ -264,6 +264,9 @@ out=$($Q eval --task gsm8k --data "$work/missing.jsonl" --ckpt "$ck" 2>&1 >/dev/
 [ $rc = 1 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q "missing.jsonl" && ok "missing file: $out" || bad "missing file: $rc $out"
 out=$($Q eval --task gsm8k --metric exact --data "$work/gsm.jsonl" --ckpt "$ck" 2>&1 >/dev/null); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q "unknown --metric" && ok "unknown metric refused" || bad "unknown metric: $rc $out"
+out=$($Q eval --task gsm8k --data "$work/gsm.jsonl" --ckpt "$ck" --seq 3 --details "$work/toolong.jsonl" 2>&1 >/dev/null); rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "gsm.jsonl:1: the question is too long" && [ -z "$(ls "$work" | grep toolong)" ] \
+  && ok "answer cut off by --seq: $out (no --details file left)" || bad "too long: $rc $out $(ls "$work" | grep toolong)"
 # the held-out NLL eval is unchanged without --task
 out=$($Q eval --ckpt "$ck" 2>&1 >/dev/null); rc=$?
 [ $rc = 1 ] && echo "$out" | grep -q "eval: --ckpt and --data are required" && ok "qstar eval without --task: the NLL eval" || bad "plain eval: $rc $out"
