@@ -10,5 +10,6 @@ int cmd_info(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_sample(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
+int cmd_selftrain(int argc, char** argv);
 
 #endif

@@ -18,7 +18,8 @@ static int usage(FILE* f) {
             "  sample  generate text from a checkpoint (with Quiet-STaR thoughts: --thoughts)\n"
             "  generate completions for a JSONL file of prompts, batched (K samples each)\n"
             "  info    parameter count and training memory of a config\n"
-            "  tokenize JSONL/text documents -> token shards with a tokenizer.json\n\n"
+            "  tokenize JSONL/text documents -> token shards with a tokenizer.json\n"
+            "  selftrain STaR self-training on arith/gsm8k (--method star)\n\n"
             "backends in this build: %s\n",
             backend_names());
     return f == stdout ? 0 : 2;
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 1, argv + 1);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "selftrain")) return cmd_selftrain(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) return usage(stdout);
     fprintf(stderr, "qstar: error: unknown command \"%s\" (see qstar --help)\n", cmd);
     return 1;  // as every other error (README: exit status 1)
