@@ -55,9 +55,26 @@ static Toks encode(const Tokenizer* tok, const char* s, int add_special) {
 typedef struct {
     const Tokenizer* tok;
     GenRequest* reqs;
-    int done, total;
+    int task;
     double t0;
 } GenCtx;
+
+// Where a completion ends: a blank line, or the end of the answer line (gsm8k: the first line with
+// "####", STaR's cut; arith: the line after "</scratch>"). Returns the end (after its '\n'), or NULL.
+static const char* completion_end(int task, const char* text) {
+    const char* blank = strstr(text, "\n\n");
+    const char* end = blank ? blank + 1 : NULL;
+    const char* a = NULL;
+    if (task == STAR_TASK_GSM8K) {
+        const char* h = strstr(text, "####");
+        if (h) a = strchr(h, '\n');
+    } else {
+        const char* sc = strstr(text, "</scratch>\n");
+        if (sc) a = strchr(sc + 11, '\n');
+    }
+    if (a && (!end || a + 1 < end)) end = a + 1;
+    return end;
+}
 
 static int stop_at_blank_line(void* user, int r, int kind, int32_t token) {
     GenCtx* g = user;
@@ -65,14 +82,14 @@ static int stop_at_blank_line(void* user, int r, int kind, int32_t token) {
     const GenRequest* q = &g->reqs[r];
     size_t len;
     char* text = tok_decode(g->tok, (const uint32_t*)q->out, (size_t)q->n_out, 1, &len);
-    int stop = strstr(text, "\n\n") != NULL;
+    int stop = completion_end(g->task, text) != NULL;
     free(text);
     return stop;
 }
 
-// Completions of every prompt (greedy); texts[i] cut before the first blank line, tokens[i] the
+// Completions of every prompt (greedy); texts[i] cut at completion_end, tokens[i] the
 // generated tokens up to the one that completed it.
-static void generate_all(Model* m, const Tokenizer* tok, const Settings* s, Toks* prompts, int n, char** texts,
+static void generate_all(Model* m, const Tokenizer* tok, const Settings* s, int task, Toks* prompts, int n, char** texts,
                          Toks* tokens, const char* stage, double* tok_per_s) {
     GenRequest* reqs = xcalloc((size_t)n, sizeof(GenRequest));
     int32_t* buf = xmalloc(sizeof(int32_t) * (size_t)n * s->max_tokens);
@@ -83,7 +100,7 @@ static void generate_all(Model* m, const Tokenizer* tok, const Settings* s, Toks
     }
     GenConfig gc = {.temperature = 0, .top_p = 1, .max_tokens = s->max_tokens, .seed = (uint64_t)s->seed,
                     .stop_token = (int)tok_eos_id(tok)};
-    GenCtx g = {tok, reqs, 0, n, now_seconds()};
+    GenCtx g = {tok, reqs, task, now_seconds()};
     // in chunks, for a progress line
     const int chunk = s->gen_batch * 4;
     long made = 0;
@@ -100,8 +117,8 @@ static void generate_all(Model* m, const Tokenizer* tok, const Settings* s, Toks
     for (int i = 0; i < n; i++) {
         size_t len;
         char* t = tok_decode(tok, (const uint32_t*)reqs[i].out, (size_t)reqs[i].n_out, 1, &len);
-        char* cut = strstr(t, "\n\n");
-        if (cut) cut[1] = 0;  // keep the line's own newline
+        const char* end = completion_end(task, t);
+        if (end) t[end - t] = 0;  // keep the last line's own newline
         texts[i] = t;
         tokens[i].n = reqs[i].n_out;
         tokens[i].ids = xmalloc(sizeof(int32_t) * (size_t)(reqs[i].n_out + 1));
@@ -210,7 +227,7 @@ static double evaluate(Model* m, const Tokenizer* tok, const Settings* s, int ta
     }
     char** texts = xmalloc(sizeof(char*) * (size_t)n_test);
     Toks* out = xmalloc(sizeof(Toks) * (size_t)n_test);
-    generate_all(m, tok, s, prompts, n_test, texts, out, "test", tok_per_s);
+    generate_all(m, tok, s, task, prompts, n_test, texts, out, "test", tok_per_s);
     int right = 0, per_right[STAR_ARITH_MAX_DIGITS + 1] = {0}, per_n[STAR_ARITH_MAX_DIGITS + 1] = {0};
     for (int i = 0; i < n_test; i++) {
         int ok = star_is_correct(task, texts[i], test[i].gold);
@@ -422,7 +439,7 @@ int cmd_selftrain(int argc, char** argv) {
         char** texts = xmalloc(sizeof(char*) * (size_t)n_prob);
         Toks* outs = xmalloc(sizeof(Toks) * (size_t)n_prob);
         double gen_tps = 0, rat_tps = 0, ft_tps = 0, test_tps = 0;
-        generate_all(&m, tok, &s, prompts, n_prob, texts, outs, "generate", &gen_tps);
+        generate_all(&m, tok, &s, task, prompts, n_prob, texts, outs, "generate", &gen_tps);
         Example* ex = xmalloc(sizeof(Example) * (size_t)(2 * n_prob + n_train));
         int n_ex = 0, n_correct = 0, n_rat = 0;
         int* failed = xmalloc(sizeof(int) * (size_t)n_prob);
@@ -454,7 +471,7 @@ int cmd_selftrain(int argc, char** argv) {
                 hp[k] = encode(tok, full, 1);
                 free(h), free(p), free(full);
             }
-            generate_all(&m, tok, &s, hp, n_failed, texts, outs, "rationalize", &rat_tps);
+            generate_all(&m, tok, &s, task, hp, n_failed, texts, outs, "rationalize", &rat_tps);
             for (int k = 0; k < n_failed; k++) {
                 const StarItem* it = &probs[failed[k]];
                 const int ok = star_is_correct(task, texts[k], it->gold);
