@@ -3,7 +3,8 @@
 # tiny policy, a frozen reference with other weights and (prompt, chosen, rejected) triples; qstar's
 # sequence log-probabilities (padded rows vs PyTorch's unpadded sequences), the loss and every parameter
 # gradient must match (log-probs and loss 1e-5, gradients 1e-4 relative), for standard DPO (beta 0.1)
-# and weighted per-pair DPO (beta 0.5). A run with a 2% wrong beta must fail the same checks.
+# and weighted per-pair DPO (beta 0.5), on cpu and (when built) on the emu backend. A run with a 2% wrong
+# beta must fail the same checks.
 set -u
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -22,6 +23,15 @@ for c in plain weighted; do
   echo "$out" | grep -v -E '^[0-9]+ passed'
   if [ $rc = 0 ]; then ok "$c: DPO loss and gradients match PyTorch"; else bad "$c: DPO differs from PyTorch"; fi
 done
+# the same DPO step through the CUDA kernels on the CPU emulator, when this build has the emu backend
+if [ -f "$work/plain/ref.safetensors" ]; then
+  out=$(build/tests/tool_dpo "$work/plain" --device emu 2>&1); rc=$?
+  if echo "$out" | grep -q 'no backend "emu"'; then echo "skipped: emu backend not in this build (no CUDA headers)"
+  else
+    echo "$out" | grep -v -E '^[0-9]+ passed'
+    if [ $rc = 0 ]; then ok "emu: DPO loss and gradients match PyTorch"; else bad "emu: DPO differs from PyTorch"; fi
+  fi
+fi
 if [ -f "$work/weighted/ref.safetensors" ]; then
   out=$(build/tests/tool_dpo "$work/weighted" --beta-scale 1.02 2>&1); rc=$?
   if [ $rc != 0 ] && echo "$out" | grep -q "^FAIL.*differs"; then ok "a 2% wrong beta is caught"

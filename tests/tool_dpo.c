@@ -5,7 +5,9 @@
  * (padded rows against PyTorch's unpadded sequences: no leak), then one dpo_step's loss and every
  * parameter gradient. Also checks that sft_make_row builds exactly the reference's rows.
  *
- *   tool_dpo DIR [--beta-scale S]    (S != 1 deliberately uses a wrong beta: the checks must fail)
+ *   tool_dpo DIR [--beta-scale S] [--device NAME]
+ *   (S != 1 deliberately uses a wrong beta: the checks must fail; NAME: a backend of this build, cpu by
+ *   default — emu runs the CUDA kernels on the CPU emulator)
  */
 #include <math.h>
 #include <stdio.h>
@@ -31,17 +33,27 @@ static void* read_tensor(const StIndex* st, const char* name, size_t* numel) {
     return buf;
 }
 
+static const Backend* device;
+
 static void load(Model* m, const char* dir) {
     ModelConfig cfg;
     config_load(&cfg, dir);
-    model_create(m, &cfg, backend_get("cpu"));
+    model_create(m, &cfg, device);
     model_load_weights(m, dir);
 }
 
 int main(int argc, char** argv) {
     if (argc < 2) fatal("usage: tool_dpo DIR [--beta-scale S]");
     const char* dir = argv[1];
-    float beta_scale = argc > 3 && !strcmp(argv[2], "--beta-scale") ? (float)atof(argv[3]) : 1.0f;
+    float beta_scale = 1.0f;
+    const char* dev = "cpu";
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--beta-scale")) beta_scale = (float)atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--device")) dev = argv[i + 1];
+        else fatal("tool_dpo: unknown option %s", argv[i]);
+    }
+    device = backend_get(dev);
+    if (!device) fatal("tool_dpo: no backend \"%s\" in this build (%s)", dev, backend_names());
     char* pdir = xsprintf("%s/policy", dir);
     char* rdir = xsprintf("%s/reference", dir);
     char* refp = xsprintf("%s/ref.safetensors", dir);
@@ -82,6 +94,7 @@ int main(int argc, char** argv) {
     Model refm;
     load(&refm, rdir);
     model_alloc_activations(&refm, B, T);
+    printf("%s: backend %s\n", dir, device->name);
     double* ref_logp = xmalloc(sizeof(double) * (size_t)B);
     dpo_sequence_logprobs(&refm, inputs, targets, ref_logp);
     double worst_lp = 0;
