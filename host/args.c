@@ -118,7 +118,7 @@ void args_from_json(ArgSpec* specs, int n, const cJSON* obj, const char* source)
         if (!v) continue;
         if (s->type == ARG_STR) {
             if (cJSON_IsNull(v)) *(const char**)s->ptr = NULL;
-            else if (cJSON_IsString(v)) *(const char**)s->ptr = xstrdup(v->valuestring);
+            else if (cJSON_IsString(v)) *(const char**)s->ptr = v->valuestring;  // obj outlives it (args.h)
             else fatal("%s: setting \"%s\" must be a string", source, s->name);
         } else if (s->type == ARG_FLAG) {
             if (!cJSON_IsBool(v)) fatal("%s: setting \"%s\" must be true or false", source, s->name);

@@ -24,6 +24,7 @@ void args_parse(int argc, char** argv, ArgSpec* specs, int n, const char* summar
 void args_print_table(const ArgSpec* specs, int n);
 cJSON* args_to_json(const ArgSpec* specs, int n);
 // Sets every option that was not given on the command line from obj (keys as option names).
+// String options point into obj: the caller keeps obj until it no longer uses them.
 void args_from_json(ArgSpec* specs, int n, const cJSON* obj, const char* source);
 int args_given(const ArgSpec* specs, int n, const char* name);
 

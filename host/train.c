@@ -286,6 +286,7 @@ int cmd_train(int argc, char** argv) {
     // Resolve where the model comes from and, when resuming, the stored settings.
     RunState rs = {0};
     char* ckpt = NULL;
+    char* tok_path_made = NULL;  // a tokenizer path made here (freed at the end)
     if (s.resume) {
         if (s.config || s.model) fatal("train: --resume cannot be combined with --config or --model");
         if (!dir_exists(s.resume)) fatal("%s: no such run directory", s.resume);
@@ -301,7 +302,8 @@ int cmd_train(int argc, char** argv) {
         s.model = NULL;
         if (!args_given(specs, nspecs, "out")) s.out = s.resume;
         char* saved_tok = xsprintf("%s/tokenizer.json", ckpt);
-        if (file_exists(saved_tok)) s.tokenizer = saved_tok;  // the tokenizer the run grew (thought tokens)
+        if (file_exists(saved_tok)) s.tokenizer = tok_path_made = saved_tok;  // the tokenizer the run grew (thought tokens)
+        else free(saved_tok);
     } else if (!s.config == !s.model) {
         fatal("train: give exactly one of --config, --model or --resume");
     }
@@ -313,7 +315,7 @@ int cmd_train(int argc, char** argv) {
     if (quietstar && !s.tokenizer && s.model && dir_exists(s.model)) {
         // a checkpoint's own tokenizer, as `qstar sample` uses it
         char* own = xsprintf("%s/tokenizer.json", s.model);
-        if (file_exists(own)) s.tokenizer = own;
+        if (file_exists(own)) s.tokenizer = tok_path_made = own;
         else free(own);
     }
 
@@ -562,8 +564,9 @@ int cmd_train(int argc, char** argv) {
     free(targets);
     if (quietstar) quietstar_destroy(&qs);
     if (tok) tok_free(tok);
-    run_state_free(&rs);
+    run_state_free(&rs);  // after the last use of the settings' strings, which point into it
     free(ckpt);
+    free(tok_path_made);
     dataloader_free(&dl);
     model_destroy(&model);
     comm_finalize(&comm);
