@@ -11,8 +11,8 @@
  *   3. fine-tune  from the ORIGINAL model on the union (loss on the completion only, no few-shot
  *                 prompt), int(start_steps * grow^(n-1)) steps of --batch rows;
  *   4. evaluate   M_n greedy on the test problems (accuracy, per digit count on arith).
- * RUN_DIR/iter_NNN/ holds M_n (model.safetensors, config.json, tokenizer.json), RUN_DIR/state.json
- * the last finished iteration and the settings, RUN_DIR/metrics.jsonl one line per iteration;
+ * RUN_DIR/iter_NNN/ holds M_n (model.safetensors, config.json, tokenizer.json; only the newest unless
+ * --keep-all), RUN_DIR/generations_NNN.jsonl every completion, RUN_DIR/state.json the last finished iteration and the settings, RUN_DIR/metrics.jsonl one line per iteration;
  * --resume RUN_DIR continues after the last finished iteration.
  */
 #include <cjson/cJSON.h>
@@ -31,7 +31,7 @@
 
 typedef struct {
     const char *method, *model, *task, *train, *test, *out, *resume, *device, *make_arith, *digits;
-    int make_n, iterations, start_steps, batch, seq, warmup, shots, max_tokens, gen_batch, seed, no_rationalize, gold,
+    int make_n, iterations, start_steps, batch, seq, warmup, shots, max_tokens, gen_batch, seed, no_rationalize, gold, keep_all,
         n_train, n_test;
     float grow, lr, grad_clip;
 } Settings;
@@ -338,6 +338,7 @@ int cmd_selftrain(int argc, char** argv) {
         {"max-tokens", ARG_INT, &s.max_tokens, "most tokens per completion (STaR: 96)"},
         {"gen-batch", ARG_INT, &s.gen_batch, "requests in flight while generating"},
         {"no-rationalize", ARG_FLAG, &s.no_rationalize, "skip rationalization of failures"},
+        {"keep-all", ARG_FLAG, &s.keep_all, "keep every iteration's checkpoint (default: only the newest)"},
         {"gold", ARG_FLAG, &s.gold, "also fine-tune on the reference solutions (V-STaR's D_SFT)"},
         {"n-train", ARG_INT, &s.n_train, "use only the first N training problems (0: all)"},
         {"n-test", ARG_INT, &s.n_test, "use only the first N test problems (0: all)"},
@@ -558,6 +559,11 @@ int cmd_selftrain(int argc, char** argv) {
         write_file_atomic(sp, st, strlen(st));
         free(st), free(sp);
         cJSON_Delete(state);
+        if (!s.keep_all && iter > 1) {  // M_{n-1} is needed no more: the next iteration starts from M_n
+            char* cmd = xsprintf("rm -rf '%s/iter_%03d'", s.out, iter - 1);
+            if (system(cmd)) fprintf(stderr, "selftrain: warning: could not remove iteration %d's checkpoint\n", iter - 1);
+            free(cmd);
+        }
     }
     free(ctx), free(hctx), free(metrics_path), free(tok_path);
     cJSON_Delete(settings);

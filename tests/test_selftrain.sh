@@ -8,7 +8,7 @@
 #    (the kept path); metrics.jsonl has one record per iteration with the documented fields;
 #    iter_001/ and iter_002/ are complete checkpoints;
 #  - resume: 1 iteration, then --resume to 2 gives the uninterrupted run's iteration-2 record (less
-#    timings) and bitwise the same final weights;
+#    timings) and bitwise the same final weights; without --keep-all only the newest checkpoint stays;
 #  - bad input: an unknown method, a malformed task file (FILE:LINE), a missing option: one line, exit 1.
 set -u
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ base="$work/base/step_000002"
 common=(--method star --model "$base" --task arith --train "$work/t.jsonl" --test "$work/t.jsonl" --start-steps 80
         --grow 1 --batch 6 --seq 72 --max-tokens 56 --shots 0 --gold --lr 2e-3 --warmup 10)
 
-$Q selftrain "${common[@]}" --out "$work/a" --iterations 2 > "$work/a.log" 2>&1 || bad "2-iteration run failed: $(tail -1 "$work/a.log")"
+$Q selftrain "${common[@]}" --out "$work/a" --iterations 2 --keep-all > "$work/a.log" 2>&1 || bad "2-iteration run failed: $(tail -1 "$work/a.log")"
 m="$work/a/metrics.jsonl"
 if [ -f "$m" ] && python3 - "$m" <<'PY'
 import json, sys
@@ -81,6 +81,8 @@ PY
 then ok "resumed run: the same records as the uninterrupted run"; else bad "resumed metrics differ"; fi
 if cmp -s "$work/a/iter_002/model.safetensors" "$work/b/iter_002/model.safetensors"; then ok "resumed run: bitwise the same final weights"
 else bad "resumed final weights differ"; fi
+if [ ! -e "$work/b/iter_001" ] && [ -d "$work/b/iter_002" ]; then ok "without --keep-all only the newest iteration's checkpoint stays"
+else bad "iteration checkpoints left: $(ls "$work/b")"; fi
 
 # bad input: one line, exit 1
 printf '{"question": "1 + 2", "answer": "3"}\n{"question": "1 + 2", "answer": "4"}\n' > "$work/bad.jsonl"
