@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "host/util.h"
 
@@ -83,4 +84,43 @@ DpoStats dpo_step(Model* m, const int32_t* inputs, const int32_t* targets, const
     free(logp);
     free(dlogp);
     return st;
+}
+
+// ---- the reference cache --------------------------------------------------------------------------
+
+uint64_t dpo_rows_key(const int32_t* inputs, const int32_t* targets, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over both arrays' bytes
+    const unsigned char* arrays[2] = {(const unsigned char*)inputs, (const unsigned char*)targets};
+    for (int a = 0; a < 2; a++)
+        for (size_t i = 0; i < n * sizeof(int32_t); i++) h = (h ^ arrays[a][i]) * 0x100000001b3ull;
+    return h;
+}
+
+void dpo_ref_cache_save(const char* path, const double* logp, size_t count, uint64_t key) {
+    const size_t bytes = 24 + 8 * count;
+    unsigned char* buf = xmalloc(bytes);
+    memcpy(buf, "QSDPOREF", 8);
+    uint64_t c = count;
+    memcpy(buf + 8, &c, 8);
+    memcpy(buf + 16, &key, 8);
+    memcpy(buf + 24, logp, 8 * count);
+    write_file_atomic(path, buf, bytes);
+    free(buf);
+}
+
+double* dpo_ref_cache_load(const char* path, size_t count, uint64_t key) {
+    size_t len;
+    char* text = read_file_maybe(path, &len);
+    if (!text) return NULL;
+    uint64_t c, k;
+    if (len < 24 || memcmp(text, "QSDPOREF", 8)) fatal("%s: not a DPO reference cache", path);
+    memcpy(&c, text + 8, 8);
+    memcpy(&k, text + 16, 8);
+    if (c != count) fatal("%s: holds %llu sequences, the data has %zu", path, (unsigned long long)c, count);
+    if (len != 24 + 8 * count) fatal("%s: truncated (%zu bytes for %zu sequences)", path, len, count);
+    if (k != key) fatal("%s: computed for other sequences (the pairs changed since)", path);
+    double* out = xmalloc(8 * (count ? count : 1));
+    memcpy(out, text + 24, 8 * count);
+    free(text);
+    return out;
 }

@@ -46,4 +46,13 @@ DpoStats dpo_loss(const double* policy_logp, const double* ref_logp, const float
 DpoStats dpo_step(Model* m, const int32_t* inputs, const int32_t* targets, const double* ref_logp,
                   const float* pair_weight, int P, float beta, float loss_scale, double* policy_logp);
 
+// The reference cache on disk, so a resumed run does not recompute it: the log-probabilities of every
+// row of a dataset, keyed by a hash of the rows (inputs and targets). Binary, little-endian:
+// "QSDPOREF", uint64 count, uint64 key, count doubles; written atomically.
+uint64_t dpo_rows_key(const int32_t* inputs, const int32_t* targets, size_t n_tokens);
+void dpo_ref_cache_save(const char* path, const double* logp, size_t count, uint64_t key);
+// The cached values (malloc'd), or NULL when the file does not exist. A file that is malformed, holds
+// another count or was computed for other rows (another key) is a one-line error naming it.
+double* dpo_ref_cache_load(const char* path, size_t count, uint64_t key);
+
 #endif
