@@ -698,6 +698,24 @@ int star_dedup_paths(const char* const* paths, int n, int* kept) {
     return nk;
 }
 
+int star_rft_select(int task, const char* const* completions, int n, const char* gold, int* kept, int* n_correct) {
+    const char** ok = xmalloc(sizeof(char*) * (size_t)(n ? n : 1));
+    int* index = xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        if (star_is_correct(task, completions[i], gold) &&
+            (task != STAR_TASK_GSM8K || star_annotations_ok(completions[i]))) {
+            ok[c] = completions[i];
+            index[c++] = i;
+        }
+    if (n_correct) *n_correct = c;
+    int nk = star_dedup_paths(ok, c, kept);
+    for (int i = 0; i < nk; i++) kept[i] = index[kept[i]];
+    free(ok);
+    free(index);
+    return nk;
+}
+
 // ---- steps and values -------------------------------------------------------------------------------------
 
 static int blank_line(const char* s, const char* e) {
@@ -722,6 +740,10 @@ int star_split_steps(const char* text, int** starts_out) {
     return n;
 }
 
+char* star_step_prefix(const char* text, const int* starts, int i) {
+    return xsprintf("%.*s", i > 0 ? starts[i] : 0, text);
+}
+
 void star_q_values(const int* successes, int n_prefix, int M, int estimator, double* q) {
     QSTAR_ASSERT(M > 0);
     for (int i = 0; i < n_prefix; i++)
@@ -737,6 +759,15 @@ int star_critical_step(const double* q, int n_prefix, double threshold, double* 
     }
     if (c < 0) return -1;
     return q[c] - q[c - 1] < -threshold ? c : -1;
+}
+
+int star_preference_pairs(const int* correct, int n, int (*pairs)[2]) {
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (correct[i])
+            for (int j = 0; j < n; j++)
+                if (!correct[j]) pairs[k][0] = i, pairs[k][1] = j, k++;
+    return k;
 }
 
 // ---- best-of-k ----------------------------------------------------------------------------------------------

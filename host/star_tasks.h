@@ -104,12 +104,20 @@ int star_levenshtein(const char* a, const char* b);
 // at most); returns their count.
 int star_dedup_paths(const char* const* paths, int n, int* kept);
 
+// RFT's rejection and selection for one problem: the completions that are correct (star_is_correct)
+// and, on gsm8k, whose calculator annotations are all right (star_annotations_ok), then deduplicated by
+// equation key (star_dedup_paths, in sampling order). Writes indices into completions to kept (n
+// entries at most) and returns their count; *n_correct (may be NULL) gets the count before dedup.
+int star_rft_select(int task, const char* const* completions, int n, const char* gold, int* kept, int* n_correct);
+
 // ---- stepdpo: steps, Monte-Carlo Q-values, the critical step ------------------------------------------
 // Splits a solution into steps, one per line: step i is text[starts[i], starts[i+1]) with its '\n';
 // blank lines go with the step before them (leading ones with the first step), so the steps
 // concatenate to the text. starts gets n+1 entries (the last = strlen). Returns n (0 for blank text).
 // starts is malloc'd.
 int star_split_steps(const char* text, int** starts);
+// Steps 1..i of a split text (i = 0: ""), the prefix the rollouts continue. malloc'd.
+char* star_step_prefix(const char* text, const int* starts, int i);
 enum { STAR_Q_MEAN, STAR_Q_ANY };
 // Q of each prefix i = 0..L (0: the bare question; i: steps 1..i) from successes[i] of M rollouts:
 // MEAN the fraction (an estimate of Q under the sampling policy), ANY 1 when at least one rollout
@@ -119,6 +127,12 @@ void star_q_values(const int* successes, int n_prefix, int M, int estimator, dou
 // attaining min_{i>=1} q[i], provided its advantage is below -threshold (a real drop). Returns it, or
 // -1 when there is none (Q never falls).
 int star_critical_step(const double* q, int n_prefix, double threshold, double* adv);
+
+// ---- V-STaR ---------------------------------------------------------------------------------------------
+// The verifier's preference pairs of one problem: every (correct, incorrect) combination of its samples
+// (a Cartesian product), correct-major in sample order. pairs gets c * (n - c) rows {chosen, rejected};
+// returns that count.
+int star_preference_pairs(const int* correct, int n, int (*pairs)[2]);
 
 // ---- V-STaR: evaluation ---------------------------------------------------------------------------------
 // Best-of-k with a verifier (V-STaR Eq. 3): candidates sorted by score, highest first (a stable sort:

@@ -345,6 +345,39 @@ static void test_equations(void) {
     CHECK(star_dedup_paths(paths, 0, kept) == 0, "empty dedup");
 }
 
+static void test_rft_select(void) {
+    const char* c[] = {
+        "a <<2+3=5>> b\n#### 5",        // 0 correct
+        "a <<2+3=6>> b\n#### 5",        // 1 right answer, wrong annotation: rejected
+        "x <<2+3=5>> y, longer text\n#### 5.0",  // 2 same key as 0, farther from the others? (only one other key)
+        "<<3+2=5>>\n#### 5",            // 3 another key
+        "#### 4",                        // 4 wrong
+        "no answer",                     // 5 malformed
+        "",                              // 6 empty
+        "<<3+2=5>> again\n#### $5",     // 7 same key as 3
+    };
+    int kept[8], nc = -1;
+    int nk = star_rft_select(STAR_TASK_GSM8K, c, 8, "5", kept, &nc);
+    CHECK(nc == 4, "RFT correct and annotated: %d, want 4 (0, 2, 3, 7)", nc);
+    CHECK(nk == 2, "RFT kept %d distinct paths, want 2", nk);
+    // representatives: key 0's is 0 or 2, key 3's is 3 or 7 — indices into the completions, keys distinct
+    if (nk == 2) {
+        CHECK((kept[0] == 0 || kept[0] == 2) && (kept[1] == 3 || kept[1] == 7), "RFT kept %d %d", kept[0], kept[1]);
+    }
+    nk = star_rft_select(STAR_TASK_GSM8K, c + 4, 3, "5", kept, &nc);
+    CHECK(nk == 0 && nc == 0, "nothing correct");
+    const char* a[] = {"<scratch>\n</scratch>\n8\n", "<scratch>\n</scratch>\n9\n", "x\n</scratch>\n8\n"};
+    nk = star_rft_select(STAR_TASK_ARITH, a, 3, "8", kept, &nc);
+    CHECK(nc == 2 && nk == 1, "arith: %d correct, %d kept (no equations: one key)", nc, nk);
+    // V-STaR pairs
+    int corr[] = {1, 0, 1, 0, 0}, pairs[6][2];
+    int np = star_preference_pairs(corr, 5, pairs);
+    CHECK(np == 6 && pairs[0][0] == 0 && pairs[0][1] == 1 && pairs[2][1] == 4 && pairs[3][0] == 2 && pairs[5][1] == 4,
+          "preference pairs: %d", np);
+    int none[] = {1, 1};
+    CHECK(star_preference_pairs(none, 2, pairs) == 0, "all correct: no pairs");
+}
+
 static void test_steps(void) {
     int* st;
     const char* t = "\n\nA: step one\n\nstep two\n#### 5";
@@ -354,6 +387,13 @@ static void test_steps(void) {
           "steps of [%s]: %d", t, n);
     // the steps concatenate to the text; step 1 carries the blank line after it
     if (n == 3) CHECK(st[1] - st[0] == (int)strlen("\n\nA: step one\n\n"), "blank lines go with the step before");
+    if (n == 3) {
+        char* p0 = star_step_prefix(t, st, 0);
+        char* p2 = star_step_prefix(t, st, 2);
+        char* p3 = star_step_prefix(t, st, 3);
+        CHECK(!strcmp(p0, "") && !strcmp(p2, "\n\nA: step one\n\nstep two\n") && !strcmp(p3, t), "step prefixes");
+        free(p0), free(p2), free(p3);
+    }
     free(st);
     n = star_split_steps("", &st);
     CHECK(n == 0 && st[0] == 0, "empty text");
@@ -581,6 +621,7 @@ int main(void) {
     test_hints();
     test_files();
     test_equations();
+    test_rft_select();
     test_steps();
     test_values_by_hand();
     test_against_python();
