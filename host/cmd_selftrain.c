@@ -13,7 +13,10 @@
  *   4. evaluate   M_n greedy on the test problems (accuracy, per digit count on arith).
  * RUN_DIR/iter_NNN/ holds M_n (model.safetensors, config.json, tokenizer.json; only the newest unless
  * --keep-all), RUN_DIR/generations_NNN.jsonl every completion, RUN_DIR/state.json the last finished iteration and the settings, RUN_DIR/metrics.jsonl one line per iteration;
- * --resume RUN_DIR continues after the last finished iteration.
+ * RUN_DIR/kept_NNN.jsonl the fine-tuning examples of iteration NNN (token ids). --resume RUN_DIR
+ * continues where the run stopped: after the last finished iteration, or inside one after its
+ * generation (the kept examples are read back) or after its fine-tuning (M_n is read back); the
+ * result is bitwise the uninterrupted run's.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -268,6 +271,176 @@ static void write_generation(AtomicFile* f, int line, const char* stage, const c
     cJSON_Delete(o);
 }
 
+// Stages 1 and 2 of an iteration: the fine-tuning examples (tokens) and the counts; every completion
+// goes to generations_NNN.jsonl.
+typedef struct {
+    Example* ex;
+    int n_ex, n_correct, n_rat;
+    double gen_tps, rat_tps;
+} Collected;
+
+static Collected collect(Model* mp, const Tokenizer* tok, const Settings* sp, int task, const char* ctx,
+                         const char* hctx, const StarItem* probs, int n_prob, int n_train, int64_t eos, int iter) {
+    double gen_tps = 0, rat_tps = 0;
+    // 1. generate
+    Toks* prompts = xmalloc(sizeof(Toks) * (size_t)n_prob);
+    for (int i = 0; i < n_prob; i++) {
+        char* p = star_prompt(task, probs[i].question, NULL);
+        char* full = xsprintf("%s%s", ctx, p);
+        prompts[i] = encode(tok, full, 1);
+        free(p), free(full);
+    }
+    char** texts = xmalloc(sizeof(char*) * (size_t)n_prob);
+    Toks* outs = xmalloc(sizeof(Toks) * (size_t)n_prob);
+    generate_all(mp, tok, sp, task, prompts, n_prob, texts, outs, "generate", &gen_tps);
+    Example* ex = xmalloc(sizeof(Example) * (size_t)(2 * n_prob + n_train));
+    int n_ex = 0, n_correct = 0, n_rat = 0;
+    int* failed = xmalloc(sizeof(int) * (size_t)n_prob);
+    int n_failed = 0;
+    AtomicFile gf = atomic_open_fmt(sp->out, iter);
+    for (int i = 0; i < n_prob; i++) {
+        const int ok = star_is_correct(task, texts[i], probs[i].gold);
+        write_generation(&gf, probs[i].line, "generate", texts[i], ok);
+        if (ok) {
+            char* p = star_prompt(task, probs[i].question, NULL);
+            ex[n_ex].prompt = encode(tok, p, 1);
+            free(p);
+            ex[n_ex].completion = outs[i];
+            outs[i].ids = NULL;
+            n_ex++, n_correct++;
+        } else {
+            failed[n_failed++] = i;
+        }
+        free(texts[i]), free(outs[i].ids), free(prompts[i].ids);
+    }
+    // 2. rationalize the failures with the answer as a hint
+    if (!sp->no_rationalize && n_failed) {
+        Toks* hp = xmalloc(sizeof(Toks) * (size_t)n_failed);
+        for (int k = 0; k < n_failed; k++) {
+            const StarItem* it = &probs[failed[k]];
+            char* h = hint_of(task, it);
+            char* p = star_prompt(task, it->question, h);
+            char* full = xsprintf("%s%s", hctx, p);
+            hp[k] = encode(tok, full, 1);
+            free(h), free(p), free(full);
+        }
+        generate_all(mp, tok, sp, task, hp, n_failed, texts, outs, "rationalize", &rat_tps);
+        for (int k = 0; k < n_failed; k++) {
+            const StarItem* it = &probs[failed[k]];
+            const int ok = star_is_correct(task, texts[k], it->gold);
+            write_generation(&gf, it->line, "rationalize", texts[k], ok);
+            if (ok) {
+                // stored as if no hint had been given: the hint-free prompt
+                char* h = hint_of(task, it);
+                char* hinted = star_prompt(task, it->question, h);
+                char* plain = star_remove_hint(task, hinted, h);
+                QSTAR_ASSERT(plain != NULL);
+                ex[n_ex].prompt = encode(tok, plain, 1);
+                ex[n_ex].completion = outs[k];
+                outs[k].ids = NULL;
+                n_ex++, n_rat++;
+                free(h), free(hinted), free(plain);
+            }
+            free(texts[k]), free(outs[k].ids), free(hp[k].ids);
+        }
+        free(hp);
+    }
+    atomic_commit(&gf);
+    if (sp->gold)
+        for (int i = 0; i < n_prob; i++) {
+            char* p = star_prompt(task, probs[i].question, NULL);
+            char* c = exemplar_completion(task, &probs[i]);
+            ex[n_ex].prompt = encode(tok, p, 1);
+            ex[n_ex].completion = encode(tok, c, 0);
+            n_ex++;
+            free(p), free(c);
+        }
+    // every kept completion ends with EOS, so the fine-tuned model learns to stop
+    if (eos >= 0)
+        for (int i = 0; i < n_ex; i++) {
+            Toks* c = &ex[i].completion;
+            c->ids = xrealloc(c->ids, (size_t)c->n + 1, sizeof(int32_t));
+            c->ids[c->n++] = (int32_t)eos;
+        }
+    free(failed), free(texts), free(outs), free(prompts);
+    return (Collected){ex, n_ex, n_correct, n_rat, gen_tps, rat_tps};
+}
+
+// RUN_DIR/state.json: the last finished iteration, the settings, and (stage) how far the next one got.
+static void write_state(const char* out, int finished, cJSON* stage, const cJSON* settings) {
+    cJSON* state = cJSON_CreateObject();
+    cJSON_AddNumberToObject(state, "iteration", finished);
+    if (stage) cJSON_AddItemToObject(state, "stage", stage);
+    cJSON_AddItemToObject(state, "settings", cJSON_Duplicate(settings, 1));
+    char* st = cJSON_Print(state);
+    char* sp = xsprintf("%s/state.json", out);
+    write_file_atomic(sp, st, strlen(st));
+    free(st), free(sp);
+    cJSON_Delete(state);
+}
+
+static double json_num(const cJSON* o, const char* key) {
+    const cJSON* v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fatal("state.json: the stage has no number \"%s\"", key);
+    return v->valuedouble;
+}
+static int json_int(const cJSON* o, const char* key) { return (int)json_num(o, key); }
+
+// RUN_DIR/kept_NNN.jsonl: an iteration's fine-tuning examples as token ids, {"prompt": [...],
+// "completion": [...]} per line, so a resumed iteration fine-tunes on exactly what was kept.
+static void write_examples(const char* path, const Example* ex, int n) {
+    AtomicFile f = atomic_open(path);
+    for (int i = 0; i < n; i++) {
+        cJSON* o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "prompt", cJSON_CreateIntArray(ex[i].prompt.ids, ex[i].prompt.n));
+        cJSON_AddItemToObject(o, "completion", cJSON_CreateIntArray(ex[i].completion.ids, ex[i].completion.n));
+        char* l = cJSON_PrintUnformatted(o);
+        atomic_write(&f, l, strlen(l));
+        atomic_write(&f, "\n", 1);
+        free(l);
+        cJSON_Delete(o);
+    }
+    atomic_commit(&f);
+}
+
+static Toks json_ids(const cJSON* a, const char* path, int line) {
+    if (!cJSON_IsArray(a)) fatal("%s:%d: not a list of token ids", path, line);
+    Toks t = {xmalloc(sizeof(int32_t) * (size_t)(cJSON_GetArraySize(a) + 1)), 0};
+    const cJSON* v;
+    cJSON_ArrayForEach(v, a) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0) fatal("%s:%d: a token id is not a non-negative number", path, line);
+        t.ids[t.n++] = (int32_t)v->valuedouble;
+    }
+    return t;
+}
+
+static Example* read_examples(const char* path, int* n_out) {
+    size_t len;
+    char* text = read_file_maybe(path, &len);
+    if (!text) fatal("%s: missing (the run's state says its generation finished)", path);
+    int n = 0, cap = 16, line = 0;
+    Example* ex = xmalloc(sizeof(Example) * (size_t)cap);
+    for (char* p = text; *p;) {
+        char* nl = strchr(p, '\n');
+        if (nl) *nl = 0;
+        line++;
+        if (*p) {
+            cJSON* o = cJSON_Parse(p);
+            if (!cJSON_IsObject(o)) fatal("%s:%d: not a JSON object", path, line);
+            if (n == cap) ex = xrealloc(ex, (size_t)(cap *= 2), sizeof(Example));
+            ex[n].prompt = json_ids(cJSON_GetObjectItemCaseSensitive(o, "prompt"), path, line);
+            ex[n].completion = json_ids(cJSON_GetObjectItemCaseSensitive(o, "completion"), path, line);
+            n++;
+            cJSON_Delete(o);
+        }
+        if (!nl) break;
+        p = nl + 1;
+    }
+    free(text);
+    *n_out = n;
+    return ex;
+}
+
 // ---- the command -----------------------------------------------------------------------------------------------
 
 static void save_iteration(const char* out, int iter, const Model* m, const Tokenizer* tok) {
@@ -370,7 +543,7 @@ int cmd_selftrain(int argc, char** argv) {
         char* sp = xsprintf("%s/state.json", s.resume);
         size_t len;
         char* text = read_file_maybe(sp, &len);
-        if (!text) fatal("%s: no state.json (not a selftrain run, or no iteration finished yet)", s.resume);
+        if (!text) fatal("%s: no state.json (not a selftrain run, or it stopped before its first generation finished)", s.resume);
         saved = cJSON_Parse(text);
         free(text);
         const cJSON* it = cJSON_GetObjectItemCaseSensitive(saved, "iteration");
@@ -424,103 +597,73 @@ int cmd_selftrain(int argc, char** argv) {
 
     for (int iter = first_iter; iter <= s.iterations; iter++) {
         double t_iter = now_seconds();
-        // M_{n-1}: the original model, or the previous iteration's
-        char* prev = iter == 1 ? xstrdup(s.model) : xsprintf("%s/iter_%03d", s.out, iter - 1);
-        model_load_weights(&m, prev);
-        free(prev);
-        fprintf(stderr, "selftrain: iteration %d/%d\n", iter, s.iterations);
-        // 1. generate
-        Toks* prompts = xmalloc(sizeof(Toks) * (size_t)n_prob);
-        for (int i = 0; i < n_prob; i++) {
-            char* p = star_prompt(task, probs[i].question, NULL);
-            char* full = xsprintf("%s%s", ctx, p);
-            prompts[i] = encode(tok, full, 1);
-            free(p), free(full);
+        fault_set_context(0, iter);
+        // a resumed iteration may have finished its generation or its fine-tuning already
+        const cJSON* part = iter == first_iter && saved ? cJSON_GetObjectItemCaseSensitive(saved, "stage") : NULL;
+        const cJSON* part_done = part ? cJSON_GetObjectItemCaseSensitive(part, "done") : NULL;
+        const char* done = cJSON_IsString(part_done) ? part_done->valuestring : "";
+        fprintf(stderr, "selftrain: iteration %d/%d%s%s\n", iter, s.iterations, *done ? ", resumed after " : "", done);
+        double ft_tps = 0, test_tps = 0;
+        Collected col;
+        char* kept_path = xsprintf("%s/kept_%03d.jsonl", s.out, iter);
+        if (*done) {
+            col.ex = read_examples(kept_path, &col.n_ex);
+            col.n_correct = json_int(part, "correct");
+            col.n_rat = json_int(part, "rationalized");
+            col.gen_tps = json_num(part, "generate_tokens_per_s");
+            col.rat_tps = json_num(part, "rationalize_tokens_per_s");
+        } else {
+            // M_{n-1}: the original model, or the previous iteration's
+            char* prev = iter == 1 ? xstrdup(s.model) : xsprintf("%s/iter_%03d", s.out, iter - 1);
+            model_load_weights(&m, prev);
+            free(prev);
+            col = collect(&m, tok, &s, task, ctx, hctx, probs, n_prob, n_train, eos, iter);
+            write_examples(kept_path, col.ex, col.n_ex);
+            cJSON* st = cJSON_CreateObject();
+            cJSON_AddNumberToObject(st, "iteration", iter);
+            cJSON_AddStringToObject(st, "done", "generate");
+            cJSON_AddNumberToObject(st, "correct", col.n_correct);
+            cJSON_AddNumberToObject(st, "rationalized", col.n_rat);
+            cJSON_AddNumberToObject(st, "generate_tokens_per_s", col.gen_tps);
+            cJSON_AddNumberToObject(st, "rationalize_tokens_per_s", col.rat_tps);
+            write_state(s.out, iter - 1, st, settings);
+            fault_point("after_generate");
         }
-        char** texts = xmalloc(sizeof(char*) * (size_t)n_prob);
-        Toks* outs = xmalloc(sizeof(Toks) * (size_t)n_prob);
-        double gen_tps = 0, rat_tps = 0, ft_tps = 0, test_tps = 0;
-        generate_all(&m, tok, &s, task, prompts, n_prob, texts, outs, "generate", &gen_tps);
-        Example* ex = xmalloc(sizeof(Example) * (size_t)(2 * n_prob + n_train));
-        int n_ex = 0, n_correct = 0, n_rat = 0;
-        int* failed = xmalloc(sizeof(int) * (size_t)n_prob);
-        int n_failed = 0;
-        AtomicFile gf = atomic_open_fmt(s.out, iter);
-        for (int i = 0; i < n_prob; i++) {
-            const int ok = star_is_correct(task, texts[i], probs[i].gold);
-            write_generation(&gf, probs[i].line, "generate", texts[i], ok);
-            if (ok) {
-                char* p = star_prompt(task, probs[i].question, NULL);
-                ex[n_ex].prompt = encode(tok, p, 1);
-                free(p);
-                ex[n_ex].completion = outs[i];
-                outs[i].ids = NULL;
-                n_ex++, n_correct++;
-            } else {
-                failed[n_failed++] = i;
-            }
-            free(texts[i]), free(outs[i].ids), free(prompts[i].ids);
-        }
-        // 2. rationalize the failures with the answer as a hint
-        if (!s.no_rationalize && n_failed) {
-            Toks* hp = xmalloc(sizeof(Toks) * (size_t)n_failed);
-            for (int k = 0; k < n_failed; k++) {
-                const StarItem* it = &probs[failed[k]];
-                char* h = hint_of(task, it);
-                char* p = star_prompt(task, it->question, h);
-                char* full = xsprintf("%s%s", hctx, p);
-                hp[k] = encode(tok, full, 1);
-                free(h), free(p), free(full);
-            }
-            generate_all(&m, tok, &s, task, hp, n_failed, texts, outs, "rationalize", &rat_tps);
-            for (int k = 0; k < n_failed; k++) {
-                const StarItem* it = &probs[failed[k]];
-                const int ok = star_is_correct(task, texts[k], it->gold);
-                write_generation(&gf, it->line, "rationalize", texts[k], ok);
-                if (ok) {
-                    // stored as if no hint had been given: the hint-free prompt
-                    char* h = hint_of(task, it);
-                    char* hinted = star_prompt(task, it->question, h);
-                    char* plain = star_remove_hint(task, hinted, h);
-                    QSTAR_ASSERT(plain != NULL);
-                    ex[n_ex].prompt = encode(tok, plain, 1);
-                    ex[n_ex].completion = outs[k];
-                    outs[k].ids = NULL;
-                    n_ex++, n_rat++;
-                    free(h), free(hinted), free(plain);
-                }
-                free(texts[k]), free(outs[k].ids), free(hp[k].ids);
-            }
-            free(hp);
-        }
-        atomic_commit(&gf);
-        if (s.gold)
-            for (int i = 0; i < n_prob; i++) {
-                char* p = star_prompt(task, probs[i].question, NULL);
-                char* c = exemplar_completion(task, &probs[i]);
-                ex[n_ex].prompt = encode(tok, p, 1);
-                ex[n_ex].completion = encode(tok, c, 0);
-                n_ex++;
-                free(p), free(c);
-            }
-        // every kept completion ends with EOS, so the fine-tuned model learns to stop
-        if (eos >= 0)
-            for (int i = 0; i < n_ex; i++) {
-                Toks* c = &ex[i].completion;
-                c->ids = xrealloc(c->ids, (size_t)c->n + 1, sizeof(int32_t));
-                c->ids[c->n++] = (int32_t)eos;
-            }
+        free(kept_path);
+        Example* ex = col.ex;
+        const int n_ex = col.n_ex, n_correct = col.n_correct, n_rat = col.n_rat;
+        const double gen_tps = col.gen_tps, rat_tps = col.rat_tps;
         // 3. fine-tune the original model
         const int steps = n_ex ? (int)(s.start_steps * pow(s.grow, iter - 1)) : 0;
-        model_load_weights(&m, s.model);
-        double loss = steps ? finetune(&m, &s, ex, n_ex, steps, pad, (uint64_t)(s.seed * 1000 + iter), &ft_tps) : 0;
-        if (!n_ex) fprintf(stderr, "  nothing kept: M_%d is the original model\n", iter);
+        double loss;
+        if (!strcmp(done, "finetune")) {
+            char* dir = xsprintf("%s/iter_%03d", s.out, iter);
+            model_load_weights(&m, dir);
+            free(dir);
+            loss = json_num(part, "loss");
+            ft_tps = json_num(part, "finetune_tokens_per_s");
+        } else {
+            model_load_weights(&m, s.model);
+            loss = steps ? finetune(&m, &s, ex, n_ex, steps, pad, (uint64_t)(s.seed * 1000 + iter), &ft_tps) : 0;
+            if (!n_ex) fprintf(stderr, "  nothing kept: M_%d is the original model\n", iter);
+            save_iteration(s.out, iter, &m, tok);
+            cJSON* st = cJSON_CreateObject();
+            cJSON_AddNumberToObject(st, "iteration", iter);
+            cJSON_AddStringToObject(st, "done", "finetune");
+            cJSON_AddNumberToObject(st, "correct", n_correct);
+            cJSON_AddNumberToObject(st, "rationalized", n_rat);
+            cJSON_AddNumberToObject(st, "generate_tokens_per_s", gen_tps);
+            cJSON_AddNumberToObject(st, "rationalize_tokens_per_s", rat_tps);
+            cJSON_AddNumberToObject(st, "loss", loss);
+            cJSON_AddNumberToObject(st, "finetune_tokens_per_s", ft_tps);
+            write_state(s.out, iter - 1, st, settings);
+            fault_point("after_finetune");
+        }
         for (int i = 0; i < n_ex; i++) free(ex[i].prompt.ids), free(ex[i].completion.ids);
-        free(ex), free(failed), free(texts), free(outs), free(prompts);
+        free(ex);
         // 4. evaluate M_n
         cJSON* by_digits = cJSON_CreateObject();
         double acc = evaluate(&m, tok, &s, task, ctx, test, n_test, by_digits, &test_tps);
-        save_iteration(s.out, iter, &m, tok);
 
         cJSON* rec = cJSON_CreateObject();
         cJSON_AddNumberToObject(rec, "iteration", iter);
@@ -551,14 +694,7 @@ int cmd_selftrain(int argc, char** argv) {
         free(line);
         cJSON_Delete(rec);
         // the iteration is finished once state.json says so
-        cJSON* state = cJSON_CreateObject();
-        cJSON_AddNumberToObject(state, "iteration", iter);
-        cJSON_AddItemToObject(state, "settings", cJSON_Duplicate(settings, 1));
-        char* st = cJSON_Print(state);
-        char* sp = xsprintf("%s/state.json", s.out);
-        write_file_atomic(sp, st, strlen(st));
-        free(st), free(sp);
-        cJSON_Delete(state);
+        write_state(s.out, iter, NULL, settings);
         if (!s.keep_all && iter > 1) {  // M_{n-1} is needed no more: the next iteration starts from M_n
             char* cmd = xsprintf("rm -rf '%s/iter_%03d'", s.out, iter - 1);
             if (system(cmd)) fprintf(stderr, "selftrain: warning: could not remove iteration %d's checkpoint\n", iter - 1);

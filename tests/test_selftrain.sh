@@ -7,8 +7,9 @@
 #    scratchpads, and M_1 then solves the problems; iteration 2 generates with M_1 and keeps them all
 #    (the kept path); metrics.jsonl has one record per iteration with the documented fields;
 #    iter_001/ and iter_002/ are complete checkpoints;
-#  - resume: 1 iteration, then --resume to 2 gives the uninterrupted run's iteration-2 record (less
-#    timings) and bitwise the same final weights; without --keep-all only the newest checkpoint stays;
+#  - resume (at an iteration boundary, after an iteration's generation, after its fine-tuning: QSTAR_FAULT
+#    aborts there) gives the uninterrupted run's records (less timings) and bitwise the same final
+#    weights; without --keep-all only the newest checkpoint stays;
 #  - bad input: an unknown method, a malformed task file (FILE:LINE), a missing option: one line, exit 1.
 set -u
 cd "$(dirname "$0")/.."
@@ -68,21 +69,37 @@ for d in iter_001 iter_002; do for f in model.safetensors config.json tokenizer.
 if [ $complete = 1 ] && [ -z "$(ls -A "$work/a" | grep '^\.tmp')" ]; then ok "iteration checkpoints complete, no temp directories"
 else bad "iteration checkpoints"; ls -la "$work/a"; fi
 
-# resume in the middle of the run
-$Q selftrain "${common[@]}" --out "$work/b" --iterations 1 > "$work/b1.log" 2>&1 || bad "first half failed"
-$Q selftrain --resume "$work/b" --iterations 2 > "$work/b2.log" 2>&1 || bad "resume failed: $(tail -1 "$work/b2.log")"
-if python3 - "$work/a/metrics.jsonl" "$work/b/metrics.jsonl" <<'PY'
+# resume: at an iteration boundary (1 iteration, then --resume --iterations 2), in the middle of an
+# iteration after its generation (QSTAR_FAULT aborts there) and after its fine-tuning
+same_as_a() {  # run dir, label
+  if python3 - "$work/a/metrics.jsonl" "$1/metrics.jsonl" <<'PY'
 import json, sys
 strip = lambda r: {k: v for k, v in r.items() if not k.endswith("_per_s") and k != "seconds"}
 a = [strip(json.loads(l)) for l in open(sys.argv[1])]
 b = [strip(json.loads(l)) for l in open(sys.argv[2])]
 assert a == b, (a, b)
 PY
-then ok "resumed run: the same records as the uninterrupted run"; else bad "resumed metrics differ"; fi
-if cmp -s "$work/a/iter_002/model.safetensors" "$work/b/iter_002/model.safetensors"; then ok "resumed run: bitwise the same final weights"
-else bad "resumed final weights differ"; fi
+  then ok "$2: the same records as the uninterrupted run"; else bad "$2: records differ"; fi
+  if cmp -s "$work/a/iter_002/model.safetensors" "$1/iter_002/model.safetensors"; then ok "$2: bitwise the same final weights"
+  else bad "$2: final weights differ"; fi
+}
+$Q selftrain "${common[@]}" --out "$work/b" --iterations 1 > "$work/b1.log" 2>&1 || bad "first half failed"
+QSTAR_FAULT=0:2:after_generate $Q selftrain --resume "$work/b" --iterations 2 > "$work/b2.log" 2>&1
+rc=$?
+if [ $rc != 0 ] && grep -q "aborting at after_generate" "$work/b2.log" && [ -f "$work/b/kept_002.jsonl" ] && \
+   grep -q '"done":[[:space:]]*"generate"' "$work/b/state.json"; then ok "stopped after iteration 2's generation (state says so)"
+else bad "the fault after generation did not stop the run as planned (rc $rc)"; fi
+$Q selftrain --resume "$work/b" > "$work/b3.log" 2>&1 || bad "resume after generation failed: $(tail -1 "$work/b3.log")"
+grep -q "resumed after generate" "$work/b3.log" || bad "the resumed run did not skip the generation"
+same_as_a "$work/b" "resumed at an iteration boundary and after a generation"
 if [ ! -e "$work/b/iter_001" ] && [ -d "$work/b/iter_002" ]; then ok "without --keep-all only the newest iteration's checkpoint stays"
 else bad "iteration checkpoints left: $(ls "$work/b")"; fi
+QSTAR_FAULT=0:1:after_finetune $Q selftrain "${common[@]}" --out "$work/c" --iterations 2 > "$work/c1.log" 2>&1
+if grep -q "aborting at after_finetune" "$work/c1.log" && grep -q '"done":[[:space:]]*"finetune"' "$work/c/state.json"; then
+  ok "stopped after iteration 1's fine-tuning"; else bad "the fault after fine-tuning did not stop the run"; fi
+$Q selftrain --resume "$work/c" > "$work/c2.log" 2>&1 || bad "resume after fine-tuning failed: $(tail -1 "$work/c2.log")"
+grep -q "resumed after finetune" "$work/c2.log" || bad "the resumed run did not skip the fine-tuning"
+same_as_a "$work/c" "resumed after a fine-tuning"
 
 # bad input: one line, exit 1
 printf '{"question": "1 + 2", "answer": "3"}\n{"question": "1 + 2", "answer": "4"}\n' > "$work/bad.jsonl"
