@@ -170,6 +170,11 @@ typedef struct {
 static double finetune(Model* m, const Settings* s, Example* ex, int n_ex, int steps, int pad, uint64_t seed,
                        double* tok_per_s) {
     const int B = s->batch, T = s->seq;
+    int cut = 0;
+    for (int i = 0; i < n_ex; i++) cut += ex[i].prompt.n + ex[i].completion.n - 1 > T;
+    if (cut)
+        fprintf(stderr, "  warning: %d of %d examples are longer than --seq %d + 1 tokens: their completions are cut\n",
+                cut, n_ex, T);
     model_alloc_activations(m, B, T);
     m->be->zero(m->m, sizeof(float) * m->opt_count);
     m->be->zero(m->v, sizeof(float) * m->opt_count);
@@ -200,6 +205,7 @@ static double finetune(Model* m, const Settings* s, Example* ex, int n_ex, int s
         model_zero_grad(m);
         float loss = sft_step(m, in, tg, 1.0f);
         tokens += (long)B * T;
+        if (!m->n_valid) continue;  // no row with a target (prompts longer than --seq): no update
         float norm = model_grad_norm(m);
         float scale = s->grad_clip > 0 && norm > s->grad_clip ? s->grad_clip / norm : 1.0f;
         // STaR: linear warmup, then constant
