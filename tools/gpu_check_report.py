@@ -62,7 +62,8 @@ def parse_test(text):
     m = re.findall(r"^(?:[A-Za-z_-]+: )?(\d+) passed, (\d+) failed", text, re.M)
     if m:
         r["passed"], r["failed"] = int(m[-1][0]), int(m[-1][1])
-    r["fail_lines"] = [l.strip() for l in text.splitlines() if l.lstrip().startswith("FAIL")][:10]
+    r["fail_lines"] = [l.strip() for l in text.splitlines()
+                       if l.lstrip().startswith("FAIL") or re.search(r"\berror: ", l)][:10]
     worst, where = 0.0, None
     for line in text.splitlines():
         for pat in (r"max(?: rel| err| abs err)? " + NUM, r"worst relative (?:difference|error)[^0-9]*" + NUM,
@@ -119,12 +120,17 @@ def report(out):
         if r["kind"] in ("test", "run"):
             r.update(parse_test(text))
         if r["kind"] == "bench":
+            if r["status"] == "passed" and "no CUDA device" in text:  # a GPU build that found none exits 0
+                r["status"] = "failed"
+                r.setdefault("fail_lines", []).append("no CUDA device: nothing was timed")
             k, s = parse_bench(text)
             for x in k:
                 x["bench"] = r["name"]
             rep["kernels"] += k
             rep["train_steps"] += s
-            r.update({k2: v for k2, v in parse_test(text).items() if k2 in ("passed", "failed", "fail_lines")})
+            parsed = parse_test(text)
+            r.update({k2: v for k2, v in parsed.items() if k2 in ("passed", "failed")})
+            r["fail_lines"] = r.get("fail_lines", []) + parsed["fail_lines"]
     for s in rep["train_steps"]:
         if s["preset"].startswith("100m") or s["preset"].startswith("mistral-7b"):
             rep["mfu"]["%s %s" % (s["preset"], s["mode"])] = s["mfu_pct"]
