@@ -30,7 +30,7 @@ CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -fno-trapping-math -Wall -Wextra -
 LDLIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson $(MPI_LIBS) -lm -fopenmp
 
 BUILD   := build
-LIB_SRC := $(wildcard kernels/*.c kernels/cpu/*.c model/*.c host/*.c)
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c host/*.c)
 LIB_SRC := $(filter-out host/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c tests/tool_*.c)

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"
 

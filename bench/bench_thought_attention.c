@@ -43,7 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "kernels/cpu/fastexp.h"
 #include "kernels/ops.h"
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 
 static void add_file(char** buf, size_t* n, size_t* cap, const char* path, size_t limit) {
     size_t len;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 static void set_value(ArgSpec* s, const char* cmd, const char* val) {
     char* end = NULL;

@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "host/safetensors.h"
-#include "host/util.h"
+#include "common/util.h"
+#include "host/weights.h"
 
 static void remove_tree(const char* path) {
     DIR* d = opendir(path);

@@ -15,8 +15,9 @@
 #include "host/checkpoint.h"
 #include "host/commands.h"
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/generate.h"
+#include "host/weights.h"
 
 typedef struct {
     cJSON* id;  // the input's "id", or its 0-based index among the prompts

@@ -28,9 +28,10 @@
 #include "host/commands.h"
 #include "host/star_tasks.h"
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/generate.h"
 #include "model/sft.h"
+#include "host/weights.h"
 
 typedef struct {
     const char *method, *model, *task, *train, *test, *out, *resume, *device, *make_arith, *digits;

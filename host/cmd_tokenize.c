@@ -30,7 +30,7 @@
 
 #include "host/shard.h"
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 
 typedef struct {
     const char* p;  // the JSON line, or the whole text file

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 #ifdef QSTAR_MPI
 #include <mpi.h>

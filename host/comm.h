@@ -19,6 +19,8 @@
 
 #include <stddef.h>
 
+#include "common/partition.h"
+
 typedef struct {
     int rank, world;
     int launched;  // started by mpirun/srun (MPI initialized)
@@ -52,14 +54,6 @@ double comm_allreduce_sum_scalar(const Comm* c, double v);
 // as possible).
 size_t comm_shard_offset(const Comm* c, size_t n, int rank);
 size_t comm_shard_count(const Comm* c, size_t n, int rank);
-// The layout itself, shared by the MPI and NCCL implementations (which must agree on it).
-static inline size_t shard_count(size_t n, int world, int rank) {
-    return n / (size_t)world + ((size_t)rank < n % (size_t)world ? 1 : 0);
-}
-static inline size_t shard_offset(size_t n, int world, int rank) {
-    size_t extra = n % (size_t)world;
-    return (size_t)rank * (n / (size_t)world) + ((size_t)rank < extra ? (size_t)rank : extra);
-}
 // x (n floats, full on every rank): afterwards this rank's shard of x holds the sum over ranks.
 void comm_reduce_scatter_sum(const Comm* c, float* x, size_t n);
 // x (n floats): every rank's shard is gathered into every rank's full buffer.

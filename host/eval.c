@@ -20,9 +20,10 @@
 #include "host/dataloader.h"
 #include "host/token_report.h"
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"
+#include "host/weights.h"
 
 typedef struct {
     double sum[2], count[2];  // [all tokens, answer tokens]

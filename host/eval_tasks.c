@@ -41,10 +41,11 @@
 #include "host/args.h"
 #include "host/checkpoint.h"
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/quietstar.h"
+#include "host/weights.h"
 
 #define ANSWER_MARKER "\nA:"
 #define COT_PROMPT "\nA: Let's think step by step."

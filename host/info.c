@@ -8,7 +8,7 @@
 
 #include "host/args.h"
 #include "host/commands.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"
 

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 // The data block is stored little-endian; reading it straight into host integers and floats is
 // only right on a little-endian host.

@@ -12,8 +12,9 @@
 #include "host/checkpoint.h"
 #include "host/commands.h"
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/generate.h"
+#include "host/weights.h"
 
 typedef struct {
     const Tokenizer* tok;

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 typedef struct {
     uint32_t magic, version, token_bytes, reserved0;

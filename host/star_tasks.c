@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 int star_task_from_name(const char* name) {
     if (!strcmp(name, "arith")) return STAR_TASK_ARITH;

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 // Changes smaller than this are float rounding, not the thought: counted as unchanged.
 #define UNCHANGED_NATS 1e-4f

@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "host/unicode_tables.h"
-#include "host/util.h"
+#include "common/util.h"
 
 // ---------------------------------------------------------------------------------------------
 // Small containers

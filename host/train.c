@@ -19,9 +19,10 @@
 #include "host/commands.h"
 #include "host/dataloader.h"
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"
+#include "host/weights.h"
 
 typedef struct {
     const char *config, *model, *resume, *data, *out, *device, *schedule, *tokenizer, *mode, *thought_init, *profile_steps;

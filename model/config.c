@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 static int get_int(const cJSON* root, const char* path, const char* key, int required, int def) {
     const cJSON* v = cJSON_GetObjectItemCaseSensitive(root, key);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 // Row sums of −CE over the targets that count (ignored targets have zero loss).
 static void row_logprobs(Model* m, double* logp) {

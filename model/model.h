@@ -104,10 +104,6 @@ void model_create(Model* m, const ModelConfig* cfg, const Backend* be);
 void model_destroy(Model* m);
 // Normal(0, initializer_range) for matrices and embeddings, ones for norms; Philox keyed by seed.
 void model_init_random(Model* m, uint64_t seed);
-// Loads weights from an HF checkpoint (file, directory, or sharded index), converting to fp32.
-void model_load_weights(Model* m, const char* path);
-// Writes model.safetensors (fp32, HF names) atomically.
-void model_save_weights(const Model* m, const char* path);
 const ParamTensor* model_find_tensor(const Model* m, const char* name);
 // Copies every tensor of src into the same-named tensor of dst; where dst has more rows (a grown
 // vocabulary) the leading rows are copied and the rest keep dst's values. Tensors src lacks are kept.

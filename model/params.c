@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/safetensors.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "kernels/philox.h"
 #include "model/model.h"
 
@@ -137,42 +136,6 @@ void model_init_random(Model* m, uint64_t seed) {
         }
     }
     m->be->upload(m->params, host, sizeof(float) * m->n_params);
-    free(host);
-}
-
-void model_load_weights(Model* m, const char* path) {
-    StIndex* st = st_open(path);
-    float* host = xmalloc(sizeof(float) * m->n_params);
-    for (int ti = 0; ti < m->n_tensors; ti++) {
-        const ParamTensor* t = &m->tensors[ti];
-        const StTensor* s = st_find(st, t->name);
-        if (!s) fatal("%s: checkpoint has no tensor \"%s\" required by the model config", path, t->name);
-        st_read_f32(st, s, host + t->offset, t->shape, t->ndim);
-        // A NaN or Inf weight makes every loss NaN: eval would print "loss nan" and training would
-        // blame the learning rate. Name the file and tensor instead.
-        const float* w = host + t->offset;
-        for (size_t i = 0; i < t->numel; i++)
-            if (!isfinite(w[i])) fatal("%s: tensor \"%s\" holds %g at element %zu", s->file, t->name, w[i], i);
-    }
-    m->be->upload(m->params, host, sizeof(float) * m->n_params);
-    free(host);
-    st_close(st);
-}
-
-void model_save_weights(const Model* m, const char* path) {
-    float* host = xmalloc(sizeof(float) * m->n_params);
-    m->be->download(host, m->params, sizeof(float) * m->n_params);
-    StWriteTensor* wt = xcalloc((size_t)m->n_tensors, sizeof(StWriteTensor));
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor* t = &m->tensors[i];
-        wt[i].name = t->name;
-        wt[i].ndim = t->ndim;
-        wt[i].shape[0] = t->shape[0];
-        wt[i].shape[1] = t->shape[1];
-        wt[i].data = host + t->offset;
-    }
-    st_write_f32(path, wt, m->n_tensors, NULL);
-    free(wt);
     free(host);
 }
 

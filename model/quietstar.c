@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 QuietStarConfig quietstar_reference_config(void) {
     QuietStarConfig c = {.n_ahead = 12,

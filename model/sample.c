@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "kernels/philox.h"
 #include "model/model.h"
 

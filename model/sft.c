@@ -4,7 +4,7 @@
  */
 #include "model/sft.h"
 
-#include "host/util.h"
+#include "common/util.h"
 
 int sft_make_row(const int32_t* prompt, int n_prompt, const int32_t* completion, int n_completion, int T, int32_t pad,
                  int32_t* inputs, int32_t* targets) {

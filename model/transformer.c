@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "model/model.h"
 
 typedef struct {

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "model/model.h"
 #include "tests/check.h"
 

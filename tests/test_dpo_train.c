@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "model/dpo.h"
 #include "model/model.h"
 #include "model/sft.h"

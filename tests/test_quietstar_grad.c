@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "model/quietstar.h"
 #include "tests/check.h"
 #include "tests/fd_probe.h"

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "host/safetensors.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "tests/check.h"
 
 static char tmpdir[] = "/tmp/qstar_st_XXXXXX";

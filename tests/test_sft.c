@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "model/model.h"
 #include "model/sft.h"
 #include "tests/check.h"

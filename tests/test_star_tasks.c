@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "host/star_tasks.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "tests/check.h"
 
 static void check_norm(const char* in, const char* want) {

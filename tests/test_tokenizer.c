@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "host/tokenizer.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "tests/check.h"
 
 static const char* NAMES[] = {"mistral", "llama2meta", "metasplit", "llama3", "qwen2regex", "gpt2", "gpt2prefix", "normadded"};

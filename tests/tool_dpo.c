@@ -15,11 +15,12 @@
 #include <string.h>
 
 #include "host/safetensors.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/dpo.h"
 #include "model/model.h"
 #include "model/sft.h"
 #include "tests/check.h"
+#include "host/weights.h"
 
 static void* read_tensor(const StIndex* st, const char* name, size_t* numel) {
     const StTensor* t = st_find(st, name);

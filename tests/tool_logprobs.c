@@ -12,8 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "model/model.h"
+#include "host/weights.h"
 
 int main(int argc, char** argv) {
     if (argc != 3) fatal("usage: tool_logprobs CKPT_DIR TOKENS.txt");

@@ -12,9 +12,10 @@
 #include <string.h>
 
 #include "host/safetensors.h"
-#include "host/util.h"
+#include "common/util.h"
 #include "model/quietstar.h"
 #include "tests/check.h"
+#include "host/weights.h"
 
 static StIndex* ref;
 static const char* dir;

@@ -15,7 +15,7 @@ BENCH_CU_SRC   := $(wildcard bench/cuda/bench_*.cu)
 BENCH_CU_NAMES := $(BENCH_CU_SRC:bench/cuda/%.cu=%)
 BENCH_CU_BIN   := $(BENCH_CU_NAMES:%=$(BUILD)/bench/cuda/%)
 BENCH_EMU_BIN  := $(BENCH_CU_NAMES:%=$(BUILD)/bench/emu/%)
-BENCH_CU_DEPS  := bench/cuda/bench_common.h kernels/gpu_peaks.h kernels/ops.h host/util.h model/model.h \
+BENCH_CU_DEPS  := bench/cuda/bench_common.h kernels/gpu_peaks.h kernels/ops.h common/util.h model/model.h \
                   model/quietstar.h model/config.h
 BENCH_NVCC_FLAGS := -std=c++20 -O2 -I. -Werror all-warnings -Xcompiler -Wall,-Wextra
 

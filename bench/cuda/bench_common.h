@@ -32,7 +32,7 @@
 #include <vector>
 
 extern "C" {
-#include "host/util.h"
+#include "common/util.h"
 #include "kernels/ops.h"
 }
 #include "kernels/gpu_peaks.h"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "kernels/cpu/cpu.h"
 
 static void* cpu_alloc(size_t bytes) {

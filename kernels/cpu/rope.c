@@ -6,7 +6,7 @@
  */
 #include <math.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "kernels/cpu/cpu.h"
 
 // sign = +1 rotates forward; -1 applies the inverse (transpose) rotation for the backward pass.

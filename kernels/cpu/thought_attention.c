@@ -17,7 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/fastexp.h"
 

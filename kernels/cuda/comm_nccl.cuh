@@ -14,7 +14,7 @@
  * 300) and then stop with a message naming the file. The file's path must be new for each launch
  * (e.g. contain the job id): a stale file from a killed run would point at a dead rank 0.
  *
- * Shards: host/comm.c's layout, an even split with the remainder going to the first ranks. NCCL's
+ * Shards: common/partition.h's layout, an even split with the remainder going to the first ranks. NCCL's
  * ReduceScatter and AllGather need equal shards, so when world divides n they are used in place (one
  * collective, NCCL's best path), and otherwise each shard is an ncclReduce / ncclBroadcast rooted at
  * its owner, grouped (ncclGroupStart/End) so NCCL runs them as one launch. The alternative, padding
@@ -32,9 +32,7 @@
 #ifdef QSTAR_NCCL
 #include <nccl.h>
 
-extern "C" {
-#include "host/comm.h"
-}
+#include "common/partition.h"
 #ifdef QSTAR_MPI
 #define OMPI_SKIP_MPICXX 1  // the C API is all we use; OpenMPI's C++ bindings do not build with -Werror
 #include <mpi.h>
@@ -60,7 +58,7 @@ static inline void nccl_check_(ncclResult_t r, const char* what, const char* fil
 }
 #define ncclCheck(call) nccl_check_((call), #call, __FILE__, __LINE__)
 
-// host/comm.h's shard layout (header-only, so programs without host/comm.o link too)
+// the shard layout of common/partition.h, which host/comm.c uses too
 static inline size_t nccl_shard_count(size_t n, int r) { return shard_count(n, nccl_world, r); }
 static inline size_t nccl_shard_offset(size_t n, int r) { return shard_offset(n, nccl_world, r); }
 

@@ -16,7 +16,7 @@
 #include "kernels/cuda/portable.h"
 
 extern "C" {
-#include "host/util.h"
+#include "common/util.h"
 #include "kernels/ops.h"
 #include "kernels/philox.h"
 }

@@ -7,7 +7,7 @@
 NVCC      ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_SRC  := kernels/cuda/backend_cuda.cu
-CUDA_DEPS := $(wildcard kernels/cuda/*.cuh) kernels/ops.h kernels/philox.h kernels/cuda/portable.h host/util.h
+CUDA_DEPS := $(wildcard kernels/cuda/*.cuh) kernels/ops.h kernels/philox.h kernels/cuda/portable.h common/util.h
 NVCC_FLAGS := -std=c++20 -O3 -I. -Werror all-warnings -Xptxas -v \
               -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
               -gencode arch=compute_90,code=compute_90

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host/util.h"
+#include "common/util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define FZ_ASAN 1

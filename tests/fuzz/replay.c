@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "host/util.h"
+#include "common/util.h"
 #include "tests/fuzz/common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
