@@ -36,12 +36,13 @@ t0=$(date +%s.%N)
 if ! $Q train "${common[@]}" --out "$work/ref" > "$work/ref.log" 2>&1; then
   bad "uninterrupted run failed: $(tail -1 "$work/ref.log")"; echo "$pass passed, $fail failed"; exit 1
 fi
-t_ref=$(python3 -c "import sys; print('%.1f' % ($(date +%s.%N) - $t0))")
+t_ref=$(python3 -c "import sys; print('%.2f' % ($(date +%s.%N) - $t0))")
 (cd "$work/ref" && for d in step_*; do
    echo "$d $(sha256sum "$d/model.safetensors" | cut -c1-64) $(sha256sum "$d/optimizer.safetensors" | cut -c1-64)"; done) > "$work/ref.sha"
 cp -r "$work/ref/step_$(printf %06d "$STEPS")" "$work/ref_final"
 rm -rf "$work/ref"
-echo "kill9: uninterrupted run of $STEPS steps: $t_ref s"
+max_delay=$(python3 -c "print(max(60, int(1600 * $t_ref / $KILLS)))")
+echo "kill9: uninterrupted run of $STEPS steps: $t_ref s; kills 20..$((20 + max_delay)) ms after each start"
 
 # check_dirs RUN: every step_* directory complete and equal to the reference's; prints the newest step
 check_dirs() {
@@ -84,9 +85,11 @@ for ((k = 1; k <= KILLS; k++)); do
   touch "$work/mark"
   $Q train "${args[@]}" > "$work/k$k.log" 2>&1 &
   pid=$!
-  # 20..900 ms: the start-up (~0.1 s), steps of a few ms and saves of tens of ms all get hit
-  delay=$(( 20 + RANDOM % 880 ))
-  sleep "$(printf '0.%03d' "$delay")"
+  # 20 ms .. 1.6 x (uninterrupted time / kills): the start-up, steps and saves all get hit, and the
+  # kills together cover less than the whole run on a fast or a slow machine (fixed delays let a fast
+  # machine finish the run within a few kills, so the later ones hit nothing)
+  delay=$(( 20 + RANDOM % max_delay ))
+  sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
   if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); else finished_early=$((finished_early + 1)); fi
   wait "$pid" 2>/dev/null
   if [ -n "$(find "$run" -maxdepth 1 -name '.tmp.step_*' -newer "$work/mark" 2>/dev/null)" ]; then in_save=$((in_save + 1))
