@@ -52,4 +52,49 @@ static inline bool have_device(void) {
     return true;
 }
 
+#ifdef CUEMU
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+/* What a child process running an emulator test case did: the signal that ended it (0 if it exited),
+ * its exit code, and everything it wrote to stderr (the emulator's reports). */
+struct Outcome {
+    int signal;
+    int code;
+    std::string err;
+};
+
+/* Runs fn in a forked child with stderr captured and 20 s to finish: the death tests of the emulator's
+ * checks (traps, deadlock and guard-zone reports abort the child). exit, not _exit, so atexit handlers
+ * such as CUEMU_MEMREPORT's still print. */
+static inline Outcome in_child(void (*fn)(void)) {
+    int p[2];
+    Outcome o{0, 0, ""};
+    if (pipe(p) != 0) return o;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        alarm(20);
+        fn();
+        cudaDeviceSynchronize();
+        exit(0);
+    }
+    close(p[1]);
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(p[0], buf, sizeof buf)) > 0) o.err.append(buf, (size_t)r);
+    close(p[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status)) o.signal = WTERMSIG(status);
+    else o.code = WEXITSTATUS(status);
+    return o;
+}
+#endif
+
 #endif

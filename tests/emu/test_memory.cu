@@ -116,38 +116,6 @@ __global__ void k_uninit(int* out, int write) {
 }
 
 #ifdef CUEMU
-struct Outcome {
-    int signal;
-    int code;
-    std::string err;
-};
-
-/* runs fn in a child process, captures its stderr, gives it 20 s */
-static Outcome in_child(void (*fn)(void)) {
-    int p[2];
-    Outcome o{0, 0, ""};
-    if (pipe(p) != 0) return o;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        alarm(20);
-        fn();
-        cudaDeviceSynchronize();
-        exit(0); /* exit, not _exit: CUEMU_MEMREPORT prints from an atexit handler */
-    }
-    close(p[1]);
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(p[0], buf, sizeof buf)) > 0) o.err.append(buf, (size_t)r);
-    close(p[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (WIFSIGNALED(status)) o.signal = WTERMSIG(status);
-    else o.code = WEXITSTATUS(status);
-    return o;
-}
 static bool has(const Outcome& o, const char* s) { return o.err.find(s) != std::string::npos; }
 static int g_seen_failures = 0;
 static void show_if_failed(const char* what, const Outcome& o) {

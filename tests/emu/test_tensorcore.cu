@@ -402,36 +402,7 @@ static void test_pipeline(void) {
 }
 
 #ifdef CUEMU
-struct Outcome {
-    int signal;
-    std::string err;
-};
 static void* g_buf;
-/* runs fn in a child with stderr captured; a trap aborts the child */
-static Outcome in_child(void (*fn)(void)) {
-    int p[2];
-    Outcome o{0, ""};
-    if (pipe(p) != 0) return o;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        alarm(20);
-        fn();
-        cudaDeviceSynchronize();
-        _exit(0);
-    }
-    close(p[1]);
-    char buf[4096];
-    ssize_t r;
-    while ((r = read(p[0], buf, sizeof buf)) > 0) o.err.append(buf, (size_t)r);
-    close(p[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (WIFSIGNALED(status)) o.signal = WTERMSIG(status);
-    return o;
-}
 static void run_ld_misaligned(void) { LAUNCH(k_ldmatrix_misaligned, 1, 32, 0, 0, (uint32_t*)g_buf); }
 static void run_cp_dst(void) { LAUNCH(k_cp_async_misaligned, 1, 8, 0, 0, (const float*)g_buf, (float*)g_buf + 256, 1, 0); }
 static void run_cp_src(void) { LAUNCH(k_cp_async_misaligned, 1, 8, 0, 0, (const float*)g_buf, (float*)g_buf + 256, 0, 2); }
