@@ -27,7 +27,9 @@
 #endif
 
 #ifdef FZ_ASAN
-#include <sanitizer/allocator_interface.h>
+// sanitizer/allocator_interface.h, which GCC does not install
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*, size_t),
+                                              void (*free_hook)(const volatile void*));
 #endif
 
 static char fz_scratch[256];

@@ -1,5 +1,6 @@
 /*
- * libFuzzer harness: tokenizer.json through tok_load; a file that loads then encodes and decodes a
+ * libFuzzer harness: tokenizer.json through tok_load (the input up to its first NUL byte; the bytes
+ * after it, if any, are the tokenizer_config.json beside it, read for BOS/EOS); a file that loads then encodes and decodes a
  * fixed text (ASCII, digits, whitespace runs, multi-byte UTF-8, a special token), adds a special
  * token, and is saved; the saved file must load again.
  */
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "host/tokenizer.h"
 #include "tests/fuzz/common.h"
@@ -41,7 +43,10 @@ static void reload(void* arg) {
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fz_init();
     if (!g_out[0]) snprintf(g_out, sizeof g_out, "%s", fz_path("tokenizer.out.json"));
-    g_path = fz_write("tokenizer.json", data, size);
+    const uint8_t* nul = memchr(data, 0, size);
+    if (nul) fz_write("tokenizer_config.json", nul + 1, size - (size_t)(nul - data) - 1);
+    else unlink(fz_path("tokenizer_config.json"));
+    g_path = fz_write("tokenizer.json", data, nul ? (size_t)(nul - data) : size);
     if (fz_run(parse, NULL) == 0 && fz_run(reload, NULL) != 0) {
         fprintf(stderr, "fuzz: a tokenizer that loaded was saved in a form that does not load\n");
         abort();

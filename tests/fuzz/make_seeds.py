@@ -82,6 +82,10 @@ def trim_tokenizer(t, keep=48):
 for p in sorted(glob.glob("data/tokenizers/*.json")):
     t = trim_tokenizer(json.load(open(p)))
     put("tokenizer", os.path.basename(p), json.dumps(t, ensure_ascii=False, separators=(",", ":")))
+# tokenizer.json, NUL, tokenizer_config.json (BOS/EOS by name, as a string or an added-token object)
+t = json.dumps(trim_tokenizer(json.load(open("data/tokenizers/mistral.json"))), separators=(",", ":"))
+put("tokenizer", "mistral_with_config.json", t.encode() + b"\0" +
+    json.dumps({"bos_token": "<s>", "eos_token": {"content": "</s>", "lstrip": False}}).encode())
 for p in sorted(glob.glob("tests/data/bad/min_*.json")):
     put("tokenizer", os.path.basename(p), open(p, "rb").read())
 
