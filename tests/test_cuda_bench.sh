@@ -29,6 +29,31 @@ for name in $names; do
   fi
 done
 
+# the emulator's counters (bench_counted in bench_common.h, vec.cuh's counting helpers): every validated
+# case of cross-entropy and RMSNorm backward prints "counted <case>: ... ratio R" with R the bytes its
+# launches moved through the helpers over the analytic minimum: at least 0.99 and at most 4. Below 1
+# the minimum or the counting is wrong, except for the kernels' scalar per-row accesses, which are not
+# counted (targets read, losses and rstd written, the zeros of ignored rows: under 1% of the minimum
+# here; the forward's logits are read exactly once, so its ratio is 0.9999). Above 4 a kernel
+# re-reads its inputs far more than its design (cross-entropy backward: two reads and one write of
+# each logit, 1.5; RMSNorm backward: two passes over each row, about 2). Cases whose kernels use no
+# helper (e.g. the RMSNorm forward's scalar loads) print "not counted", which fails here.
+for spec in "bench_crossentropy:crossentropy_forward:3" "bench_crossentropy:crossentropy_backward:3" \
+            "bench_crossentropy:crossentropy_fused:3" "bench_norm:rmsnorm_backward:3"; do
+  IFS=: read -r name kase want <<< "$spec"
+  f=$log/$name.log
+  [ -f "$f" ] || { bad "$kase counters: no log $f"; continue; }
+  lines=$(grep -E "^  counted $kase " "$f")
+  n=$(printf '%s\n' "$lines" | grep -cE "ratio [0-9.]+")
+  ratios=$(printf '%s\n' "$lines" | grep -oE "ratio [0-9.]+" | awk '{print $2}' | tr '\n' ' ')
+  if [ "$n" -ge "$want" ] && printf '%s\n' $ratios | awk '$1 < 0.99 || $1 > 4 {e=1} END {exit e}'; then
+    ok "$kase counters on emu: $n cases, moved/minimum = $ratios"
+  else
+    bad "$kase counters on emu: want >= $want cases with a ratio in [0.99, 4], got $n: ${ratios:-none} (log $f)"
+    printf '%s\n' "$lines" | head -4 | sed 's/^/       /'
+  fi
+done
+
 # the timing and report code (events, L2 flush, result lines, the step table) run on the emulator too
 for cmd in "bench_norm --time --repeats 2 --warmup 1" "bench_attention --time --repeats 1 --warmup 0 --k 3" \
            "bench_step --time --steps 1"; do

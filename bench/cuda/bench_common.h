@@ -294,18 +294,76 @@ static inline void bench_report(Bench* b, const char* what, double ms, double by
     fflush(stdout);
 }
 
+static double bench_min_bytes = 0;  // the last bench_bytes() of the current case (bench_case resets it)
+static double bench_min_flops = 0;  // the last bench_flops() of the current case (bench_case resets it)
+// The modelled FLOPs of one call of a memory-bound op (1 per add, multiply, compare or exp), for the
+// arithmetic intensity and the roofline of the emulator's counted line only: bench_report prints no
+// TFLOP/s for such an op.
+static inline void bench_flops(double flops) { bench_min_flops = flops; }
+
 // The analytic traffic of one call (each input read once from HBM, each output written once; what the
 // GB/s of the time line is computed from), printed with every case, on the emulator too, so the bytes
 // per element of each kernel are visible without a GPU. `elem` names the element they are counted per.
 static inline void bench_bytes(double bytes, double elems, const char* elem) {
+    bench_min_bytes = bytes;
     printf("  bytes/call %.4g MB = %.2f B per %s (%.4g %ss)\n", bytes / 1e6, bytes / elems, elem, elems, elem);
 }
 
+// Roofline time of one call on a GPU of the peak table: max(bytes / HBM bandwidth, flops / peak of
+// `kind`), in microseconds.
+static inline double bench_roofline_us(const GpuPeak* p, double bytes, double flops, PeakKind kind) {
+    const double tf = kind == PEAK_FP32 || kind == PEAK_HBM ? p->fp32_tflops  // memory-bound ops: fp32 CUDA cores
+                      : kind == PEAK_BF16                   ? p->bf16_tflops
+                                                            : p->tf32_tflops;
+    return fmax(bytes / (p->hbm_gbs * 1e9), flops > 0 ? flops / (tf * 1e12) : 0) * 1e6;
+}
+
+// Emulator only (no-op on a GPU): runs op once more on the backend under test with the emulator's
+// counters reset, and prints one "counted" line: the bytes its kernel launches moved through the
+// counting helpers (kernels/cuda/vec.cuh's packed loads/stores, tensorcore.cuh's ldmatrix; plain
+// scalar loads and stores in kernels are NOT counted), the analytic minimum (`bytes`, each input read
+// once and each output written once), the ratio moved / minimum, the arithmetic intensity
+// flops / minimum bytes, and the roofline time on an H100 SXM and an H200 SXM (kernels/gpu_peaks.h)
+// from the minimum bytes and flops. A call whose launches counted no bytes prints "not counted"
+// instead of a ratio (its kernels do not go through the helpers); flops 0 means not modelled (a
+// memory-bound op). tests/test_cuda_bench.sh parses these lines.
+template <class F>
+static void bench_counted(Bench* b, const char* what, F&& op, double bytes, double flops, PeakKind kind) {
+#ifdef CUEMU
+    b->be->sync();
+    cuemu::reset_counters();
+    op(b->be, 0);
+    b->be->sync();
+    const cuemu::Counters c = cuemu::total_counters();
+    const double rd = (double)c.v[cuemu::C_BYTES_READ], wr = (double)c.v[cuemu::C_BYTES_WRITTEN];
+    const GpuPeak *h100 = gpu_peak_lookup("NVIDIA H100 80GB HBM3"), *h200 = gpu_peak_lookup("NVIDIA H200");
+    printf("  counted %s: %llu launches; ", what, (unsigned long long)c.v[cuemu::C_LAUNCHES]);
+    if (rd + wr > 0)
+        printf("moved %.4g MB (read %.4g, written %.4g) / minimum %.4g MB = ratio %.3f", (rd + wr) / 1e6, rd / 1e6,
+               wr / 1e6, bytes / 1e6, bytes > 0 ? (rd + wr) / bytes : 0.0);
+    else
+        printf("not counted (no access through the counting helpers) / minimum %.4g MB", bytes / 1e6);
+    if (c.v[cuemu::C_FLOPS]) printf("; counted %.4g MFLOP in %llu mma", c.v[cuemu::C_FLOPS] / 1e6, (unsigned long long)c.v[cuemu::C_MMA]);
+    if (flops > 0 && bytes > 0) printf("; intensity %.3g FLOP/B", flops / bytes);
+    else printf("; intensity n/a (FLOPs not modelled)");
+    if (bytes > 0 || flops > 0)
+        printf("; roofline H100 %.3g us, H200 %.3g us\n", bench_roofline_us(h100, bytes, flops, kind),
+               bench_roofline_us(h200, bytes, flops, kind));
+    else
+        printf("\n");
+    fflush(stdout);
+#else
+    (void)b, (void)what, (void)op, (void)bytes, (void)flops, (void)kind;
+#endif
+}
+
 // Validate-then-time for one op: `ok` is the result of its checks (already run); an op that failed
-// validation is not timed.
+// validation is not timed. On the emulator a validated op is run once more to print its counters
+// (bench_counted), against `bytes` and `flops` or, where 0, the case's bench_bytes() and bench_flops().
 template <class F>
 static void bench_time_op(Bench* b, int ok, const char* what, F&& op, double bytes, double flops,
                           PeakKind kind = PEAK_HBM) {
+    if (ok) bench_counted(b, what, op, bytes > 0 ? bytes : bench_min_bytes, flops > 0 ? flops : bench_min_flops, kind);
     if (!ok || !b->gpu) return;
     bench_report(b, what, bench_time_ms(b, [&] { op(b->be, 0); }), bytes, flops, kind);
 }
@@ -325,6 +383,7 @@ __attribute__((format(printf, 3, 4))) static inline const char* bench_case(char*
     va_start(ap, fmt);
     vsnprintf(buf, size, fmt, ap);
     va_end(ap);
+    bench_min_bytes = bench_min_flops = 0;
     printf("-- %s\n", buf);
     return buf;
 }

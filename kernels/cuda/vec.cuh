@@ -17,6 +17,16 @@
 
 #include "kernels/cuda/common.cuh"
 
+// On the CPU emulator only: each helper reports the bytes it moved (cuemu::count, C_BYTES_READ /
+// C_BYTES_WRITTEN; read per launch by bench/cuda and CUEMU_COUNTERS=1). Only accesses through these
+// helpers are counted: a kernel's plain scalar loads and stores outside them are not. Compiles to
+// nothing for nvcc.
+#ifdef CUEMU
+#define QSTAR_VEC_COUNT(counter, n) ::cuemu::count(::cuemu::counter, (unsigned long long)(n))
+#else
+#define QSTAR_VEC_COUNT(counter, n) ((void)0)
+#endif
+
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 template <class T>
@@ -49,6 +59,7 @@ struct alignas(W * sizeof(T) % 16 == 0 ? 16 : sizeof(T)) Pack {
 template <class T, int W>
 __device__ __forceinline__ Pack<T, W> load_pack(const T* p) {
     Pack<T, W> r;
+    QSTAR_VEC_COUNT(C_BYTES_READ, W * sizeof(T));
     if constexpr (QSTAR_PACK_CHUNKS(T, W) > 0) {
 #pragma unroll
         for (int k = 0; k < QSTAR_PACK_CHUNKS(T, W); k++) {
@@ -65,6 +76,7 @@ __device__ __forceinline__ Pack<T, W> load_pack(const T* p) {
 template <class T, int W>
 __device__ __forceinline__ Pack<T, W> load_pack_cs(const T* p) {
     Pack<T, W> r;
+    QSTAR_VEC_COUNT(C_BYTES_READ, W * sizeof(T));
     if constexpr (QSTAR_PACK_CHUNKS(T, W) > 0) {
 #pragma unroll
         for (int k = 0; k < QSTAR_PACK_CHUNKS(T, W); k++) {
@@ -79,6 +91,7 @@ __device__ __forceinline__ Pack<T, W> load_pack_cs(const T* p) {
 }
 template <class T, int W>
 __device__ __forceinline__ void store_pack(T* p, const Pack<T, W>& v) {
+    QSTAR_VEC_COUNT(C_BYTES_WRITTEN, W * sizeof(T));
     if constexpr (QSTAR_PACK_CHUNKS(T, W) > 0) {
 #pragma unroll
         for (int k = 0; k < QSTAR_PACK_CHUNKS(T, W); k++) {
@@ -94,6 +107,7 @@ __device__ __forceinline__ void store_pack(T* p, const Pack<T, W>& v) {
 // Streaming store (evict-first): data this kernel does not read again.
 template <class T, int W>
 __device__ __forceinline__ void store_pack_cs(T* p, const Pack<T, W>& v) {
+    QSTAR_VEC_COUNT(C_BYTES_WRITTEN, W * sizeof(T));
     if constexpr (QSTAR_PACK_CHUNKS(T, W) > 0) {
 #pragma unroll
         for (int k = 0; k < QSTAR_PACK_CHUNKS(T, W); k++) {
