@@ -37,7 +37,9 @@ for p in sys.stdin.buffer.read().decode().split("\0"):
 if [ -d runs/models ]; then mkdir -p "$tree/runs"; ln -sfn "$src/runs/models" "$tree/runs/models"; fi
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 # exported: suites that run make themselves (test_cuda_bench: make emu-bench) build and link the same way
-export EXTRA_CFLAGS="$SAN" EMU_EXTRA_CXXFLAGS="$SAN" OPT=-O1
+# -Wno-error: -O1 and the instrumentation change what GCC warns about (format-truncation ranges);
+# the ordinary build holds the code to -Werror
+export EXTRA_CFLAGS="$SAN -Wno-error" EMU_EXTRA_CXXFLAGS="$SAN -Wno-error" OPT=-O1
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 cd "$tree"

@@ -95,6 +95,11 @@ int main(int argc, char** argv) {
         config_save(&cfg, p);
         free(p);
     }
+    free(ref_loss);
+    free(ref_logits);
+    free(targets);
+    free(tokens);
+    free(ref_path);
     st_close(ref);
     model_destroy(&m);
     return test_summary();

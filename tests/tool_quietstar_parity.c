@@ -156,6 +156,11 @@ int main(int argc, char** argv) {
         free(r);
         free(name);
     }
+    free(g);
+    free(buf);
+    free(forced);
+    free(ids);
+    free(ref_path);
     quietstar_destroy(&qs);
     model_destroy(&m);
     st_close(ref);
