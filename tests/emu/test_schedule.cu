@@ -70,14 +70,14 @@ __global__ void k_pipeline(const int* in, int* out, int ntiles) {
     int t = threadIdx.x;
     const int* src = in + (size_t)blockIdx.x * ntiles * NT;
     buf[0][t] = src[t];
-    int acc = 0;
+    unsigned acc = 0;  /* unsigned: the hash wraps, which int must not */
     for (int k = 0; k < ntiles; k++) {
         if (k + 1 < ntiles) buf[(k + 1) & 1][t] = src[(k + 1) * NT + t];
         __syncthreads();
-        acc = acc * 3 + buf[k & 1][(t + 32) % NT];
+        acc = acc * 3u + (unsigned)buf[k & 1][(t + 32) % NT];
         if (TRAILING) __syncthreads();
     }
-    out[blockIdx.x * NT + t] = acc;
+    out[blockIdx.x * NT + t] = (int)acc;
 }
 
 /* The same loop with a compute phase that is a chain of warp collectives (as ldmatrix/mma are):
@@ -90,17 +90,17 @@ __global__ void k_pipeline_collective(const int* in, int* out, int ntiles) {
     int t = threadIdx.x;
     const int* src = in + (size_t)blockIdx.x * ntiles * NT;
     buf[0][t] = src[t];
-    int acc = 0;
+    unsigned acc = 0;  /* unsigned: the hash wraps, which int must not */
     for (int k = 0; k < ntiles; k++) {
         if (k + 1 < ntiles) buf[(k + 1) & 1][t] = src[(k + 1) * NT + t];
         __syncthreads();
         for (int s = 0; s < 4; s++) {
             int v = buf[k & 1][(t + 32 + 8 * s) % NT];
-            acc = acc * 3 + __shfl_xor_sync(FULL_MASK, v, 1);
+            acc = acc * 3u + (unsigned)__shfl_xor_sync(FULL_MASK, v, 1);
         }
         if (TRAILING) __syncthreads();
     }
-    out[blockIdx.x * NT + t] = acc;
+    out[blockIdx.x * NT + t] = (int)acc;
 }
 
 /* ---------------------------------------------------------------- the orders themselves */
@@ -218,9 +218,9 @@ int main(void) {
         std::vector<int> pin = inputs((size_t)NBLOCKS * NTILES * NT), pexp(n);
         for (int b = 0; b < NBLOCKS; b++)
             for (int t = 0; t < NT; t++) {
-                int acc = 0;
-                for (int k = 0; k < NTILES; k++) acc = acc * 3 + pin[((size_t)b * NTILES + k) * NT + (t + 32) % NT];
-                pexp[b * NT + t] = acc;
+                unsigned acc = 0;  /* unsigned: the hash wraps, which int must not */
+                for (int k = 0; k < NTILES; k++) acc = acc * 3u + (unsigned)pin[((size_t)b * NTILES + k) * NT + (t + 32) % NT];
+                pexp[b * NT + t] = (int)acc;
             }
         c = check_pair(
             "double-buffered loop without its trailing __syncthreads",
@@ -235,11 +235,11 @@ int main(void) {
         std::vector<int> pin = inputs((size_t)NBLOCKS * NTILES * NT), pexp(n);
         for (int b = 0; b < NBLOCKS; b++)
             for (int t = 0; t < NT; t++) {
-                int acc = 0;
+                unsigned acc = 0;  /* unsigned: the hash wraps, which int must not */
                 for (int k = 0; k < NTILES; k++)
                     for (int s = 0; s < 4; s++)
-                        acc = acc * 3 + pin[((size_t)b * NTILES + k) * NT + ((t ^ 1) + 32 + 8 * s) % NT];
-                pexp[b * NT + t] = acc;
+                        acc = acc * 3u + (unsigned)pin[((size_t)b * NTILES + k) * NT + ((t ^ 1) + 32 + 8 * s) % NT];
+                pexp[b * NT + t] = (int)acc;
             }
         c = check_pair(
             "the same, compute phase a chain of warp collectives",
