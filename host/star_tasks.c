@@ -16,35 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 
 int star_task_from_name(const char* name) {
     if (!strcmp(name, "arith")) return STAR_TASK_ARITH;
     if (!strcmp(name, "gsm8k")) return STAR_TASK_GSM8K;
     return -1;
-}
-
-// ---- a growable string ----------------------------------------------------------------------------
-
-typedef struct {
-    char* s;
-    size_t n, cap;
-} Buf;
-
-static void buf_putn(Buf* b, const char* s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap, 1);
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-static void buf_puts(Buf* b, const char* s) { buf_putn(b, s, strlen(s)); }
-static void buf_putc(Buf* b, char c) { buf_putn(b, &c, 1); }
-static char* buf_take(Buf* b) {
-    if (!b->s) return xstrdup("");
-    return b->s;
 }
 
 static void set_err(char* err, size_t cap, const char* fmt, ...) {
@@ -91,27 +69,27 @@ void star_arith_problem(uint64_t seed, uint64_t index, int digits, StarArith* p)
 }
 
 // "6 2 4" for 624
-static void put_spaced(Buf* b, uint64_t x) {
+static void put_spaced(StrBuf* b, uint64_t x) {
     char d[24];
     snprintf(d, sizeof d, "%llu", (unsigned long long)x);
     for (size_t i = 0; d[i]; i++) {
-        if (i) buf_putc(b, ' ');
-        buf_putc(b, d[i]);
+        if (i) sb_putc(b, ' ');
+        sb_putc(b, d[i]);
     }
 }
 
 char* star_arith_question(const StarArith* p) {
-    Buf b = {0};
+    StrBuf b = {0};
     put_spaced(&b, p->a);
-    buf_puts(&b, " + ");
+    sb_puts(&b, " + ");
     put_spaced(&b, p->b);
-    return buf_take(&b);
+    return sb_take(&b);
 }
 
 char* star_arith_answer(const StarArith* p) {
-    Buf b = {0};
+    StrBuf b = {0};
     put_spaced(&b, p->a + p->b);
-    return buf_take(&b);
+    return sb_take(&b);
 }
 
 // The scratchpad exactly as gen_sums.py writes it (operands of equal length).
@@ -120,13 +98,13 @@ char* star_arith_target(const StarArith* p) {
     snprintf(da, sizeof da, "%llu", (unsigned long long)p->a);
     snprintf(db, sizeof db, "%llu", (unsigned long long)p->b);
     const int n = (int)strlen(da) < (int)strlen(db) ? (int)strlen(da) : (int)strlen(db);
-    Buf b = {0}, running = {0};
-    buf_puts(&running, "");
-    buf_puts(&b, "\n<scratch>\n");
+    StrBuf b = {0}, running = {0};
+    sb_puts(&running, "");
+    sb_puts(&b, "\n<scratch>\n");
     char* q = star_arith_question(p);
-    buf_puts(&b, q);
+    sb_puts(&b, q);
     free(q);
-    buf_puts(&b, " , C: 0\n");
+    sb_puts(&b, " , C: 0\n");
     int carry = 0;
     // zip() pairs the leading digits; reversed() walks them from the last pair
     for (int i = n - 1; i >= 0; i--) {
@@ -134,44 +112,44 @@ char* star_arith_target(const StarArith* p) {
         if (i != n - 1) {
             char line[64];
             snprintf(line, sizeof line, "%c + %c , %sC: %d\n", da[i], db[i], running.s, carry);
-            buf_puts(&b, line);
+            sb_puts(&b, line);
         }
         carry = s >= 10;
         char* r = xsprintf("%d %s", s % 10, running.s);
         free(running.s);
-        running = (Buf){0};
-        buf_puts(&running, r);
+        running = (StrBuf){0};
+        sb_puts(&running, r);
         free(r);
     }
     char* line = xsprintf(", %sC: %d\n", running.s, carry);
-    buf_puts(&b, line);
+    sb_puts(&b, line);
     free(line);
     line = xsprintf("%d %s", carry, running.s);
     size_t len = strlen(line);
     while (len && line[len - 1] == ' ') line[--len] = 0;  // .strip()
-    buf_puts(&b, line);
+    sb_puts(&b, line);
     free(line);
-    buf_puts(&b, "\n</scratch>\n");
+    sb_puts(&b, "\n</scratch>\n");
     char* ans = star_arith_answer(p);
-    buf_puts(&b, ans);
+    sb_puts(&b, ans);
     free(ans);
-    buf_puts(&b, "\n");
+    sb_puts(&b, "\n");
     free(running.s);
-    return buf_take(&b);
+    return sb_take(&b);
 }
 
 char* star_arith_hint(const StarArith* p) {
-    Buf b = {0};
+    StrBuf b = {0};
     const uint64_t s = p->a + p->b, top = pow10u(p->digits);
     // the carry out of the top column, then the sum's low `digits` digits (leading zeros kept)
-    buf_putc(&b, s >= top ? '1' : '0');
+    sb_putc(&b, s >= top ? '1' : '0');
     char d[24];
     snprintf(d, sizeof d, "%0*llu", p->digits, (unsigned long long)(s % top));
     for (size_t i = 0; d[i]; i++) {
-        buf_putc(&b, ' ');
-        buf_putc(&b, d[i]);
+        sb_putc(&b, ' ');
+        sb_putc(&b, d[i]);
     }
-    return buf_take(&b);
+    return sb_take(&b);
 }
 
 // One operand "6 2 4": returns characters consumed, 0 on a malformed operand.
@@ -444,14 +422,14 @@ void star_free_tasks(StarItem* items, int n) {
 
 void star_arith_write_file(const char* path, uint64_t seed, int n, int lo, int hi) {
     if (lo < 1 || hi > STAR_ARITH_MAX_DIGITS || lo > hi) fatal("arith digits %d..%d outside 1..%d", lo, hi, STAR_ARITH_MAX_DIGITS);
-    Buf b = {0};
+    StrBuf b = {0};
     for (int i = 0; i < n; i++) {
         StarArith p;
         star_arith_problem(seed, (uint64_t)i, lo + i % (hi - lo + 1), &p);
         char* q = star_arith_question(&p);
         char* a = star_arith_answer(&p);
         char* line = xsprintf("{\"question\": \"%s\", \"answer\": \"%s\", \"digits\": %d}\n", q, a, p.digits);
-        buf_puts(&b, line);
+        sb_puts(&b, line);
         free(line);
         free(q);
         free(a);
@@ -604,7 +582,7 @@ static int run_char(const char* s, const char* p) {
 
 static int operand_end(char c) { return isdigit((unsigned char)c) || c == ')' || c == '%'; }
 
-static void text_equations(const char* text, Buf* key) {
+static void text_equations(const char* text, StrBuf* key) {
     const char* p = text;
     while (*p) {
         if (!isdigit((unsigned char)*p) && *p != '(' && *p != '$') {
@@ -613,9 +591,9 @@ static void text_equations(const char* text, Buf* key) {
         }
         const char* s = p;
         while (*p && run_char(s, p)) p++;
-        Buf eq = {0};
+        StrBuf eq = {0};
         for (const char* c = s; c < p; c++)
-            if (*c != ' ' && *c != '$' && *c != ',') buf_putc(&eq, *c);
+            if (*c != ' ' && *c != '$' && *c != ',') sb_putc(&eq, *c);
         if (!eq.s) continue;
         size_t n = eq.n;
         while (n && !operand_end(eq.s[n - 1])) n--;
@@ -626,28 +604,28 @@ static void text_equations(const char* text, Buf* key) {
             for (char* c = eq.s + 1; c < first_eq; c++)
                 if (is_op(*c) && operand_end(c[-1])) has_op = 1;
         if (has_op && operand_end(first_eq[-1]) && (isdigit((unsigned char)first_eq[1]) || first_eq[1] == '(')) {
-            if (key->n) buf_putc(key, '|');
-            buf_puts(key, eq.s);
+            if (key->n) sb_putc(key, '|');
+            sb_puts(key, eq.s);
         }
         free(eq.s);
     }
 }
 
 char* star_equation_key(const char* text) {
-    Buf key = {0};
+    StrBuf key = {0};
     int any = 0;
     for (const char* p = strstr(text, "<<"); p; p = strstr(p + 2, "<<")) {
         const char* q = p + 2;
         while (*q && *q != '>') q++;  // <<([^>]*)>>
         if (q[0] != '>' || q[1] != '>') continue;
-        if (any) buf_putc(&key, '|');
+        if (any) sb_putc(&key, '|');
         any = 1;
         for (const char* c = p + 2; c < q; c++)
-            if (*c != ' ') buf_putc(&key, *c);
+            if (*c != ' ') sb_putc(&key, *c);
         p = q;
     }
     if (!any) text_equations(text, &key);
-    return buf_take(&key);
+    return sb_take(&key);
 }
 
 int star_levenshtein(const char* a, const char* b) {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "common/util.h"
 
 // Changes smaller than this are float rounding, not the thought: counted as unchanged.
@@ -80,41 +81,7 @@ void token_report_add_window(TokenReport* r, const int32_t* ids, const float* ba
 }
 
 // ---------------------------------------------------------------------------------------------
-// A growing string, and HTML escaping.
-typedef struct {
-    char* s;
-    size_t n, cap;
-} Buf;
-
-static void put(Buf* b, const char* s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap, 1);
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-static void puts_(Buf* b, const char* s) { put(b, s, strlen(s)); }
-static void putf(Buf* b, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(Buf* b, const char* fmt, ...) {
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < (int)sizeof small) {
-        put(b, small, (size_t)n);
-        return;
-    }
-    char* big = xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    put(b, big, (size_t)n);
-    free(big);
-}
-
+// HTML escaping.
 // Length of the valid UTF-8 sequence at s (1..4), or 0 when the bytes there are not one.
 static int utf8_len(const unsigned char* s, size_t n) {
     unsigned c = s[0];
@@ -135,36 +102,36 @@ enum { WS_KEEP, WS_SHOW_NEWLINE, WS_SHOW_ALL };
 // Text as HTML element or attribute content: &, <, >, " and ' escaped, other control characters
 // and invalid UTF-8 as U+FFFD. ws: WS_SHOW_NEWLINE marks a newline with a faint ↵ before it (so a
 // line break stays visible and hoverable); WS_SHOW_ALL draws space, newline and tab as ␣ ↵ →.
-static void esc(Buf* b, const char* text, size_t n, int ws) {
+static void esc(StrBuf* b, const char* text, size_t n, int ws) {
     const unsigned char* s = (const unsigned char*)text;
     for (size_t i = 0; i < n;) {
         unsigned c = s[i];
-        if (c == '&') puts_(b, "&amp;");
-        else if (c == '<') puts_(b, "&lt;");
-        else if (c == '>') puts_(b, "&gt;");
-        else if (c == '"') puts_(b, "&quot;");
-        else if (c == '\'') puts_(b, "&#39;");
-        else if (c == '\n' && ws == WS_SHOW_NEWLINE) puts_(b, "<span class=\"nl\">\xe2\x86\xb5</span>\n");
-        else if (c == '\n' && ws == WS_SHOW_ALL) puts_(b, "\xe2\x86\xb5");
-        else if (c == ' ' && ws == WS_SHOW_ALL) puts_(b, "\xe2\x90\xa3");
-        else if (c == '\t' && ws == WS_SHOW_ALL) puts_(b, "\xe2\x86\x92");
-        else if (c == '\n' || c == '\t') put(b, (const char*)s + i, 1);
-        else if (c < 0x20 || c == 0x7F) puts_(b, "\xef\xbf\xbd");
+        if (c == '&') sb_puts(b, "&amp;");
+        else if (c == '<') sb_puts(b, "&lt;");
+        else if (c == '>') sb_puts(b, "&gt;");
+        else if (c == '"') sb_puts(b, "&quot;");
+        else if (c == '\'') sb_puts(b, "&#39;");
+        else if (c == '\n' && ws == WS_SHOW_NEWLINE) sb_puts(b, "<span class=\"nl\">\xe2\x86\xb5</span>\n");
+        else if (c == '\n' && ws == WS_SHOW_ALL) sb_puts(b, "\xe2\x86\xb5");
+        else if (c == ' ' && ws == WS_SHOW_ALL) sb_puts(b, "\xe2\x90\xa3");
+        else if (c == '\t' && ws == WS_SHOW_ALL) sb_puts(b, "\xe2\x86\x92");
+        else if (c == '\n' || c == '\t') sb_putn(b, (const char*)s + i, 1);
+        else if (c < 0x20 || c == 0x7F) sb_puts(b, "\xef\xbf\xbd");
         else {
             int len = utf8_len(s + i, n - i);
             if (len == 0) {
-                puts_(b, "\xef\xbf\xbd");
+                sb_puts(b, "\xef\xbf\xbd");
                 i++;
                 continue;
             }
-            put(b, (const char*)s + i, (size_t)len);
+            sb_putn(b, (const char*)s + i, (size_t)len);
             i += (size_t)len;
             continue;
         }
         i++;
     }
 }
-static void esc_str(Buf* b, const char* s, int ws) { esc(b, s, strlen(s), ws); }
+static void esc_str(StrBuf* b, const char* s, int ws) { esc(b, s, strlen(s), ws); }
 
 // ---------------------------------------------------------------------------------------------
 // Decoding.
@@ -255,15 +222,15 @@ static const char* CSS =
     "border-radius:2px}\n";
 
 // Background of a token whose log-probability changed by d (scale: the change drawn at full colour).
-static void token_colour(Buf* b, float d, float scale) {
+static void token_colour(StrBuf* b, float d, float scale) {
     float a = fabsf(d) / scale;
     if (a > 1) a = 1;
     a *= 0.85f;
-    if (d >= 0) putf(b, "background:rgba(44,160,44,%.3f)", a);
-    else putf(b, "background:rgba(214,39,40,%.3f)", a);
+    if (d >= 0) sb_printf(b, "background:rgba(44,160,44,%.3f)", a);
+    else sb_printf(b, "background:rgba(214,39,40,%.3f)", a);
 }
 
-static void histogram_svg(Buf* b, const float* d, size_t n, float range) {
+static void histogram_svg(StrBuf* b, const float* d, size_t n, float range) {
     enum { NB = 41 };
     int counts[NB] = {0};
     for (size_t i = 0; i < n; i++) {
@@ -273,34 +240,34 @@ static void histogram_svg(Buf* b, const float* d, size_t n, float range) {
     int cmax = 1;
     for (int k = 0; k < NB; k++) cmax = counts[k] > cmax ? counts[k] : cmax;
     const int W = 760, H = 250, x0 = 60, y0 = 20, pw = W - x0 - 20, ph = H - y0 - 50;
-    putf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
             "role=\"img\" aria-label=\"histogram of per-token log-probability changes\" "
             "font-family=\"system-ui,sans-serif\" font-size=\"11\">\n", W, H, W, H);
-    putf(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fafafa\" stroke=\"#ccc\"/>\n", x0, y0, pw, ph);
+    sb_printf(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#fafafa\" stroke=\"#ccc\"/>\n", x0, y0, pw, ph);
     for (int k = 0; k < NB; k++) {
         double bh = (double)counts[k] / cmax * (ph - 4);
         double bx = x0 + (double)k * pw / NB;
         double centre = -range + (k + 0.5) * 2 * range / NB;
         const char* fill = k == NB / 2 ? "#999999" : centre > 0 ? "#2ca02c" : "#d62728";
-        putf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%d tokens</title></rect>\n",
+        sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%d tokens</title></rect>\n",
              bx + 0.5, y0 + ph - bh, (double)pw / NB - 1, bh, fill, counts[k]);
     }
     for (int t = -2; t <= 2; t++) {
         double x = x0 + pw / 2.0 + t * pw / 4.0;
-        putf(b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#555\"/>", x, y0 + ph, x, y0 + ph + 5);
-        putf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%+.3g</text>\n", x, y0 + ph + 18, t * range / 2);
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#555\"/>", x, y0 + ph, x, y0 + ph + 5);
+        sb_printf(b, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%+.3g</text>\n", x, y0 + ph + 18, t * range / 2);
     }
-    putf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">change of log-probability with the thought, nats "
+    sb_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">change of log-probability with the thought, nats "
             "(left: the thought hurt, right: it helped; the edge bars also count what lies beyond)</text>\n",
          x0 + pw / 2, H - 8);
-    putf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">0</text>\n",
+    sb_printf(b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">0</text>\n",
          x0 - 6, y0 + 10, cmax, x0 - 6, y0 + ph);
-    putf(b, "<text x=\"14\" y=\"%d\" transform=\"rotate(-90 14 %d)\" text-anchor=\"middle\">tokens</text>\n",
+    sb_printf(b, "<text x=\"14\" y=\"%d\" transform=\"rotate(-90 14 %d)\" text-anchor=\"middle\">tokens</text>\n",
          y0 + ph / 2, y0 + ph / 2);
-    puts_(b, "</svg>\n");
+    sb_puts(b, "</svg>\n");
 }
 
-static void thought_text(Buf* b, const TokenReport* r, const Tokenizer* tok, size_t at, int ws) {
+static void thought_text(StrBuf* b, const TokenReport* r, const Tokenizer* tok, size_t at, int ws) {
     if (r->thought_len == 0) return;
     size_t len;
     char* t = decode_ids(tok, r->thoughts + at * r->thought_len, r->thought_len, &len);
@@ -308,22 +275,22 @@ static void thought_text(Buf* b, const TokenReport* r, const Tokenizer* tok, siz
     free(t);
 }
 
-static void occurrence_table(Buf* b, const TokenReport* r, const Tokenizer* tok, char** pieces, const Occ* occ,
+static void occurrence_table(StrBuf* b, const TokenReport* r, const Tokenizer* tok, char** pieces, const Occ* occ,
                              size_t n) {
-    puts_(b, "<table><tr><th>#</th><th>context</th><th>token</th><th>thought before it</th>"
+    sb_puts(b, "<table><tr><th>#</th><th>context</th><th>token</th><th>thought before it</th>"
              "<th>p without</th><th>p with</th><th>&Delta; log p</th></tr>\n");
     for (size_t k = 0; k < n; k++) {
         const size_t at = occ[k].at, w = at / r->seq, i = at % r->seq;
-        putf(b, "<tr><td class=\"n\">%zu</td><td><code class=\"ctx\">", k + 1);
+        sb_printf(b, "<tr><td class=\"n\">%zu</td><td><code class=\"ctx\">", k + 1);
         for (size_t j = i >= 7 ? i - 7 : 0; j <= i; j++) esc_str(b, pieces[w * r->seq + j], WS_SHOW_ALL);
-        puts_(b, "</code></td><td><code>");
+        sb_puts(b, "</code></td><td><code>");
         esc_str(b, pieces[at + 1], WS_SHOW_ALL);
-        puts_(b, "</code></td><td><code class=\"th\">");
+        sb_puts(b, "</code></td><td><code class=\"th\">");
         thought_text(b, r, tok, at, WS_SHOW_ALL);
-        putf(b, "</code></td><td class=\"n\">%.3f</td><td class=\"n\">%.3f</td><td class=\"n\">%+.3f</td></tr>\n",
+        sb_printf(b, "</code></td><td class=\"n\">%.3f</td><td class=\"n\">%.3f</td><td class=\"n\">%+.3f</td></tr>\n",
              exp(-r->base[at]), exp(-r->talk[at]), occ[k].d);
     }
-    puts_(b, "</table>\n");
+    sb_puts(b, "</table>\n");
 }
 
 void token_report_write(const TokenReport* r, const Tokenizer* tok, const char* path, const TokenReportInfo* info) {
@@ -359,80 +326,80 @@ void token_report_write(const TokenReport* r, const Tokenizer* tok, const char* 
     if (!(scale > MIN_SCALE_NATS)) scale = MIN_SCALE_NATS;
     if (!(range > MIN_SCALE_NATS)) range = MIN_SCALE_NATS;
 
-    Buf b = {0};
-    puts_(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    StrBuf b = {0};
+    sb_puts(&b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
               "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>qstar token report: ");
     esc_str(&b, info->ckpt, WS_KEEP);
-    putf(&b, "</title>\n<style>%s</style>\n</head>\n<body>\n", CSS);
-    puts_(&b, "<h1>Where thinking helps</h1>\n<p class=\"meta\">checkpoint <code>");
+    sb_printf(&b, "</title>\n<style>%s</style>\n</head>\n<body>\n", CSS);
+    sb_puts(&b, "<h1>Where thinking helps</h1>\n<p class=\"meta\">checkpoint <code>");
     esc_str(&b, info->ckpt, WS_KEEP);
-    puts_(&b, "</code> on <code>");
+    sb_puts(&b, "</code> on <code>");
     esc_str(&b, info->data, WS_KEEP);
-    putf(&b, "</code>: %zu tokens scored in %d windows of %d; before each token the model thinks %d sampled tokens "
+    sb_printf(&b, "</code>: %zu tokens scored in %d windows of %d; before each token the model thinks %d sampled tokens "
              "(n_ahead %d, seed %d) and a mixing head blends the prediction after the thought with the one "
              "without it. &Delta; = log p(token | with thought) &minus; log p(token | without), in nats.</p>\n",
          n, r->n_windows, r->seq, r->thought_len, info->n_ahead, info->seed);
 
-    puts_(&b, "<table>\n");
-    putf(&b, "<tr><td>mean NLL without thoughts</td><td class=\"n\">%.4f</td></tr>\n", n ? sum_b / n : NAN);
-    putf(&b, "<tr><td>mean NLL with thoughts</td><td class=\"n\">%.4f</td></tr>\n", n ? sum_t / n : NAN);
-    putf(&b, "<tr><td>mean &Delta; (positive: thoughts help)</td><td class=\"n\">%+.4f</td></tr>\n",
+    sb_puts(&b, "<table>\n");
+    sb_printf(&b, "<tr><td>mean NLL without thoughts</td><td class=\"n\">%.4f</td></tr>\n", n ? sum_b / n : NAN);
+    sb_printf(&b, "<tr><td>mean NLL with thoughts</td><td class=\"n\">%.4f</td></tr>\n", n ? sum_t / n : NAN);
+    sb_printf(&b, "<tr><td>mean &Delta; (positive: thoughts help)</td><td class=\"n\">%+.4f</td></tr>\n",
          n ? (sum_b - sum_t) / n : NAN);
-    putf(&b, "<tr><td>tokens helped / hurt / unchanged (|&Delta;| &lt; %g)</td>", UNCHANGED_NATS);
-    putf(&b, "<td class=\"n\">%.1f%% / %.1f%% / %.1f%%</td></tr>\n",
+    sb_printf(&b, "<tr><td>tokens helped / hurt / unchanged (|&Delta;| &lt; %g)</td>", UNCHANGED_NATS);
+    sb_printf(&b, "<td class=\"n\">%.1f%% / %.1f%% / %.1f%%</td></tr>\n",
          n ? 100.0 * helped / n : 0.0, n ? 100.0 * hurt / n : 0.0, n ? 100.0 * (n - helped - hurt) / n : 0.0);
     if (r->has_answer)
-        putf(&b, "<tr><td>mean &Delta; on the %zu answer tokens (underlined below)</td><td class=\"n\">%+.4f</td></tr>\n",
+        sb_printf(&b, "<tr><td>mean &Delta; on the %zu answer tokens (underlined below)</td><td class=\"n\">%+.4f</td></tr>\n",
              n_ans, n_ans ? sum_ans / n_ans : NAN);
-    puts_(&b, "</table>\n");
+    sb_puts(&b, "</table>\n");
 
-    puts_(&b, "<h2>Distribution of the change per token</h2>\n");
+    sb_puts(&b, "<h2>Distribution of the change per token</h2>\n");
     histogram_svg(&b, dvals, n, range);
 
     // the text
     const int max_tokens = info->max_text_tokens > 0 ? info->max_text_tokens : 2048;
     int shown = 0, windows_shown = 0;
-    puts_(&b, "<h2>Held-out text</h2>\n<p class=\"legend\">");
-    putf(&b, "<span style=\"background:rgba(214,39,40,0.85)\">thought hurt (&Delta; &le; &minus;%.3g)</span>", scale);
-    puts_(&b, "<span style=\"background:rgba(214,39,40,0.3)\">&nbsp;</span><span style=\"border:1px solid #ddd\">"
+    sb_puts(&b, "<h2>Held-out text</h2>\n<p class=\"legend\">");
+    sb_printf(&b, "<span style=\"background:rgba(214,39,40,0.85)\">thought hurt (&Delta; &le; &minus;%.3g)</span>", scale);
+    sb_puts(&b, "<span style=\"background:rgba(214,39,40,0.3)\">&nbsp;</span><span style=\"border:1px solid #ddd\">"
               "unchanged</span><span style=\"background:rgba(44,160,44,0.3)\">&nbsp;</span>");
-    putf(&b, "<span style=\"background:rgba(44,160,44,0.85)\">thought helped (&Delta; &ge; +%.3g)</span>", scale);
-    puts_(&b, " Hover a token for the thought sampled before it.</p>\n<div class=\"text\">");
+    sb_printf(&b, "<span style=\"background:rgba(44,160,44,0.85)\">thought helped (&Delta; &ge; +%.3g)</span>", scale);
+    sb_puts(&b, " Hover a token for the thought sampled before it.</p>\n<div class=\"text\">");
     for (int w = 0; w < r->n_windows && shown < max_tokens; w++, windows_shown++) {
-        putf(&b, "<span class=\"w\">window %d</span>", w + 1);
+        sb_printf(&b, "<span class=\"w\">window %d</span>", w + 1);
         for (int j = 0; j < r->seq && shown < max_tokens; j++, shown++) {
             const size_t at = (size_t)w * r->seq + j;
             const int ans = r->answer[at] != 0;
             if (j == 0 || !r->scored[at - 1]) {
-                putf(&b, "<span class=\"t u%s\" title=\"not scored (no prediction inside the window)\">",
+                sb_printf(&b, "<span class=\"t u%s\" title=\"not scored (no prediction inside the window)\">",
                      ans ? " a" : "");
                 esc_str(&b, pieces[at], WS_SHOW_NEWLINE);
-                puts_(&b, "</span>");
+                sb_puts(&b, "</span>");
                 continue;
             }
             const size_t s = at - 1;  // the slot that predicts this token
             const float d = r->base[s] - r->talk[s];
-            putf(&b, "<span class=\"t%s\" style=\"", ans ? " a" : "");
+            sb_printf(&b, "<span class=\"t%s\" style=\"", ans ? " a" : "");
             token_colour(&b, d, scale);
-            putf(&b, "\" title=\"&#916; log p %+.3f (p %.3f without, %.3f with)&#10;thought: ", d, exp(-r->base[s]),
+            sb_printf(&b, "\" title=\"&#916; log p %+.3f (p %.3f without, %.3f with)&#10;thought: ", d, exp(-r->base[s]),
                  exp(-r->talk[s]));
             thought_text(&b, r, tok, s, WS_KEEP);
-            puts_(&b, "\">");
+            sb_puts(&b, "\">");
             esc_str(&b, pieces[at], WS_SHOW_NEWLINE);
-            puts_(&b, "</span>");
+            sb_puts(&b, "</span>");
         }
     }
-    puts_(&b, "</div>\n");
+    sb_puts(&b, "</div>\n");
     if (windows_shown < r->n_windows || shown < r->n_windows * r->seq)
-        putf(&b, "<p class=\"meta\">The first %d tokens are shown (--report-tokens); the histogram and the tables "
+        sb_printf(&b, "<p class=\"meta\">The first %d tokens are shown (--report-tokens); the histogram and the tables "
                  "use all %zu scored tokens.</p>\n", shown, n);
 
     // tables
     qsort(occ, n, sizeof(Occ), occ_desc);
     const size_t top = n < 25 ? n : 25;
-    puts_(&b, "<h2>Tokens helped most</h2>\n");
+    sb_puts(&b, "<h2>Tokens helped most</h2>\n");
     occurrence_table(&b, r, tok, pieces, occ, top);
-    puts_(&b, "<h2>Tokens hurt most</h2>\n");
+    sb_puts(&b, "<h2>Tokens hurt most</h2>\n");
     {
         const size_t k = n < 10 ? n : 10;
         Occ* worst = xmalloc(sizeof(Occ) * (k ? k : 1));
@@ -463,20 +430,20 @@ void token_report_write(const TokenReport* r, const Tokenizer* tok, const char* 
     for (size_t t = 0; t < n_types; t++)
         if (types[t].count >= 3) types[kept++] = types[t];
     qsort(types, kept, sizeof(TypeAgg), type_desc);
-    puts_(&b, "<h2>Token types helped most on average</h2>\n<p class=\"meta\">Tokens that occur at least 3 times "
+    sb_puts(&b, "<h2>Token types helped most on average</h2>\n<p class=\"meta\">Tokens that occur at least 3 times "
               "among the scored ones, by mean &Delta;.</p>\n<table><tr><th>token</th><th>occurrences</th>"
               "<th>mean p without</th><th>mean p with</th><th>mean &Delta; log p</th></tr>\n");
     for (size_t t = 0; t < kept && t < 20; t++) {
         size_t len;
         char* s = decode_ids(tok, &types[t].id, 1, &len);
-        puts_(&b, "<tr><td><code>");
+        sb_puts(&b, "<tr><td><code>");
         esc(&b, s, len, WS_SHOW_ALL);
         free(s);
-        putf(&b, "</code></td><td class=\"n\">%d</td><td class=\"n\">%.3f</td><td class=\"n\">%.3f</td>"
+        sb_printf(&b, "</code></td><td class=\"n\">%d</td><td class=\"n\">%.3f</td><td class=\"n\">%.3f</td>"
                  "<td class=\"n\">%+.3f</td></tr>\n", types[t].count, types[t].sum_pb / types[t].count,
              types[t].sum_pt / types[t].count, types[t].sum_d / types[t].count);
     }
-    puts_(&b, "</table>\n</body>\n</html>\n");
+    sb_puts(&b, "</table>\n</body>\n</html>\n");
 
     write_file_atomic(path, b.s, b.n);
     free(b.s);
