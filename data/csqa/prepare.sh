@@ -22,13 +22,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 mkdir -p "$OUT"
-fetch() {  # URL FILE: to FILE.part, then renamed, so an interrupted download is never taken for a file
-  echo "fetch $1"
-  if command -v curl > /dev/null; then curl -fL --retry 3 -o "$2.part" "$1"
-  elif command -v wget > /dev/null; then wget -q -O "$2.part" "$1"
-  else echo "prepare.sh: neither curl nor wget is installed" >&2; exit 1; fi
-  mv "$2.part" "$2"
-}
+. "$(dirname "$0")/../fetch.sh"  # fetch URL FILE
 check() {  # FILE LINES LABELLED
   python3 - "$1" "$2" "$3" <<'PY'
 import json, sys
