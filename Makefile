@@ -111,7 +111,7 @@ cuda:
 gpu-check:
 	@bash tools/gpu_check.sh
 
-$(BUILD)/tests-cuda/%: $(BUILD)/tests/%.o $(BUILD)/libqstar.a $(BUILD)/cuda/backend_cuda.o
+$(BUILD)/tests-cuda/%: $(BUILD)/tests/%.o $(BUILD)/libqstar.a $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(CUDA_LIBS) $(LDLIBS)

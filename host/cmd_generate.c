@@ -108,6 +108,7 @@ static Prompt* read_prompts(const char* path, const Tokenizer* tok, int vocab, i
 
 int cmd_generate(int argc, char** argv) {
     const char *ckpt = NULL, *in = NULL, *out = NULL, *tok_path = NULL, *device = "cpu", *stop_arg = NULL;
+    const char* precision = NULL;
     int samples = 1, max_tokens = 64, batch = 16, seed = 1, thoughts = 0, n_ahead = 0;
     float temperature = 1.0f, top_p = 1.0f, embed_scale = 0;
     ArgSpec specs[] = {
@@ -126,6 +127,7 @@ int cmd_generate(int argc, char** argv) {
         {"thought-embed-scale", ARG_FLOAT, &embed_scale, "scale of the start/end embeddings (default: the run's)"},
         {"tokenizer", ARG_STR, &tok_path, "tokenizer.json (default: the checkpoint's)"},
         {"device", ARG_STR, &device, "backend"},
+        {"precision", ARG_STR, &precision, "fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere)"},
     };
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
     args_parse(argc, argv, specs, n_specs,
@@ -138,8 +140,7 @@ int cmd_generate(int argc, char** argv) {
         fatal("generate: need --max-tokens, --samples, --batch > 0, 0 < --top-p <= 1 and --temperature >= 0");
     char* default_tok = xsprintf("%s/tokenizer.json", ckpt);
     if (!tok_path) tok_path = default_tok;
-    const Backend* be = backend_get(device);
-    if (!be) fatal("generate: unknown device \"%s\" (this build has: %s)", device, backend_names());
+    const Backend* be = backend_select(device, precision);
     char* stop = stop_arg ? unescape(stop_arg) : NULL;
     Tokenizer* tok = tok_load(tok_path);
     ModelConfig cfg;

@@ -570,8 +570,7 @@ int cmd_selftrain(int argc, char** argv) {
     if (s.iterations < 1 || s.start_steps < 0 || s.batch < 1 || s.seq < 2 || s.shots < 0 || s.max_tokens < 1 ||
         s.gen_batch < 1 || !(s.grow > 0) || !(s.lr >= 0))
         fatal("selftrain: need --iterations, --batch, --max-tokens, --gen-batch >= 1, --seq >= 2, --grow > 0");
-    const Backend* be = backend_get(s.device);
-    if (!be) fatal("selftrain: unknown device \"%s\" (this build has: %s)", s.device, backend_names());
+    const Backend* be = backend_select(s.device, NULL);
 
     int n_train, n_test, n_train_all, n_test_all;
     StarItem* train = star_load_tasks(s.train, task, &n_train_all);

@@ -49,6 +49,7 @@ int cmd_eval(int argc, char** argv) {
     if (eval_task_requested(argc, argv)) return cmd_eval_task(argc, argv);
     const char *ckpt = NULL, *data = NULL, *mask_path = NULL, *device = "cpu", *json_out = NULL, *report_path = NULL,
                *tok_path = NULL;
+    const char* precision = NULL;
     int batch = 4, seq = 256, max_batches = 0, n_ahead = 0, seed = 7, no_thoughts = 0, report_tokens = 2048;
     ArgSpec specs[] = {
         {"ckpt", ARG_STR, &ckpt, "checkpoint directory (config.json + model.safetensors)"},
@@ -62,6 +63,7 @@ int cmd_eval(int argc, char** argv) {
         {"seed", ARG_INT, &seed, "thought sampling seed"},
         {"json", ARG_STR, &json_out, "also write the results to this JSON file"},
         {"device", ARG_STR, &device, "backend"},
+        {"precision", ARG_STR, &precision, "fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere)"},
         {"token-report", ARG_STR, &report_path,
          "Quiet-STaR: write an HTML page of the text, each token coloured by how the thought changed its log-prob"},
         {"report-tokens", ARG_INT, &report_tokens, "tokens of text the --token-report page shows (all are counted)"},
@@ -72,8 +74,7 @@ int cmd_eval(int argc, char** argv) {
     if (!ckpt || !data) fatal("eval: --ckpt and --data are required");
     if (batch <= 0 || seq <= 0) fatal("eval: --batch and --seq must be positive");
     if (report_tokens <= 0) fatal("eval: --report-tokens must be positive");
-    const Backend* be = backend_get(device);
-    if (!be) fatal("eval: unknown device \"%s\" (this build has: %s)", device, backend_names());
+    const Backend* be = backend_select(device, precision);
     ModelConfig cfg;
     config_load(&cfg, ckpt);
     if (seq > cfg.max_position_embeddings) fatal("eval: --seq %d exceeds max_position_embeddings", seq);

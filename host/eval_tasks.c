@@ -347,7 +347,7 @@ static double soft_score(const Backend* be, const floatX* logits, size_t row0, i
                          const int* valid, int n_valid, float* rowbuf) {
     double prob = 1.0;
     for (int s = 0; s < sq->n_scored; s++) {
-        be->download(rowbuf, logits + (row0 + (size_t)sq->rows[s]) * V, sizeof(floatX) * V);
+        x_download(be, rowbuf, xat(be, logits, (row0 + (size_t)sq->rows[s]) * V), V);
         double mx = -INFINITY;
         for (int v = 0; v < n_valid; v++) mx = fmax(mx, rowbuf[valid[v]]);
         double sum = 0;
@@ -400,6 +400,7 @@ static TokIds encode_prompt(const Tokenizer* tok, const char* text, int vocab, c
 int cmd_eval_task(int argc, char** argv) {
     const char *task_name = NULL, *data = NULL, *ckpt = NULL, *metric = "soft", *json_out = NULL, *details_out = NULL,
                *tok_path = NULL, *device = "cpu";
+    const char* precision = NULL;
     int limit = 0, seq = 256, batch = 4, seed = 7, n_ahead = 0, no_thoughts = 0, votes = 8, max_tokens = 384,
         answer_tokens = 12, thoughts = 0;
     float temperature = 0.9f, embed_scale = 0;
@@ -424,6 +425,7 @@ int cmd_eval_task(int argc, char** argv) {
         {"thought-embed-scale", ARG_FLOAT, &embed_scale, "scale of the start/end embeddings (default: the run's)"},
         {"tokenizer", ARG_STR, &tok_path, "tokenizer.json (default: the checkpoint's)"},
         {"device", ARG_STR, &device, "backend"},
+        {"precision", ARG_STR, &precision, "fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere)"},
     };
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
     args_parse(argc, argv, specs, n_specs,
@@ -440,8 +442,7 @@ int cmd_eval_task(int argc, char** argv) {
     if (limit < 0 || seq <= 1 || batch <= 0) fatal("eval: need --limit >= 0, --seq > 1 and --batch > 0");
     if (cot && (votes <= 0 || max_tokens <= 0 || answer_tokens <= 0 || !(temperature >= 0)))
         fatal("eval: need --votes, --max-tokens, --answer-tokens > 0 and --temperature >= 0");
-    const Backend* be = backend_get(device);
-    if (!be) fatal("eval: unknown device \"%s\" (this build has: %s)", device, backend_names());
+    const Backend* be = backend_select(device, precision);
     char* own_tok = xsprintf("%s/tokenizer.json", ckpt);
     if (!tok_path) {
         if (!file_exists(own_tok)) fatal("eval: %s has no tokenizer.json; give --tokenizer", ckpt);

@@ -47,6 +47,7 @@ static void emit(void* user, int kind, int32_t token) {
 
 int cmd_sample(int argc, char** argv) {
     const char *ckpt = NULL, *prompt = NULL, *tok_path = NULL, *device = "cpu";
+    const char* precision = NULL;
     int thoughts = 0, hide = 0, max_tokens = 64, seed = 1, n_ahead = 0;
     float temperature = 1.0f, top_p = 1.0f, embed_scale = 0;
     ArgSpec specs[] = {
@@ -62,16 +63,16 @@ int cmd_sample(int argc, char** argv) {
         {"n-ahead", ARG_INT, &n_ahead, "thought length incl. start and end (default: the run's)"},
         {"thought-embed-scale", ARG_FLOAT, &embed_scale, "scale of the start/end embeddings (default: the run's)"},
         {"device", ARG_STR, &device, "backend"},
+        {"precision", ARG_STR, &precision, "fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere)"},
     };
-    args_parse(argc, argv, specs, 12,
+    args_parse(argc, argv, specs, sizeof specs / sizeof *specs,
                "usage: qstar sample --ckpt DIR --prompt TEXT [--thoughts] [options]\n\nGenerates text from a checkpoint.");
     if (!ckpt || !prompt) fatal("sample: --ckpt and --prompt are required");
     if (max_tokens <= 0 || !(top_p > 0 && top_p <= 1) || temperature < 0)
         fatal("sample: need --max-tokens > 0, 0 < --top-p <= 1 and --temperature >= 0");
     char* default_tok = xsprintf("%s/tokenizer.json", ckpt);
     if (!tok_path) tok_path = default_tok;
-    const Backend* be = backend_get(device);
-    if (!be) fatal("sample: unknown device \"%s\" (this build has: %s)", device, backend_names());
+    const Backend* be = backend_select(device, precision);
     Tokenizer* tok = tok_load(tok_path);
     ModelConfig cfg;
     config_load(&cfg, ckpt);

@@ -25,11 +25,11 @@
 #include "host/weights.h"
 
 typedef struct {
-    const char *config, *model, *resume, *data, *out, *device, *schedule, *tokenizer, *mode, *thought_init, *profile_steps;
+    const char *config, *model, *resume, *data, *out, *device, *precision, *schedule, *tokenizer, *mode, *thought_init, *profile_steps;
     int steps, batch, seq, grad_accum, warmup, decay_steps, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
     // Quiet-STaR
-    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every, decay_norms, bf16_weights, zero;
+    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every, decay_norms, bf16_weights, zero, stochastic_rounding;
     float policy_weight, base_weight, talk_weight, reinforce_temperature, embed_scale;
 } TrainSettings;
 
@@ -131,11 +131,17 @@ static void print_thoughts(QuietStar* qs, const Tokenizer* tok, int count) {
     }
 }
 
+// The gradients as the fp32 arrays the data-parallel reductions take (several ranks need --precision fp32).
+static float* grads_f32(Model* m, size_t offset) {
+    QSTAR_ASSERT(m->be->x_bytes == sizeof(float));
+    return (float*)xat(m->be, m->grads, offset);
+}
+
 // Data parallelism without ZeRO: each layer's gradients start their all-reduce as soon as the
 // backward has finished with them.
 static void reduce_layer(void* ctx, size_t offset, size_t count) {
     Model* m = ((void**)ctx)[0];
-    comm_allreduce_sum_async(((void**)ctx)[1], m->grads + offset, count);
+    comm_allreduce_sum_async(((void**)ctx)[1], grads_f32(m, offset), count);
 }
 
 static void check_settings(const TrainSettings* s, const ModelConfig* c) {
@@ -231,6 +237,9 @@ int cmd_train(int argc, char** argv) {
         {"data", ARG_STR, &s.data, "token shards: a glob such as 'DIR/*.bin' (commas join several)"},
         {"out", ARG_STR, &s.out, "run directory for metrics.jsonl and checkpoints"},
         {"device", ARG_STR, &s.device, "backend: cpu (cuda when built with it)"},
+        {"precision", ARG_STR, &s.precision, "fp32 or bf16 activations, weight copy and gradients (default: bf16 on cuda)"},
+        {"stochastic-rounding", ARG_INT, &s.stochastic_rounding,
+         "bf16: 1 rounds the weights' bf16 copy stochastically after each AdamW step (0: to nearest)"},
         {"steps", ARG_INT, &s.steps, "optimizer steps in the whole run"},
         {"batch", ARG_INT, &s.batch, "sequences per micro-batch"},
         {"seq", ARG_INT, &s.seq, "tokens per sequence"},
@@ -320,8 +329,10 @@ int cmd_train(int argc, char** argv) {
         else free(own);
     }
 
-    const Backend* be = backend_get(s.device);
-    if (!be) fatal("train: unknown device \"%s\" (this build has: %s)", s.device, backend_names());
+    const Backend* be = backend_select(s.device, s.precision);
+    if (comm.world > 1 && be->x_bytes != sizeof(float))
+        fatal("train: --precision bf16 runs on one rank for now (its gradients are reduced in fp32 only): use "
+              "--precision fp32 with several ranks");
     comm_use_device(&comm, be->name);
 
     ModelConfig cfg;
@@ -371,7 +382,7 @@ int cmd_train(int argc, char** argv) {
     size_t act_bytes;
     if (quietstar) {
         quietstar_create(&qs, &model, &qc, s.batch, s.seq);
-        act_bytes = quietstar_activation_bytes(&cfg, &qc, s.batch, s.seq);
+        act_bytes = quietstar_activation_bytes(&cfg, &qc, be->x_bytes, s.batch, s.seq);
     } else {
         model_alloc_activations(&model, s.batch, s.seq);
         act_bytes = model.acts.bytes;
@@ -383,8 +394,9 @@ int cmd_train(int argc, char** argv) {
            model.n_params / 1e6, cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
            cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings ? ", tied embeddings" : "",
            cfg.start_thought_id >= 0 ? ", thought tokens + mixing head" : "");
-    printf("memory: %.1f MiB parameters+gradients+AdamW, %.1f MiB activations; data: %d shards, %llu windows\n",
-           4.0 * sizeof(float) * model.n_params / 1048576.0, act_bytes / 1048576.0, dl.n_shards,
+    printf("memory: %.1f MiB parameters+gradients+AdamW (%s), %.1f MiB activations; data: %d shards, %llu windows\n",
+           ((2.0 * be->x_bytes + 4.0 * (model.master ? 3 : 2)) * model.n_params) / 1048576.0, be->precision,
+           act_bytes / 1048576.0, dl.n_shards,
            (unsigned long long)dl.total_windows);
     if (comm.world > 1)
         printf("data parallel: %d ranks x batch %d (%s)%s\n", comm.world, s.batch, comm_transport(&comm),
@@ -431,7 +443,8 @@ int cmd_train(int argc, char** argv) {
     const int N = s.batch * s.seq;
     int32_t* inputs = xmalloc(sizeof(int32_t) * N);
     int32_t* targets = xmalloc(sizeof(int32_t) * N);
-    AdamWConfig opt = {s.beta1, s.beta2, s.eps, s.weight_decay, s.decay_norms, s.bf16_weights};
+    AdamWConfig opt = {s.beta1, s.beta2, s.eps, s.weight_decay, s.decay_norms, s.bf16_weights,
+                       s.stochastic_rounding ? (uint64_t)s.seed * 0x9E3779B97F4A7C15ull + 1 : 0};
     if (main_rank && peak > 0) printf("MFU against %.0f TFLOP/s (TF32) per device\n", peak / 1e12);
     int steps_this_run = 0;
     for (int step = start_step + 1; step <= s.steps; step++) {
@@ -471,14 +484,14 @@ int cmd_train(int argc, char** argv) {
         fault_point("step");
         double ss;
         if (s.zero && comm.world > 1) {
-            comm_reduce_scatter_sum(&comm, model.grads, model.n_params);
+            comm_reduce_scatter_sum(&comm, grads_f32(&model, 0), model.n_params);
             ss = comm_allreduce_sum_scalar(&comm, model_grad_sum_squares(&model, model.opt_offset, model.opt_count));
         } else if (overlap) {  // the layers are on their way; add what lies outside them, then wait
             size_t first, last_off, last_n, tmp;
             model_layer_range(&model, 0, &first, &tmp);
             model_layer_range(&model, cfg.num_hidden_layers - 1, &last_off, &last_n);
-            comm_allreduce_sum_async(&comm, model.grads, first);
-            comm_allreduce_sum_async(&comm, model.grads + last_off + last_n, model.n_params - last_off - last_n);
+            comm_allreduce_sum_async(&comm, grads_f32(&model, 0), first);
+            comm_allreduce_sum_async(&comm, grads_f32(&model, last_off + last_n), model.n_params - last_off - last_n);
             comm_wait(&comm);
             ss = model_grad_sum_squares(&model, 0, model.n_params);
         } else {
@@ -489,7 +502,7 @@ int cmd_train(int argc, char** argv) {
         if (!isfinite(norm)) fatal("train: gradient norm is %f at step %d (diverged; lower --lr?)", norm, step);
         float scale = (s.grad_clip > 0 && norm > s.grad_clip) ? s.grad_clip / norm : 1.0f;
         model_adamw_step(&model, &opt, lr, scale, step);
-        if (s.zero && comm.world > 1) comm_allgather(&comm, model.params, model.n_params);
+        if (s.zero && comm.world > 1) comm_allgather(&comm, (float*)model.params, model.n_params);  // fp32: checked above
         be->sync();
         if (comm.world > 1) {
             loss = comm_allreduce_sum_scalar(&comm, loss) / comm.world;

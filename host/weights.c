@@ -25,14 +25,14 @@ void model_load_weights(Model* m, const char* path) {
         for (size_t i = 0; i < t->numel; i++)
             if (!isfinite(w[i])) fatal("%s: tensor \"%s\" holds %g at element %zu", s->file, t->name, w[i], i);
     }
-    m->be->upload(m->params, host, sizeof(float) * m->n_params);
+    model_set_weights(m, host);
     free(host);
     st_close(st);
 }
 
 void model_save_weights(const Model* m, const char* path) {
     float* host = xmalloc(sizeof(float) * m->n_params);
-    m->be->download(host, m->params, sizeof(float) * m->n_params);
+    model_get_weights(m, host);
     StWriteTensor* wt = xcalloc((size_t)m->n_tensors, sizeof(StWriteTensor));
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor* t = &m->tensors[i];

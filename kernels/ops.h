@@ -17,14 +17,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Activation precision. fp32 everywhere today; the CUDA backend is written so that this one
-// typedef can move to bf16 there while parameters, gradients and optimizer state stay fp32.
-typedef float floatX;
+// floatX: the backend's storage type for activations, for the working copy of the weights the ops
+// read and for the parameter gradients they write: fp32, or bf16 (llm.c's mixed precision: bf16
+// storage, fp32 math and accumulation inside every op, fp32 master weights and AdamW moments).
+// Each backend table has one precision (x_bytes). Outside the backends floatX is an incomplete type,
+// so model and host code cannot index it as floats by mistake: offsets go through xat(), host
+// transfers through x_upload()/x_download(), which convert. A backend's own sources define
+// QSTAR_FLOATX to their concrete type (float for kernels/cpu, float or __nv_bfloat16 for the two
+// compiles of kernels/cuda) before including this header.
+#ifdef QSTAR_FLOATX
+typedef QSTAR_FLOATX floatX;
+#else
+typedef struct qstar_floatX floatX;
+#endif
+
+// Device memory the CUDA backend allocates once beside the model: cuBLASLt's workspace (qstar info
+// counts it in the per-GPU total).
+#define QSTAR_DEVICE_WORKSPACE_BYTES ((size_t)32 << 20)
 
 #define QSTAR_IGNORE_INDEX (-100)  // target value that contributes no loss (transformers' convention)
 
 typedef struct Backend {
-    const char* name;
+    const char* name;       // registry name: "cpu", "cuda", "cuda-bf16", "emu", "emu-bf16"
+    const char* precision;  // "fp32" or "bf16": what floatX is in this table
+    size_t x_bytes;         // sizeof(floatX): 4 or 2
 
     // ---- memory -------------------------------------------------------------------------------
     void* (*alloc)(size_t bytes);                                  // zero-filled
@@ -51,10 +67,10 @@ typedef struct Backend {
     // out[n] = table[tokens[n]]
     void (*embedding_forward)(floatX* out,          // (N, H)
                               const int32_t* tokens, // (N)
-                              const float* table,    // (V, H)
+                              const floatX* table,   // (V, H)
                               int N, int H);
     // dtable[tokens[n]] += dout[n]; deterministic for repeated tokens
-    void (*embedding_backward)(float* dtable,        // (V, H) +=
+    void (*embedding_backward)(floatX* dtable,       // (V, H) +=
                                const floatX* dout,   // (N, H)
                                const int32_t* tokens,// (N)
                                int N, int V, int H);
@@ -63,13 +79,13 @@ typedef struct Backend {
     void (*rmsnorm_forward)(floatX* out,         // (N, H)
                             float* rstd,         // (N) saved for backward
                             const floatX* inp,   // (N, H)
-                            const float* weight, // (H)
+                            const floatX* weight,// (H)
                             int N, int H, float eps);
     void (*rmsnorm_backward)(floatX* dinp,         // (N, H) +=
-                             float* dweight,       // (H) +=
+                             floatX* dweight,      // (H) +=
                              const floatX* dout,   // (N, H)
                              const floatX* inp,    // (N, H)
-                             const float* weight,  // (H)
+                             const floatX* weight, // (H)
                              const float* rstd,    // (N)
                              int N, int H);
 
@@ -80,21 +96,21 @@ typedef struct Backend {
                                 float* rstd,         // (N)
                                 const floatX* a,     // (N, H)
                                 const floatX* b,     // (N, H)
-                                const float* weight, // (H)
+                                const floatX* weight,// (H)
                                 int N, int H, float eps);
 
     // ---- matmul (linear layer without bias): out = inp · weightᵀ --------------------------------
     void (*matmul_forward)(floatX* out,          // (N, OUT)
                            const floatX* inp,    // (N, IN)
-                           const float* weight,  // (OUT, IN)
+                           const floatX* weight, // (OUT, IN)
                            int N, int IN, int OUT);
     // dinp = (accumulate ? dinp : 0) + dout · weight ; dweight += doutᵀ · inp
     // dinp may be NULL (input needs no gradient), dweight may be NULL (frozen weight).
     void (*matmul_backward)(floatX* dinp,         // (N, IN)
-                            float* dweight,       // (OUT, IN) +=
+                            floatX* dweight,      // (OUT, IN) +=
                             const floatX* dout,   // (N, OUT)
                             const floatX* inp,    // (N, IN)
-                            const float* weight,  // (OUT, IN)
+                            const floatX* weight, // (OUT, IN)
                             int N, int IN, int OUT, int accumulate_dinp);
 
     // ---- rotary position embedding, transformers' rotate-half convention, in place --------------
@@ -134,7 +150,7 @@ typedef struct Backend {
 
     // ---- elementwise ----------------------------------------------------------------------------
     void (*add)(floatX* out, const floatX* a, const floatX* b, size_t n);  // out = a + b (out may alias)
-    void (*scale)(float* x, float s, size_t n);                            // x *= s
+    void (*scale)(floatX* x, float s, size_t n);                           // x *= s
 
     // ---- fused softmax cross-entropy, probabilities never stored -------------------------------
     // losses[n] = logsumexp(logits[n]) - logits[n][targets[n]], or 0 where targets[n] is ignored.
@@ -185,10 +201,10 @@ typedef struct Backend {
                           const floatX* logits,  // (N, V)
                           int N, int V, int L, uint64_t seed, uint32_t step, int k);
     // out[n] = scale * vec (every row the same embedding: the start/end thought tokens)
-    void (*row_broadcast)(floatX* out, const float* vec, float scale, int N, int H);
+    void (*row_broadcast)(floatX* out, const floatX* vec, float scale, int N, int H);
     // out (+=) scale * Σ_n x[n]: the gradient of row_broadcast and of a bias
-    void (*column_sum)(float* out, const floatX* x, float scale, int N, int H);
-    void (*add_bias)(floatX* x, const float* bias, int N, int H);  // x[n] += bias
+    void (*column_sum)(floatX* out, const floatX* x, float scale, int N, int H);
+    void (*add_bias)(floatX* x, const floatX* bias, int N, int H);  // x[n] += bias
     void (*relu_forward)(floatX* out, const floatX* inp, size_t n);
     void (*relu_backward)(floatX* dinp, const floatX* dout, const floatX* out, size_t n);  // uses the output
     // out rows = [a (A) | b (B)]; backward adds the two halves into da, db
@@ -268,20 +284,38 @@ typedef struct Backend {
 
     // ---- optimizer -------------------------------------------------------------------------------
     // AdamW with decoupled weight decay on one contiguous range; g = grad * grad_scale (clipping).
-    // t is the 1-based step used for bias correction.
-    void (*adamw_update)(float* param, const float* grad, float* m, float* v, size_t n,
+    // t is the 1-based step used for bias correction. With master NULL (fp32) param is the weight
+    // itself; otherwise master holds the fp32 weights, updated, and param their floatX copy, written
+    // in the same pass (round to nearest even, or stochastic rounding when seed != 0: Philox keyed by
+    // seed and the element index, so a run is reproducible).
+    void (*adamw_update)(floatX* param, float* master, const floatX* grad, float* m, float* v, size_t n,
                          float lr, float beta1, float beta2, float eps, float weight_decay,
-                         float grad_scale, int t);
+                         float grad_scale, int t, uint64_t seed);
     // x = bf16(x): round to the nearest bfloat16 (ties to even), kept in fp32 storage. Emulates a model
     // whose weights live in bf16, as the Quiet-STaR reference's do.
     void (*round_bf16)(float* x, size_t n);
     // out[0] = Σ x², accumulated in double in a fixed order (out is backend memory, 1 float).
-    void (*sum_squares)(float* out, const float* x, size_t n);
+    void (*sum_squares)(float* out, const floatX* x, size_t n);
+    // Conversions between fp32 and floatX on the backend (a copy when floatX is fp32): the master
+    // weights to their working copy, a gradient to fp32 for a reduction or a checkpoint.
+    void (*to_floatX)(floatX* out, const float* x, size_t n);
+    void (*from_floatX)(float* out, const floatX* x, size_t n);
 } Backend;
 
 // Backend registry: "cpu" always; "cuda" in CUDA builds; "emu" in the test build.
 const Backend* backend_get(const char* name);  // NULL if unknown or not built in
 const char* backend_names(void);               // "cpu, cuda" etc. for messages
+// The table for a --device and --precision pair ("fp32", "bf16", or NULL/"" for the device's default:
+// bf16 on cuda, fp32 elsewhere); exits with a one-line message when the pair is unknown or not built.
+const Backend* backend_select(const char* device, const char* precision);
+
+// floatX buffers addressed by element: the element n of p (p + n in the backend's precision).
+static inline floatX* xat(const Backend* be, const floatX* p, size_t n) {
+    return (floatX*)((char*)p + n * be->x_bytes);
+}
+// Host fp32 arrays to and from floatX backend buffers (converted on the host, round to nearest even).
+void x_upload(const Backend* be, floatX* dst, const float* src, size_t n);
+void x_download(const Backend* be, float* dst, const floatX* src, size_t n);
 
 extern const Backend backend_cpu;
 

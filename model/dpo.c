@@ -61,7 +61,7 @@ DpoStats dpo_step(Model* m, const int32_t* inputs, const int32_t* targets, const
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     Activations* a = &m->acts;
-    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, V = c->vocab_size;
+    const int B = a->B, T = a->T, N = B * T, V = c->vocab_size;
     QSTAR_ASSERT(a->memory != NULL && B == 2 * P);
     double* logp = xmalloc(sizeof(double) * (size_t)B);
     double* dlogp = xmalloc(sizeof(double) * (size_t)B);
@@ -77,9 +77,7 @@ DpoStats dpo_step(Model* m, const int32_t* inputs, const int32_t* targets, const
         for (int t = 0; t < T; t++) dl[(size_t)r * T + t] = (float)(-loss_scale * dlogp[r]);
     be->upload(a->dlosses, dl, sizeof(float) * (size_t)N);
     be->crossentropy_backward(a->logits, a->logits, a->targets, a->dlosses, N, V);
-    be->matmul_backward(a->dln, m->grads + m->off_lm_head, a->logits, a->lnf, m->params + m->off_lm_head, N, H, V, 0);
-    decoder_backward(m, a, a, a->dln, NULL);
-    be->embedding_backward(m->grads + m->off_embed, a->dresid, a->tokens, N, V, H);
+    model_backward_dlogits(m);
     free(dl);
     free(logp);
     free(dlogp);

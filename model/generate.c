@@ -17,6 +17,9 @@
 #include "common/util.h"
 #include "kernels/philox.h"
 
+// X(p, n): element n of a floatX buffer (the backend's precision decides the byte offset).
+#define X(p, n) xat(be, (p), (n))
+
 typedef struct {
     Model* m;
     int max_len, n_thought;
@@ -28,7 +31,7 @@ typedef struct {
     int32_t *pos, *tok;
 } Gen;
 
-static floatX* alloc_x(Model* m, size_t n) { return m->be->alloc(sizeof(floatX) * n); }
+static floatX* alloc_x(Model* m, size_t n) { return m->be->alloc(m->be->x_bytes * n); }
 
 static void gen_init(Gen* g, Model* m, int max_len, int n_thought) {
     const ModelConfig* c = &m->cfg;
@@ -95,34 +98,35 @@ static void row_forward(Gen* g, int pos, int n_text, int thought_row) {
     const ModelConfig* c = &m->cfg;
     const int H = c->hidden_size, IM = c->intermediate_size, NH = c->num_attention_heads;
     const int NKV = c->num_key_value_heads, HD = c->head_dim, KW = NKV * HD, C3 = (NH + 2 * NKV) * HD;
-    const float* P = m->params;
+    const floatX* P = m->params;
     int32_t p = pos;
     be->upload(g->pos, &p, sizeof p);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const LayerOffsets* lo = &m->layers[l];
-        be->rmsnorm_forward(g->ln, g->rstd, g->x, P + lo->ln1, 1, H, c->rms_norm_eps);
-        be->matmul_forward(g->qkv, g->ln, P + lo->qkv, 1, H, C3);
+        be->rmsnorm_forward(g->ln, g->rstd, g->x, X(P, lo->ln1), 1, H, c->rms_norm_eps);
+        be->matmul_forward(g->qkv, g->ln, X(P, lo->qkv), 1, H, C3);
         be->rope_forward(g->qkv, g->pos, 1, NH, NKV, HD, c->rope_theta);
-        floatX* kdst = thought_row >= 0 ? g->tk[l] + (size_t)thought_row * KW : g->k[l] + (size_t)pos * KW;
-        floatX* vdst = thought_row >= 0 ? g->tv[l] + (size_t)thought_row * KW : g->v[l] + (size_t)pos * KW;
-        be->copy_strided(kdst, KW, g->qkv + NH * HD, C3, 1, KW);
-        be->copy_strided(vdst, KW, g->qkv + NH * HD + KW, C3, 1, KW);
+        floatX* kdst = thought_row >= 0 ? X(g->tk[l], (size_t)thought_row * KW) : X(g->k[l], (size_t)pos * KW);
+        floatX* vdst = thought_row >= 0 ? X(g->tv[l], (size_t)thought_row * KW) : X(g->v[l], (size_t)pos * KW);
+        be->copy_strided(kdst, KW, X(g->qkv, NH * HD), C3, 1, KW);
+        be->copy_strided(vdst, KW, X(g->qkv, NH * HD + KW), C3, 1, KW);
         be->cached_attention_forward(g->att, g->qkv, g->k[l], g->v[l], n_text, g->tk[l], g->tv[l],
                                      thought_row >= 0 ? thought_row + 1 : 0, NH, NKV, HD);
-        be->matmul_forward(g->tmp, g->att, P + lo->o, 1, NH * HD, H);
+        be->matmul_forward(g->tmp, g->att, X(P, lo->o), 1, NH * HD, H);
         be->add(g->mid, g->x, g->tmp, H);
-        be->rmsnorm_forward(g->ln, g->rstd, g->mid, P + lo->ln2, 1, H, c->rms_norm_eps);
-        be->matmul_forward(g->gu, g->ln, P + lo->gate_up, 1, H, 2 * IM);
+        be->rmsnorm_forward(g->ln, g->rstd, g->mid, X(P, lo->ln2), 1, H, c->rms_norm_eps);
+        be->matmul_forward(g->gu, g->ln, X(P, lo->gate_up), 1, H, 2 * IM);
         be->swiglu_forward(g->mlp, g->gu, 1, IM);
-        be->matmul_forward(g->tmp, g->mlp, P + lo->down, 1, IM, H);
+        be->matmul_forward(g->tmp, g->mlp, X(P, lo->down), 1, IM, H);
         be->add(g->x, g->mid, g->tmp, H);
     }
-    be->rmsnorm_forward(g->lnf, g->rstd, g->x, P + m->off_norm, 1, H, c->rms_norm_eps);
+    be->rmsnorm_forward(g->lnf, g->rstd, g->x, X(P, m->off_norm), 1, H, c->rms_norm_eps);
 }
 
 static void embed_token(Gen* g, int32_t token) {
+    const Backend* be = g->m->be;
     g->m->be->upload(g->tok, &token, sizeof token);
-    g->m->be->embedding_forward(g->x, g->tok, g->m->params + g->m->off_embed, 1, g->m->cfg.hidden_size);
+    g->m->be->embedding_forward(g->x, g->tok, X(g->m->params, g->m->off_embed), 1, g->m->cfg.hidden_size);
 }
 
 typedef struct {
@@ -177,7 +181,7 @@ static int32_t sample_logits(const ModelConfig* c, float* z, float temperature, 
 static int32_t sample_row(Gen* g, float temperature, float top_p, uint64_t seed, int position, int purpose) {
     const int V = g->m->cfg.vocab_size;
     float* z = xmalloc(sizeof(float) * V);
-    g->m->be->download(z, g->logits, sizeof(float) * V);
+    x_download(g->m->be, z, g->logits, V);
     int32_t t = sample_logits(&g->m->cfg, z, temperature, top_p, seed, position, purpose, 0);
     free(z);
     return t;
@@ -189,17 +193,17 @@ static void think(Gen* g, const GenConfig* gc, int i, GenEmit emit, void* user) 
     Model* m = g->m;
     const Backend* be = m->be;
     const int H = m->cfg.hidden_size, V = m->cfg.vocab_size, NA = gc->n_ahead;
-    const float* P = m->params;
+    const floatX* P = m->params;
     emit(user, GEN_THOUGHT_START, m->cfg.start_thought_id);
     int32_t t = 0;
     for (int j = 1; j <= NA - 1; j++) {
         if (j == 1 || j == NA - 1)
-            be->row_broadcast(g->x, P + (j == 1 ? m->off_start : m->off_end), gc->embed_scale, 1, H);
+            be->row_broadcast(g->x, X(P, (j == 1 ? m->off_start : m->off_end)), gc->embed_scale, 1, H);
         else
             embed_token(g, t);
         row_forward(g, i + j, i + 1, j - 1);
         if (j <= NA - 3) {
-            be->matmul_forward(g->logits, g->lnf, P + m->off_lm_head, 1, H, V);
+            be->matmul_forward(g->logits, g->lnf, X(P, m->off_lm_head), 1, H, V);
             t = sample_row(g, 1.0f, 1.0f, gc->seed, i, 1000 + j);
             emit(user, GEN_THOUGHT_TOKEN, t);
         }
@@ -207,18 +211,19 @@ static void think(Gen* g, const GenConfig* gc, int i, GenEmit emit, void* user) 
     emit(user, GEN_THOUGHT_END, m->cfg.end_thought_id);
     // mixing head: w = MLP([h_text, h_thought]); hmix = (1 − w)·h_text + w·h_thought
     be->concat_columns(g->cat, g->hb, g->lnf, 1, H, H);
-    be->matmul_forward(g->a1, g->cat, P + m->off_mix_w0, 1, 2 * H, H);
-    be->add_bias(g->a1, P + m->off_mix_b0, 1, H);
+    be->matmul_forward(g->a1, g->cat, X(P, m->off_mix_w0), 1, 2 * H, H);
+    be->add_bias(g->a1, X(P, m->off_mix_b0), 1, H);
     be->relu_forward(g->a1, g->a1, H);
-    be->matmul_forward(g->a2, g->a1, P + m->off_mix_w2, 1, H, H);
-    be->add_bias(g->a2, P + m->off_mix_b2, 1, H);
+    be->matmul_forward(g->a2, g->a1, X(P, m->off_mix_w2), 1, H, H);
+    be->add_bias(g->a2, X(P, m->off_mix_b2), 1, H);
     be->relu_forward(g->a2, g->a2, H);
-    be->matmul_forward(g->w, g->a2, P + m->off_mix_w4, 1, H, 1);
+    be->matmul_forward(g->w, g->a2, X(P, m->off_mix_w4), 1, H, 1);
     be->mix_forward(g->hmix, g->hb, g->lnf, g->w, 1, H);
-    be->matmul_forward(g->logits, g->hmix, P + m->off_lm_head, 1, H, V);
+    be->matmul_forward(g->logits, g->hmix, X(P, m->off_lm_head), 1, H, V);
 }
 
 int generate(Model* m, const GenConfig* gc, const int32_t* prompt, int n_prompt, GenEmit emit, void* user) {
+    const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     const int H = c->hidden_size, V = c->vocab_size;
     if (n_prompt < 1) fatal("generate: the prompt must have at least one token");
@@ -235,12 +240,12 @@ int generate(Model* m, const GenConfig* gc, const int32_t* prompt, int n_prompt,
     }
     for (int i = n_prompt - 1; produced < gc->max_tokens; i++) {
         if (gc->thoughts) {
-            m->be->copy(g.hb, g.lnf, sizeof(floatX) * H);
+            m->be->copy(g.hb, g.lnf, m->be->x_bytes * H);
             think(&g, gc, i, emit, user);
         } else {
-            m->be->matmul_forward(g.logits, g.lnf, m->params + m->off_lm_head, 1, H, V);
+            m->be->matmul_forward(g.logits, g.lnf, X(m->params, m->off_lm_head), 1, H, V);
         }
-        if (produced == 0 && gc->first_logits) m->be->download(gc->first_logits, g.logits, sizeof(float) * V);
+        if (produced == 0 && gc->first_logits) x_download(m->be, gc->first_logits, g.logits, V);
         int32_t next = sample_row(&g, gc->temperature, gc->top_p, gc->seed, i, 0);
         emit(user, GEN_TEXT, next);
         produced++;
@@ -347,13 +352,13 @@ static void batch_forward(Batch* b, const RowInfo* ri, int N) {
     const ModelConfig* c = &m->cfg;
     const int H = c->hidden_size, IM = c->intermediate_size, NH = c->num_attention_heads;
     const int NKV = c->num_key_value_heads, HD = c->head_dim, KW = NKV * HD, C3 = (NH + 2 * NKV) * HD;
-    const float* P = m->params;
+    const floatX* P = m->params;
     for (int r = 0; r < N; r++) b->h_pos[r] = ri[r].pos;
     be->upload(b->pos, b->h_pos, sizeof(int32_t) * N);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const LayerOffsets* lo = &m->layers[l];
-        be->rmsnorm_forward(b->ln, b->rstd, b->x, P + lo->ln1, N, H, c->rms_norm_eps);
-        be->matmul_forward(b->qkv, b->ln, P + lo->qkv, N, H, C3);
+        be->rmsnorm_forward(b->ln, b->rstd, b->x, X(P, lo->ln1), N, H, c->rms_norm_eps);
+        be->matmul_forward(b->qkv, b->ln, X(P, lo->qkv), N, H, C3);
         be->rope_forward(b->qkv, b->pos, N, NH, NKV, HD, c->rope_theta);
         // keys and values into the caches, one copy per run of consecutive rows of one slot
         for (int r = 0; r < N;) {
@@ -364,35 +369,36 @@ static void batch_forward(Batch* b, const RowInfo* ri, int N) {
                 n++;
             const size_t at = a->thought_row >= 0 ? ((size_t)a->slot * b->n_thought + a->thought_row) * KW
                                                   : ((size_t)a->slot * b->max_len + a->pos) * KW;
-            floatX* kdst = (a->thought_row >= 0 ? b->tk[l] : b->k[l]) + at;
-            floatX* vdst = (a->thought_row >= 0 ? b->tv[l] : b->v[l]) + at;
-            be->copy_strided(kdst, KW, b->qkv + (size_t)r * C3 + NH * HD, C3, n, KW);
-            be->copy_strided(vdst, KW, b->qkv + (size_t)r * C3 + NH * HD + KW, C3, n, KW);
+            floatX* kdst = X(a->thought_row >= 0 ? b->tk[l] : b->k[l], at);
+            floatX* vdst = X(a->thought_row >= 0 ? b->tv[l] : b->v[l], at);
+            be->copy_strided(kdst, KW, X(b->qkv, (size_t)r * C3 + NH * HD), C3, n, KW);
+            be->copy_strided(vdst, KW, X(b->qkv, (size_t)r * C3 + NH * HD + KW), C3, n, KW);
             r += n;
         }
         for (int r = 0; r < N; r++) {
             const RowInfo* a = &ri[r];
             const size_t text = (size_t)a->slot * b->max_len * KW, th = (size_t)a->slot * b->n_thought * KW;
-            be->cached_attention_forward(b->att + (size_t)r * NH * HD, b->qkv + (size_t)r * C3, b->k[l] + text,
-                                         b->v[l] + text, a->n_text, b->tk[l] + th, b->tv[l] + th,
+            be->cached_attention_forward(X(b->att, (size_t)r * NH * HD), X(b->qkv, (size_t)r * C3), X(b->k[l], text),
+                                         X(b->v[l], text), a->n_text, X(b->tk[l], th), X(b->tv[l], th),
                                          a->thought_row >= 0 ? a->thought_row + 1 : 0, NH, NKV, HD);
         }
-        be->matmul_forward(b->tmp, b->att, P + lo->o, N, NH * HD, H);
+        be->matmul_forward(b->tmp, b->att, X(P, lo->o), N, NH * HD, H);
         be->add(b->mid, b->x, b->tmp, (size_t)N * H);
-        be->rmsnorm_forward(b->ln, b->rstd, b->mid, P + lo->ln2, N, H, c->rms_norm_eps);
-        be->matmul_forward(b->gu, b->ln, P + lo->gate_up, N, H, 2 * IM);
+        be->rmsnorm_forward(b->ln, b->rstd, b->mid, X(P, lo->ln2), N, H, c->rms_norm_eps);
+        be->matmul_forward(b->gu, b->ln, X(P, lo->gate_up), N, H, 2 * IM);
         be->swiglu_forward(b->mlp, b->gu, N, IM);
-        be->matmul_forward(b->tmp, b->mlp, P + lo->down, N, IM, H);
+        be->matmul_forward(b->tmp, b->mlp, X(P, lo->down), N, IM, H);
         be->add(b->x, b->mid, b->tmp, (size_t)N * H);
     }
-    be->rmsnorm_forward(b->lnf, b->rstd, b->x, P + m->off_norm, N, H, c->rms_norm_eps);
+    be->rmsnorm_forward(b->lnf, b->rstd, b->x, X(P, m->off_norm), N, H, c->rms_norm_eps);
 }
 
 // lm_head over the S rows of h, downloaded into b->h_logits.
 static void batch_logits(Batch* b, const floatX* h, int S) {
     const ModelConfig* c = &b->m->cfg;
-    b->m->be->matmul_forward(b->logits, h, b->m->params + b->m->off_lm_head, S, c->hidden_size, c->vocab_size);
-    b->m->be->download(b->h_logits, b->logits, sizeof(float) * S * c->vocab_size);
+    const Backend* be = b->m->be;
+    be->matmul_forward(b->logits, h, X(b->m->params, b->m->off_lm_head), S, c->hidden_size, c->vocab_size);
+    x_download(be, b->h_logits, b->logits, (size_t)S * c->vocab_size);
 }
 
 typedef struct {
@@ -410,15 +416,15 @@ static void batch_think(Batch* b, const GenConfig* gc, const GenRequest* reqs, c
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     const int H = c->hidden_size, V = c->vocab_size, NA = gc->n_ahead;
-    const float* P = m->params;
+    const floatX* P = m->params;
     for (int s = 0; s < S; s++)
         if (emit) emit(user, sl[act[s]].req, GEN_THOUGHT_START, c->start_thought_id);
     for (int j = 1; j <= NA - 1; j++) {
         if (j == 1 || j == NA - 1) {
-            be->row_broadcast(b->x, P + (j == 1 ? m->off_start : m->off_end), gc->embed_scale, S, H);
+            be->row_broadcast(b->x, X(P, (j == 1 ? m->off_start : m->off_end)), gc->embed_scale, S, H);
         } else {
             be->upload(b->tok, toks, sizeof(int32_t) * S);
-            be->embedding_forward(b->x, b->tok, P + m->off_embed, S, H);
+            be->embedding_forward(b->x, b->tok, X(P, m->off_embed), S, H);
         }
         for (int s = 0; s < S; s++) {
             const Slot* a = &sl[act[s]];
@@ -438,19 +444,20 @@ static void batch_think(Batch* b, const GenConfig* gc, const GenRequest* reqs, c
     for (int s = 0; s < S; s++)
         if (emit) emit(user, sl[act[s]].req, GEN_THOUGHT_END, c->end_thought_id);
     be->concat_columns(b->cat, b->hb, b->lnf, S, H, H);
-    be->matmul_forward(b->a1, b->cat, P + m->off_mix_w0, S, 2 * H, H);
-    be->add_bias(b->a1, P + m->off_mix_b0, S, H);
+    be->matmul_forward(b->a1, b->cat, X(P, m->off_mix_w0), S, 2 * H, H);
+    be->add_bias(b->a1, X(P, m->off_mix_b0), S, H);
     be->relu_forward(b->a1, b->a1, (size_t)S * H);
-    be->matmul_forward(b->a2, b->a1, P + m->off_mix_w2, S, H, H);
-    be->add_bias(b->a2, P + m->off_mix_b2, S, H);
+    be->matmul_forward(b->a2, b->a1, X(P, m->off_mix_w2), S, H, H);
+    be->add_bias(b->a2, X(P, m->off_mix_b2), S, H);
     be->relu_forward(b->a2, b->a2, (size_t)S * H);
-    be->matmul_forward(b->w, b->a2, P + m->off_mix_w4, S, H, 1);
+    be->matmul_forward(b->w, b->a2, X(P, m->off_mix_w4), S, H, 1);
     be->mix_forward(b->hmix, b->hb, b->lnf, b->w, S, H);
     batch_logits(b, b->hmix, S);
 }
 
 void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs, int batch, GenBatchEmit emit,
                     void* user) {
+    const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     const int H = c->hidden_size, V = c->vocab_size;
     if (n_reqs <= 0) return;
@@ -516,13 +523,13 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
             prev = s;
         }
         m->be->upload(b.tok, toks, sizeof(int32_t) * N);
-        m->be->embedding_forward(b.x, b.tok, m->params + m->off_embed, N, H);
+        m->be->embedding_forward(b.x, b.tok, X(m->params, m->off_embed), N, H);
         batch_forward(&b, ri, N);
         // each running slot's last row, then the followers' (their leader's)
         for (int r = 0; r < N; r++) {
             const Slot* a = &sl[ri[r].slot];
             if (ri[r].pos != a->last) continue;
-            m->be->copy(b.hsel + (size_t)S * H, b.lnf + (size_t)r * H, sizeof(floatX) * H);
+            be->copy(X(b.hsel, (size_t)S * H), X(b.lnf, (size_t)r * H), be->x_bytes * H);
             act[S++] = ri[r].slot;
         }
         for (int s = 0; n_followers > 0 && s < slots; s++) {
@@ -530,16 +537,16 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
             const int ld = sl[s].leader;
             int at = 0;
             while (act[at] != ld) at++;  // the leader forwarded its prompt this step: it is in act
-            m->be->copy(b.hsel + (size_t)S * H, b.hsel + (size_t)at * H, sizeof(floatX) * H);
+            be->copy(X(b.hsel, (size_t)S * H), X(b.hsel, (size_t)at * H), be->x_bytes * H);
             act[S++] = s;
             const size_t KW = (size_t)c->num_key_value_heads * c->head_dim, n = (size_t)(sl[s].last + 1) * KW;
             for (int l = 0; l < c->num_hidden_layers; l++) {
-                m->be->copy(b.k[l] + (size_t)s * b.max_len * KW, b.k[l] + (size_t)ld * b.max_len * KW, sizeof(floatX) * n);
-                m->be->copy(b.v[l] + (size_t)s * b.max_len * KW, b.v[l] + (size_t)ld * b.max_len * KW, sizeof(floatX) * n);
+                be->copy(X(b.k[l], (size_t)s * b.max_len * KW), X(b.k[l], (size_t)ld * b.max_len * KW), be->x_bytes * n);
+                be->copy(X(b.v[l], (size_t)s * b.max_len * KW), X(b.v[l], (size_t)ld * b.max_len * KW), be->x_bytes * n);
             }
         }
         if (gc->thoughts) {
-            m->be->copy(b.hb, b.hsel, sizeof(floatX) * S * H);
+            be->copy(b.hb, b.hsel, be->x_bytes * S * H);
             batch_think(&b, gc, reqs, sl, act, S, ri, toks, emit, user);
         } else {
             batch_logits(&b, b.hsel, S);

@@ -77,10 +77,14 @@ typedef struct {
     // the mixing head Linear(2H->H) ReLU Linear(H->H) ReLU Linear(H->1, no bias)
     size_t off_start, off_end, off_mix_w0, off_mix_b0, off_mix_w2, off_mix_b2, off_mix_w4;
     LayerOffsets* layers;
-    float* params;  // backend memory, n_params each
-    float* grads;
-    float* m;       // AdamW moments of the range [opt_offset, opt_offset + opt_count) of the parameters:
-    float* v;       // all of them, or this rank's shard under ZeRO-1
+    floatX* params;  // backend memory, n_params each: the weights the ops read (floatX: be->x_bytes each)
+    floatX* grads;
+    // fp32 master weights, AdamW moments, of the range [opt_offset, opt_offset + opt_count) of the
+    // parameters: all of them, or this rank's shard under ZeRO-1. master is NULL in fp32 (params are
+    // the master); in bf16 the optimizer updates it and writes params from it in the same pass.
+    float* master;
+    float* m;
+    float* v;
     size_t opt_offset, opt_count;
     float* scalar;  // backend memory: one float, the result of sum_squares
     Activations acts;
@@ -95,6 +99,7 @@ typedef struct {
     float beta1, beta2, eps, weight_decay;
     int decay_norms;   // also decay the RMSNorm weights (the Quiet-STaR reference's Trainer does)
     int bf16_weights;  // round the weights to bf16 after every step (the reference keeps them in bf16)
+    uint64_t stochastic_seed;  // bf16 copies: stochastic rounding keyed by (seed, step) when nonzero
 } AdamWConfig;
 
 // Builds only the parameter table (names, shapes, offsets, n_params): nothing is allocated.
@@ -105,6 +110,10 @@ void model_destroy(Model* m);
 // Normal(0, initializer_range) for matrices and embeddings, ones for norms; Philox keyed by seed.
 void model_init_random(Model* m, uint64_t seed);
 const ParamTensor* model_find_tensor(const Model* m, const char* name);
+// All n_params weights from / to a host fp32 array (the master weights where there are some: this rank's
+// shard of them, the working copy elsewhere).
+void model_set_weights(Model* m, const float* host);
+void model_get_weights(const Model* m, float* host);
 // Copies every tensor of src into the same-named tensor of dst; where dst has more rows (a grown
 // vocabulary) the leading rows are copied and the rest keep dst's values. Tensors src lacks are kept.
 void model_copy_matching(Model* dst, const Model* src);
@@ -118,7 +127,7 @@ enum {
     ACT_ALL = 15,
 };
 // Activation memory for (B, T) and the given groups; model_forward/backward need ACT_ALL.
-size_t model_activation_bytes(const ModelConfig* cfg, int B, int T, int groups);
+size_t model_activation_bytes(const ModelConfig* cfg, size_t x_bytes, int B, int T, int groups);
 void activations_alloc(const Backend* be, const ModelConfig* cfg, Activations* a, int B, int T, int groups);
 void activations_free(const Backend* be, Activations* a);
 void model_alloc_activations(Model* m, int B, int T);
@@ -144,6 +153,8 @@ float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, con
 float model_loss(Model* m, Activations* a, const int32_t* targets);
 // Backward of loss_scale * (mean loss of the last forward); parameter gradients accumulate.
 void model_backward(Model* m, float loss_scale);
+// The backward below the loss: from d(loss)/d(logits) left in m->acts.logits to every parameter gradient.
+void model_backward_dlogits(Model* m);
 void model_zero_grad(Model* m);
 // The contiguous parameter range [*offset, *offset + *count) of layer l's tensors.
 void model_layer_range(const Model* m, int l, size_t* offset, size_t* count);

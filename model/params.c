@@ -83,8 +83,9 @@ void model_create(Model* m, const ModelConfig* cfg, const Backend* be) {
     model_build_table(m, cfg);
     m->be = be;
     size_t bytes = sizeof(float) * m->n_params;
-    m->params = be->alloc(bytes);
-    m->grads = be->alloc(bytes);
+    m->params = be->alloc(be->x_bytes * m->n_params);
+    m->grads = be->alloc(be->x_bytes * m->n_params);
+    m->master = be->x_bytes == sizeof(float) ? NULL : be->alloc(bytes);
     m->m = be->alloc(bytes);
     m->v = be->alloc(bytes);
     m->opt_offset = 0;
@@ -97,6 +98,7 @@ void model_destroy(Model* m) {
     if (be) {
         be->free(m->params);
         be->free(m->grads);
+        if (m->master) be->free(m->master);
         be->free(m->m);
         be->free(m->v);
         be->free(m->scalar);
@@ -135,22 +137,32 @@ void model_init_random(Model* m, uint64_t seed) {
             w[i] = std * philox_normal(r.v[0], r.v[1]);
         }
     }
-    m->be->upload(m->params, host, sizeof(float) * m->n_params);
+    model_set_weights(m, host);
     free(host);
+}
+
+void model_set_weights(Model* m, const float* host) {
+    x_upload(m->be, m->params, host, m->n_params);
+    if (m->master) m->be->upload(m->master, host + m->opt_offset, sizeof(float) * m->opt_count);
+}
+
+void model_get_weights(const Model* m, float* host) {
+    x_download(m->be, host, m->params, m->n_params);
+    if (m->master) m->be->download(host + m->opt_offset, m->master, sizeof(float) * m->opt_count);
 }
 
 void model_copy_matching(Model* dst, const Model* src) {
     float* s = xmalloc(sizeof(float) * src->n_params);
     float* d = xmalloc(sizeof(float) * dst->n_params);
-    src->be->download(s, src->params, sizeof(float) * src->n_params);
-    dst->be->download(d, dst->params, sizeof(float) * dst->n_params);
+    model_get_weights(src, s);
+    model_get_weights(dst, d);
     for (int i = 0; i < dst->n_tensors; i++) {
         const ParamTensor* td = &dst->tensors[i];
         const ParamTensor* ts = model_find_tensor(src, td->name);
         if (!ts || ts->ndim != td->ndim || ts->shape[0] > td->shape[0] || ts->shape[1] != td->shape[1]) continue;
         memcpy(d + td->offset, s + ts->offset, sizeof(float) * ts->numel);  // leading rows when it grew
     }
-    dst->be->upload(dst->params, d, sizeof(float) * dst->n_params);
+    model_set_weights(dst, d);
     free(s);
     free(d);
 }
@@ -161,6 +173,13 @@ void model_shard_optimizer(Model* m, size_t offset, size_t count) {
     m->be->free(m->v);
     m->m = m->be->alloc(sizeof(float) * (count ? count : 1));
     m->v = m->be->alloc(sizeof(float) * (count ? count : 1));
+    if (m->master) {  // the master weights are sharded with the moments; keep this rank's part
+        QSTAR_ASSERT(m->opt_offset == 0 && m->opt_count == m->n_params);
+        float* shard = m->be->alloc(sizeof(float) * (count ? count : 1));
+        m->be->copy(shard, m->master + offset, sizeof(float) * count);
+        m->be->free(m->master);
+        m->master = shard;
+    }
     m->opt_offset = offset;
     m->opt_count = count;
 }

@@ -16,6 +16,9 @@
 
 #include "common/util.h"
 
+// X(p, n): element n of a floatX buffer (the backend's precision decides the byte offset).
+#define X(p, n) xat(be, (p), (n))
+
 QuietStarConfig quietstar_reference_config(void) {
     QuietStarConfig c = {.n_ahead = 12,
                          .n_ahead_talk = 4,
@@ -57,8 +60,8 @@ typedef struct {
 } Buf;
 
 // The head buffers beside the per-step activations; one list so allocation and `info` agree.
-static int head_buffers(QuietStar* qs, const ModelConfig* c, int NA, int T, size_t N, Buf* b) {
-    const size_t H = c->hidden_size, f = sizeof(floatX);
+static int head_buffers(QuietStar* qs, const ModelConfig* c, size_t f, int NA, int T, size_t N, Buf* b) {
+    const size_t H = c->hidden_size;  // f: bytes of a floatX
     const size_t S = (size_t)NA + T - 1;
     int n = 0;
 #define BUF(field, bytes) b[n++] = (Buf){(void**)&qs->field, (bytes)}
@@ -89,16 +92,16 @@ static int head_buffers(QuietStar* qs, const ModelConfig* c, int NA, int T, size
     return n;
 }
 
-size_t quietstar_activation_bytes(const ModelConfig* c, const QuietStarConfig* qc, int B, int L) {
+size_t quietstar_activation_bytes(const ModelConfig* c, const QuietStarConfig* qc, size_t x_bytes, int B, int L) {
     const int R = B * qc->n_passes, S = qc->n_ahead + qc->n_ahead_talk - 1;
     const size_t N = (size_t)R * L;
     const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
-    size_t total = (size_t)S * model_activation_bytes(c, R, L, ACT_SAVED | ACT_HEAD);
-    total += model_activation_bytes(c, R, L, ACT_SCRATCH);
-    total += 2 * (size_t)S * c->num_hidden_layers * N * C3 * sizeof(floatX);
+    size_t total = (size_t)S * model_activation_bytes(c, x_bytes, R, L, ACT_SAVED | ACT_HEAD);
+    total += model_activation_bytes(c, x_bytes, R, L, ACT_SCRATCH);
+    total += 2 * (size_t)S * c->num_hidden_layers * N * C3 * x_bytes;
     QuietStar tmp;
     Buf b[32];
-    int n = head_buffers(&tmp, c, qc->n_ahead, qc->n_ahead_talk, N, b);
+    int n = head_buffers(&tmp, c, x_bytes, qc->n_ahead, qc->n_ahead_talk, N, b);
     for (int i = 0; i < n; i++) total += b[i].bytes;
     return total;
 }
@@ -121,16 +124,16 @@ void quietstar_create(QuietStar* qs, Model* m, const QuietStarConfig* qc, int B,
     const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
     const size_t layer_qkv = (size_t)qs->N * C3;
     qs->step_stride = (size_t)c->num_hidden_layers * layer_qkv;
-    qs->qkv = be->alloc(sizeof(floatX) * qs->S * qs->step_stride);
-    qs->dqkv = be->alloc(sizeof(floatX) * qs->S * qs->step_stride);
+    qs->qkv = be->alloc(be->x_bytes * qs->S * qs->step_stride);
+    qs->dqkv = be->alloc(be->x_bytes * qs->S * qs->step_stride);
     qs->steps = xcalloc((size_t)qs->S, sizeof(Activations));
     for (int k = 0; k < qs->S; k++) {
         activations_alloc(be, c, &qs->steps[k], qs->R, L, ACT_SAVED | ACT_HEAD);
-        qs->steps[k].qkv = qs->qkv + k * qs->step_stride;
+        qs->steps[k].qkv = X(qs->qkv, k * qs->step_stride);
     }
     activations_alloc(be, c, &qs->scratch, qs->R, L, ACT_SCRATCH);
     Buf b[32];
-    int n = head_buffers(qs, c, qs->NA, qs->T, (size_t)qs->N, b);
+    int n = head_buffers(qs, c, be->x_bytes, qs->NA, qs->T, (size_t)qs->N, b);
     for (int i = 0; i < n; i++) *b[i].ptr = be->alloc(b[i].bytes);
     qs->step_tokens = xcalloc((size_t)qs->S * qs->N, sizeof(int32_t));
     // Once per shape: each step's positions i + k; the start/end ids at their steps (only read back by
@@ -160,7 +163,7 @@ void quietstar_destroy(QuietStar* qs) {
     be->free(qs->qkv);
     be->free(qs->dqkv);
     Buf b[32];
-    int n = head_buffers(qs, &qs->m->cfg, qs->NA, qs->T, (size_t)qs->N, b);
+    int n = head_buffers(qs, &qs->m->cfg, be->x_bytes, qs->NA, qs->T, (size_t)qs->N, b);
     for (int i = 0; i < n; i++) be->free(*b[i].ptr);
     free(qs->step_tokens);
     memset(qs, 0, sizeof *qs);
@@ -168,12 +171,12 @@ void quietstar_destroy(QuietStar* qs) {
 
 void quietstar_init_thought_embeddings(Model* m, int init_id, float embed_scale) {
     const int H = m->cfg.hidden_size;
-    float* row = xmalloc(sizeof(float) * H);
-    m->be->download(row, m->params + m->off_embed + (size_t)init_id * H, sizeof(float) * H);
-    for (int i = 0; i < H; i++) row[i] /= embed_scale;
-    m->be->upload(m->params + m->off_start, row, sizeof(float) * H);
-    m->be->upload(m->params + m->off_end, row, sizeof(float) * H);
-    free(row);
+    float* w = xmalloc(sizeof(float) * m->n_params);  // through the master weights where there are some
+    model_get_weights(m, w);
+    for (int i = 0; i < H; i++)
+        w[m->off_start + i] = w[m->off_end + i] = w[m->off_embed + (size_t)init_id * H + i] / embed_scale;
+    model_set_weights(m, w);
+    free(w);
 }
 
 static ThoughtAttn thought_attn(QuietStar* qs, int k) {
@@ -192,21 +195,22 @@ static void mixer_forward(QuietStar* qs, int s, const floatX* h, floatX* logits)
     Model* m = qs->m;
     const Backend* be = m->be;
     const int N = qs->N, H = m->cfg.hidden_size;
-    const float* P = m->params;
-    floatX *hb = qs->hb + (size_t)s * N * H, *cat = qs->cat + (size_t)s * N * 2 * H;
-    floatX *a1 = qs->a1 + (size_t)s * N * H, *a2 = qs->a2 + (size_t)s * N * H;
-    floatX *w = qs->w + (size_t)s * N, *hmix = qs->hmix + (size_t)s * N * H;
+    const floatX* P = m->params;
+    const size_t NH = (size_t)N * H;
+    floatX *hb = X(qs->hb, s * NH), *cat = X(qs->cat, s * 2 * NH);
+    floatX *a1 = X(qs->a1, s * NH), *a2 = X(qs->a2, s * NH);
+    floatX *w = X(qs->w, (size_t)s * N), *hmix = X(qs->hmix, s * NH);
     be->roll_rows(hb, qs->steps[0].lnf, qs->R, qs->L, H, s);
     be->concat_columns(cat, hb, h, N, H, H);
-    be->matmul_forward(a1, cat, P + m->off_mix_w0, N, 2 * H, H);
-    be->add_bias(a1, P + m->off_mix_b0, N, H);
+    be->matmul_forward(a1, cat, X(P, m->off_mix_w0), N, 2 * H, H);
+    be->add_bias(a1, X(P, m->off_mix_b0), N, H);
     be->relu_forward(a1, a1, (size_t)N * H);
-    be->matmul_forward(a2, a1, P + m->off_mix_w2, N, H, H);
-    be->add_bias(a2, P + m->off_mix_b2, N, H);
+    be->matmul_forward(a2, a1, X(P, m->off_mix_w2), N, H, H);
+    be->add_bias(a2, X(P, m->off_mix_b2), N, H);
     be->relu_forward(a2, a2, (size_t)N * H);
-    be->matmul_forward(w, a2, P + m->off_mix_w4, N, H, 1);
+    be->matmul_forward(w, a2, X(P, m->off_mix_w4), N, H, 1);
     be->mix_forward(hmix, hb, h, w, N, H);
-    be->matmul_forward(logits, hmix, P + m->off_lm_head, N, H, m->cfg.vocab_size);
+    be->matmul_forward(logits, hmix, X(P, m->off_lm_head), N, H, m->cfg.vocab_size);
     if (qs->qc.mask_thoughts_in_talk) mask_thought_columns(qs, logits, -1e10f);
 }
 
@@ -216,22 +220,23 @@ static void mixer_backward(QuietStar* qs, int s, const floatX* h, floatX* dlogit
     Model* m = qs->m;
     const Backend* be = m->be;
     const int N = qs->N, H = m->cfg.hidden_size;
-    const float* P = m->params;
-    float* G = m->grads;
-    floatX *hb = qs->hb + (size_t)s * N * H, *cat = qs->cat + (size_t)s * N * 2 * H;
-    floatX *a1 = qs->a1 + (size_t)s * N * H, *a2 = qs->a2 + (size_t)s * N * H;
-    floatX *w = qs->w + (size_t)s * N, *hmix = qs->hmix + (size_t)s * N * H;
+    const floatX* P = m->params;
+    floatX* G = m->grads;
+    const size_t NH = (size_t)N * H;
+    floatX *hb = X(qs->hb, s * NH), *cat = X(qs->cat, s * 2 * NH);
+    floatX *a1 = X(qs->a1, s * NH), *a2 = X(qs->a2, s * NH);
+    floatX *w = X(qs->w, (size_t)s * N), *hmix = X(qs->hmix, s * NH);
     if (qs->qc.mask_thoughts_in_talk) mask_thought_columns(qs, dlogits, 0.0f);
-    be->matmul_backward(qs->dhmix, G + m->off_lm_head, dlogits, hmix, P + m->off_lm_head, N, H, m->cfg.vocab_size, 0);
-    be->zero(qs->dhb, sizeof(floatX) * (size_t)N * H);
+    be->matmul_backward(qs->dhmix, X(G, m->off_lm_head), dlogits, hmix, X(P, m->off_lm_head), N, H, m->cfg.vocab_size, 0);
+    be->zero(qs->dhb, be->x_bytes * (size_t)N * H);
     be->mix_backward(qs->dhb, qs->dlnf, qs->dw, qs->dhmix, hb, h, w, N, H);
-    be->matmul_backward(qs->da2, G + m->off_mix_w4, qs->dw, a2, P + m->off_mix_w4, N, H, 1, 0);
+    be->matmul_backward(qs->da2, X(G, m->off_mix_w4), qs->dw, a2, X(P, m->off_mix_w4), N, H, 1, 0);
     be->relu_backward(qs->da2, qs->da2, a2, (size_t)N * H);
-    be->column_sum(G + m->off_mix_b2, qs->da2, 1.0f, N, H);
-    be->matmul_backward(qs->da1, G + m->off_mix_w2, qs->da2, a1, P + m->off_mix_w2, N, H, H, 0);
+    be->column_sum(X(G, m->off_mix_b2), qs->da2, 1.0f, N, H);
+    be->matmul_backward(qs->da1, X(G, m->off_mix_w2), qs->da2, a1, X(P, m->off_mix_w2), N, H, H, 0);
     be->relu_backward(qs->da1, qs->da1, a1, (size_t)N * H);
-    be->column_sum(G + m->off_mix_b0, qs->da1, 1.0f, N, H);
-    be->matmul_backward(qs->dcat, G + m->off_mix_w0, qs->da1, cat, P + m->off_mix_w0, N, 2 * H, H, 0);
+    be->column_sum(X(G, m->off_mix_b0), qs->da1, 1.0f, N, H);
+    be->matmul_backward(qs->dcat, X(G, m->off_mix_w0), qs->da1, cat, X(P, m->off_mix_w0), N, 2 * H, H, 0);
     be->split_columns_backward(qs->dhb, qs->dlnf, qs->dcat, N, H, H);
     be->roll_rows_backward(qs->dlnf0, qs->dhb, qs->R, qs->L, H, s);
 }
@@ -256,23 +261,23 @@ double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step
         // input of this step: the text, the start/end embedding, a sampled token (written into this
         // step's tokens by the sampler of the step before), or the true token s places ahead
         if (k == 1 || k == NA - 1) {
-            be->row_broadcast(a->resid, m->params + (k == 1 ? m->off_start : m->off_end), qs->qc.embed_scale, N, H);
+            be->row_broadcast(a->resid, X(m->params, (k == 1 ? m->off_start : m->off_end)), qs->qc.embed_scale, N, H);
         } else {
             if (k >= NA) {
                 const int s = k - (NA - 1);
                 be->shift_tokens(a->tokens, text, N, L, s, L - s, pad);
             }
-            be->embedding_forward(a->resid, a->tokens, m->params + m->off_embed, N, H);
+            be->embedding_forward(a->resid, a->tokens, X(m->params, m->off_embed), N, H);
         }
         ThoughtAttn ta = thought_attn(qs, k);
         decoder_forward(m, a, &qs->scratch, &ta);
 
         if (kind == STEP_BASE) {
-            be->matmul_forward(a->logits, a->lnf, m->params + m->off_lm_head, N, H, V);
+            be->matmul_forward(a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V);
             be->shift_tokens(a->targets, text, N, L, 1, L - 1, QSTAR_IGNORE_INDEX);
             be->crossentropy_forward(a->losses, a->logits, a->targets, N, V);
         } else if (kind == STEP_POLICY) {
-            be->matmul_forward(a->logits, a->lnf, m->params + m->off_lm_head, N, H, V);
+            be->matmul_forward(a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V);
             mask_thought_columns(qs, a->logits, -1e10f);
             // a->targets is the next step's input: the sampled token feeds it and is this step's target
             if (qs->forced)
@@ -325,10 +330,10 @@ void quietstar_backward(QuietStar* qs, float loss_scale) {
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     const int R = qs->R, L = qs->L, N = qs->N, H = c->hidden_size, V = c->vocab_size, NA = qs->NA, T = qs->T;
-    float* G = m->grads;
+    floatX* G = m->grads;
 
-    be->zero(qs->dqkv, sizeof(floatX) * qs->S * qs->step_stride);
-    be->zero(qs->dlnf0, sizeof(floatX) * (size_t)N * H);
+    be->zero(qs->dqkv, be->x_bytes * qs->S * qs->step_stride);
+    be->zero(qs->dlnf0, be->x_bytes * (size_t)N * H);
     be->row_weights(qs->policy_dl, qs->advantage,
                     (float)(loss_scale * qs->qc.policy_weight / ((double)R * (L - 1 - T)) / (NA - 3)), N, L, L - 1 - T);
     if (qs->weights_scale != loss_scale) {  // the constant loss weights, once per loss scale
@@ -346,21 +351,21 @@ void quietstar_backward(QuietStar* qs, float loss_scale) {
         if (kind == STEP_TALK) {
             const int s = k - (NA - 1);
             be->crossentropy_backward(a->logits, a->logits, a->targets, qs->talk_dl + (size_t)s * N, N, V);
-            be->zero(qs->dlnf, sizeof(floatX) * (size_t)N * H);
+            be->zero(qs->dlnf, be->x_bytes * (size_t)N * H);
             mixer_backward(qs, s, a->lnf, a->logits);
         } else if (kind == STEP_POLICY) {
             be->crossentropy_backward(a->logits, a->logits, a->targets, qs->policy_dl, N, V);
             be->scale(a->logits, 1.0f / qs->qc.reinforce_temperature, (size_t)N * V);
             mask_thought_columns(qs, a->logits, 0.0f);  // masked logits are constants: no gradient
-            be->matmul_backward(qs->dlnf, G + m->off_lm_head, a->logits, a->lnf, m->params + m->off_lm_head, N, H,
+            be->matmul_backward(qs->dlnf, X(G, m->off_lm_head), a->logits, a->lnf, X(m->params, m->off_lm_head), N, H,
                                 V, 0);
         } else if (kind == STEP_BASE) {
             be->crossentropy_backward(a->logits, a->logits, a->targets, qs->base_dl, N, V);
-            be->matmul_backward(qs->dlnf, G + m->off_lm_head, a->logits, a->lnf, m->params + m->off_lm_head, N, H, V,
+            be->matmul_backward(qs->dlnf, X(G, m->off_lm_head), a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V,
                                 0);
             be->add(qs->dlnf, qs->dlnf, qs->dlnf0, (size_t)N * H);
         } else {
-            be->zero(qs->dlnf, sizeof(floatX) * (size_t)N * H);
+            be->zero(qs->dlnf, be->x_bytes * (size_t)N * H);
         }
         ThoughtAttn ta = thought_attn(qs, k);
         // a layer's gradients are final only once step 0, the last differentiated, is through it
@@ -369,8 +374,8 @@ void quietstar_backward(QuietStar* qs, float loss_scale) {
         decoder_backward(m, a, &qs->scratch, qs->dlnf, &ta);
         m->grad_ready = ready;
         if (k == 1 || k == NA - 1)
-            be->column_sum(G + (k == 1 ? m->off_start : m->off_end), qs->scratch.dresid, qs->qc.embed_scale, N, H);
+            be->column_sum(X(G, (k == 1 ? m->off_start : m->off_end)), qs->scratch.dresid, qs->qc.embed_scale, N, H);
         else
-            be->embedding_backward(G + m->off_embed, qs->scratch.dresid, a->tokens, N, V, H);
+            be->embedding_backward(X(G, m->off_embed), qs->scratch.dresid, a->tokens, N, V, H);
     }
 }

@@ -22,38 +22,39 @@ typedef struct {
 } ActSpec;
 
 // Fills specs for (B, T); returns the number of entries. ptr fields point into `a`.
-static int activation_specs(const ModelConfig* c, int B, int T, Activations* a, ActSpec* s) {
+static int activation_specs(const ModelConfig* c, size_t x_bytes, int B, int T, Activations* a, ActSpec* s) {
     const size_t N = (size_t)B * T, H = c->hidden_size, L = c->num_hidden_layers, IM = c->intermediate_size;
     const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
     const size_t CO = (size_t)c->num_attention_heads * c->head_dim, V = c->vocab_size, NH = c->num_attention_heads;
     int n = 0;
-#define SPEC(field, cnt, type, grp) s[n++] = (ActSpec){(void**)&a->field, (cnt), sizeof(type), (grp)}
-    SPEC(resid, (L + 1) * N * H, floatX, ACT_SAVED);
-    SPEC(ln1, L * N * H, floatX, ACT_SAVED);
-    SPEC(ln1_rstd, L * N, float, ACT_SAVED);
-    SPEC(qkv, L * N * C3, floatX, ACT_QKV);
-    SPEC(att, L * N * CO, floatX, ACT_SAVED);
-    SPEC(lse, L * N * NH, float, ACT_SAVED);
-    SPEC(resid_mid, L * N * H, floatX, ACT_SAVED);
-    SPEC(ln2, L * N * H, floatX, ACT_SAVED);
-    SPEC(ln2_rstd, L * N, float, ACT_SAVED);
-    SPEC(gate_up, L * N * 2 * IM, floatX, ACT_SAVED);
-    SPEC(mlp, L * N * IM, floatX, ACT_SAVED);
-    SPEC(lnf, N * H, floatX, ACT_SAVED);
-    SPEC(lnf_rstd, N, float, ACT_SAVED);
-    SPEC(logits, N * V, floatX, ACT_HEAD);
-    SPEC(losses, N, float, ACT_HEAD);
-    SPEC(dlosses, N, float, ACT_HEAD);
-    SPEC(tokens, N, int32_t, ACT_HEAD);
-    SPEC(targets, N, int32_t, ACT_HEAD);
-    SPEC(pos, N, int32_t, ACT_HEAD);
-    SPEC(tmp, N * H, floatX, ACT_SCRATCH);
-    SPEC(dresid, N * H, floatX, ACT_SCRATCH);
-    SPEC(dln, N * H, floatX, ACT_SCRATCH);
-    SPEC(dqkv, N * C3, floatX, ACT_SCRATCH);
-    SPEC(datt, N * CO, floatX, ACT_SCRATCH);
-    SPEC(dgate_up, N * 2 * IM, floatX, ACT_SCRATCH);
-    SPEC(dmlp, N * IM, floatX, ACT_SCRATCH);
+    const size_t X = x_bytes, F = sizeof(float), I = sizeof(int32_t);
+#define SPEC(field, cnt, size, grp) s[n++] = (ActSpec){(void**)&a->field, (cnt), (size), (grp)}
+    SPEC(resid, (L + 1) * N * H, X, ACT_SAVED);
+    SPEC(ln1, L * N * H, X, ACT_SAVED);
+    SPEC(ln1_rstd, L * N, F, ACT_SAVED);
+    SPEC(qkv, L * N * C3, X, ACT_QKV);
+    SPEC(att, L * N * CO, X, ACT_SAVED);
+    SPEC(lse, L * N * NH, F, ACT_SAVED);
+    SPEC(resid_mid, L * N * H, X, ACT_SAVED);
+    SPEC(ln2, L * N * H, X, ACT_SAVED);
+    SPEC(ln2_rstd, L * N, F, ACT_SAVED);
+    SPEC(gate_up, L * N * 2 * IM, X, ACT_SAVED);
+    SPEC(mlp, L * N * IM, X, ACT_SAVED);
+    SPEC(lnf, N * H, X, ACT_SAVED);
+    SPEC(lnf_rstd, N, F, ACT_SAVED);
+    SPEC(logits, N * V, X, ACT_HEAD);
+    SPEC(losses, N, F, ACT_HEAD);
+    SPEC(dlosses, N, F, ACT_HEAD);
+    SPEC(tokens, N, I, ACT_HEAD);
+    SPEC(targets, N, I, ACT_HEAD);
+    SPEC(pos, N, I, ACT_HEAD);
+    SPEC(tmp, N * H, X, ACT_SCRATCH);
+    SPEC(dresid, N * H, X, ACT_SCRATCH);
+    SPEC(dln, N * H, X, ACT_SCRATCH);
+    SPEC(dqkv, N * C3, X, ACT_SCRATCH);
+    SPEC(datt, N * CO, X, ACT_SCRATCH);
+    SPEC(dgate_up, N * 2 * IM, X, ACT_SCRATCH);
+    SPEC(dmlp, N * IM, X, ACT_SCRATCH);
 #undef SPEC
     return n;
 }
@@ -61,10 +62,10 @@ static int activation_specs(const ModelConfig* c, int B, int T, Activations* a, 
 #define MAX_SPECS 40
 static size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
 
-size_t model_activation_bytes(const ModelConfig* c, int B, int T, int groups) {
+size_t model_activation_bytes(const ModelConfig* c, size_t x_bytes, int B, int T, int groups) {
     Activations a;
     ActSpec s[MAX_SPECS];
-    int n = activation_specs(c, B, T, &a, s);
+    int n = activation_specs(c, x_bytes, B, T, &a, s);
     size_t total = 0;
     for (int i = 0; i < n; i++)
         if (s[i].group & groups) total += align_up(s[i].count * s[i].elem);
@@ -74,8 +75,8 @@ size_t model_activation_bytes(const ModelConfig* c, int B, int T, int groups) {
 void activations_alloc(const Backend* be, const ModelConfig* c, Activations* a, int B, int T, int groups) {
     memset(a, 0, sizeof *a);
     ActSpec s[MAX_SPECS];
-    int n = activation_specs(c, B, T, a, s);
-    size_t total = model_activation_bytes(c, B, T, groups);
+    int n = activation_specs(c, be->x_bytes, B, T, a, s);
+    size_t total = model_activation_bytes(c, be->x_bytes, B, T, groups);
     char* base = be->alloc(total);
     size_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -100,47 +101,49 @@ void model_alloc_activations(Model* m, int B, int T) {
     activations_alloc(m->be, &m->cfg, &m->acts, B, T, ACT_ALL);
 }
 
+// X(p, n): element n of a floatX buffer (the backend's precision decides the byte offset).
+#define X(p, n) xat(be, (p), (n))
+
 void decoder_forward(Model* m, Activations* a, Activations* sc, const ThoughtAttn* ta) {
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, IM = c->intermediate_size;
     const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim;
-    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
-    const float* P = m->params;
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD, CO = (size_t)NH * HD, NH_ = (size_t)N * H;
+    const floatX* P = m->params;
     // Each residual add is fused with the norm that reads its result: the attention residual with
     // post_attention_layernorm, the MLP residual with the next layer's input_layernorm (or the
     // final norm). Only the first layer's input norm stands alone.
-    be->rmsnorm_forward(a->ln1, a->ln1_rstd, a->resid, P + m->layers[0].ln1, N, H, c->rms_norm_eps);
+    be->rmsnorm_forward(a->ln1, a->ln1_rstd, a->resid, X(P, m->layers[0].ln1), N, H, c->rms_norm_eps);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const LayerOffsets* lo = &m->layers[l];
         const int last = l == c->num_hidden_layers - 1;
-        floatX* x = a->resid + (size_t)l * N * H;
-        floatX* ln1 = a->ln1 + (size_t)l * N * H;
-        floatX* qkv = a->qkv + (size_t)l * N * C3;
-        floatX* att = a->att + (size_t)l * N * CO;
+        floatX* x = X(a->resid, l * NH_);
+        floatX* ln1 = X(a->ln1, l * NH_);
+        floatX* qkv = X(a->qkv, l * N * C3);
+        floatX* att = X(a->att, l * N * CO);
         float* lse = a->lse + (size_t)l * N * NH;
-        floatX* mid = a->resid_mid + (size_t)l * N * H;
-        floatX* ln2 = a->ln2 + (size_t)l * N * H;
-        floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
-        floatX* mlp = a->mlp + (size_t)l * N * IM;
-        be->matmul_forward(qkv, ln1, P + lo->qkv, N, H, C3);
+        floatX* mid = X(a->resid_mid, l * NH_);
+        floatX* ln2 = X(a->ln2, l * NH_);
+        floatX* gu = X(a->gate_up, (size_t)l * N * 2 * IM);
+        floatX* mlp = X(a->mlp, (size_t)l * N * IM);
+        be->matmul_forward(qkv, ln1, X(P, lo->qkv), N, H, (int)C3);
         be->rope_forward(qkv, a->pos, N, NH, NKV, HD, c->rope_theta);
         if (ta)
-            be->thought_attention_forward(att, lse, ta->qkv + (size_t)l * N * C3, ta->step_stride, ta->k, B, T, NH,
-                                          NKV, HD);
+            be->thought_attention_forward(att, lse, X(ta->qkv, l * N * C3), ta->step_stride, ta->k, B, T, NH, NKV, HD);
         else
             be->attention_forward(att, lse, qkv, B, T, NH, NKV, HD);
-        be->matmul_forward(sc->tmp, att, P + lo->o, N, CO, H);
-        be->add_rmsnorm_forward(mid, ln2, a->ln2_rstd + (size_t)l * N, x, sc->tmp, P + lo->ln2, N, H, c->rms_norm_eps);
-        be->matmul_forward(gu, ln2, P + lo->gate_up, N, H, 2 * IM);
+        be->matmul_forward(sc->tmp, att, X(P, lo->o), N, (int)CO, H);
+        be->add_rmsnorm_forward(mid, ln2, a->ln2_rstd + (size_t)l * N, x, sc->tmp, X(P, lo->ln2), N, H, c->rms_norm_eps);
+        be->matmul_forward(gu, ln2, X(P, lo->gate_up), N, H, 2 * IM);
         be->swiglu_forward(mlp, gu, N, IM);
-        be->matmul_forward(sc->tmp, mlp, P + lo->down, N, IM, H);
+        be->matmul_forward(sc->tmp, mlp, X(P, lo->down), N, IM, H);
         if (last)
-            be->add_rmsnorm_forward(x + (size_t)N * H, a->lnf, a->lnf_rstd, mid, sc->tmp, P + m->off_norm, N, H,
+            be->add_rmsnorm_forward(X(x, NH_), a->lnf, a->lnf_rstd, mid, sc->tmp, X(P, m->off_norm), N, H,
                                     c->rms_norm_eps);
         else
-            be->add_rmsnorm_forward(x + (size_t)N * H, ln1 + (size_t)N * H, a->ln1_rstd + (size_t)(l + 1) * N, mid,
-                                    sc->tmp, P + m->layers[l + 1].ln1, N, H, c->rms_norm_eps);
+            be->add_rmsnorm_forward(X(x, NH_), X(ln1, NH_), a->ln1_rstd + (size_t)(l + 1) * N, mid, sc->tmp,
+                                    X(P, m->layers[l + 1].ln1), N, H, c->rms_norm_eps);
     }
 }
 
@@ -149,41 +152,41 @@ void decoder_backward(Model* m, Activations* a, Activations* sc, const floatX* d
     const ModelConfig* c = &m->cfg;
     const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, IM = c->intermediate_size;
     const int NH = c->num_attention_heads, NKV = c->num_key_value_heads, HD = c->head_dim;
-    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD;
-    const float* P = m->params;
-    float* G = m->grads;
-    be->zero(sc->dresid, sizeof(floatX) * (size_t)N * H);
-    const floatX* top = a->resid + (size_t)c->num_hidden_layers * N * H;
-    be->rmsnorm_backward(sc->dresid, G + m->off_norm, dlnf, top, P + m->off_norm, a->lnf_rstd, N, H);
+    const size_t C3 = (size_t)(NH + 2 * NKV) * HD, CO = (size_t)NH * HD, NH_ = (size_t)N * H;
+    const floatX* P = m->params;
+    floatX* G = m->grads;
+    be->zero(sc->dresid, be->x_bytes * NH_);
+    const floatX* top = X(a->resid, (size_t)c->num_hidden_layers * NH_);
+    be->rmsnorm_backward(sc->dresid, X(G, m->off_norm), dlnf, top, X(P, m->off_norm), a->lnf_rstd, N, H);
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
         const LayerOffsets* lo = &m->layers[l];
-        const floatX* x = a->resid + (size_t)l * N * H;
-        const floatX* ln1 = a->ln1 + (size_t)l * N * H;
-        const floatX* qkv = a->qkv + (size_t)l * N * C3;
-        const floatX* att = a->att + (size_t)l * N * CO;
+        const floatX* x = X(a->resid, l * NH_);
+        const floatX* ln1 = X(a->ln1, l * NH_);
+        const floatX* qkv = X(a->qkv, l * N * C3);
+        const floatX* att = X(a->att, l * N * CO);
         const float* lse = a->lse + (size_t)l * N * NH;
-        const floatX* mid = a->resid_mid + (size_t)l * N * H;
-        const floatX* ln2 = a->ln2 + (size_t)l * N * H;
-        const floatX* gu = a->gate_up + (size_t)l * N * 2 * IM;
-        const floatX* mlp = a->mlp + (size_t)l * N * IM;
+        const floatX* mid = X(a->resid_mid, l * NH_);
+        const floatX* ln2 = X(a->ln2, l * NH_);
+        const floatX* gu = X(a->gate_up, (size_t)l * N * 2 * IM);
+        const floatX* mlp = X(a->mlp, (size_t)l * N * IM);
         // MLP branch: resid_out = mid + down(swiglu(gate_up(ln2(mid))))
-        be->matmul_backward(sc->dmlp, G + lo->down, sc->dresid, mlp, P + lo->down, N, IM, H, 0);
+        be->matmul_backward(sc->dmlp, X(G, lo->down), sc->dresid, mlp, X(P, lo->down), N, IM, H, 0);
         be->swiglu_backward(sc->dgate_up, sc->dmlp, gu, N, IM);
-        be->matmul_backward(sc->dln, G + lo->gate_up, sc->dgate_up, ln2, P + lo->gate_up, N, H, 2 * IM, 0);
-        be->rmsnorm_backward(sc->dresid, G + lo->ln2, sc->dln, mid, P + lo->ln2, a->ln2_rstd + (size_t)l * N, N, H);
+        be->matmul_backward(sc->dln, X(G, lo->gate_up), sc->dgate_up, ln2, X(P, lo->gate_up), N, H, 2 * IM, 0);
+        be->rmsnorm_backward(sc->dresid, X(G, lo->ln2), sc->dln, mid, X(P, lo->ln2), a->ln2_rstd + (size_t)l * N, N, H);
         // attention branch: mid = x + o(attention(rope(qkv(ln1(x)))))
-        be->matmul_backward(sc->datt, G + lo->o, sc->dresid, att, P + lo->o, N, CO, H, 0);
+        be->matmul_backward(sc->datt, X(G, lo->o), sc->dresid, att, X(P, lo->o), N, (int)CO, H, 0);
         floatX* dqkv = sc->dqkv;
         if (ta) {
-            be->thought_attention_backward(ta->dqkv + (size_t)l * N * C3, sc->datt, att, lse,
-                                           ta->qkv + (size_t)l * N * C3, ta->step_stride, ta->k, B, T, NH, NKV, HD);
-            dqkv = ta->dqkv + ta->k * ta->step_stride + (size_t)l * N * C3;  // complete: later steps ran first
+            be->thought_attention_backward(X(ta->dqkv, l * N * C3), sc->datt, att, lse, X(ta->qkv, l * N * C3),
+                                           ta->step_stride, ta->k, B, T, NH, NKV, HD);
+            dqkv = X(ta->dqkv, ta->k * ta->step_stride + l * N * C3);  // complete: later steps ran first
         } else {
             be->attention_backward(dqkv, sc->datt, att, lse, qkv, B, T, NH, NKV, HD);
         }
         be->rope_backward(dqkv, a->pos, N, NH, NKV, HD, c->rope_theta);
-        be->matmul_backward(sc->dln, G + lo->qkv, dqkv, ln1, P + lo->qkv, N, H, C3, 0);
-        be->rmsnorm_backward(sc->dresid, G + lo->ln1, sc->dln, x, P + lo->ln1, a->ln1_rstd + (size_t)l * N, N, H);
+        be->matmul_backward(sc->dln, X(G, lo->qkv), dqkv, ln1, X(P, lo->qkv), N, H, (int)C3, 0);
+        be->rmsnorm_backward(sc->dresid, X(G, lo->ln1), sc->dln, x, X(P, lo->ln1), a->ln1_rstd + (size_t)l * N, N, H);
         if (m->grad_ready) {  // nothing below touches this layer's gradients again
             size_t off, count;
             model_layer_range(m, l, &off, &count);
@@ -215,9 +218,9 @@ float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, con
     be->upload(a->pos, pos, sizeof(int32_t) * N);
     free(host_pos);
 
-    be->embedding_forward(a->resid, a->tokens, m->params + m->off_embed, N, H);
+    be->embedding_forward(a->resid, a->tokens, X(m->params, m->off_embed), N, H);
     decoder_forward(m, a, a, NULL);
-    be->matmul_forward(a->logits, a->lnf, m->params + m->off_lm_head, N, H, V);
+    be->matmul_forward(a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V);
     if (!targets) return 0.0f;
     return model_loss(m, a, targets);
 }
@@ -244,7 +247,7 @@ void model_backward(Model* m, float loss_scale) {
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     Activations* a = &m->acts;
-    const int N = a->B * a->T, H = c->hidden_size, V = c->vocab_size;
+    const int N = a->B * a->T, V = c->vocab_size;
 
     // d(loss_scale * mean)/d(loss_n) is the same for every counted token; ignored rows get zero anyway.
     // Filled on the device: the lm micro-step's only host sync is the forward's loss download.
@@ -254,15 +257,22 @@ void model_backward(Model* m, float loss_scale) {
     // The per-row weights are known here, so the loss's forward and backward run as one pass over the
     // logits (the losses are recomputed, identical to the forward's); dlogits replace the logits.
     be->crossentropy_fused(a->losses, a->logits, a->logits, a->targets, a->dlosses, N, V);
-    be->matmul_backward(a->dln, m->grads + m->off_lm_head, a->logits, a->lnf, m->params + m->off_lm_head, N, H, V, 0);
-    decoder_backward(m, a, a, a->dln, NULL);
-    be->embedding_backward(m->grads + m->off_embed, a->dresid, a->tokens, N, V, H);
+    model_backward_dlogits(m);
 }
 
-void model_zero_grad(Model* m) { m->be->zero(m->grads, sizeof(float) * m->n_params); }
+void model_backward_dlogits(Model* m) {
+    const Backend* be = m->be;
+    Activations* a = &m->acts;
+    const int N = a->B * a->T, H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    be->matmul_backward(a->dln, X(m->grads, m->off_lm_head), a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V, 0);
+    decoder_backward(m, a, a, a->dln, NULL);
+    be->embedding_backward(X(m->grads, m->off_embed), a->dresid, a->tokens, N, V, H);
+}
+
+void model_zero_grad(Model* m) { m->be->zero(m->grads, m->be->x_bytes * m->n_params); }
 
 double model_grad_sum_squares(Model* m, size_t offset, size_t count) {
-    m->be->sum_squares(m->scalar, m->grads + offset, count);
+    m->be->sum_squares(m->scalar, xat(m->be, m->grads, offset), count);
     float ss;
     m->be->download(&ss, m->scalar, sizeof(float));
     return ss;
@@ -277,11 +287,20 @@ void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_sca
         const size_t lo = p->offset > r0 ? p->offset : r0, hi = p->offset + p->numel < r1 ? p->offset + p->numel : r1;
         if (lo >= hi) continue;  // the tensor lies outside this rank's optimizer shard
         const int decay = p->decay || (opt->decay_norms && strstr(p->name, "norm"));
-        m->be->adamw_update(m->params + lo, m->grads + lo, m->m + (lo - r0), m->v + (lo - r0), hi - lo,
-                            lr * p->lr_mult, opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f,
-                            grad_scale, t);
+        // stochastic rounding keyed by (seed, step, tensor): a resumed run draws what a continuous one does
+        const uint64_t seed = opt->stochastic_seed ? opt->stochastic_seed ^ ((uint64_t)t << 32) ^ (uint64_t)i : 0;
+        m->be->adamw_update(xat(m->be, m->params, lo), m->master ? m->master + (lo - r0) : NULL,
+                            xat(m->be, m->grads, lo), m->m + (lo - r0), m->v + (lo - r0), hi - lo, lr * p->lr_mult,
+                            opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f, grad_scale, t, seed);
     }
-    if (opt->bf16_weights) m->be->round_bf16(m->params + r0, m->opt_count);
+    if (opt->bf16_weights) {  // the reference's own mode: weights that live in bf16, the master included
+        QSTAR_ASSERT(!m->master || m->be->x_bytes == 2);
+        if (m->master) {
+            m->be->round_bf16(m->master, m->opt_count);
+        } else {
+            m->be->round_bf16((float*)xat(m->be, m->params, r0), m->opt_count);
+        }
+    }
 }
 
 double model_step_flops(const Model* m, int B, int T) {

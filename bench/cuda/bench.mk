@@ -8,7 +8,7 @@
 #                     (the emu backend: the same kernel sources run on the CPU); validates at small sizes.
 #   bench/cuda/run.sh runs the GPU builds when a GPU is present, else the emulator builds.
 # The benches call the ops only through the backend table, so they are host code: nvcc compiles no
-# kernels here, the kernels come from build/cuda/backend_cuda.o (or build/emu/backend_emu.o). Objects go
+# kernels here, the kernels come from $(CUDA_OBJ) (or the emulator's $(EMU_BACKEND)). Objects go
 # to build/bench/obj-{cuda,emu}, so the binary folders hold only the benchmarks.
 
 BENCH_CU_SRC   := $(wildcard bench/cuda/bench_*.cu)
@@ -24,12 +24,12 @@ cuda-bench:
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory $(BENCH_CU_BIN); \
 	 else echo "make cuda-bench: nvcc not found, skipping the GPU benchmarks"; fi
 
-$(BENCH_CU_BIN): $(BUILD)/bench/cuda/%: bench/cuda/%.cu $(BENCH_CU_DEPS) $(BUILD)/libqstar.a $(BUILD)/cuda/backend_cuda.o
+$(BENCH_CU_BIN): $(BUILD)/bench/cuda/%: bench/cuda/%.cu $(BENCH_CU_DEPS) $(BUILD)/libqstar.a $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  NVCC  $<"
 	@mkdir -p $(BUILD)/bench/obj-cuda
 	@$(NVCC) $(BENCH_NVCC_FLAGS) -c $< -o $(BUILD)/bench/obj-cuda/$*.o
-	@$(CC) $(CFLAGS) $(BUILD)/bench/obj-cuda/$*.o $(BUILD)/cuda/backend_cuda.o $(BUILD)/libqstar.a -o $@ $(CUDA_LIBS) $(LDLIBS)
+	@$(CC) $(CFLAGS) $(BUILD)/bench/obj-cuda/$*.o $(CUDA_OBJ) $(BUILD)/libqstar.a -o $@ $(CUDA_LIBS) $(LDLIBS)
 
 ifneq ($(EMU_OBJ),)
 emu-bench: $(BENCH_EMU_BIN)

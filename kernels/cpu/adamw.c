@@ -10,8 +10,10 @@
 
 #include "kernels/cpu/cpu.h"
 
-void cpu_adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
-                      float beta2, float eps, float weight_decay, float grad_scale, int t) {
+// floatX is float here, so a master copy (if a caller keeps one) and the working copy hold the same value
+// and stochastic rounding has nothing to round: seed is unused.
+void cpu_adamw_update(float* param, float* master, const float* grad, float* m, float* v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t seed) {
     float bc1 = 1.0f - powf(beta1, (float)t);
     float bc2 = 1.0f - powf(beta2, (float)t);
     float step_size = lr / bc1;
@@ -19,13 +21,19 @@ void cpu_adamw_update(float* param, const float* grad, float* m, float* v, size_
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float g = grad[i] * grad_scale;
-        float p = param[i] * (1.0f - lr * weight_decay);
+        float* w = master ? master : param;
+        float p = w[i] * (1.0f - lr * weight_decay);
         float mi = beta1 * m[i] + (1.0f - beta1) * g;
         float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
         m[i] = mi;
         v[i] = vi;
-        param[i] = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        w[i] = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        param[i] = w[i];
     }
+}
+
+void cpu_to_floatX(float* out, const float* x, size_t n) {
+    if (n && out != x) memmove(out, x, n * sizeof(float));
 }
 
 void cpu_round_bf16(float* x, size_t n) {

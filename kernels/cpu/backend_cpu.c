@@ -36,6 +36,8 @@ static double cpu_peak_flops(void) { return 0.0; }  // CPU MFU is the sgemm shar
 
 const Backend backend_cpu = {
     .name = "cpu",
+    .precision = "fp32",
+    .x_bytes = sizeof(float),
     .alloc = cpu_alloc,
     .free = cpu_free,
     .upload = cpu_memcpy,
@@ -68,6 +70,8 @@ const Backend backend_cpu = {
     .crossentropy_fused = cpu_crossentropy_fused,
     .adamw_update = cpu_adamw_update,
     .round_bf16 = cpu_round_bf16,
+    .to_floatX = cpu_to_floatX,
+    .from_floatX = cpu_to_floatX,
     .sum_squares = cpu_sum_squares,
     .thought_attention_forward = cpu_thought_attention_forward,
     .thought_attention_backward = cpu_thought_attention_backward,

@@ -5,17 +5,19 @@
  */
 #ifndef QSTAR_CPU_H
 #define QSTAR_CPU_H
+// The CPU backend is the fp32 oracle: its floatX is float (kernels/ops.h).
+#define QSTAR_FLOATX float
 #include "kernels/ops.h"
 
-void cpu_embedding_forward(floatX* out, const int32_t* tokens, const float* table, int N, int H);
-void cpu_embedding_backward(float* dtable, const floatX* dout, const int32_t* tokens, int N, int V, int H);
-void cpu_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const float* weight, int N, int H, float eps);
+void cpu_embedding_forward(floatX* out, const int32_t* tokens, const floatX* table, int N, int H);
+void cpu_embedding_backward(floatX* dtable, const floatX* dout, const int32_t* tokens, int N, int V, int H);
+void cpu_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const floatX* weight, int N, int H, float eps);
 void cpu_add_rmsnorm_forward(floatX* sum, floatX* out, float* rstd, const floatX* a, const floatX* b,
-                             const float* weight, int N, int H, float eps);
-void cpu_rmsnorm_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp, const float* weight,
+                             const floatX* weight, int N, int H, float eps);
+void cpu_rmsnorm_backward(floatX* dinp, floatX* dweight, const floatX* dout, const floatX* inp, const floatX* weight,
                           const float* rstd, int N, int H);
-void cpu_matmul_forward(floatX* out, const floatX* inp, const float* weight, int N, int IN, int OUT);
-void cpu_matmul_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp, const float* weight,
+void cpu_matmul_forward(floatX* out, const floatX* inp, const floatX* weight, int N, int IN, int OUT);
+void cpu_matmul_backward(floatX* dinp, floatX* dweight, const floatX* dout, const floatX* inp, const floatX* weight,
                          int N, int IN, int OUT, int accumulate_dinp);
 void cpu_rope_forward(floatX* qkv, const int32_t* pos, int N, int NH, int NKV, int HD, float theta);
 void cpu_rope_backward(floatX* dqkv, const int32_t* pos, int N, int NH, int NKV, int HD, float theta);
@@ -25,14 +27,15 @@ void cpu_attention_backward(floatX* dqkv, const floatX* dout, const floatX* out,
 void cpu_swiglu_forward(floatX* out, const floatX* gate_up, int N, int IM);
 void cpu_swiglu_backward(floatX* dgate_up, const floatX* dout, const floatX* gate_up, int N, int IM);
 void cpu_add(floatX* out, const floatX* a, const floatX* b, size_t n);
-void cpu_scale(float* x, float s, size_t n);
+void cpu_scale(floatX* x, float s, size_t n);
 void cpu_crossentropy_forward(float* losses, const floatX* logits, const int32_t* targets, int N, int V);
 void cpu_crossentropy_backward(floatX* dlogits, const floatX* logits, const int32_t* targets, const float* dlosses,
                                int N, int V);
 void cpu_crossentropy_fused(float* losses, floatX* dlogits, const floatX* logits, const int32_t* targets,
                             const float* dlosses, int N, int V);
-void cpu_adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
-                      float beta2, float eps, float weight_decay, float grad_scale, int t);
+void cpu_adamw_update(float* param, float* master, const float* grad, float* m, float* v, size_t n, float lr,
+                      float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t seed);
+void cpu_to_floatX(float* out, const float* x, size_t n);
 void cpu_round_bf16(float* x, size_t n);
 void cpu_sum_squares(float* out, const float* x, size_t n);
 
@@ -43,9 +46,9 @@ void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floa
                                     int HD);
 void cpu_mask_columns(floatX* x, int N, int V, int lo, int hi, float value);
 void cpu_gumbel_sample(int32_t* tokens, const floatX* logits, int N, int V, int L, uint64_t seed, uint32_t step, int k);
-void cpu_row_broadcast(floatX* out, const float* vec, float scale, int N, int H);
-void cpu_column_sum(float* out, const floatX* x, float scale, int N, int H);
-void cpu_add_bias(floatX* x, const float* bias, int N, int H);
+void cpu_row_broadcast(floatX* out, const floatX* vec, float scale, int N, int H);
+void cpu_column_sum(floatX* out, const floatX* x, float scale, int N, int H);
+void cpu_add_bias(floatX* x, const floatX* bias, int N, int H);
 void cpu_relu_forward(floatX* out, const floatX* inp, size_t n);
 void cpu_relu_backward(floatX* dinp, const floatX* dout, const floatX* out, size_t n);
 void cpu_concat_columns(floatX* out, const floatX* a, const floatX* b, int N, int A, int B);

@@ -1,6 +1,8 @@
 /*
- * Optimizer kernels on the GPU: the AdamW update, bfloat16 rounding of fp32 weights, and the squared
- * norm for global gradient clipping. AdamW and rounding are elementwise grid-stride loops. The bias
+ * Optimizer kernels on the GPU: the AdamW update (fp32 math; with a master copy it updates the fp32
+ * master and writes the floatX working copy in the same pass), bfloat16 rounding of fp32 weights,
+ * fp32 <-> floatX conversion, and the squared norm for global gradient clipping. AdamW, rounding and
+ * conversion are elementwise grid-stride loops. The bias
  * corrections are scalars computed once on the host with the same fp32 expressions as the CPU
  * reference. round_bf16 works on the bit pattern (round to nearest, ties to even; inf and nan kept),
  * so it is bitwise the CPU's. sum_squares must be deterministic and precise: a fixed grid (its size
@@ -19,22 +21,47 @@
 
 static __device__ double sumsq_partials[SUMSQ_MAX_BLOCKS];
 
-__global__ void adamw_kernel(float* param,       // (n)
-                             const float* grad,  // (n)
-                             float* m,           // (n) first moment
-                             float* v,           // (n) second moment
+// Stored as floatX: round to nearest even, or stochastically when seed != 0 (u uniform in [0, 2^16) from
+// Philox keyed by (seed, i) added below the bf16 mantissa, then truncated: E[result] = x).
+__device__ __forceinline__ floatX store_rounded(float x, uint64_t seed, size_t i) {
+    if (sizeof(floatX) == sizeof(float) || seed == 0) return to_x(x);
+    uint32_t b = __float_as_uint(x);
+    if ((b & 0x7F800000u) == 0x7F800000u) return to_x(x);  // inf, nan
+    const Philox4 r = philox4x32((uint32_t)i, (uint32_t)(i >> 32), 0x5EEDu, 0, (uint32_t)seed, (uint32_t)(seed >> 32));
+    b += r.v[0] & 0xFFFFu;
+    return to_x(__uint_as_float(b & 0xFFFF0000u));  // exact: the low half is zero
+}
+
+__global__ void adamw_kernel(floatX* param,       // (n) the weights the ops read
+                             float* master,       // (n) fp32 master weights, or NULL (param is fp32 and the master)
+                             const floatX* grad,  // (n)
+                             float* m,            // (n) first moment
+                             float* v,            // (n) second moment
                              size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                             float grad_scale, float step_size, float bc2_sqrt) {
+                             float grad_scale, float step_size, float bc2_sqrt, uint64_t seed) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
-        const float g = grad[i] * grad_scale;
-        const float p = param[i] * (1.0f - lr * weight_decay);
+        const float g = to_float(grad[i]) * grad_scale;
+        const float w = master ? master[i] : to_float(param[i]);
+        const float p = w * (1.0f - lr * weight_decay);
         const float mi = beta1 * m[i] + (1.0f - beta1) * g;
         const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
         m[i] = mi;
         v[i] = vi;
-        param[i] = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        const float out = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        if (master) master[i] = out;
+        param[i] = store_rounded(out, seed, i);
     }
+}
+
+__global__ void to_floatX_kernel(floatX* out, const float* x, size_t n) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = to_x(x[i]);
+}
+
+__global__ void from_floatX_kernel(float* out, const floatX* x, size_t n) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = to_float(x[i]);
 }
 
 __global__ void round_bf16_kernel(float* x,  // (n) in place
@@ -59,11 +86,14 @@ __device__ __forceinline__ double block_sum_double_warp0(double v) {
     return t;
 }
 
-__global__ void sum_squares_partial_kernel(const float* x,  // (n)
+__global__ void sum_squares_partial_kernel(const floatX* x,  // (n)
                                            size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     double acc = 0.0;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) acc += (double)x[i] * x[i];
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const double xi = to_float(x[i]);
+        acc += xi * xi;
+    }
     acc = block_sum_double_warp0(acc);
     if (threadIdx.x == 0) sumsq_partials[blockIdx.x] = acc;
 }
@@ -76,16 +106,31 @@ __global__ void sum_squares_final_kernel(float* out,  // (1)
     if (threadIdx.x == 0) out[0] = (float)acc;
 }
 
-static void cuda_adamw_update(float* param, const float* grad, float* m, float* v, size_t n, float lr, float beta1,
-                              float beta2, float eps, float weight_decay, float grad_scale, int t) {
+static void cuda_adamw_update(floatX* param, float* master, const floatX* grad, float* m, float* v, size_t n, float lr,
+                              float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t,
+                              uint64_t seed) {
     NVTX_RANGE_FN();
     if (n == 0) return;
     const float bc1 = 1.0f - powf(beta1, (float)t);
     const float bc2 = 1.0f - powf(beta2, (float)t);
     const float step_size = lr / bc1;
     const float bc2_sqrt = sqrtf(bc2);
-    LAUNCH(adamw_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, param, grad, m, v, n, lr, beta1,
-           beta2, eps, weight_decay, grad_scale, step_size, bc2_sqrt);
+    LAUNCH(adamw_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, param, master, grad, m, v, n, lr,
+           beta1, beta2, eps, weight_decay, grad_scale, step_size, bc2_sqrt, seed);
+    cudaCheckLaunch();
+}
+
+static void cuda_to_floatX(floatX* out, const float* x, size_t n) {
+    NVTX_RANGE_FN();
+    if (n == 0) return;
+    LAUNCH(to_floatX_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, out, x, n);
+    cudaCheckLaunch();
+}
+
+static void cuda_from_floatX(float* out, const floatX* x, size_t n) {
+    NVTX_RANGE_FN();
+    if (n == 0) return;
+    LAUNCH(from_floatX_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, out, x, n);
     cudaCheckLaunch();
 }
 
@@ -96,7 +141,7 @@ static void cuda_round_bf16(float* x, size_t n) {
     cudaCheckLaunch();
 }
 
-static void cuda_sum_squares(float* out, const float* x, size_t n) {
+static void cuda_sum_squares(float* out, const floatX* x, size_t n) {
     NVTX_RANGE_FN();
     // Blocks depend only on n (about 8 elements per thread, capped): the same n always sums the same way.
     size_t blocks = (n + SUMSQ_BLOCK * 8 - 1) / (SUMSQ_BLOCK * 8);

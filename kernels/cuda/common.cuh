@@ -13,8 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <cuda_bf16.h>
+
 #include "kernels/cuda/portable.h"
 
+// floatX (kernels/ops.h) is a concrete type in CUDA sources: float unless the file compiling the op
+// headers chose bf16 (backend_cuda.cu's second compile).
+#ifndef QSTAR_FLOATX
+#define QSTAR_FLOATX float
+#endif
 extern "C" {
 #include "common/util.h"
 #include "kernels/ops.h"
@@ -43,6 +50,19 @@ static inline void cuda_check_(cudaError_t err, const char* what, const char* fi
 #define cudaCheckLaunch() cuda_check_(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
 
 #define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+
+// Storage <-> fp32: kernels load any storage type as float, compute and accumulate in fp32, and store
+// through from_float (round to nearest even for bf16).
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+// x stored as floatX
+__device__ __forceinline__ floatX to_x(float x) { return from_float<floatX>(x); }
 
 // Every op runs on this stream, in order; host<->device copies synchronize with it.
 extern cudaStream_t qstar_stream;

@@ -25,13 +25,13 @@ __global__ void add_kernel(floatX* out,      // (n), may alias a or b
                            const floatX* b,  // (n)
                            size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = a[i] + b[i];
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = to_x(to_float(a[i]) + to_float(b[i]));
 }
 
-__global__ void scale_kernel(float* x,  // (n) in place
+__global__ void scale_kernel(floatX* x,  // (n) in place
                              float s, size_t n) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) x[i] *= s;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) x[i] = to_x(to_float(x[i]) * s);
 }
 
 // One thread per (row, column); a warp reads consecutive columns of one row.
@@ -53,7 +53,7 @@ static void cuda_add(floatX* out, const floatX* a, const floatX* b, size_t n) {
     cudaCheckLaunch();
 }
 
-static void cuda_scale(float* x, float s, size_t n) {
+static void cuda_scale(floatX* x, float s, size_t n) {
     NVTX_RANGE_FN();
     if (n == 0) return;
     LAUNCH(scale_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, x, s, n);

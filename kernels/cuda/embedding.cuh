@@ -20,7 +20,7 @@
 
 __global__ void embedding_forward_kernel(floatX* out,            // (N, H)
                                          const int32_t* tokens,  // (N)
-                                         const float* table,     // (V, H)
+                                         const floatX* table,    // (V, H)
                                          int N, int H) {
     const size_t total = (size_t)N * H, stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(EMB_SORT_THREADS)
 // Block (x, y): segment y, packs x*blockDim.x + threadIdx.x of its table row. The row slice is loaded,
 // the segment's dout rows are added in ascending position, the slice is stored: one owner per address.
 template <class T, int W>
-__global__ void embedding_backward_kernel(float* dtable,          // (V, H) +=
+__global__ void embedding_backward_kernel(T* dtable,              // (V, H) +=, the row summed in fp32 and stored once
                                           const T* dout,          // (N, H), rows of this chunk
                                           const int32_t* tokens,  // (len) this chunk's tokens
                                           const int32_t* pos,     // from embedding_sort_kernel
@@ -109,15 +109,21 @@ __global__ void embedding_backward_kernel(float* dtable,          // (V, H) +=
     const int s = blockIdx.y, p = blockIdx.x * blockDim.x + threadIdx.x;
     if (s >= *nseg || p >= H / W) return;
     const int begin = seg[s], end = seg[s + 1];
-    float* row = dtable + (size_t)tokens[pos[begin]] * H + (size_t)p * W;
-    Pack<float, W> acc = load_pack<float, W>(row);
+    T* row = dtable + (size_t)tokens[pos[begin]] * H + (size_t)p * W;
+    const Pack<T, W> old = load_pack<T, W>(row);
+    Pack<float, W> acc;
+#pragma unroll
+    for (int j = 0; j < W; j++) acc.e[j] = old[j];
 #pragma unroll 4
     for (int i = begin; i < end; i++) {
         const Pack<T, W> d = load_pack_cs<T, W>(dout + (size_t)pos[i] * H + (size_t)p * W);
 #pragma unroll
         for (int j = 0; j < W; j++) acc.e[j] += d[j];
     }
-    store_pack<float, W>(row, acc);
+    Pack<T, W> out;
+#pragma unroll
+    for (int j = 0; j < W; j++) out.set(j, acc.e[j]);
+    store_pack<T, W>(row, out);
 }
 
 // Scratch of the sort (positions, segment starts, segment count), allocated on first use; the stream
@@ -125,12 +131,12 @@ __global__ void embedding_backward_kernel(float* dtable,          // (V, H) +=
 static int32_t* embedding_scratch = nullptr;
 
 template <class T>
-static void embedding_backward_launch(float* dtable, const T* dout, const int32_t* tokens, int N, int H) {
+static void embedding_backward_launch(T* dtable, const T* dout, const int32_t* tokens, int N, int H) {
     if (N <= 0 || H <= 0) return;
     if (!embedding_scratch) cudaCheck(cudaMalloc((void**)&embedding_scratch, sizeof(int32_t) * (2 * EMB_CHUNK + 2)));
     int32_t *pos = embedding_scratch, *seg = pos + EMB_CHUNK, *nseg = seg + EMB_CHUNK + 1;
     constexpr int W = VecWidth<T>::value;
-    const bool vec = vec_aligned<T>(H, dout) && vec_aligned<float>(H, dtable);
+    const bool vec = vec_aligned<T>(H, dout, dtable);
     for (int n0 = 0; n0 < N; n0 += EMB_CHUNK) {  // chunks in order: each row's additions stay in token order
         const int len = N - n0 < EMB_CHUNK ? N - n0 : EMB_CHUNK;
         int len2 = 1;
@@ -148,7 +154,7 @@ static void embedding_backward_launch(float* dtable, const T* dout, const int32_
     }
 }
 
-static void cuda_embedding_forward(floatX* out, const int32_t* tokens, const float* table, int N, int H) {
+static void cuda_embedding_forward(floatX* out, const int32_t* tokens, const floatX* table, int N, int H) {
     NVTX_RANGE_FN();
     if (N <= 0 || H <= 0) return;
     LAUNCH(embedding_forward_kernel, elementwise_grid((size_t)N * H), ELEMENTWISE_BLOCK, 0, qstar_stream, out, tokens,
@@ -156,7 +162,7 @@ static void cuda_embedding_forward(floatX* out, const int32_t* tokens, const flo
     cudaCheckLaunch();
 }
 
-static void cuda_embedding_backward(float* dtable, const floatX* dout, const int32_t* tokens, int N, int V, int H) {
+static void cuda_embedding_backward(floatX* dtable, const floatX* dout, const int32_t* tokens, int N, int V, int H) {
     NVTX_RANGE_FN();
     (void)V;
     embedding_backward_launch<floatX>(dtable, dout, tokens, N, H);

@@ -1,6 +1,7 @@
 /*
- * Linear layers through cuBLASLt, fp32 storage with TF32 tensor-core compute, in the row-major
- * (OUT, IN) weight layout of kernels/ops.h. cuBLASLt is column-major, so every row-major product is
+ * Linear layers through cuBLASLt in the row-major (OUT, IN) weight layout of kernels/ops.h: fp32
+ * storage with TF32 tensor-core compute, or bf16 storage (CUDA_R_16BF operands and output) with fp32
+ * compute and accumulation on the bf16 tensor cores. cuBLASLt is column-major, so every row-major product is
  * computed as its transpose: out = inp·Wᵀ (N, OUT) is, column-major, outᵀ = W·inpᵀ.
  * Weight gradients accumulate (beta = 1).
  */
@@ -12,30 +13,37 @@
 
 static cublasLtHandle_t qstar_lt;
 static void* qstar_lt_workspace;
-static const size_t QSTAR_LT_WORKSPACE = 32u << 20;
+static const size_t QSTAR_LT_WORKSPACE = QSTAR_DEVICE_WORKSPACE_BYTES;
 
 static inline void cublas_check_(cublasStatus_t st, const char* what, const char* file, int line) {
     if (st != CUBLAS_STATUS_SUCCESS) fatal("cuBLAS error %d at %s:%d: %s", (int)st, file, line, what);
 }
 #define cublasCheck(call) cublas_check_((call), #call, __FILE__, __LINE__)
 
+// The handle and workspace are made on the first product, so only the precision a run uses has them.
 static void matmul_init(void) {
+    if (qstar_lt) return;
     cublasCheck(cublasLtCreate(&qstar_lt));
     cudaCheck(cudaMalloc(&qstar_lt_workspace, QSTAR_LT_WORKSPACE));
 }
 
+// floatX as cuBLASLt sees it, and the compute type of its products
+static const cudaDataType QSTAR_LT_TYPE = sizeof(floatX) == 2 ? CUDA_R_16BF : CUDA_R_32F;
+static const cublasComputeType_t QSTAR_LT_COMPUTE = sizeof(floatX) == 2 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+
 // Column-major D (m, n) = alpha · op(A) · op(B) + beta · D, with A stored (ta ? k : m) x (ta ? m : k).
-static void lt_gemm(float* d, const float* a, const float* b, int m, int n, int k, int ta, int tb, int lda, int ldb,
+static void lt_gemm(floatX* d, const floatX* a, const floatX* b, int m, int n, int k, int ta, int tb, int lda, int ldb,
                     int ldd, float alpha, float beta) {
+    matmul_init();
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F_FAST_TF32, CUDA_R_32F));
+    cublasCheck(cublasLtMatmulDescCreate(&desc, QSTAR_LT_COMPUTE, CUDA_R_32F));
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-    cublasCheck(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, ta ? k : m, ta ? m : k, lda));
-    cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, tb ? n : k, tb ? k : n, ldb));
-    cublasCheck(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, ldd));
+    cublasCheck(cublasLtMatrixLayoutCreate(&la, QSTAR_LT_TYPE, ta ? k : m, ta ? m : k, lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lb, QSTAR_LT_TYPE, tb ? n : k, tb ? k : n, ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&ld, QSTAR_LT_TYPE, m, n, ldd));
     // One algorithm from the heuristic, asked afresh for each shape: the same shape always gets the
     // same algorithm, so results are reproducible run to run.
     cublasLtMatmulPreference_t pref;
@@ -56,14 +64,14 @@ static void lt_gemm(float* d, const float* a, const float* b, int m, int n, int 
 }
 
 // out (N, OUT) = inp (N, IN) · weight (OUT, IN)ᵀ   ==  column-major outᵀ = W · inpᵀ
-static void cuda_matmul_forward(floatX* out, const floatX* inp, const float* weight, int N, int IN, int OUT) {
+static void cuda_matmul_forward(floatX* out, const floatX* inp, const floatX* weight, int N, int IN, int OUT) {
     NVTX_RANGE_FN();
     lt_gemm(out, weight, inp, OUT, N, IN, 1, 0, IN, IN, OUT, 1.0f, 0.0f);
 }
 
 // dinp (N, IN) = dout · W  ==  dinpᵀ = Wᵀ · doutᵀ ;  dweight (OUT, IN) += doutᵀ · inp  ==  dWᵀ += inpᵀ · dout
-static void cuda_matmul_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp,
-                                 const float* weight, int N, int IN, int OUT, int accumulate_dinp) {
+static void cuda_matmul_backward(floatX* dinp, floatX* dweight, const floatX* dout, const floatX* inp,
+                                 const floatX* weight, int N, int IN, int OUT, int accumulate_dinp) {
     NVTX_RANGE_FN();
     if (dinp) lt_gemm(dinp, weight, dout, IN, N, OUT, 0, 0, IN, OUT, IN, 1.0f, accumulate_dinp ? 1.0f : 0.0f);
     if (dweight) lt_gemm(dweight, inp, dout, IN, OUT, N, 0, 1, IN, OUT, IN, 1.0f, 1.0f);

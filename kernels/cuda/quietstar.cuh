@@ -36,7 +36,7 @@
 __global__ void mask_columns_kernel(floatX* x,  // (N, V), columns [lo, hi) set
                                     int N, int V, int lo, int hi, float value) {
     const int W = hi - lo;
-    QS_FOR(i, (size_t)N * W) x[(i / W) * V + lo + i % W] = value;
+    QS_FOR(i, (size_t)N * W) x[(i / W) * V + lo + i % W] = to_x(value);
 }
 
 // (score, index) of the better of two candidates: the larger score, ties to the smaller index.
@@ -72,7 +72,7 @@ __global__ void gumbel_sample_kernel(int32_t* tokens,       // (N)
         for (int u = 0; u < 4; u++) {
             if (v0 + u < V) {
                 const float g = -logf(-logf(philox_uniform(r.v[u])));
-                const float score = z[v0 + u] + g;
+                const float score = to_float(z[v0 + u]) + g;
                 if (score > best) {  // strict: the first best column of this thread (columns ascend)
                     best = score;
                     arg = v0 + u;
@@ -96,13 +96,13 @@ __global__ void gumbel_sample_kernel(int32_t* tokens,       // (N)
 }
 
 __global__ void row_broadcast_kernel(floatX* out,       // (N, H)
-                                     const float* vec,  // (H)
+                                     const floatX* vec, // (H)
                                      float scale, int N, int H) {
-    QS_FOR(i, (size_t)N * H) out[i] = scale * vec[i % H];
+    QS_FOR(i, (size_t)N * H) out[i] = to_x(scale * to_float(vec[i % H]));
 }
 
 // out[c] += scale * Σ_n x[n][c]; blocks of 32 columns x QS_COLSUM_WARPS row phases, fixed order.
-__global__ void column_sum_kernel(float* out,        // (H) +=
+__global__ void column_sum_kernel(floatX* out,       // (H) +=
                                   const floatX* x,   // (N, H)
                                   float scale, int N, int H) {
     __shared__ double partial[QS_COLSUM_WARPS][32];
@@ -110,33 +110,33 @@ __global__ void column_sum_kernel(float* out,        // (H) +=
     const int c = blockIdx.x * 32 + lane;
     double acc = 0.0;
     if (c < H)
-        for (int n = phase; n < N; n += QS_COLSUM_WARPS) acc += x[(size_t)n * H + c];
+        for (int n = phase; n < N; n += QS_COLSUM_WARPS) acc += to_float(x[(size_t)n * H + c]);
     partial[phase][lane] = acc;
     __syncthreads();
     if (phase == 0 && c < H) {
         double total = 0.0;
         for (int p = 0; p < QS_COLSUM_WARPS; p++) total += partial[p][lane];
-        out[c] += scale * (float)total;
+        out[c] = to_x(to_float(out[c]) + scale * (float)total);
     }
 }
 
 __global__ void add_bias_kernel(floatX* x,          // (N, H) +=
-                                const float* bias,  // (H)
+                                const floatX* bias, // (H)
                                 int N, int H) {
-    QS_FOR(i, (size_t)N * H) x[i] += bias[i % H];
+    QS_FOR(i, (size_t)N * H) x[i] = to_x(to_float(x[i]) + to_float(bias[i % H]));
 }
 
 __global__ void relu_forward_kernel(floatX* out,        // (n)
                                     const floatX* inp,  // (n)
                                     size_t n) {
-    QS_FOR(i, n) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    QS_FOR(i, n) out[i] = to_float(inp[i]) > 0.0f ? inp[i] : to_x(0.0f);
 }
 
 __global__ void relu_backward_kernel(floatX* dinp,        // (n)
                                      const floatX* dout,  // (n)
                                      const floatX* out,   // (n) the forward's output
                                      size_t n) {
-    QS_FOR(i, n) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    QS_FOR(i, n) dinp[i] = to_float(out[i]) > 0.0f ? dout[i] : to_x(0.0f);
 }
 
 __global__ void concat_columns_kernel(floatX* out,      // (N, A+B)
@@ -159,10 +159,8 @@ __global__ void split_columns_backward_kernel(floatX* da,          // (N, A) +=
     QS_FOR(i, (size_t)N * W) {
         const size_t n = i / W;
         const int c = (int)(i % W);
-        if (c < A)
-            da[n * A + c] += dout[i];
-        else
-            db[n * B + (c - A)] += dout[i];
+        floatX* d = c < A ? &da[n * A + c] : &db[n * B + (c - A)];
+        *d = to_x(to_float(*d) + to_float(dout[i]));
     }
 }
 
@@ -184,7 +182,7 @@ __global__ void roll_rows_backward_kernel(floatX* dinp,        // (R*L, H) +=
     QS_FOR(idx, (size_t)R * L * H) {
         const size_t n = idx / H, c = idx % H;
         const int r = (int)(n / L), i = (int)(n % L);
-        dinp[idx] += dout[((size_t)r * L + (i - s % L + L) % L) * H + c];
+        dinp[idx] = to_x(to_float(dinp[idx]) + to_float(dout[((size_t)r * L + (i - s % L + L) % L) * H + c]));
     }
 }
 
@@ -194,8 +192,8 @@ __global__ void mix_forward_kernel(floatX* out,            // (N, H)
                                    const floatX* w,        // (N)
                                    int N, int H) {
     QS_FOR(i, (size_t)N * H) {
-        const float wn = w[i / H];
-        out[i] = (1.0f - wn) * base[i] + wn * thought[i];
+        const float wn = to_float(w[i / H]);
+        out[i] = to_x((1.0f - wn) * to_float(base[i]) + wn * to_float(thought[i]));
     }
 }
 
@@ -211,17 +209,17 @@ __global__ void mix_backward_kernel(floatX* dbase,          // (N, H) +=
     const int lane = threadIdx.x % 32;
     const int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (n >= N) return;  // whole warp leaves together
-    const float wn = w[n];
+    const float wn = to_float(w[n]);
     double acc = 0.0;
     for (int c = lane; c < H; c += 32) {
         const size_t i = (size_t)n * H + c;
-        const float d = dout[i];
-        dbase[i] += (1.0f - wn) * d;
-        dthought[i] += wn * d;
-        acc += (double)d * (thought[i] - base[i]);
+        const float d = to_float(dout[i]);
+        dbase[i] = to_x(to_float(dbase[i]) + (1.0f - wn) * d);
+        dthought[i] = to_x(to_float(dthought[i]) + wn * d);
+        acc += (double)d * (to_float(thought[i]) - to_float(base[i]));
     }
     acc = warp_sum_double(acc);
-    if (lane == 0) dw[n] = (float)acc;
+    if (lane == 0) dw[n] = to_x((float)acc);
 }
 
 // reward[n] = Σ_s (base_losses[n+s] - talk_losses[s][n]) for i = n % L < L-1-T, else 0.
@@ -271,7 +269,7 @@ static void cuda_gumbel_sample(int32_t* tokens, const floatX* logits, int N, int
     cudaCheckLaunch();
 }
 
-static void cuda_row_broadcast(floatX* out, const float* vec, float scale, int N, int H) {
+static void cuda_row_broadcast(floatX* out, const floatX* vec, float scale, int N, int H) {
     NVTX_RANGE_FN();
     if (N <= 0 || H <= 0) return;
     LAUNCH(row_broadcast_kernel, elementwise_grid((size_t)N * H), ELEMENTWISE_BLOCK, 0, qstar_stream, out, vec, scale,
@@ -279,14 +277,14 @@ static void cuda_row_broadcast(floatX* out, const float* vec, float scale, int N
     cudaCheckLaunch();
 }
 
-static void cuda_column_sum(float* out, const floatX* x, float scale, int N, int H) {
+static void cuda_column_sum(floatX* out, const floatX* x, float scale, int N, int H) {
     NVTX_RANGE_FN();
     if (H <= 0) return;
     LAUNCH(column_sum_kernel, CEIL_DIV(H, 32), 32 * QS_COLSUM_WARPS, 0, qstar_stream, out, x, scale, N, H);
     cudaCheckLaunch();
 }
 
-static void cuda_add_bias(floatX* x, const float* bias, int N, int H) {
+static void cuda_add_bias(floatX* x, const floatX* bias, int N, int H) {
     NVTX_RANGE_FN();
     if (N <= 0 || H <= 0) return;
     LAUNCH(add_bias_kernel, elementwise_grid((size_t)N * H), ELEMENTWISE_BLOCK, 0, qstar_stream, x, bias, N, H);
@@ -394,7 +392,7 @@ __global__ void __launch_bounds__(QS_STATS_BLOCK)
             acc += talk_losses[(size_t)(j - 1) * N + n];
         } else if (j <= 2 * T) {
             const int s = j - 1 - T;
-            if (i < L - 1 - s) acc += w[(size_t)s * N + n];
+            if (i < L - 1 - s) acc += to_float(w[(size_t)s * N + n]);
         } else if (i < L - 1 - T) {
             const float a = advantage[n];
             if (j == 1 + 2 * T) {

@@ -18,19 +18,19 @@
 __global__ void rmsnorm_forward_kernel(floatX* out,          // (N, H)
                                        float* rstd,          // (N)
                                        const floatX* inp,    // (N, H)
-                                       const float* weight,  // (H)
+                                       const floatX* weight, // (H)
                                        int N, int H, float eps) {
     const int lane = threadIdx.x % 32;
     const int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (n >= N) return;  // whole warp leaves together
     const floatX* x = inp + (size_t)n * H;
     double ss = 0.0;
-    for (int i = lane; i < H; i += 32) ss += (double)x[i] * x[i];
+    for (int i = lane; i < H; i += 32) ss += (double)to_float(x[i]) * to_float(x[i]);
     ss = warp_sum_double(ss);
     const float r = 1.0f / sqrtf((float)(ss / H) + eps);
     if (lane == 0) rstd[n] = r;
     floatX* y = out + (size_t)n * H;
-    for (int i = lane; i < H; i += 32) y[i] = weight[i] * (x[i] * r);
+    for (int i = lane; i < H; i += 32) y[i] = to_x(to_float(weight[i]) * (to_float(x[i]) * r));
 }
 
 // Residual add + RMSNorm in one pass: each lane writes its elements of a + b and reads them back
@@ -40,7 +40,7 @@ __global__ void add_rmsnorm_forward_kernel(floatX* sum,          // (N, H)
                                            float* rstd,          // (N)
                                            const floatX* a,      // (N, H)
                                            const floatX* b,      // (N, H)
-                                           const float* weight,  // (H)
+                                           const floatX* weight, // (H)
                                            int N, int H, float eps) {
     const int lane = threadIdx.x % 32;
     const int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
@@ -48,14 +48,14 @@ __global__ void add_rmsnorm_forward_kernel(floatX* sum,          // (N, H)
     const size_t o = (size_t)n * H;
     double ss = 0.0;
     for (int i = lane; i < H; i += 32) {
-        const float s = a[o + i] + b[o + i];
+        const floatX s = to_x(to_float(a[o + i]) + to_float(b[o + i]));  // the stored residual is what the norm sees
         sum[o + i] = s;
-        ss += (double)s * s;
+        ss += (double)to_float(s) * to_float(s);
     }
     ss = warp_sum_double(ss);
     const float r = 1.0f / sqrtf((float)(ss / H) + eps);
     if (lane == 0) rstd[n] = r;
-    for (int i = lane; i < H; i += 32) out[o + i] = weight[i] * (sum[o + i] * r);
+    for (int i = lane; i < H; i += 32) out[o + i] = to_x(to_float(weight[i]) * (to_float(sum[o + i]) * r));
 }
 
 // ---- backward: one kernel ------------------------------------------------------------------------
@@ -90,13 +90,13 @@ __device__ __forceinline__ void load_floats_cg(float (&v)[W], const float* p) {
 
 template <class T, int W>
 __global__ void rmsnorm_backward_kernel(T* dinp,               // (N, H) +=
-                                        float* dweight,        // (H) +=
+                                        T* dweight,            // (H) +=
                                         float* partial,        // (G, H) per-block partials
                                         double* group_sum,     // (ceil(G / GROUP), H) per-group sums
                                         unsigned* tickets,     // (groups + 1) 0 on entry, left 0
                                         const T* dout,         // (N, H)
                                         const T* inp,          // (N, H)
-                                        const float* weight,   // (H)
+                                        const T* weight,       // (H)
                                         const float* rstd,     // (N)
                                         int N, int H) {
     DYN_SMEM(float, dw);  // (W, H/W) this block's weight-gradient partials
@@ -112,7 +112,7 @@ __global__ void rmsnorm_backward_kernel(T* dinp,               // (N, H) +=
         float dot = 0.0f;
         for (int p = tid; p < packs; p += nt) {
             const Pack<T, W> x = load_pack<T, W>(inp + o + p * W), dy = load_pack<T, W>(dout + o + p * W);
-            const Pack<float, W> w = load_pack<float, W>(weight + p * W);
+            const Pack<T, W> w = load_pack<T, W>(weight + p * W);
 #pragma unroll
             for (int j = 0; j < W; j++) {
                 dot += dy[j] * w[j] * x[j];
@@ -122,7 +122,7 @@ __global__ void rmsnorm_backward_kernel(T* dinp,               // (N, H) +=
         const float mean = block_sum(dot, red) * r * inv_h;
         for (int p = tid; p < packs; p += nt) {
             const Pack<T, W> x = load_pack_cs<T, W>(inp + o + p * W), dy = load_pack_cs<T, W>(dout + o + p * W);
-            const Pack<float, W> w = load_pack<float, W>(weight + p * W);
+            const Pack<T, W> w = load_pack<T, W>(weight + p * W);
             Pack<T, W> dx = load_pack<T, W>(dinp + o + p * W);
 #pragma unroll
             for (int j = 0; j < W; j++) dx.set(j, dx[j] + r * (dy[j] * w[j] - x[j] * r * mean));
@@ -167,7 +167,7 @@ __global__ void rmsnorm_backward_kernel(T* dinp,               // (N, H) +=
     for (int c = tid; c < H; c += nt) {
         double acc = 0.0;
         for (int q = 0; q < groups; q++) acc += __ldcg(group_sum + (size_t)q * H + c);
-        dweight[c] += (float)acc;
+        dweight[c] = from_float<T>(to_float(dweight[c]) + (float)acc);
     }
     if (tid == 0) tickets[groups] = 0u;
 }
@@ -189,11 +189,11 @@ static inline void rmsnorm_backward_shape(int N, int packs, int* threads, int* b
 }
 
 template <class T>
-static void rmsnorm_backward_launch(T* dinp, float* dweight, const T* dout, const T* inp, const float* weight,
+static void rmsnorm_backward_launch(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
                                     const float* rstd, int N, int H) {
     if (N <= 0 || H <= 0) return;
     constexpr int W = VecWidth<T>::value;
-    const bool vec = vec_aligned<T>(H, dinp, dout, inp) && vec_aligned<float>(W, weight);
+    const bool vec = vec_aligned<T>(H, dinp, dout, inp, weight);
     int threads, blocks;
     rmsnorm_backward_shape(N, vec ? H / W : H, &threads, &blocks);
     const int groups = CEIL_DIV(blocks, RMSNORM_BWD_GROUP);
@@ -227,7 +227,7 @@ static void rmsnorm_backward_launch(T* dinp, float* dweight, const T* dout, cons
     cudaCheckLaunch();
 }
 
-static void cuda_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const float* weight, int N, int H,
+static void cuda_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const floatX* weight, int N, int H,
                                  float eps) {
     NVTX_RANGE_FN();
     if (N <= 0) return;
@@ -237,7 +237,7 @@ static void cuda_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, co
 }
 
 static void cuda_add_rmsnorm_forward(floatX* sum, floatX* out, float* rstd, const floatX* a, const floatX* b,
-                                     const float* weight, int N, int H, float eps) {
+                                     const floatX* weight, int N, int H, float eps) {
     NVTX_RANGE_FN();
     if (N <= 0) return;
     LAUNCH(add_rmsnorm_forward_kernel, CEIL_DIV(N, RMSNORM_BLOCK / 32), RMSNORM_BLOCK, 0, qstar_stream, sum, out, rstd,
@@ -245,8 +245,8 @@ static void cuda_add_rmsnorm_forward(floatX* sum, floatX* out, float* rstd, cons
     cudaCheckLaunch();
 }
 
-static void cuda_rmsnorm_backward(floatX* dinp, float* dweight, const floatX* dout, const floatX* inp,
-                                  const float* weight, const float* rstd, int N, int H) {
+static void cuda_rmsnorm_backward(floatX* dinp, floatX* dweight, const floatX* dout, const floatX* inp,
+                                  const floatX* weight, const float* rstd, int N, int H) {
     NVTX_RANGE_FN();
     rmsnorm_backward_launch<floatX>(dinp, dweight, dout, inp, weight, rstd, N, H);
 }
