@@ -35,6 +35,8 @@
  *                           [--kv-heads 2] [--head-dim 64] [--repeats 3] [--max-seconds 8]
  *                           [--dense-tile 128]   (queries per dense tile; ≥ L means untiled)
  */
+// The CPU table's buffers, read as the float arrays they are (kernels/ops.h: floatX).
+#define QSTAR_FLOATX float
 #include <cblas.h>
 #include <float.h>
 #include <math.h>

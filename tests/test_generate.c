@@ -4,6 +4,9 @@
  * thoughts, the mixed logits it draws a token from equal the talk-step logits of the Quiet-STaR
  * training step at that slot when the training step is forced to think the same thought.
  */
+// Backend buffers are read and written here as fp32 arrays: this file runs on fp32 tables (floatX =
+// float, kernels/ops.h); the bf16 tables have their own tests (tests/test_bf16.c).
+#define QSTAR_FLOATX float
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,6 +16,9 @@
  * Attention is tested at T not a multiple of the CPU's 128-row query block and at T > 128, so the
  * block boundaries are crossed. Sizes are small so the whole file runs in seconds on two cores.
  */
+// Backend buffers are read and written here as fp32 arrays: this file runs on fp32 tables (floatX =
+// float, kernels/ops.h); the bf16 tables have their own tests (tests/test_bf16.c).
+#define QSTAR_FLOATX float
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -1287,7 +1290,7 @@ static void test_adamw_case(const Backend* be, float grad_scale, float wd) {
     for (int t = 1; t <= 3; t++) {
         const float* g = gs + (t - 1) * n;
         be->upload(d_g, g, sizeof(float) * n);
-        be->adamw_update(d_p, d_g, d_m, d_v, n, lr, b1, b2, eps, wd, grad_scale, t);
+        be->adamw_update(d_p, NULL, d_g, d_m, d_v, n, lr, b1, b2, eps, wd, grad_scale, t, 0);
         // torch.optim.AdamW (single tensor): p *= 1 - lr*wd; m, v; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
         double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
         for (size_t i = 0; i < n; i++) {
@@ -1318,7 +1321,7 @@ static void test_adamw_case(const Backend* be, float grad_scale, float wd) {
     be->zero(d_v, sizeof(float) * n);
     for (int t = 1; t <= 3; t++) {
         be->upload(d_g, gs + (t - 1) * n, sizeof(float) * n);
-        be->adamw_update(d_p, d_g, d_m, d_v, n, lr, b1, b2, eps, wd, grad_scale, t);
+        be->adamw_update(d_p, NULL, d_g, d_m, d_v, n, lr, b1, b2, eps, wd, grad_scale, t, 0);
     }
     dget(be, dd, d_p, sizeof(float) * n);
     check_bitwise("adamw_update determinism", dd, p2, sizeof(float) * n);
@@ -1366,6 +1369,11 @@ int main(int argc, char** argv) {
     if (!be) {
         printf("unknown backend '%s' (built: %s)\n", name, backend_names());
         return 2;
+    }
+    if (be->x_bytes != sizeof(float)) {
+        printf("FAIL backend %s stores %s: this file tests the fp32 tables (bf16: tests/test_bf16.c)\n", be->name,
+               be->precision);
+        return 1;
     }
     fd_enabled = !strcmp(be->name, "cpu");
     tf32_gemms = !strcmp(be->name, "cuda");

@@ -27,6 +27,9 @@
  *    naive double loop, rel. 1e-12; positive count exact) for T = 1, 4 and K = 1, 9 on odd L.
  * Float results are compared with double references as max abs error / max |ref| <= 1e-5.
  */
+// Backend buffers are read and written here as fp32 arrays: this file runs on fp32 tables (floatX =
+// float, kernels/ops.h); the bf16 tables have their own tests (tests/test_bf16.c).
+#define QSTAR_FLOATX float
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -21,6 +21,9 @@
  * Sizes: k = 0, 1, 3, 11; L = 5, 37, 130 (130 crosses the CPU's 128-row query block); R = 2, 3;
  * NH/NKV = 4/2 (GQA) and 2/2; HD = 8, 16. The whole file runs in a few seconds on two cores.
  */
+// Backend buffers are read and written here as fp32 arrays: this file runs on fp32 tables (floatX =
+// float, kernels/ops.h); the bf16 tables have their own tests (tests/test_bf16.c).
+#define QSTAR_FLOATX float
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>

@@ -6,6 +6,9 @@
  *
  *   tool_quietstar_parity DIR
  */
+// Backend buffers are read and written here as fp32 arrays: this file runs on fp32 tables (floatX =
+// float, kernels/ops.h); the bf16 tables have their own tests (tests/test_bf16.c).
+#define QSTAR_FLOATX float
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -25,7 +25,7 @@
  * tests/emu_flash_check.cu derives); backward within 3u·max|dqkv_ref| per element (scale-relative: three
  * bf16 roundings per product; test_emu_checks.sh checks the per-element bound).
  * Also printed: each attention kernel's registers and static shared memory as ptxas reported them in
- * build/cuda/ptxas.txt (sm_80 and sm_90; the flash kernels' dynamic shared memory from their tile
+ * build/cuda/backend_cuda.ptxas.txt (sm_80 and sm_90; the flash kernels' dynamic shared memory from their tile
  * formula), and attention's theoretical share of a mistral-7b step (FLOPs, and time at the measured
  * rate against the GEMMs at 60% of the TF32 peak, an assumption stated with the line).
  *
@@ -39,7 +39,8 @@
 #include "bench/cuda/bench_common.h"
 
 // The flash kernels' launchers (kernels/cuda/flash_attention.cuh), instantiated for float and bf16 inputs
-// in backend_cuda.o / backend_emu.o.
+// in the fp32 op table's object (backend_cuda.o / backend_emu.o), in its namespace.
+namespace qstar_fp32 {
 template <class Tin>
 void flash_attention_forward(floatX*, float*, const Tin*, int, int, int, int, int, cudaStream_t);
 template <class Tin>
@@ -50,6 +51,8 @@ void flash_thought_attention_forward(floatX*, float*, const Tin*, size_t, int, i
 template <class Tin>
 void flash_thought_attention_backward(floatX*, const Tin*, const floatX*, const float*, const Tin*, size_t, int, int,
                                       int, int, int, int, cudaStream_t);
+}  // namespace qstar_fp32
+using namespace qstar_fp32;
 
 // ---- kernel versions: each runs on the backend under test; the reference is always b->ref -----
 typedef struct {
@@ -164,12 +167,12 @@ static double attention_bytes(int backward, int k, int R, int L, int NH, int NKV
 
 // Registers and static shared memory of the attention kernels, from nvcc's ptxas report.
 static void print_ptxas(void) {
-    FILE* f = fopen("build/cuda/ptxas.txt", "r");
+    FILE* f = fopen("build/cuda/backend_cuda.ptxas.txt", "r");
     if (!f) {
-        printf("ptxas: build/cuda/ptxas.txt not found (make cuda writes it): no register counts\n");
+        printf("ptxas: build/cuda/backend_cuda.ptxas.txt not found (make cuda writes it): no register counts\n");
         return;
     }
-    printf("ptxas (build/cuda/ptxas.txt): attention kernels, fp32-input (Tin = float) instances; <n> is the first "
+    printf("ptxas (build/cuda/backend_cuda.ptxas.txt): attention kernels, fp32-input (Tin = float) instances; <n> is the first "
            "template int (flash: head dim; v1: dims per lane)\n");
     char line[1024], entry[512] = "", arch[16] = "";
     int n = 0;

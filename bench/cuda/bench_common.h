@@ -21,6 +21,8 @@
  */
 #pragma once
 
+// The benchmarks run the fp32 tables and treat their buffers as float arrays (kernels/ops.h: floatX).
+#define QSTAR_FLOATX float
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdarg.h>

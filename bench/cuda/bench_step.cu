@@ -115,7 +115,7 @@ static void run_destroy(Run* r) {
     model_destroy(&r->m);
 }
 static void run_step(Run* r, int t) {
-    static const AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f, 0, 0};
+    static const AdamWConfig opt = {0.9f, 0.95f, 1e-8f, 0.1f, 0, 0, 0};
     model_zero_grad(&r->m);
     if (r->quietstar) {
         r->loss = quietstar_forward(&r->qs, r->tok.data(), (uint32_t)t);
