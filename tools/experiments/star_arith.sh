@@ -9,14 +9,16 @@
 # practice a small model (configs/tiny.json, the bundled corpus tokenizer) pretrained here on the
 # project's own arithmetic text: PRETRAIN_N problems "Input:\n6 2 4 + 2 5 9\nTarget:" + STaR's scratchpad
 # target, four to a document in the few-shot prompt's layout, of PRETRAIN_DIGITS-digit sums only, so the
-# longer sums have to be learned by STaR itself (through rationalization, as in the paper's Fig. 4-5). Then qstar selftrain --method star on DIGITS-digit
-# problems: ITERATIONS iterations, 3-shot generation, rationalization of failures, fine-tuning of the
-# starting model from scratch each iteration, START_STEPS * GROW^(n-1) steps.
+# longer sums have to be learned by STaR itself (through rationalization, as in the paper's Fig. 4-5).
+# Then qstar selftrain --method star on DIGITS-digit problems: ITERATIONS iterations, 3-shot generation,
+# rationalization of failures, fine-tuning of the starting model from scratch each iteration,
+# START_STEPS * GROW^(n-1) steps.
 #
 # Settings (environment, full run / --smoke): DIGITS (1-5 / 1-2), N_TRAIN (2000 / 40), N_TEST (250 / 20),
 # ITERATIONS (4 / 3), START_STEPS (300 / 10), GROW (1.2), PRETRAIN_DIGITS (1-2 / 1-1), PRETRAIN_N
 # (8000 / 800), PRETRAIN_STEPS (1500 / 250), PRETRAIN_SEQ (512 / 192), LR (1e-3 for the small model,
-# 1e-6 for SmolLM2), BATCH (8), SEQ (192 / 96), MAX_TOKENS (160 / 64), GEN_BATCH (32), PROBE_N (20 / 2), MIN_PROBE (4), SEED (1).
+# 1e-6 for SmolLM2), BATCH (8), SEQ (192 / 96), MAX_TOKENS (160 / 64), GEN_BATCH (32), PROBE_N (20 / 2),
+# MIN_PROBE (4), SEED (1).
 # The full run is sized for about 60 minutes of a 2-core machine (not run yet); --smoke checks the whole
 # pipeline in a minute or two. Nothing is downloaded.
 set -euo pipefail
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift 2;;
     --smoke) SMOKE=1; shift;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "star_arith.sh: unknown option $1 (see --help)" >&2; exit 2;;
   esac
 done
