@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift 2;;
     --smoke) SMOKE=1; shift;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "star_arith.sh: unknown option $1 (see --help)" >&2; exit 2;;
   esac
 done
