@@ -80,41 +80,40 @@ static int stop_at_end(void* user, int r, int kind, int32_t token) {
 void st_generate(Model* m, const Tokenizer* tok, const Settings* s, int task, const Toks* prompts, const uint32_t* sample,
                  const char* const* prefixes, int n, float temperature, char** texts, Toks* tokens, const char* stage,
                  double* tok_per_s) {
-    GenRequest* reqs = xcalloc((size_t)(n ? n : 1), sizeof(GenRequest));
-    int32_t* buf = xmalloc(sizeof(int32_t) * (size_t)(n ? n : 1) * s->max_tokens);
-    for (int i = 0; i < n; i++) {
-        reqs[i].prompt = prompts[i].ids;
-        reqs[i].n_prompt = prompts[i].n;
-        reqs[i].sample = sample ? sample[i] : 0;
-        reqs[i].out = buf + (size_t)i * s->max_tokens;
-    }
     GenConfig gc = {.temperature = temperature, .top_p = 1, .max_tokens = s->max_tokens, .seed = (uint64_t)s->seed,
                     .stop_token = (int)tok_eos_id(tok)};
     const double t0 = now_seconds();
-    // in chunks, for a progress line
+    // in chunks, for a progress line; the output buffers are a chunk's only (RFT's k = 100 samples of
+    // every GSM8K problem would otherwise hold n * max_tokens ids at once)
     const int chunk = s->gen_batch * 4;
+    GenRequest* reqs = xcalloc((size_t)chunk, sizeof(GenRequest));
+    int32_t* buf = xmalloc(sizeof(int32_t) * (size_t)chunk * s->max_tokens);
     long made = 0;
     for (int i0 = 0; i0 < n; i0 += chunk) {
         const int k = n - i0 < chunk ? n - i0 : chunk;
-        GenCtx g = {tok, reqs + i0, prefixes, task, i0};
-        generate_batch(m, &gc, reqs + i0, k, s->gen_batch, stop_at_end, &g);
-        for (int i = i0; i < i0 + k; i++) made += reqs[i].n_out;
+        for (int r = 0; r < k; r++) {
+            reqs[r] = (GenRequest){.prompt = prompts[i0 + r].ids, .n_prompt = prompts[i0 + r].n,
+                                   .sample = sample ? sample[i0 + r] : 0, .out = buf + (size_t)r * s->max_tokens};
+        }
+        // the callback's r counts within this chunk: the context points at the chunk's requests
+        GenCtx g = {tok, reqs, prefixes, task, i0};
+        generate_batch(m, &gc, reqs, k, s->gen_batch, stop_at_end, &g);
+        for (int r = 0; r < k; r++) {
+            made += reqs[r].n_out;
+            size_t plen;
+            char* all = full_text(&g, r, &plen);
+            const char* end = st_completion_end(task, all);
+            if (end && (size_t)(end - all) > plen) all[end - all] = 0;  // keep the last line's own newline
+            texts[i0 + r] = xstrdup(all + plen);
+            free(all);
+            tokens[i0 + r] = st_toks_copy(reqs[r].out, reqs[r].n_out);
+        }
         const double dt = now_seconds() - t0;
         fprintf(stderr, "\r  %-12s %d/%d  %.1f tokens/s   ", stage, i0 + k, n, dt > 0 ? made / dt : 0.0);
     }
     fprintf(stderr, "\n");
     const double dt = now_seconds() - t0;
     *tok_per_s = dt > 0 ? made / dt : 0;
-    for (int i = 0; i < n; i++) {
-        GenCtx g = {tok, reqs, prefixes, task, 0};
-        size_t plen;
-        char* all = full_text(&g, i, &plen);
-        const char* end = st_completion_end(task, all);
-        if (end && (size_t)(end - all) > plen) all[end - all] = 0;  // keep the last line's own newline
-        texts[i] = xstrdup(all + plen);
-        free(all);
-        tokens[i] = st_toks_copy(reqs[i].out, reqs[i].n_out);
-    }
     free(buf);
     free(reqs);
 }

@@ -5,7 +5,7 @@
 # right and wrong samples). Every number a run reports is recomputed here, in Python, from the files the
 # run wrote (completions, labels, successes, scores), with this file's own answer check, step split,
 # Q/advantage/critical-step rule and a brute-force best-of-k over all k-subsets — not from the C code:
-#  - rft: every completion's label, correct_samples, distinct paths (arith has no equations: one path per
+#  - rft: the same samples whatever --gen-batch (requests in flight, chunks); every completion's label, correct_samples, distinct paths (arith has no equations: one path per
 #    solved problem), the kept examples (+ gold), distinct paths per problem;
 #  - vstar: two generator iterations (D_GEN grows: iteration 2 fine-tunes on both iterations' correct
 #    samples and the gold once), the verifier's pairs (every correct x incorrect of a problem over both
@@ -132,6 +132,11 @@ assert abs(r["train_accuracy"] - nc / 24) < 1e-12 and 0 <= r["test_accuracy"] <=
 print("rft:", nc, "of 24 samples right,", solved, "problems solved, test accuracy", r["test_accuracy"])
 PY
 then ok "rft: labels, correct samples, distinct paths, kept examples recomputed"; else bad "rft records"; fi
+# a completion does not depend on how many requests are in flight: with --gen-batch 1 the 24 samples
+# go through generate_batch in 6 chunks of 4 (the stop rule must judge each chunk's own requests)
+$Q selftrain "${rft[@]}" --gen-batch 1 --out "$work/rft_b1" > "$work/rft_b1.log" 2>&1 || bad "rft --gen-batch 1 failed"
+if cmp -s "$work/rft/generations_001.jsonl" "$work/rft_b1/generations_001.jsonl"; then ok "rft: the same samples with --gen-batch 1 (6 chunks)"
+else bad "rft: --gen-batch 1 changes the samples"; fi
 QSTAR_FAULT=0:1:after_generate $Q selftrain "${rft[@]}" --out "$work/rft_r" > "$work/rft_r1.log" 2>&1
 if grep -q "aborting at after_generate" "$work/rft_r1.log"; then ok "rft: stopped after its generation"; else bad "rft: the fault did not fire"; fi
 $Q selftrain --resume "$work/rft_r" > "$work/rft_r2.log" 2>&1 || bad "rft resume failed: $(tail -1 "$work/rft_r2.log")"
