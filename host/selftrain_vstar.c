@@ -115,6 +115,13 @@ static Pair* build_pairs(const RunCtx* rc, const VerSample* v, int n, int* n_pai
     return out;
 }
 
+// A float option as it was written (0.1, not 0.10000000149011612) for the record.
+static double round_float(float x) {
+    char b[32];
+    snprintf(b, sizeof b, "%g", x);
+    return strtod(b, NULL);
+}
+
 static void train_verifier(Model* m, const RunCtx* rc) {
     const Settings* s = rc->s;
     const double t0 = now_seconds();
@@ -145,7 +152,7 @@ static void train_verifier(Model* m, const RunCtx* rc) {
     cJSON_AddNumberToObject(rec, "pairs", n_pairs);
     cJSON_AddNumberToObject(rec, "problems_with_pairs", with);
     cJSON_AddNumberToObject(rec, "dpo_steps", run.steps);
-    cJSON_AddNumberToObject(rec, "beta", s->beta);
+    cJSON_AddNumberToObject(rec, "beta", round_float(s->beta));
     cJSON_AddNumberToObject(rec, "first_loss", run.first_loss);
     cJSON_AddNumberToObject(rec, "loss", run.loss);
     cJSON_AddNumberToObject(rec, "pair_accuracy", run.accuracy);
