@@ -105,7 +105,7 @@ PY
 }
 
 # ---- RFT ----------------------------------------------------------------------------------------------
-rft=(--method rft --model "$M1" "${tiny[@]}" --start-steps 20 --samples 4 --temperature 1.1 --gold)
+rft=(--method rft --model "$M1" "${tiny[@]}" --start-steps 20 --samples 4 --temperature 1.2 --gold)
 $Q selftrain "${rft[@]}" --out "$work/rft" > "$work/rft.log" 2>&1 || bad "rft run failed: $(tail -1 "$work/rft.log")"
 if python3 - "$work" <<'PY'
 import json, sys
