@@ -111,8 +111,8 @@ check_err() {  # name, expected substring, command...
 }
 check_err "malformed task file" "bad.jsonl:2: answer \"4\" is not the sum \"3\"" \
   $Q selftrain --method star --model "$base" --task arith --train "$work/bad.jsonl" --test "$work/t.jsonl" --out "$work/c"
-check_err "method not implemented" "--method rft is not implemented yet" \
-  $Q selftrain --method rft --model "$base" --task arith --train "$work/t.jsonl" --test "$work/t.jsonl" --out "$work/c"
+check_err "unknown method" "unknown --method \"sft\"" \
+  $Q selftrain --method sft --model "$base" --task arith --train "$work/t.jsonl" --test "$work/t.jsonl" --out "$work/c"
 check_err "unknown task" "unknown --task" \
   $Q selftrain --model "$base" --task cqa --train "$work/t.jsonl" --test "$work/t.jsonl" --out "$work/c"
 check_err "missing options" "are required" $Q selftrain --task arith

@@ -6,9 +6,12 @@
  * every sum is in a fixed order (deterministic gradients).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/fastexp.h"
 #include "kernels/philox.h"
 
 void cpu_mask_columns(floatX* x, int N, int V, int lo, int hi, float value) {
@@ -17,25 +20,63 @@ void cpu_mask_columns(floatX* x, int N, int V, int lo, int hi, float value) {
         for (int v = lo; v < hi; v++) x[(size_t)n * V + v] = value;
 }
 
+// Gumbel noise −log(−log u) costs two logf per column, most of the sampler's time when done for all V
+// columns with glibc's scalar logf. So a row is done in two passes with the same result, bit for bit:
+// (1) for all columns, vectorized: the Philox words, and a screening score z + g' where g' is the noise
+// from fast_logf (|g' − g| < 1e-6 over all 2^23 values of u, checked exhaustively), and the largest
+// screening score M; (2) the exact score z + g (logf, as before) only for the columns whose screening
+// score is within a margin of M, and the argmax over those, first index on ties. The margin (1e-4 plus
+// 1e-5·|M|, for the roundings of z + g at |M|) exceeds twice the screen's error, so the exact best
+// column and every column tied with it are among the candidates: the answer is the full exact argmax.
+// A row whose M is not finite (±inf, or NaN logits only) takes the exact path over all columns.
+#define GUMBEL_LANES 16  // Philox counters per vector (4 columns each)
+
 void cpu_gumbel_sample(int32_t* tokens, const floatX* logits, int N, int V, int L, uint64_t seed, uint32_t step, int k) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const floatX* z = logits + (size_t)n * V;
-        const uint32_t slot = (uint32_t)(n % L), rowk = ((uint32_t)(n / L) << 8) | (uint32_t)k;
-        float best = -INFINITY;
-        int arg = 0;
-        for (int v0 = 0; v0 < V; v0 += 4) {
-            Philox4 r = philox4x32((uint32_t)(v0 >> 2), slot, rowk, step, (uint32_t)seed, (uint32_t)(seed >> 32));
-            for (int u = 0; u < 4 && v0 + u < V; u++) {
-                float g = -logf(-logf(philox_uniform(r.v[u])));
-                float score = z[v0 + u] + g;
-                if (score > best) {
-                    best = score;
-                    arg = v0 + u;
+    const int nc = (V + 4 * GUMBEL_LANES - 1) / (4 * GUMBEL_LANES) * GUMBEL_LANES;  // counters, whole vectors
+#pragma omp parallel
+    {
+        uint32_t* words = xmalloc(sizeof(uint32_t) * 4 * (size_t)nc);  // column v: word v % 4 of counter v / 4
+        float* screen = xmalloc(sizeof(float) * (size_t)V);
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const floatX* z = logits + (size_t)n * V;
+            const uint32_t slot = (uint32_t)(n % L), rowk = ((uint32_t)(n / L) << 8) | (uint32_t)k;
+#pragma omp simd
+            for (int c = 0; c < nc; c++) {
+                const Philox4 r = philox4x32((uint32_t)c, slot, rowk, step, (uint32_t)seed, (uint32_t)(seed >> 32));
+                words[4 * (size_t)c] = r.v[0];
+                words[4 * (size_t)c + 1] = r.v[1];
+                words[4 * (size_t)c + 2] = r.v[2];
+                words[4 * (size_t)c + 3] = r.v[3];
+            }
+            float M = -INFINITY;
+#pragma omp simd reduction(max : M)
+            for (int v = 0; v < V; v++) {
+                screen[v] = z[v] - fast_logf(-fast_logf(philox_uniform(words[v])));
+                M = screen[v] > M ? screen[v] : M;
+            }
+            const float thr = isfinite(M) ? M - (1e-4f + 1e-5f * fabsf(M)) : -INFINITY;
+            float best = -INFINITY;
+            int arg = 0;
+            for (int v0 = 0; v0 < V; v0 += 64) {  // candidates are few: look at 64 screens at a time
+                const int nv = V - v0 < 64 ? V - v0 : 64;
+                int hits = 0;
+#pragma omp simd reduction(+ : hits)
+                for (int v = v0; v < v0 + nv; v++) hits += screen[v] >= thr;
+                for (int v = v0; hits && v < v0 + nv; v++) {
+                    if (!(screen[v] >= thr)) continue;  // a NaN screen is a NaN logit: its score never wins
+                    const float g = -logf(-logf(philox_uniform(words[v])));
+                    const float score = z[v] + g;
+                    if (score > best) {
+                        best = score;
+                        arg = v;
+                    }
                 }
             }
+            tokens[n] = arg;
         }
-        tokens[n] = arg;
+        free(words);
+        free(screen);
     }
 }
 

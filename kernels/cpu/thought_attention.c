@@ -6,12 +6,15 @@
  * result is the softmax over their union: O(L²·HD + L·k·HD) per step and head instead of the
  * reference's dense mask over (k+1)·L keys.
  *
- * The own-slot part reads one key/value row per (slot, step), C3 floats apart and spread over k step
- * blocks: few FLOPs per byte, so it is written for memory. It runs for all query heads of a kv group
- * at once (each key/value row fetched once for the group, not once per head), one step block at a
- * time (a stream through consecutive rows, prefetched a few rows ahead: the rows cross 4 KiB pages
- * every few slots, where hardware prefetchers stop), and the dK/dV of a row are summed over the
- * group's heads locally before one update.
+ * The own-slot part reads one key/value row per (slot, step): few FLOPs per byte, so it is written
+ * for the memory system. It runs for all query heads of a kv group at once (each key/value row
+ * fetched once for the group, not once per head), and the dK/dV of a row are summed over the group's
+ * heads locally before one update. Its loops run over blocks of SB slots, and inside a block over the
+ * steps 1..k, then the block's slots: the block's query-side rows (Q, dO, dQ, out) stay in L1 while
+ * the k step blocks pass by, and the key-side rows come in short runs of consecutive rows. Not slot
+ * by slot over all steps: the rows of one slot at steps 1..k lie step_stride apart, a multiple of
+ * 4 KiB, so they all fall into one cache set and evict one another. Each key-side row is prefetched
+ * one step ahead (the same slot at step j+1, or the next block's slot at step 1).
  */
 #include <cblas.h>
 #include <math.h>
@@ -21,97 +24,155 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/fastexp.h"
 
-#define QB 128
-#define PREFETCH_ROWS 8  // own-slot rows fetched ahead
+#define QB 128  // queries per causal block (as attention.c)
+#define SB 8   // slots per own-slot block
 
-// dot and axpy over one head (HD floats): the own-slot part's inner loops, written for the vectorizer
+// dot and axpy over one head (HD floats): the own-slot part's inner loops, written for the
+// vectorizer. dot sums 16 lanes, then halves them in a fixed tree (an `omp simd` reduction leaves
+// the lanes to a serial scalar loop, which dominated this part).
 static inline float dot(const floatX* restrict a, const floatX* restrict b, int n) {
-    float d = 0.0f;
-#pragma omp simd reduction(+ : d)
-    for (int c = 0; c < n; c++) d += a[c] * b[c];
-    return d;
+    float acc[16] = {0};
+    int c = 0;
+    for (; c + 16 <= n; c += 16)
+        for (int l = 0; l < 16; l++) acc[l] += a[c + l] * b[c + l];
+    for (; c < n; c++) acc[0] += a[c] * b[c];
+    for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
+    for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
+    for (int l = 0; l < 2; l++) acc[l] += acc[l + 2];
+    return acc[0] + acc[1];
 }
 static inline void axpy(floatX* restrict y, float a, const floatX* restrict x, int n) {
 #pragma omp simd
     for (int c = 0; c < n; c++) y[c] += a * x[c];
 }
+// every cache line of one head's row (HD floats)
+static inline void prefetch_read(const floatX* p, int HD) {
+    for (int c = 0; c < HD; c += 16) __builtin_prefetch(p + c, 0);
+}
+static inline void prefetch_write(const floatX* p, int HD) {
+    for (int c = 0; c < HD; c += 16) __builtin_prefetch(p + c, 1);
+}
+// The own-slot row visited after (slot i, step j) in the block order: the same slot one step on, or
+// at the last step the next block's slot at step 1; -1 at the end. Returned as a step offset (in
+// units of step_stride, 1-based step) and a slot.
+static inline int next_own_row(int i, int j, int k, int L, int* next_i) {
+    if (j < k) {
+        *next_i = i;
+        return j + 1;
+    }
+    *next_i = i + SB;
+    return i + SB < L ? 1 : -1;
+}
 
 void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, size_t step_stride, int k, int R,
                                    int L, int NH, int NKV, int HD) {
-    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD, group = NH / NKV, K1 = k + 1;
+    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD, group = NH / NKV;
     const float scale = 1.0f / sqrtf((float)HD);
 #pragma omp parallel
     {
         float* S = xmalloc(sizeof(float) * QB * L);
-        float* own = xmalloc(sizeof(float) * group * L * K1);  // (group, L, k+1): scores, then probabilities
+        // (group, k, L): own-slot scores, then probabilities; head hh, step j, slot i at (hh·k + j−1)·L + i
+        float* own = xmalloc(sizeof(float) * group * (k > 0 ? k : 1) * L);
+        float* mx = xmalloc(sizeof(float) * QB);   // per query of a block: the running max,
+        float* sum = xmalloc(sizeof(float) * QB);  // the normalizer
 #pragma omp for collapse(2) schedule(static)
         for (int r = 0; r < R; r++) {
             for (int g = 0; g < NKV; g++) {
                 const size_t row0 = (size_t)r * L;
                 const floatX* Qk = qkv + k * step_stride + row0 * C3 + g * group * HD;  // the group's first head
-                // own-slot scores of every head of the group, one step block at a time
-                for (int j = 1; j <= k; j++) {
-                    const floatX* Kj = qkv + j * step_stride + row0 * C3 + (NH + g) * HD;
-                    for (int i = 0; i < L; i++) {
-                        if (i + PREFETCH_ROWS < L) __builtin_prefetch(Kj + (size_t)(i + PREFETCH_ROWS) * C3);
-                        for (int hh = 0; hh < group; hh++)
-                            own[((size_t)hh * L + i) * K1 + j] =
-                                dot(Qk + (size_t)i * C3 + hh * HD, Kj + (size_t)i * C3, HD) * scale;
+                const floatX* Kown = qkv + row0 * C3 + (NH + g) * HD;      // + j·step_stride: step j's keys
+                const floatX* Vown = qkv + row0 * C3 + (NH + NKV + g) * HD;
+                // own-slot scores of every head of the group
+                for (int i0 = 0; i0 < L; i0 += SB) {
+                    const int i1 = i0 + SB < L ? i0 + SB : L;
+                    for (int j = 1; j <= k; j++) {
+                        for (int i = i0; i < i1; i++) {
+                            int ni, nj = next_own_row(i, j, k, L, &ni);
+                            if (nj > 0) prefetch_read(Kown + nj * step_stride + (size_t)ni * C3, HD);
+                            const floatX* kr = Kown + j * step_stride + (size_t)i * C3;
+                            for (int hh = 0; hh < group; hh++)
+                                own[((size_t)hh * k + j - 1) * L + i] = dot(Qk + (size_t)i * C3 + hh * HD, kr, HD) * scale;
+                        }
                     }
                 }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
                     const floatX* Q = Qk + hh * HD;
-                    const floatX* K0 = qkv + row0 * C3 + (NH + g) * HD;
-                    const floatX* V0 = qkv + row0 * C3 + (NH + NKV + g) * HD;
                     floatX* O = out + row0 * CO + h * HD;
                     float* LS = lse + ((size_t)r * NH + h) * L;
+                    float* e = own + (size_t)hh * k * L;  // e[(j−1)·L + i]
                     for (int q0 = 0; q0 < L; q0 += QB) {
                         const int nq = q0 + QB < L ? QB : L - q0, nk = q0 + nq;
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HD, scale, Q + (size_t)q0 * C3,
-                                    C3, K0, C3, 0.0f, S, nk);
+                                    C3, Kown, C3, 0.0f, S, nk);
+                        // the block's own-slot maxima, vectorized over its queries
+                        for (int q = 0; q < nq; q++) mx[q] = -INFINITY;
+                        for (int j = 1; j <= k; j++) {
+                            const float* ej = e + (size_t)(j - 1) * L + q0;
+#pragma omp simd
+                            for (int q = 0; q < nq; q++) mx[q] = ej[q] > mx[q] ? ej[q] : mx[q];
+                        }
                         for (int q = 0; q < nq; q++) {
                             const int i = q0 + q;
                             float* s = S + (size_t)q * nk;
-                            float* e = own + ((size_t)hh * L + i) * K1;  // e[j], j = 1..k
-                            float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-                            for (int j = 0; j <= i; j++) mx = s[j] > mx ? s[j] : mx;
-                            for (int j = 1; j <= k; j++) mx = e[j] > mx ? e[j] : mx;
-                            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
+                            float m = mx[q];
+#pragma omp simd reduction(max : m)
+                            for (int j = 0; j <= i; j++) m = s[j] > m ? s[j] : m;
+                            mx[q] = m;
+                            float su = 0.0f;
+#pragma omp simd reduction(+ : su)
                             for (int j = 0; j <= i; j++) {
-                                s[j] = fast_expf(s[j] - mx);
-                                sum += s[j];
+                                s[j] = fast_expf(s[j] - m);
+                                su += s[j];
                             }
-                            for (int j = 1; j <= k; j++) {
-                                e[j] = fast_expf(e[j] - mx);
-                                sum += e[j];
+                            sum[q] = su;
+                        }
+                        // own-slot probabilities, added to each normalizer in step order after its causal part
+                        for (int j = 1; j <= k; j++) {
+                            float* ej = e + (size_t)(j - 1) * L + q0;
+#pragma omp simd
+                            for (int q = 0; q < nq; q++) {
+                                ej[q] = fast_expf(ej[q] - mx[q]);
+                                sum[q] += ej[q];
                             }
-                            const float inv = 1.0f / sum;
+                        }
+                        for (int q = 0; q < nq; q++) {
+                            const int i = q0 + q;
+                            float* s = S + (size_t)q * nk;
+                            const float inv = 1.0f / sum[q];
                             for (int j = 0; j <= i; j++) s[j] *= inv;
                             for (int j = i + 1; j < nk; j++) s[j] = 0.0f;
-                            for (int j = 1; j <= k; j++) e[j] *= inv;
-                            LS[i] = mx + logf(sum);
+                            LS[i] = mx[q] + logf(sum[q]);
+                            sum[q] = inv;
                         }
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HD, nk, 1.0f, S, nk, V0, C3, 0.0f,
+                        for (int j = 1; j <= k; j++) {
+                            float* ej = e + (size_t)(j - 1) * L + q0;
+#pragma omp simd
+                            for (int q = 0; q < nq; q++) ej[q] *= sum[q];
+                        }
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HD, nk, 1.0f, S, nk, Vown, C3, 0.0f,
                                     O + (size_t)q0 * CO, CO);
                     }
                 }
                 // own-slot values: each output row adds j = 1..k in order after its causal part
-                for (int j = 1; j <= k; j++) {
-                    const floatX* Vj = qkv + j * step_stride + row0 * C3 + (NH + NKV + g) * HD;
-                    for (int i = 0; i < L; i++) {
-                        if (i + PREFETCH_ROWS < L) __builtin_prefetch(Vj + (size_t)(i + PREFETCH_ROWS) * C3);
-                        for (int hh = 0; hh < group; hh++)
-                            axpy(out + (row0 + i) * CO + (g * group + hh) * HD, own[((size_t)hh * L + i) * K1 + j],
-                                 Vj + (size_t)i * C3, HD);
+                for (int i0 = 0; i0 < L; i0 += SB) {
+                    const int i1 = i0 + SB < L ? i0 + SB : L;
+                    for (int j = 1; j <= k; j++) {
+                        for (int i = i0; i < i1; i++) {
+                            int ni, nj = next_own_row(i, j, k, L, &ni);
+                            if (nj > 0) prefetch_read(Vown + nj * step_stride + (size_t)ni * C3, HD);
+                            const floatX* vr = Vown + j * step_stride + (size_t)i * C3;
+                            for (int hh = 0; hh < group; hh++)
+                                axpy(out + (row0 + i) * CO + (g * group + hh) * HD, own[((size_t)hh * k + j - 1) * L + i], vr, HD);
+                        }
                     }
                 }
             }
         }
         free(S);
         free(own);
+        free(mx);
+        free(sum);
     }
 }
 
@@ -169,34 +230,40 @@ void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floa
                                     dO + (size_t)q0 * CO, CO, 1.0f, dV0, C3);
                     }
                 }
-                // own-slot keys of steps 1..k, all heads of the group per key row; each dQ row adds
+                // own-slot keys and values, all heads of the group per key row; each dQ row adds
                 // j = 1..k in order after its causal part
-                for (int j = 1; j <= k; j++) {
-                    const size_t off = j * step_stride + row0 * C3;
-                    const floatX* Kj = qkv + off + (NH + g) * HD;
-                    const floatX* Vj = qkv + off + (NH + NKV + g) * HD;
-                    for (int i = 0; i < L; i++) {
-                        if (i + PREFETCH_ROWS < L) {
-                            __builtin_prefetch(Kj + (size_t)(i + PREFETCH_ROWS) * C3);
-                            __builtin_prefetch(Vj + (size_t)(i + PREFETCH_ROWS) * C3);
+                const size_t own0 = row0 * C3;  // + j·step_stride: step j's rows
+                for (int i0 = 0; i0 < L; i0 += SB) {
+                    const int i1 = i0 + SB < L ? i0 + SB : L;
+                    for (int j = 1; j <= k; j++) {
+                        for (int i = i0; i < i1; i++) {
+                            int ni, nj = next_own_row(i, j, k, L, &ni);
+                            if (nj > 0) {
+                                const size_t o = own0 + nj * step_stride + (size_t)ni * C3;
+                                prefetch_read(qkv + o + (NH + g) * HD, HD);
+                                prefetch_read(qkv + o + (NH + NKV + g) * HD, HD);
+                                prefetch_write(dqkv + o + (NH + g) * HD, HD);
+                                prefetch_write(dqkv + o + (NH + NKV + g) * HD, HD);
+                            }
+                            const size_t off = own0 + j * step_stride + (size_t)i * C3;
+                            const floatX* kj = qkv + off + (NH + g) * HD;
+                            const floatX* vj = qkv + off + (NH + NKV + g) * HD;
+                            float* dk = acc;
+                            float* dv = acc + HD;
+                            for (int c = 0; c < 2 * HD; c++) acc[c] = 0.0f;
+                            for (int hh = 0; hh < group; hh++) {
+                                const int h = g * group + hh;
+                                const floatX* qi = qkv + k * step_stride + (row0 + i) * C3 + h * HD;
+                                const floatX* doi = dout + (row0 + i) * CO + h * HD;
+                                const float pj = fast_expf(dot(qi, kj, HD) * scale - lse[((size_t)r * NH + h) * L + i]);
+                                const float dsj = scale * pj * (dot(doi, vj, HD) - D[(size_t)hh * L + i]);
+                                axpy(dqkv + k * step_stride + (row0 + i) * C3 + h * HD, dsj, kj, HD);
+                                axpy(dk, dsj, qi, HD);
+                                axpy(dv, pj, doi, HD);
+                            }
+                            axpy(dqkv + off + (NH + g) * HD, 1.0f, dk, HD);
+                            axpy(dqkv + off + (NH + NKV + g) * HD, 1.0f, dv, HD);
                         }
-                        const floatX* kj = Kj + (size_t)i * C3;
-                        const floatX* vj = Vj + (size_t)i * C3;
-                        float* dk = acc;
-                        float* dv = acc + HD;
-                        for (int c = 0; c < 2 * HD; c++) acc[c] = 0.0f;
-                        for (int hh = 0; hh < group; hh++) {
-                            const int h = g * group + hh;
-                            const floatX* qi = qkv + k * step_stride + (row0 + i) * C3 + h * HD;
-                            const floatX* doi = dout + (row0 + i) * CO + h * HD;
-                            const float pj = fast_expf(dot(qi, kj, HD) * scale - lse[((size_t)r * NH + h) * L + i]);
-                            const float dsj = scale * pj * (dot(doi, vj, HD) - D[(size_t)hh * L + i]);
-                            axpy(dqkv + k * step_stride + (row0 + i) * C3 + h * HD, dsj, kj, HD);
-                            axpy(dk, dsj, qi, HD);
-                            axpy(dv, pj, doi, HD);
-                        }
-                        axpy(dqkv + off + (size_t)i * C3 + (NH + g) * HD, 1.0f, dk, HD);
-                        axpy(dqkv + off + (size_t)i * C3 + (NH + NKV + g) * HD, 1.0f, dv, HD);
                     }
                 }
             }

@@ -1,0 +1,130 @@
+/*
+ * The DPO training loop of V-STaR's verifier and of per-step DPO (host/selftrain.h st_dpo_train), and
+ * sequence scoring (st_score, the verifier's V(y|x)). The loss and its gradient are model/dpo.c's; this
+ * file lays pairs out as rows, computes the frozen reference's log-probabilities once (the starting
+ * weights are the reference, so before the first update) and caches them in the run directory so a
+ * resumed run does not recompute them, then runs AdamW over shuffled batches of pairs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/selftrain.h"
+#include "model/dpo.h"
+#include "model/sft.h"
+
+// Log-probabilities of n_rows rows (inputs/targets, T each) in batches of m's B rows; a last partial
+// batch is filled with padding rows (no targets), whose values are dropped.
+static void logprobs_of_rows(Model* m, const int32_t* in, const int32_t* tg, int n_rows, int pad, double* logp,
+                             const char* stage) {
+    const int B = m->acts.B, T = m->acts.T;
+    int32_t* bin = xmalloc(sizeof(int32_t) * (size_t)B * T);
+    int32_t* btg = xmalloc(sizeof(int32_t) * (size_t)B * T);
+    double* out = xmalloc(sizeof(double) * (size_t)B);
+    const double t0 = now_seconds();
+    for (int r0 = 0; r0 < n_rows; r0 += B) {
+        const int k = n_rows - r0 < B ? n_rows - r0 : B;
+        memcpy(bin, in + (size_t)r0 * T, sizeof(int32_t) * (size_t)k * T);
+        memcpy(btg, tg + (size_t)r0 * T, sizeof(int32_t) * (size_t)k * T);
+        for (size_t i = (size_t)k * T; i < (size_t)B * T; i++) bin[i] = pad, btg[i] = QSTAR_IGNORE_INDEX;
+        dpo_sequence_logprobs(m, bin, btg, out);
+        memcpy(logp + r0, out, sizeof(double) * (size_t)k);
+        const double dt = now_seconds() - t0;
+        fprintf(stderr, "\r  %-12s %d/%d rows  %.0f tokens/s   ", stage, r0 + k, n_rows,
+                dt > 0 ? (double)(r0 + B) * T / dt : 0.0);
+    }
+    fprintf(stderr, "\n");
+    free(bin), free(btg), free(out);
+}
+
+void st_score(Model* m, const Settings* s, const Example* ex, int n, int pad, double* logp, const char* stage) {
+    const int T = s->seq;
+    model_alloc_activations(m, 2 * s->dpo_batch, T);
+    int32_t* in = xmalloc(sizeof(int32_t) * (size_t)(n ? n : 1) * T);
+    int32_t* tg = xmalloc(sizeof(int32_t) * (size_t)(n ? n : 1) * T);
+    for (int i = 0; i < n; i++)
+        sft_make_row(ex[i].prompt.ids, ex[i].prompt.n, ex[i].completion.ids, ex[i].completion.n, T, pad, in + (size_t)i * T,
+                     tg + (size_t)i * T);
+    if (n) logprobs_of_rows(m, in, tg, n, pad, logp, stage);
+    free(in), free(tg);
+}
+
+DpoRun st_dpo_train(Model* m, const Settings* s, const Pair* pairs, int n_pairs, int steps, int pad, const char* cache_path,
+                    uint64_t seed, const char* stage) {
+    DpoRun run = {0};
+    if (!n_pairs || steps <= 0) return run;
+    const int P = s->dpo_batch, B = 2 * P, T = s->seq;
+    const size_t rows = 2 * (size_t)n_pairs;
+    int32_t* in = xmalloc(sizeof(int32_t) * rows * T);
+    int32_t* tg = xmalloc(sizeof(int32_t) * rows * T);
+    int cut = 0;
+    for (int p = 0; p < n_pairs; p++) {
+        const Pair* q = &pairs[p];
+        sft_make_row(q->prompt.ids, q->prompt.n, q->chosen.ids, q->chosen.n, T, pad, in + 2 * (size_t)p * T,
+                     tg + 2 * (size_t)p * T);
+        sft_make_row(q->prompt.ids, q->prompt.n, q->rejected.ids, q->rejected.n, T, pad, in + (2 * (size_t)p + 1) * T,
+                     tg + (2 * (size_t)p + 1) * T);
+        cut += q->prompt.n + (q->chosen.n > q->rejected.n ? q->chosen.n : q->rejected.n) - 1 > T;
+    }
+    if (cut) fprintf(stderr, "  warning: %d of %d pairs are longer than --seq %d + 1 tokens: their responses are cut\n", cut, n_pairs, T);
+    model_alloc_activations(m, B, T);
+
+    // the reference: these weights before any update, once
+    const uint64_t key = dpo_rows_key(in, tg, rows * T);
+    double* ref = dpo_ref_cache_load(cache_path, rows, key);
+    if (!ref) {
+        ref = xmalloc(sizeof(double) * rows);
+        logprobs_of_rows(m, in, tg, (int)rows, pad, ref, "reference");
+        dpo_ref_cache_save(cache_path, ref, rows, key);
+    }
+
+    m->be->zero(m->m, sizeof(float) * m->opt_count);
+    m->be->zero(m->v, sizeof(float) * m->opt_count);
+    AdamWConfig opt = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0};
+    int* order = xmalloc(sizeof(int) * (size_t)n_pairs);
+    for (int i = 0; i < n_pairs; i++) order[i] = i;
+    uint64_t st = seed * 0x9E3779B97F4A7C15ull + 7;
+    int pos = n_pairs;
+    int32_t* bin = xmalloc(sizeof(int32_t) * (size_t)B * T);
+    int32_t* btg = xmalloc(sizeof(int32_t) * (size_t)B * T);
+    double* bref = xmalloc(sizeof(double) * (size_t)B);
+    float* bw = xmalloc(sizeof(float) * (size_t)P);
+    const double t0 = now_seconds();
+    long tokens = 0;
+    for (int step = 1; step <= steps; step++) {
+        for (int b = 0; b < P; b++) {
+            if (pos == n_pairs) {  // a new epoch in a new order
+                for (int i = n_pairs - 1; i > 0; i--) {
+                    st = st * 6364136223846793005ull + 1442695040888963407ull;
+                    int j = (int)((st >> 33) % (uint64_t)(i + 1));
+                    int t = order[i];
+                    order[i] = order[j], order[j] = t;
+                }
+                pos = 0;
+            }
+            const int p = order[pos++];
+            memcpy(bin + 2 * (size_t)b * T, in + 2 * (size_t)p * T, sizeof(int32_t) * 2 * (size_t)T);
+            memcpy(btg + 2 * (size_t)b * T, tg + 2 * (size_t)p * T, sizeof(int32_t) * 2 * (size_t)T);
+            bref[2 * b] = ref[2 * p], bref[2 * b + 1] = ref[2 * p + 1];
+            bw[b] = pairs[p].weight;
+        }
+        model_zero_grad(m);
+        DpoStats ds = dpo_step(m, bin, btg, bref, bw, P, s->beta, 1.0f, NULL);
+        tokens += (long)B * T;
+        const float norm = model_grad_norm(m);
+        const float scale = s->grad_clip > 0 && norm > s->grad_clip ? s->grad_clip / norm : 1.0f;
+        const float lr = s->dpo_warmup > 0 && step <= s->dpo_warmup ? s->dpo_lr * step / s->dpo_warmup : s->dpo_lr;
+        model_adamw_step(m, &opt, lr, scale, step);
+        if (step == 1) run.first_loss = ds.loss;
+        run.loss = ds.loss, run.accuracy = ds.accuracy, run.margin = ds.margin;
+        const double dt = now_seconds() - t0;
+        fprintf(stderr, "\r  %-12s %d/%d  loss %.4f  pair acc %.2f  margin %+.3f  %.0f tokens/s   ", stage, step, steps,
+                ds.loss, ds.accuracy, ds.margin, dt > 0 ? tokens / dt : 0.0);
+    }
+    fprintf(stderr, "\n");
+    const double dt = now_seconds() - t0;
+    run.tok_per_s = dt > 0 ? tokens / dt : 0;
+    run.steps = steps;
+    free(order), free(bin), free(btg), free(bref), free(bw), free(in), free(tg), free(ref);
+    return run;
+}
