@@ -329,7 +329,8 @@ int cmd_train(int argc, char** argv) {
         else free(own);
     }
 
-    const Backend* be = backend_select(s.device, s.precision);
+    // bf16 gradients are reduced in fp32 only for now: several ranks default to fp32 (and refuse bf16)
+    const Backend* be = backend_select(s.device, s.precision || comm.world == 1 ? s.precision : "fp32");
     if (comm.world > 1 && be->x_bytes != sizeof(float))
         fatal("train: --precision bf16 runs on one rank for now (its gradients are reduced in fp32 only): use "
               "--precision fp32 with several ranks");
