@@ -140,6 +140,7 @@ void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, s
                             const int i = q0 + q;
                             float* s = S + (size_t)q * nk;
                             const float inv = 1.0f / sum[q];
+#pragma omp simd
                             for (int j = 0; j <= i; j++) s[j] *= inv;
                             for (int j = i + 1; j < nk; j++) s[j] = 0.0f;
                             LS[i] = mx[q] + logf(sum[q]);
@@ -196,11 +197,19 @@ void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floa
                 const floatX* V0 = qkv + row0 * C3 + (NH + NKV + g) * HD;
                 floatX* dK0 = dqkv + row0 * C3 + (NH + g) * HD;
                 floatX* dV0 = dqkv + row0 * C3 + (NH + NKV + g) * HD;
+                // D_i of every head of the group, row by row: the forward's outputs were written long
+                // before (this step's other layers and later steps came since), so they are fetched ahead
+                const floatX* Og = out + row0 * CO + g * group * HD;
+                const floatX* dOg = dout + row0 * CO + g * group * HD;
+                for (int i = 0; i < L; i++) {
+                    if (i + 4 < L) prefetch_read(Og + (size_t)(i + 4) * CO, group * HD);
+                    for (int hh = 0; hh < group; hh++)
+                        D[(size_t)hh * L + i] = dot(dOg + (size_t)i * CO + hh * HD, Og + (size_t)i * CO + hh * HD, HD);
+                }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
                     const floatX* Q = qkv + k * step_stride + row0 * C3 + h * HD;
                     floatX* dQ = dqkv + k * step_stride + row0 * C3 + h * HD;
-                    const floatX* O = out + row0 * CO + h * HD;
                     const floatX* dO = dout + row0 * CO + h * HD;
                     const float* LS = lse + ((size_t)r * NH + h) * L;
                     for (int q0 = 0; q0 < L; q0 += QB) {
@@ -211,7 +220,7 @@ void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floa
                                     CO, V0, C3, 0.0f, dP, nk);
                         for (int q = 0; q < nq; q++) {
                             const int i = q0 + q;
-                            const float Di = D[(size_t)hh * L + i] = dot(dO + (size_t)i * CO, O + (size_t)i * CO, HD);
+                            const float Di = D[(size_t)hh * L + i];
                             const float Li = LS[i];
                             float* p = P + (size_t)q * nk;
                             float* dp = dP + (size_t)q * nk;
