@@ -64,6 +64,62 @@ static inline int next_own_row(int i, int j, int k, int L, int* next_i) {
     return i + SB < L ? 1 : -1;
 }
 
+// The own-slot loops run once per (slot, step) with a few vector operations each, so loop overhead
+// counts: the usual head sizes get their own copy of them, with the head size a constant the compiler
+// unrolls (HD_ in `call`).
+#define OWN_SLOT_DISPATCH(HD, call)  \
+    do {                             \
+        if ((HD) == 32) {            \
+            const int HD_ = 32;      \
+            call;                    \
+        } else if ((HD) == 64) {     \
+            const int HD_ = 64;      \
+            call;                    \
+        } else if ((HD) == 128) {    \
+            const int HD_ = 128;     \
+            call;                    \
+        } else {                     \
+            const int HD_ = (HD);    \
+            call;                    \
+        }                            \
+    } while (0)
+
+// Own-slot scores of every head of a kv group for one (row, group): own[(hh·k + j−1)·L + i].
+static inline __attribute__((always_inline)) void own_slot_scores(float* own, const floatX* Qk, const floatX* Kown,
+                                                                   size_t step_stride, int k, int L, int C3, int group,
+                                                                   const int HD, float scale) {
+    for (int i0 = 0; i0 < L; i0 += SB) {
+        const int i1 = i0 + SB < L ? i0 + SB : L;
+        for (int j = 1; j <= k; j++) {
+            for (int i = i0; i < i1; i++) {
+                int ni, nj = next_own_row(i, j, k, L, &ni);
+                if (nj > 0) prefetch_read(Kown + nj * step_stride + (size_t)ni * C3, HD);
+                const floatX* kr = Kown + j * step_stride + (size_t)i * C3;
+                for (int hh = 0; hh < group; hh++)
+                    own[((size_t)hh * k + j - 1) * L + i] = dot(Qk + (size_t)i * C3 + hh * HD, kr, HD) * scale;
+            }
+        }
+    }
+}
+
+// Own-slot values added to the group's output rows O (stride CO), j = 1..k in order.
+static inline __attribute__((always_inline)) void own_slot_values(floatX* O, const float* own, const floatX* Vown,
+                                                                   size_t step_stride, int k, int L, int C3, int CO,
+                                                                   int group, const int HD) {
+    for (int i0 = 0; i0 < L; i0 += SB) {
+        const int i1 = i0 + SB < L ? i0 + SB : L;
+        for (int j = 1; j <= k; j++) {
+            for (int i = i0; i < i1; i++) {
+                int ni, nj = next_own_row(i, j, k, L, &ni);
+                if (nj > 0) prefetch_read(Vown + nj * step_stride + (size_t)ni * C3, HD);
+                const floatX* vr = Vown + j * step_stride + (size_t)i * C3;
+                for (int hh = 0; hh < group; hh++)
+                    axpy(O + (size_t)i * CO + hh * HD, own[((size_t)hh * k + j - 1) * L + i], vr, HD);
+            }
+        }
+    }
+}
+
 void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, size_t step_stride, int k, int R,
                                    int L, int NH, int NKV, int HD) {
     const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD, group = NH / NKV;
@@ -83,18 +139,7 @@ void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, s
                 const floatX* Kown = qkv + row0 * C3 + (NH + g) * HD;      // + j·step_stride: step j's keys
                 const floatX* Vown = qkv + row0 * C3 + (NH + NKV + g) * HD;
                 // own-slot scores of every head of the group
-                for (int i0 = 0; i0 < L; i0 += SB) {
-                    const int i1 = i0 + SB < L ? i0 + SB : L;
-                    for (int j = 1; j <= k; j++) {
-                        for (int i = i0; i < i1; i++) {
-                            int ni, nj = next_own_row(i, j, k, L, &ni);
-                            if (nj > 0) prefetch_read(Kown + nj * step_stride + (size_t)ni * C3, HD);
-                            const floatX* kr = Kown + j * step_stride + (size_t)i * C3;
-                            for (int hh = 0; hh < group; hh++)
-                                own[((size_t)hh * k + j - 1) * L + i] = dot(Qk + (size_t)i * C3 + hh * HD, kr, HD) * scale;
-                        }
-                    }
-                }
+                OWN_SLOT_DISPATCH(HD, own_slot_scores(own, Qk, Kown, step_stride, k, L, C3, group, HD_, scale));
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
                     const floatX* Q = Qk + hh * HD;
@@ -140,6 +185,7 @@ void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, s
                             const int i = q0 + q;
                             float* s = S + (size_t)q * nk;
                             const float inv = 1.0f / sum[q];
+#pragma omp simd
                             for (int j = 0; j <= i; j++) s[j] *= inv;
                             for (int j = i + 1; j < nk; j++) s[j] = 0.0f;
                             LS[i] = mx[q] + logf(sum[q]);
@@ -155,24 +201,58 @@ void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, s
                     }
                 }
                 // own-slot values: each output row adds j = 1..k in order after its causal part
-                for (int i0 = 0; i0 < L; i0 += SB) {
-                    const int i1 = i0 + SB < L ? i0 + SB : L;
-                    for (int j = 1; j <= k; j++) {
-                        for (int i = i0; i < i1; i++) {
-                            int ni, nj = next_own_row(i, j, k, L, &ni);
-                            if (nj > 0) prefetch_read(Vown + nj * step_stride + (size_t)ni * C3, HD);
-                            const floatX* vr = Vown + j * step_stride + (size_t)i * C3;
-                            for (int hh = 0; hh < group; hh++)
-                                axpy(out + (row0 + i) * CO + (g * group + hh) * HD, own[((size_t)hh * k + j - 1) * L + i], vr, HD);
-                        }
-                    }
-                }
+                OWN_SLOT_DISPATCH(HD, own_slot_values(out + row0 * CO + g * group * HD, own, Vown, step_stride, k, L, C3,
+                                                      CO, group, HD_));
             }
         }
         free(S);
         free(own);
         free(mx);
         free(sum);
+    }
+}
+
+// The own-slot part of the backward for one (row, kv group): per key row of steps 1..k, the group's
+// probabilities recomputed from the log-sum-exps, dQ += dS·K, and the row's dK, dV summed over the
+// group's heads before one update.
+static inline __attribute__((always_inline)) void own_slot_backward(floatX* dqkv, const floatX* dout, const float* lse,
+                                                                     const floatX* qkv, const float* D, float* acc,
+                                                                     size_t step_stride, int k, int r, int g, int L,
+                                                                     int NH, int NKV, const int HD, float scale) {
+    const int C3 = (NH + 2 * NKV) * HD, CO = NH * HD, group = NH / NKV;
+    const size_t row0 = (size_t)r * L, own0 = row0 * C3;  // + j·step_stride: step j's rows
+    for (int i0 = 0; i0 < L; i0 += SB) {
+        const int i1 = i0 + SB < L ? i0 + SB : L;
+        for (int j = 1; j <= k; j++) {
+            for (int i = i0; i < i1; i++) {
+                int ni, nj = next_own_row(i, j, k, L, &ni);
+                if (nj > 0) {
+                    const size_t o = own0 + nj * step_stride + (size_t)ni * C3;
+                    prefetch_read(qkv + o + (NH + g) * HD, HD);
+                    prefetch_read(qkv + o + (NH + NKV + g) * HD, HD);
+                    prefetch_write(dqkv + o + (NH + g) * HD, HD);
+                    prefetch_write(dqkv + o + (NH + NKV + g) * HD, HD);
+                }
+                const size_t off = own0 + j * step_stride + (size_t)i * C3;
+                const floatX* kj = qkv + off + (NH + g) * HD;
+                const floatX* vj = qkv + off + (NH + NKV + g) * HD;
+                float* dk = acc;
+                float* dv = acc + HD;
+                for (int c = 0; c < 2 * HD; c++) acc[c] = 0.0f;
+                for (int hh = 0; hh < group; hh++) {
+                    const int h = g * group + hh;
+                    const floatX* qi = qkv + k * step_stride + (row0 + i) * C3 + h * HD;
+                    const floatX* doi = dout + (row0 + i) * CO + h * HD;
+                    const float pj = fast_expf(dot(qi, kj, HD) * scale - lse[((size_t)r * NH + h) * L + i]);
+                    const float dsj = scale * pj * (dot(doi, vj, HD) - D[(size_t)hh * L + i]);
+                    axpy(dqkv + k * step_stride + (row0 + i) * C3 + h * HD, dsj, kj, HD);
+                    axpy(dk, dsj, qi, HD);
+                    axpy(dv, pj, doi, HD);
+                }
+                axpy(dqkv + off + (NH + g) * HD, 1.0f, dk, HD);
+                axpy(dqkv + off + (NH + NKV + g) * HD, 1.0f, dv, HD);
+            }
+        }
     }
 }
 
@@ -196,11 +276,19 @@ void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floa
                 const floatX* V0 = qkv + row0 * C3 + (NH + NKV + g) * HD;
                 floatX* dK0 = dqkv + row0 * C3 + (NH + g) * HD;
                 floatX* dV0 = dqkv + row0 * C3 + (NH + NKV + g) * HD;
+                // D_i of every head of the group, row by row: the forward's outputs were written long
+                // before (this step's other layers and later steps came since), so they are fetched ahead
+                const floatX* Og = out + row0 * CO + g * group * HD;
+                const floatX* dOg = dout + row0 * CO + g * group * HD;
+                for (int i = 0; i < L; i++) {
+                    if (i + 4 < L) prefetch_read(Og + (size_t)(i + 4) * CO, group * HD);
+                    for (int hh = 0; hh < group; hh++)
+                        D[(size_t)hh * L + i] = dot(dOg + (size_t)i * CO + hh * HD, Og + (size_t)i * CO + hh * HD, HD);
+                }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
                     const floatX* Q = qkv + k * step_stride + row0 * C3 + h * HD;
                     floatX* dQ = dqkv + k * step_stride + row0 * C3 + h * HD;
-                    const floatX* O = out + row0 * CO + h * HD;
                     const floatX* dO = dout + row0 * CO + h * HD;
                     const float* LS = lse + ((size_t)r * NH + h) * L;
                     for (int q0 = 0; q0 < L; q0 += QB) {
@@ -211,7 +299,7 @@ void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floa
                                     CO, V0, C3, 0.0f, dP, nk);
                         for (int q = 0; q < nq; q++) {
                             const int i = q0 + q;
-                            const float Di = D[(size_t)hh * L + i] = dot(dO + (size_t)i * CO, O + (size_t)i * CO, HD);
+                            const float Di = D[(size_t)hh * L + i];
                             const float Li = LS[i];
                             float* p = P + (size_t)q * nk;
                             float* dp = dP + (size_t)q * nk;
@@ -232,40 +320,8 @@ void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floa
                 }
                 // own-slot keys and values, all heads of the group per key row; each dQ row adds
                 // j = 1..k in order after its causal part
-                const size_t own0 = row0 * C3;  // + j·step_stride: step j's rows
-                for (int i0 = 0; i0 < L; i0 += SB) {
-                    const int i1 = i0 + SB < L ? i0 + SB : L;
-                    for (int j = 1; j <= k; j++) {
-                        for (int i = i0; i < i1; i++) {
-                            int ni, nj = next_own_row(i, j, k, L, &ni);
-                            if (nj > 0) {
-                                const size_t o = own0 + nj * step_stride + (size_t)ni * C3;
-                                prefetch_read(qkv + o + (NH + g) * HD, HD);
-                                prefetch_read(qkv + o + (NH + NKV + g) * HD, HD);
-                                prefetch_write(dqkv + o + (NH + g) * HD, HD);
-                                prefetch_write(dqkv + o + (NH + NKV + g) * HD, HD);
-                            }
-                            const size_t off = own0 + j * step_stride + (size_t)i * C3;
-                            const floatX* kj = qkv + off + (NH + g) * HD;
-                            const floatX* vj = qkv + off + (NH + NKV + g) * HD;
-                            float* dk = acc;
-                            float* dv = acc + HD;
-                            for (int c = 0; c < 2 * HD; c++) acc[c] = 0.0f;
-                            for (int hh = 0; hh < group; hh++) {
-                                const int h = g * group + hh;
-                                const floatX* qi = qkv + k * step_stride + (row0 + i) * C3 + h * HD;
-                                const floatX* doi = dout + (row0 + i) * CO + h * HD;
-                                const float pj = fast_expf(dot(qi, kj, HD) * scale - lse[((size_t)r * NH + h) * L + i]);
-                                const float dsj = scale * pj * (dot(doi, vj, HD) - D[(size_t)hh * L + i]);
-                                axpy(dqkv + k * step_stride + (row0 + i) * C3 + h * HD, dsj, kj, HD);
-                                axpy(dk, dsj, qi, HD);
-                                axpy(dv, pj, doi, HD);
-                            }
-                            axpy(dqkv + off + (NH + g) * HD, 1.0f, dk, HD);
-                            axpy(dqkv + off + (NH + NKV + g) * HD, 1.0f, dv, HD);
-                        }
-                    }
-                }
+                OWN_SLOT_DISPATCH(HD, own_slot_backward(dqkv, dout, lse, qkv, D, acc, step_stride, k, r, g, L, NH, NKV,
+                                                        HD_, scale));
             }
         }
         free(P);
