@@ -24,9 +24,11 @@ typedef struct {
     cJSON* settings;  // owned: the run's options by name (as args_to_json writes them); NULL if absent
 } RunState;
 
+// weights: a host array of all n_params weights to save as model.safetensors (the fp32 master weights
+// gathered across ranks under ZeRO-1), or NULL to save m's own (model_get_weights).
 // adam_m, adam_v: host arrays of the moments of all n_params parameters (gathered across ranks).
-void checkpoint_save(const char* run_dir, int step, const Model* m, const float* adam_m, const float* adam_v,
-                     const DataPosition* data, const cJSON* settings, const Tokenizer* tok);
+void checkpoint_save(const char* run_dir, int step, const Model* m, const float* weights, const float* adam_m,
+                     const float* adam_v, const DataPosition* data, const cJSON* settings, const Tokenizer* tok);
 // Newest complete step_* directory of run_dir (malloc'd), or NULL if there is none.
 char* checkpoint_latest(const char* run_dir);
 // Restores weights into a model created from the checkpoint's config.json, and reads the moments of

@@ -31,14 +31,25 @@ static void abort_job(void) { MPI_Abort(MPI_COMM_WORLD, 1); }
 // kernels/cuda/comm_nccl.cuh; NULL in builds without a GPU backend
 int qstar_nccl_init(int rank, int world, const char* id_file) __attribute__((weak));
 void qstar_nccl_finalize(void) __attribute__((weak));
-void qstar_nccl_allreduce_sum(float* x, size_t n) __attribute__((weak));
-void qstar_nccl_allreduce_sum_async(float* x, size_t n) __attribute__((weak));
+// `type` is a CommType (0 fp32, 1 bf16)
+void qstar_nccl_allreduce_sum(void* x, size_t n, int type) __attribute__((weak));
+void qstar_nccl_allreduce_sum_async(void* x, size_t n, int type) __attribute__((weak));
 void qstar_nccl_wait(void) __attribute__((weak));
-void qstar_nccl_reduce_scatter_sum(float* x, size_t n) __attribute__((weak));
-void qstar_nccl_allgather(float* x, size_t n) __attribute__((weak));
+void qstar_nccl_reduce_scatter_sum(void* x, size_t n, int type) __attribute__((weak));
+void qstar_nccl_allgather(void* x, size_t n, int type) __attribute__((weak));
 void qstar_nccl_broadcast(void* x, size_t bytes, int root) __attribute__((weak));
 double qstar_nccl_allreduce_sum_scalar(double v) __attribute__((weak));
 void qstar_nccl_barrier(void) __attribute__((weak));
+
+size_t comm_type_bytes(CommType t) { return t == COMM_BF16 ? 2 : sizeof(float); }
+const char* comm_type_name(CommType t) { return t == COMM_BF16 ? "bf16" : "fp32"; }
+
+// The MPI path carries fp32 only: its buffers are the cpu backend's, which has no bf16.
+static void need_fp32(CommType t, const char* what) {
+    if (t != COMM_FP32)
+        fatal("internal error: %s of %s elements over MPI (the cpu backend is fp32; bf16 collectives need NCCL)", what,
+              comm_type_name(t));
+}
 
 static int launched_by_mpi(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
@@ -130,28 +141,30 @@ void comm_barrier(const Comm* c) {
 // MPI counts are ints: large buffers go in chunks.
 #define CHUNK ((size_t)1 << 28)
 
-void comm_allreduce_sum(const Comm* c, float* x, size_t n) {
+void comm_allreduce_sum(const Comm* c, void* x, size_t n, CommType t) {
     if (c->world == 1) return;
     need_transport(c, "comm_allreduce_sum");
     if (c->nccl) {
-        qstar_nccl_allreduce_sum(x, n);
+        qstar_nccl_allreduce_sum(x, n, (int)t);
         return;
     }
+    need_fp32(t, "comm_allreduce_sum");
 #ifdef QSTAR_MPI
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t k = n - off < CHUNK ? n - off : CHUNK;
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, x + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, (float*)x + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
     }
 #endif
 }
 
-void comm_allreduce_sum_async(Comm* c, float* x, size_t n) {
+void comm_allreduce_sum_async(Comm* c, void* x, size_t n, CommType t) {
     if (c->world == 1 || n == 0) return;
     need_transport(c, "comm_allreduce_sum_async");
     if (c->nccl) {
-        qstar_nccl_allreduce_sum_async(x, n);
+        qstar_nccl_allreduce_sum_async(x, n, (int)t);
         return;
     }
+    need_fp32(t, "comm_allreduce_sum_async");
 #ifdef QSTAR_MPI
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t k = n - off < CHUNK ? n - off : CHUNK;
@@ -162,7 +175,7 @@ void comm_allreduce_sum_async(Comm* c, float* x, size_t n) {
             free(c->pending);
             c->pending = grown;
         }
-        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, (float*)x + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
                                  (MPI_Request*)c->pending + c->n_pending++));
     }
 #endif
@@ -194,34 +207,37 @@ size_t comm_shard_count(const Comm* c, size_t n, int rank) { return shard_count(
 
 size_t comm_shard_offset(const Comm* c, size_t n, int rank) { return shard_offset(n, c->world, rank); }
 
-void comm_reduce_scatter_sum(const Comm* c, float* x, size_t n) {
+void comm_reduce_scatter_sum(const Comm* c, void* x, size_t n, CommType t) {
     if (c->world == 1) return;
     need_transport(c, "comm_reduce_scatter_sum");
     if (c->nccl) {
-        qstar_nccl_reduce_scatter_sum(x, n);
+        qstar_nccl_reduce_scatter_sum(x, n, (int)t);
         return;
     }
+    need_fp32(t, "comm_reduce_scatter_sum");
 #ifdef QSTAR_MPI
     if (n > (size_t)INT32_MAX) fatal("reduce-scatter of %zu floats exceeds MPI's count limit", n);
     int* counts = xcalloc((size_t)c->world, sizeof(int));
     for (int r = 0; r < c->world; r++) counts[r] = (int)comm_shard_count(c, n, r);
     float* mine = xmalloc(sizeof(float) * (counts[c->rank] ? counts[c->rank] : 1));
     MPI_CHECK(MPI_Reduce_scatter(x, mine, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    memcpy(x + comm_shard_offset(c, n, c->rank), mine, sizeof(float) * counts[c->rank]);
+    memcpy((float*)x + comm_shard_offset(c, n, c->rank), mine, sizeof(float) * counts[c->rank]);
     free(mine);
     free(counts);
 #endif
 }
 
-// With NCCL, x may also be host memory (train.c gathers the checkpoint's moments in host arrays):
+// With NCCL, x may also be host memory (train.c gathers the checkpoint's moments and, under ZeRO-1 in
+// bf16, master weights in host arrays):
 // comm_nccl.cuh stages it through device memory.
-void comm_allgather(const Comm* c, float* x, size_t n) {
+void comm_allgather(const Comm* c, void* x, size_t n, CommType t) {
     if (c->world == 1) return;
     need_transport(c, "comm_allgather");
     if (c->nccl) {
-        qstar_nccl_allgather(x, n);
+        qstar_nccl_allgather(x, n, (int)t);
         return;
     }
+    need_fp32(t, "comm_allgather");
 #ifdef QSTAR_MPI
     if (n > (size_t)INT32_MAX) fatal("all-gather of %zu floats exceeds MPI's count limit", n);
     int* counts = xcalloc((size_t)c->world, sizeof(int));

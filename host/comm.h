@@ -13,6 +13,11 @@
  *
  * Collectives sum in a fixed order for a given world size (and, with NCCL, topology), so runs are
  * reproducible.
+ *
+ * Buffer collectives name their element type: fp32, or bf16 (a --precision bf16 run's gradients and
+ * weight copy, reduced and gathered as NCCL's ncclBfloat16: each addition in fp32, rounded to nearest
+ * even). bf16 goes through NCCL only: the MPI path serves the cpu backend, which is fp32, and a bf16
+ * request there is an internal error.
  */
 #ifndef QSTAR_COMM_H
 #define QSTAR_COMM_H
@@ -20,6 +25,10 @@
 #include <stddef.h>
 
 #include "common/partition.h"
+
+typedef enum { COMM_FP32 = 0, COMM_BF16 = 1 } CommType;  // the values are comm_nccl.cuh's `type` too
+size_t comm_type_bytes(CommType t);                       // 4 or 2
+const char* comm_type_name(CommType t);                   // "fp32" or "bf16"
 
 typedef struct {
     int rank, world;
@@ -41,12 +50,12 @@ void comm_use_device(Comm* c, const char* backend_name);
 const char* comm_transport(const Comm* c);
 void comm_finalize(Comm* c);
 void comm_barrier(const Comm* c);
-// In place: x = Σ over ranks of x (n floats).
-void comm_allreduce_sum(const Comm* c, float* x, size_t n);
+// In place: x = Σ over ranks of x (n elements of type t).
+void comm_allreduce_sum(const Comm* c, void* x, size_t n, CommType t);
 // Starts x = Σ over ranks of x without waiting (MPI_Iallreduce; NCCL on its own stream after the
 // work queued so far), so a layer's gradients travel while the next layer's backward runs.
 // comm_wait completes every reduction started since the last wait. Same sums as comm_allreduce_sum.
-void comm_allreduce_sum_async(Comm* c, float* x, size_t n);
+void comm_allreduce_sum_async(Comm* c, void* x, size_t n, CommType t);
 void comm_wait(Comm* c);
 // A host scalar (MPI under an MPI launcher, else NCCL).
 double comm_allreduce_sum_scalar(const Comm* c, double v);
@@ -54,10 +63,10 @@ double comm_allreduce_sum_scalar(const Comm* c, double v);
 // as possible).
 size_t comm_shard_offset(const Comm* c, size_t n, int rank);
 size_t comm_shard_count(const Comm* c, size_t n, int rank);
-// x (n floats, full on every rank): afterwards this rank's shard of x holds the sum over ranks.
-void comm_reduce_scatter_sum(const Comm* c, float* x, size_t n);
-// x (n floats): every rank's shard is gathered into every rank's full buffer.
-void comm_allgather(const Comm* c, float* x, size_t n);
+// x (n elements, full on every rank): afterwards this rank's shard of x holds the sum over ranks.
+void comm_reduce_scatter_sum(const Comm* c, void* x, size_t n, CommType t);
+// x (n elements): every rank's shard is gathered into every rank's full buffer.
+void comm_allgather(const Comm* c, void* x, size_t n, CommType t);
 void comm_broadcast(const Comm* c, void* x, size_t bytes, int root);
 
 #endif

@@ -26,6 +26,7 @@
 
 typedef struct {
     const char *config, *model, *resume, *data, *out, *device, *precision, *schedule, *tokenizer, *mode, *thought_init, *profile_steps;
+    const char* grad_reduce;  // several ranks: "fp32" or "bf16", the type the gradients are summed in
     int steps, batch, seq, grad_accum, warmup, decay_steps, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
     // Quiet-STaR
@@ -131,18 +132,48 @@ static void print_thoughts(QuietStar* qs, const Tokenizer* tok, int count) {
     }
 }
 
-// The gradients as the fp32 arrays the data-parallel reductions take (several ranks need --precision fp32).
-static float* grads_f32(Model* m, size_t offset) {
-    QSTAR_ASSERT(m->be->x_bytes == sizeof(float));
-    return (float*)xat(m->be, m->grads, offset);
+// How the ranks' gradients are summed. The gradients are floatX; with --grad-reduce bf16 (the default
+// for bf16 gradients) they travel as they are, in bf16 (half the bytes; NCCL adds in fp32 and rounds
+// each partial sum to bf16). With --grad-reduce fp32 a bf16 gradient is first widened into `stage`, an
+// fp32 copy of all n_params, the fp32 sums are reduced, and the result is rounded to bf16 once:
+// exact sums (two ranks give the same bits either way, more ranks round once instead of per hop).
+typedef struct {
+    Model* m;
+    Comm* comm;
+    CommType grad_type;  // the type of the gradient buffer itself (be->x_bytes)
+    float* stage;        // fp32 staging copy (backend memory, n_params), or NULL: reduce in grad_type
+} GradReduce;
+
+// Starts the all-reduce of gradients [offset, offset + count).
+static void grad_allreduce_async(GradReduce* g, size_t offset, size_t count) {
+    if (!count) return;
+    if (g->stage) {
+        g->m->be->from_floatX(g->stage + offset, xat(g->m->be, g->m->grads, offset), count);
+        comm_allreduce_sum_async(g->comm, g->stage + offset, count, COMM_FP32);
+    } else {
+        comm_allreduce_sum_async(g->comm, xat(g->m->be, g->m->grads, offset), count, g->grad_type);
+    }
+}
+// After comm_wait: the fp32 sums back into the gradients.
+static void grad_allreduce_finish(GradReduce* g) {
+    if (g->stage) g->m->be->to_floatX(g->m->grads, g->stage, g->m->n_params);
+}
+// ZeRO-1: this rank's optimizer range [opt_offset, opt_offset + opt_count) of the gradients becomes
+// the sum over ranks (the rest is left as it is and not read).
+static void grad_reduce_scatter(GradReduce* g) {
+    Model* m = g->m;
+    if (g->stage) {
+        m->be->from_floatX(g->stage, m->grads, m->n_params);
+        comm_reduce_scatter_sum(g->comm, g->stage, m->n_params, COMM_FP32);
+        m->be->to_floatX(xat(m->be, m->grads, m->opt_offset), g->stage + m->opt_offset, m->opt_count);
+    } else {
+        comm_reduce_scatter_sum(g->comm, m->grads, m->n_params, g->grad_type);
+    }
 }
 
 // Data parallelism without ZeRO: each layer's gradients start their all-reduce as soon as the
 // backward has finished with them.
-static void reduce_layer(void* ctx, size_t offset, size_t count) {
-    Model* m = ((void**)ctx)[0];
-    comm_allreduce_sum_async(((void**)ctx)[1], grads_f32(m, offset), count);
-}
+static void reduce_layer(void* ctx, size_t offset, size_t count) { grad_allreduce_async(ctx, offset, count); }
 
 static void check_settings(const TrainSettings* s, const ModelConfig* c) {
     if (s->steps <= 0) fatal("train: --steps must be positive");
@@ -259,7 +290,11 @@ int cmd_train(int argc, char** argv) {
         {"bf16-weights", ARG_FLAG, &s.bf16_weights,
          "round weights to bf16 after every step, as the reference stores them (qstar keeps fp32 masters)"},
         {"seed", ARG_INT, &s.seed, "seed of initialization, data order and thought sampling"},
-        {"zero", ARG_INT, &s.zero, "with several ranks: 1 shards the AdamW moments across ranks (ZeRO-1)"},
+        {"zero", ARG_INT, &s.zero,
+         "with several ranks: 1 shards the AdamW moments (and bf16's fp32 master weights) across ranks (ZeRO-1)"},
+        {"grad-reduce", ARG_STR, &s.grad_reduce,
+         "with several ranks: fp32 or bf16, the type gradients are summed in (default: the gradients' precision; "
+         "fp32 sums bf16 gradients exactly, through an fp32 copy of them)"},
         {"save-every", ARG_INT, &s.save_every, "checkpoint every N steps (0: only at the end)"},
         {"stop-after", ARG_INT, &s.stop_after, "stop (with a checkpoint) after N steps of this invocation"},
         {"log-every", ARG_INT, &s.log_every, "print a log line every N steps"},
@@ -329,11 +364,17 @@ int cmd_train(int argc, char** argv) {
         else free(own);
     }
 
-    // bf16 gradients are reduced in fp32 only for now: several ranks default to fp32 (and refuse bf16)
-    const Backend* be = backend_select(s.device, s.precision || comm.world == 1 ? s.precision : "fp32");
-    if (comm.world > 1 && be->x_bytes != sizeof(float))
-        fatal("train: --precision bf16 runs on one rank for now (its gradients are reduced in fp32 only): use "
-              "--precision fp32 with several ranks");
+    const Backend* be = backend_select(s.device, s.precision);
+    // The gradients are summed in their own precision unless --grad-reduce says otherwise; a value that
+    // came from a resumed run's settings and no longer fits (its precision was changed) is re-resolved.
+    if (s.grad_reduce && !args_given(specs, nspecs, "grad-reduce") && be->x_bytes == sizeof(float) &&
+        !strcmp(s.grad_reduce, "bf16"))
+        s.grad_reduce = NULL;
+    if (!s.grad_reduce || !*s.grad_reduce) s.grad_reduce = be->precision;
+    if (strcmp(s.grad_reduce, "fp32") && strcmp(s.grad_reduce, "bf16"))
+        fatal("train: --grad-reduce must be fp32 or bf16 (got \"%s\")", s.grad_reduce);
+    if (!strcmp(s.grad_reduce, "bf16") && be->x_bytes == sizeof(float))
+        fatal("train: --grad-reduce bf16 needs bf16 gradients (--precision bf16); fp32 gradients are reduced in fp32");
     comm_use_device(&comm, be->name);
 
     ModelConfig cfg;
@@ -388,6 +429,9 @@ int cmd_train(int argc, char** argv) {
         model_alloc_activations(&model, s.batch, s.seq);
         act_bytes = model.acts.bytes;
     }
+    GradReduce grad_reduce = {&model, &comm, be->x_bytes == sizeof(float) ? COMM_FP32 : COMM_BF16, NULL};
+    if (comm.world > 1 && be->x_bytes != sizeof(float) && !strcmp(s.grad_reduce, "fp32"))
+        grad_reduce.stage = be->alloc(sizeof(float) * model.n_params);
 
     if (main_rank) {
     args_print_table(specs, nspecs);
@@ -395,13 +439,17 @@ int cmd_train(int argc, char** argv) {
            model.n_params / 1e6, cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
            cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings ? ", tied embeddings" : "",
            cfg.start_thought_id >= 0 ? ", thought tokens + mixing head" : "");
-    printf("memory: %.1f MiB parameters+gradients+AdamW (%s), %.1f MiB activations; data: %d shards, %llu windows\n",
-           ((2.0 * be->x_bytes + 4.0 * (model.master ? 3 : 2)) * model.n_params) / 1048576.0, be->precision,
-           act_bytes / 1048576.0, dl.n_shards,
+    printf("memory: %.1f MiB parameters+gradients+AdamW (%s)%s, %.1f MiB activations; data: %d shards, %llu windows\n",
+           (2.0 * be->x_bytes * model.n_params + 4.0 * (model.master ? 3 : 2) * model.opt_count +
+            (grad_reduce.stage ? 4.0 * model.n_params : 0)) / 1048576.0,
+           be->precision, grad_reduce.stage ? " with the fp32 gradient copy" : "", act_bytes / 1048576.0, dl.n_shards,
            (unsigned long long)dl.total_windows);
     if (comm.world > 1)
-        printf("data parallel: %d ranks x batch %d (%s)%s\n", comm.world, s.batch, comm_transport(&comm),
-               s.zero ? ", AdamW moments sharded (ZeRO-1)" : "");
+        printf("data parallel: %d ranks x batch %d (%s), gradients reduced in %s%s%s\n", comm.world, s.batch,
+               comm_transport(&comm), s.grad_reduce, grad_reduce.stage ? " (through an fp32 copy of the bf16 gradients)" : "",
+               !s.zero ? ""
+               : model.master ? ", ZeRO-1 (fp32 master weights and AdamW moments sharded, bf16 weights all-gathered)"
+                              : ", ZeRO-1 (AdamW moments sharded)");
     if (ckpt) printf("resuming from %s at step %d\n", ckpt, start_step);
     if (quietstar && !ckpt)
         printf("quietstar: options not given follow the reference's Trainer (lr 1e-6, betas 0.9/0.999, eps 1e-8, "
@@ -426,6 +474,7 @@ int cmd_train(int argc, char** argv) {
     // host copies of the moments of every parameter, for checkpoints
     float* host_m = xmalloc(sizeof(float) * model.n_params);
     float* host_v = xmalloc(sizeof(float) * model.n_params);
+    float* host_w = model.master && model.opt_count < model.n_params ? xmalloc(sizeof(float) * model.n_params) : NULL;
     cJSON* settings_json = args_to_json(specs, nspecs);
     char* init_json = init_fields(ckpt ? NULL : s.model);
     cJSON_ReplaceItemInObject(settings_json, "resume", cJSON_CreateNull());
@@ -464,12 +513,11 @@ int cmd_train(int argc, char** argv) {
         // 1/(grad_accum·world) and the ranks' gradients are summed
         const float loss_scale = 1.0f / (float)(s.grad_accum * comm.world);
         const int overlap = comm.world > 1 && !s.zero;
-        void* reduce_ctx[2] = {&model, &comm};
         for (int micro = 0; micro < s.grad_accum; micro++) {
             dataloader_next(&dl, inputs, targets);
             // on the last micro-batch the layers' gradients are final as the backward leaves them
             model.grad_ready = overlap && micro == s.grad_accum - 1 ? reduce_layer : NULL;
-            model.grad_ready_ctx = reduce_ctx;
+            model.grad_ready_ctx = &grad_reduce;
             if (quietstar) {
                 uint32_t sample_step = (uint32_t)(((step - 1) * s.grad_accum + micro) * comm.world + comm.rank);
                 loss += quietstar_forward(&qs, inputs, sample_step) / s.grad_accum;
@@ -485,15 +533,16 @@ int cmd_train(int argc, char** argv) {
         fault_point("step");
         double ss;
         if (s.zero && comm.world > 1) {
-            comm_reduce_scatter_sum(&comm, grads_f32(&model, 0), model.n_params);
+            grad_reduce_scatter(&grad_reduce);
             ss = comm_allreduce_sum_scalar(&comm, model_grad_sum_squares(&model, model.opt_offset, model.opt_count));
         } else if (overlap) {  // the layers are on their way; add what lies outside them, then wait
             size_t first, last_off, last_n, tmp;
             model_layer_range(&model, 0, &first, &tmp);
             model_layer_range(&model, cfg.num_hidden_layers - 1, &last_off, &last_n);
-            comm_allreduce_sum_async(&comm, grads_f32(&model, 0), first);
-            comm_allreduce_sum_async(&comm, grads_f32(&model, last_off + last_n), model.n_params - last_off - last_n);
+            grad_allreduce_async(&grad_reduce, 0, first);
+            grad_allreduce_async(&grad_reduce, last_off + last_n, model.n_params - last_off - last_n);
             comm_wait(&comm);
+            grad_allreduce_finish(&grad_reduce);
             ss = model_grad_sum_squares(&model, 0, model.n_params);
         } else {
             ss = model_grad_sum_squares(&model, 0, model.n_params);
@@ -503,7 +552,9 @@ int cmd_train(int argc, char** argv) {
         if (!isfinite(norm)) fatal("train: gradient norm is %f at step %d (diverged; lower --lr?)", norm, step);
         float scale = (s.grad_clip > 0 && norm > s.grad_clip) ? s.grad_clip / norm : 1.0f;
         model_adamw_step(&model, &opt, lr, scale, step);
-        if (s.zero && comm.world > 1) comm_allgather(&comm, (float*)model.params, model.n_params);  // fp32: checked above
+        // ZeRO-1: each rank updated its shard of the weights (in bf16: of the fp32 master, and the bf16 copy from
+        // it); the forward needs all of the working copy, gathered in its own precision
+        if (s.zero && comm.world > 1) comm_allgather(&comm, model.params, model.n_params, grad_reduce.grad_type);
         be->sync();
         if (comm.world > 1) {
             loss = comm_allreduce_sum_scalar(&comm, loss) / comm.world;
@@ -557,12 +608,18 @@ int cmd_train(int argc, char** argv) {
             be->download(host_m + model.opt_offset, model.m, sizeof(float) * model.opt_count);
             be->download(host_v + model.opt_offset, model.v, sizeof(float) * model.opt_count);
             if (s.zero && comm.world > 1) {
-                comm_allgather(&comm, host_m, model.n_params);
-                comm_allgather(&comm, host_v, model.n_params);
+                comm_allgather(&comm, host_m, model.n_params, COMM_FP32);
+                comm_allgather(&comm, host_v, model.n_params, COMM_FP32);
+            }
+            // model.safetensors holds the fp32 master weights; under ZeRO-1 in bf16 each rank has its shard
+            // of them (model_get_weights lays it over the bf16 copy): gather the shards like the moments
+            if (host_w) {
+                model_get_weights(&model, host_w);
+                comm_allgather(&comm, host_w, model.n_params, COMM_FP32);
             }
             if (main_rank) {
                 DataPosition pos = dataloader_tell(&dl);
-                checkpoint_save(s.out, step, &model, host_m, host_v, &pos, settings_json, tok);
+                checkpoint_save(s.out, step, &model, host_w, host_m, host_v, &pos, settings_json, tok);
                 printf("saved checkpoint %s/step_%06d\n", s.out, step);
             }
             comm_barrier(&comm);
@@ -572,6 +629,8 @@ int cmd_train(int argc, char** argv) {
     if (metrics) fclose(metrics);
     free(host_m);
     free(host_v);
+    free(host_w);
+    if (grad_reduce.stage) be->free(grad_reduce.stage);
     cJSON_Delete(settings_json);
     free(init_json);
     free(metrics_path);

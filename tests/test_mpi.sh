@@ -9,7 +9,9 @@
 #    checkpointed moments match;
 #  - resuming on a different number of ranks continues the run;
 #  - a rank that dies ends the job with a non-zero status, and a crash while saving leaves no
-#    half-written checkpoint behind the newest complete one.
+#    half-written checkpoint behind the newest complete one;
+#  - the gradients are announced as reduced in fp32 (the cpu backend is fp32; bf16 data parallelism is
+#    tests/test_mpi_nccl.sh's), and --grad-reduce bf16 on fp32 gradients is refused with one line.
 set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -32,6 +34,13 @@ $Q train "${L[@]}" --batch 4 --out "$work/r1" > "$work/r1.log" 2>&1 || bad "1-ra
 $Q train "${L[@]}" --batch 2 --grad-accum 2 --out "$work/ga" > "$work/ga.log" 2>&1 || bad "grad-accum run failed"
 grep -q "data parallel: 2 ranks x batch 2" "$work/r2.log" && ok "2 ranks announced" || bad "no data-parallel banner"
 [ "$(grep -c '^step' "$work/r2.log")" = 4 ] && ok "only rank 0 logs" || bad "log lines: $(grep -c '^step' "$work/r2.log")"
+grep -q "data parallel: 2 ranks x batch 2 (MPI), gradients reduced in fp32$" "$work/r2.log" \
+  && ok "MPI: gradients reduced in fp32" || bad "MPI banner: $(grep 'data parallel' "$work/r2.log")"
+$MPI $Q train "${L[@]}" --batch 2 --grad-reduce bf16 --out "$work/gr" > "$work/gr.log" 2>&1
+rc=$?
+[ $rc != 0 ] && grep -q "grad-reduce bf16 needs bf16 gradients" "$work/gr.log" \
+  && ok "--grad-reduce bf16 on the fp32 cpu backend refused (exit $rc)" \
+  || bad "--grad-reduce bf16 on cpu: exit $rc, $(tail -2 "$work/gr.log")"
 compare "$work/r2/step_000004/model.safetensors" "$work/r1/step_000004/model.safetensors" 1e-5 \
   && ok "lm: 2 ranks x B == 1 rank x 2B" || bad "lm: 2 ranks x B differs from 1 rank x 2B"
 compare "$work/r2/step_000004/model.safetensors" "$work/ga/step_000004/model.safetensors" 1e-6 \

@@ -22,6 +22,9 @@
  * as much as the gradients themselves) plus two extra copies per step; per-shard rooted collectives
  * need no memory and move the same bytes per rank ((world-1)/world of the buffer).
  *
+ * Element types: fp32, or bf16 (ncclBfloat16) for a --precision bf16 run's gradients and weight copy:
+ * half the bytes on the wire; NCCL adds bf16 in fp32 and rounds each partial sum to nearest even.
+ *
  * Determinism: for a fixed world size, topology and NCCL version, NCCL picks the same algorithm and
  * channels for the same call and sums in the same order, so runs repeat bit for bit. Different world
  * sizes, machines or NCCL_ALGO/NCCL_PROTO settings change the order (and the last bits); the
@@ -222,18 +225,30 @@ static void nccl_stage_out(void* host, size_t bytes) {
 // NCCL aggregates a group into one launch; very large worlds go in groups of this many operations.
 #define NCCL_GROUP_MAX 128
 
-extern "C" void qstar_nccl_allreduce_sum(float* x, size_t n) {
+// The element types of host/comm.h's CommType: 0 fp32, 1 bf16 (a --precision bf16 run's gradients and
+// weight copy). NCCL reduces bf16 with fp32 arithmetic, each partial sum rounded to nearest even.
+static ncclDataType_t nccl_type(int type) {
+    if (type != 0 && type != 1) fatal("internal error: comm type %d is neither fp32 (0) nor bf16 (1)", type);
+    return type ? ncclBfloat16 : ncclFloat;
+}
+static size_t nccl_type_bytes(int type) { return type ? 2 : sizeof(float); }
+// element i of a buffer of `type`
+static inline char* nccl_at(void* x, size_t i, int type) { return (char*)x + i * nccl_type_bytes(type); }
+
+extern "C" void qstar_nccl_allreduce_sum(void* x, size_t n, int type) {
     if (!n) return;
+    const ncclDataType_t t = nccl_type(type);
+    const size_t es = nccl_type_bytes(type);
     if (nccl_on_device(x)) {
-        ncclCheck(ncclAllReduce(x, x, n, ncclFloat, ncclSum, nccl_comm, qstar_stream));
+        ncclCheck(ncclAllReduce(x, x, n, t, ncclSum, nccl_comm, qstar_stream));
         return;
     }
-    const size_t chunk = nccl_stage_size() / sizeof(float);
+    const size_t chunk = nccl_stage_size() / es;
     for (size_t off = 0; off < n; off += chunk) {
         size_t k = n - off < chunk ? n - off : chunk;
-        nccl_stage_in(x + off, k * sizeof(float));
-        ncclCheck(ncclAllReduce(nccl_stage, nccl_stage, k, ncclFloat, ncclSum, nccl_comm, qstar_stream));
-        nccl_stage_out(x + off, k * sizeof(float));
+        nccl_stage_in(nccl_at(x, off, type), k * es);
+        ncclCheck(ncclAllReduce(nccl_stage, nccl_stage, k, t, ncclSum, nccl_comm, qstar_stream));
+        nccl_stage_out(nccl_at(x, off, type), k * es);
     }
 }
 
@@ -242,19 +257,20 @@ extern "C" void qstar_nccl_allreduce_sum(float* x, size_t n) {
 // compute stream after them. Device buffers only (gradients).
 static cudaStream_t nccl_stream;
 
-extern "C" void qstar_nccl_allreduce_sum_async(float* x, size_t n) {
+extern "C" void qstar_nccl_allreduce_sum_async(void* x, size_t n, int type) {
     if (!n) return;
     if (!nccl_on_device(x)) {  // host memory cannot overlap: take the synchronous staged path
-        qstar_nccl_allreduce_sum(x, n);
+        qstar_nccl_allreduce_sum(x, n, type);
         return;
     }
+    const ncclDataType_t t = nccl_type(type);
     if (!nccl_stream) cudaCheck(cudaStreamCreateWithFlags(&nccl_stream, cudaStreamNonBlocking));
     cudaEvent_t ready;
     cudaCheck(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
     cudaCheck(cudaEventRecord(ready, qstar_stream));
     cudaCheck(cudaStreamWaitEvent(nccl_stream, ready, 0));
     cudaCheck(cudaEventDestroy(ready));
-    ncclCheck(ncclAllReduce(x, x, n, ncclFloat, ncclSum, nccl_comm, nccl_stream));
+    ncclCheck(ncclAllReduce(x, x, n, t, ncclSum, nccl_comm, nccl_stream));
 }
 
 extern "C" void qstar_nccl_wait(void) {
@@ -266,66 +282,71 @@ extern "C" void qstar_nccl_wait(void) {
     cudaCheck(cudaEventDestroy(done));
 }
 
-extern "C" void qstar_nccl_reduce_scatter_sum(float* x, size_t n) {
+extern "C" void qstar_nccl_reduce_scatter_sum(void* x, size_t n, int type) {
     if (!n) return;
+    const ncclDataType_t t = nccl_type(type);
+    const size_t es = nccl_type_bytes(type);
     if (nccl_on_device(x)) {
         if (n % (size_t)nccl_world == 0) {
             // equal shards: host/comm.c's layout is NCCL's; in place (recvbuff = sendbuff + rank·count)
             const size_t c = n / (size_t)nccl_world;
-            ncclCheck(ncclReduceScatter(x, x + (size_t)nccl_rank * c, c, ncclFloat, ncclSum, nccl_comm, qstar_stream));
+            ncclCheck(ncclReduceScatter(x, nccl_at(x, (size_t)nccl_rank * c, type), c, t, ncclSum, nccl_comm,
+                                        qstar_stream));
             return;
         }
         for (int r0 = 0; r0 < nccl_world; r0 += NCCL_GROUP_MAX) {
             ncclCheck(ncclGroupStart());
             for (int r = r0; r < nccl_world && r < r0 + NCCL_GROUP_MAX; r++) {
-                float* s = x + nccl_shard_offset(n, r);
+                char* s = nccl_at(x, nccl_shard_offset(n, r), type);
                 size_t c = nccl_shard_count(n, r);
-                if (c) ncclCheck(ncclReduce(s, s, c, ncclFloat, ncclSum, r, nccl_comm, qstar_stream));
+                if (c) ncclCheck(ncclReduce(s, s, c, t, ncclSum, r, nccl_comm, qstar_stream));
             }
             ncclCheck(ncclGroupEnd());
         }
         return;
     }
-    const size_t chunk = nccl_stage_size() / sizeof(float);
+    const size_t chunk = nccl_stage_size() / es;
     for (int r = 0; r < nccl_world; r++) {
         const size_t o = nccl_shard_offset(n, r), c = nccl_shard_count(n, r);
         for (size_t off = 0; off < c; off += chunk) {
             size_t k = c - off < chunk ? c - off : chunk;
-            nccl_stage_in(x + o + off, k * sizeof(float));
-            ncclCheck(ncclReduce(nccl_stage, nccl_stage, k, ncclFloat, ncclSum, r, nccl_comm, qstar_stream));
+            nccl_stage_in(nccl_at(x, o + off, type), k * es);
+            ncclCheck(ncclReduce(nccl_stage, nccl_stage, k, t, ncclSum, r, nccl_comm, qstar_stream));
             // the next chunk's upload waits for this reduce: same stream
-            if (r == nccl_rank) nccl_stage_out(x + o + off, k * sizeof(float));
+            if (r == nccl_rank) nccl_stage_out(nccl_at(x, o + off, type), k * es);
         }
     }
 }
 
-extern "C" void qstar_nccl_allgather(float* x, size_t n) {
+extern "C" void qstar_nccl_allgather(void* x, size_t n, int type) {
     if (!n) return;
+    const ncclDataType_t t = nccl_type(type);
+    const size_t es = nccl_type_bytes(type);
     if (nccl_on_device(x)) {
         if (n % (size_t)nccl_world == 0) {
             const size_t c = n / (size_t)nccl_world;  // in place: sendbuff = recvbuff + rank·count
-            ncclCheck(ncclAllGather(x + (size_t)nccl_rank * c, x, c, ncclFloat, nccl_comm, qstar_stream));
+            ncclCheck(ncclAllGather(nccl_at(x, (size_t)nccl_rank * c, type), x, c, t, nccl_comm, qstar_stream));
             return;
         }
         for (int r0 = 0; r0 < nccl_world; r0 += NCCL_GROUP_MAX) {
             ncclCheck(ncclGroupStart());
             for (int r = r0; r < nccl_world && r < r0 + NCCL_GROUP_MAX; r++) {
-                float* s = x + nccl_shard_offset(n, r);
+                char* s = nccl_at(x, nccl_shard_offset(n, r), type);
                 size_t c = nccl_shard_count(n, r);
-                if (c) ncclCheck(ncclBroadcast(s, s, c, ncclFloat, r, nccl_comm, qstar_stream));
+                if (c) ncclCheck(ncclBroadcast(s, s, c, t, r, nccl_comm, qstar_stream));
             }
             ncclCheck(ncclGroupEnd());
         }
         return;
     }
-    const size_t chunk = nccl_stage_size() / sizeof(float);
+    const size_t chunk = nccl_stage_size() / es;
     for (int r = 0; r < nccl_world; r++) {
         const size_t o = nccl_shard_offset(n, r), c = nccl_shard_count(n, r);
         for (size_t off = 0; off < c; off += chunk) {
             size_t k = c - off < chunk ? c - off : chunk;
-            if (r == nccl_rank) nccl_stage_in(x + o + off, k * sizeof(float));
-            ncclCheck(ncclBroadcast(nccl_stage, nccl_stage, k, ncclFloat, r, nccl_comm, qstar_stream));
-            nccl_stage_out(x + o + off, k * sizeof(float));
+            if (r == nccl_rank) nccl_stage_in(nccl_at(x, o + off, type), k * es);
+            ncclCheck(ncclBroadcast(nccl_stage, nccl_stage, k, t, r, nccl_comm, qstar_stream));
+            nccl_stage_out(nccl_at(x, o + off, type), k * es);
         }
     }
 }

@@ -16,10 +16,15 @@
  * is ignored): each rank sends rank 0 a header and its input, rank 0 checks that all ranks called the
  * same collective with the same count, type, operator and root (real NCCL would hang or corrupt
  * memory; here it is an ncclInvalidUsage with the reason on stderr and from ncclGetLastError),
- * reduces in rank order ((x0 + x1) + x2) + ... in the element type (deterministic), and sends every
- * rank its output. Inputs are read completely before outputs are written, so in-place calls are
+ * reduces in rank order ((x0 + x1) + x2) + ... (deterministic), and sends every rank its output.
+ * Half types (ncclBfloat16, ncclFloat16) are added as NCCL adds them: each addition in fp32, its result
+ * rounded to the element type to nearest even (__float2bfloat16's cvt.rn), one rounding per hop as a
+ * ring passes partial sums on in the element type; with 2 ranks that is the exact sum rounded once. Inputs are read completely before outputs are written, so in-place calls are
  * right. ncclGroupStart/End only count their nesting: operations inside a group run at once, in
  * call order, which is the same order on every rank.
+ *
+ * QSTAR_NCCL_EMU_LOG=1: each rank prints, when its communicator is destroyed, one line per (collective,
+ * type) it ran: calls and elements (tests check with it which type a buffer travelled in).
  *
  * A rank that exits closes its sockets: the others get an ncclRemoteError instead of waiting
  * forever. Connecting waits QSTAR_NCCL_EMU_TIMEOUT_S seconds (default 60) for the other ranks.
@@ -51,6 +56,7 @@ struct ncclComm {
     std::vector<int> fd;  // rank 0: fd[r] is the socket to rank r (fd[0] unused); others: fd[0] to rank 0
     uint64_t seq;         // collectives so far: a mismatch names the first diverging call
     char error[512];
+    uint64_t calls[6][ncclNumTypes], elements[6][ncclNumTypes];  // by kind and type (QSTAR_NCCL_EMU_LOG)
 };
 
 namespace {
@@ -199,6 +205,22 @@ void average(void* acc, size_t n, ncclDataType_t t, int nranks) {
     }
 }
 
+const char* type_name(int t) {
+    switch (t) {
+    case ncclInt8: return "int8";
+    case ncclUint8: return "uint8";
+    case ncclInt32: return "int32";
+    case ncclUint32: return "uint32";
+    case ncclInt64: return "int64";
+    case ncclUint64: return "uint64";
+    case ncclFloat16: return "float16";
+    case ncclFloat32: return "float32";
+    case ncclFloat64: return "float64";
+    case ncclBfloat16: return "bfloat16";
+    default: return "?";
+    }
+}
+
 enum Kind : int32_t { K_ALLREDUCE = 1, K_REDUCE, K_REDUCESCATTER, K_ALLGATHER, K_BROADCAST };
 const char* kind_name(int k) {
     static const char* names[] = {"?", "ncclAllReduce", "ncclReduce", "ncclReduceScatter", "ncclAllGather",
@@ -263,6 +285,8 @@ ncclResult_t collective(ncclComm* comm, int kind, const void* send, void* recv, 
         return fail(comm, ncclInvalidArgument, "%s: root %d outside [0, %d)", kind_name(kind), root, comm->nranks);
     Header h = {kind, (int32_t)type, reduces ? (int32_t)op : 0, (kind == K_REDUCE || kind == K_BROADCAST) ? root : 0,
                 (uint64_t)count, comm->seq++};
+    comm->calls[kind][type]++;
+    comm->elements[kind][type] += count;
     size_t nin, nout;
     sizes(h, comm->rank, comm->nranks, &nin, &nout);
     if ((nin && !send) || (nout && !recv))
@@ -472,6 +496,12 @@ ncclResult_t ncclCommInitRank(ncclComm_t* out, int nranks, ncclUniqueId commId, 
 
 ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
+    if (getenv("QSTAR_NCCL_EMU_LOG") && *getenv("QSTAR_NCCL_EMU_LOG") && strcmp(getenv("QSTAR_NCCL_EMU_LOG"), "0"))
+        for (int k = 1; k <= 5; k++)
+            for (int t = 0; t < ncclNumTypes; t++)
+                if (comm->calls[k][t])
+                    fprintf(stderr, "nccl_emu (rank %d): %s %s: %llu calls, %llu elements\n", comm->rank, kind_name(k),
+                            type_name(t), (unsigned long long)comm->calls[k][t], (unsigned long long)comm->elements[k][t]);
     for (int fd : comm->fd)
         if (fd >= 0) close(fd);
     delete comm;
