@@ -24,7 +24,7 @@
 #    on 3 ranks it differs (one rounding instead of one per hop) but stays within 2^-10;
 #  - ZeRO-1 (reduce-scatter of bf16 gradients, each rank's shard of master/m/v, all-gather of the bf16
 #    weights) equals the all-reduce run bitwise without clipping (the same sums, the same elementwise
-#    AdamW; clipping's norm is summed in another order): weights and moments, on 2 ranks, on 3
+#    AdamW; clipping's norm is summed in another order): weights and moments (and losses), on 2 ranks, on 3
 #    (uneven shards: grouped bf16 ncclReduce/ncclBroadcast), with --grad-reduce fp32 on 3, through the
 #    host staging path in 4 KiB chunks and in the launch without MPI;
 #  - its model.safetensors is the fp32 master gathered from both ranks (> 99 % of every matrix's values
@@ -173,7 +173,8 @@ ag=$(sed -nE 's/^nccl_emu \(rank 0\): ncclAllGather bfloat16: [0-9]+ calls, ([0-
   || bad "bf16 ZeRO-1: reduce-scatter '$rs', all-gather '$ag' bf16 elements (expected $np each): $(grep nccl_emu "$work/bz2.log")"
 compare "$work/bz2/step_000002/model.safetensors" "$work/ba2/step_000002/model.safetensors" bitwise \
   && compare "$work/bz2/step_000002/optimizer.safetensors" "$work/ba2/step_000002/optimizer.safetensors" bitwise \
-  && ok "bf16: ZeRO-1 == all-reduce without clipping, bitwise (weights and moments)" || bad "bf16: ZeRO-1 differs from all-reduce"
+  && diff <(sed -E 's/,"lr".*//' "$work/bz2/metrics.jsonl") <(sed -E 's/,"lr".*//' "$work/ba2/metrics.jsonl") > /dev/null \
+  && ok "bf16: ZeRO-1 == all-reduce without clipping, bitwise (weights, moments and every step's loss)" || bad "bf16: ZeRO-1 differs from all-reduce"
 .venv/bin/python - "$work/bz2/step_000002/model.safetensors" <<'PY' && ok "bf16 ZeRO-1: model.safetensors holds the fp32 master weights of both shards" || bad "bf16 ZeRO-1: checkpoint weights are not the gathered master"
 import sys, numpy as np
 from safetensors.numpy import load_file
