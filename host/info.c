@@ -35,18 +35,19 @@ static const char* count(double x, char* buf, size_t n) {
 // doubles. When that estimate is far from 2^64 the exact size_t figure is used instead; it cannot wrap
 // then, as every buffer is a product of factors >= 1 and bounded by the total.
 static double activation_bytes(const ModelConfig* c, const ModelConfig* one, int quietstar, const QuietStarConfig* qc,
-                               size_t xb, int batch, int seq) {
+                               size_t xb, int recompute, int batch, int seq) {
+    const int flags = recompute >= 1 ? ACT_MLP_RECOMPUTED : 0;
     ModelConfig two = *one;
     two.num_hidden_layers = 2;
     double unit[2];
     const ModelConfig* cs[2] = {one, &two};
     for (int k = 0; k < 2; k++)
-        unit[k] = quietstar ? (double)quietstar_activation_bytes(cs[k], qc, xb, 1, 1)
-                            : (double)model_activation_bytes(cs[k], xb, 1, 1, ACT_ALL);
+        unit[k] = quietstar ? (double)quietstar_activation_bytes(cs[k], qc, xb, recompute, 1, 1)
+                            : (double)model_activation_bytes(cs[k], xb, 1, 1, ACT_ALL | flags);
     double act = (unit[0] + (unit[1] - unit[0]) * (c->num_hidden_layers - 1)) * batch * seq;
     if (act < 0x1p60 && (double)batch * qc->n_passes <= 2147483647.0)
-        act = quietstar ? (double)quietstar_activation_bytes(c, qc, xb, batch, seq)
-                        : (double)model_activation_bytes(c, xb, batch, seq, ACT_ALL);
+        act = quietstar ? (double)quietstar_activation_bytes(c, qc, xb, recompute, batch, seq)
+                        : (double)model_activation_bytes(c, xb, batch, seq, ACT_ALL | flags);
     return act;
 }
 
@@ -54,7 +55,7 @@ int cmd_info(int argc, char** argv) {
     const char *config = NULL, *mode = "lm";
     QuietStarConfig qc = quietstar_reference_config();
     const char* precision = "fp32";
-    int batch = 4, seq = 256, zero = 0, world = 1;
+    int batch = 4, seq = 256, zero = 0, world = 1, recompute = 0;
     float budget_gib = 0;
     ArgSpec specs[] = {
         {"config", ARG_STR, &config, "model config.json (or a checkpoint directory)"},
@@ -67,14 +68,16 @@ int cmd_info(int argc, char** argv) {
         {"precision", ARG_STR, &precision, "fp32 or bf16 (activations, weight copy and gradients in bf16)"},
         {"zero", ARG_INT, &zero, "1: ZeRO-1 (master weights and AdamW moments sharded over the ranks)"},
         {"world-size", ARG_INT, &world, "data-parallel ranks (GPUs)"},
+        {"recompute", ARG_INT, &recompute, "0: keep every activation; 1: recompute each layer's MLP activations"},
         {"gpu-memory", ARG_FLOAT, &budget_gib, "GiB per GPU: also print the largest micro-batch that fits"},
     };
     args_parse(argc, argv, specs, sizeof specs / sizeof *specs,
                "usage: qstar info --config C [--batch B --seq L --mode lm|quietstar --precision fp32|bf16\n"
-               "                  --zero 0|1 --world-size W --gpu-memory GIB]\n\nParameter count and memory per GPU.");
+               "                  --zero 0|1 --world-size W --recompute 0|1 --gpu-memory GIB]\n\nParameter count and memory per GPU.");
     if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) fatal("info: --precision must be fp32 or bf16");
     if (zero != 0 && zero != 1) fatal("info: --zero must be 0 or 1");
     if (world < 1) fatal("info: --world-size must be at least 1");
+    if (recompute != 0 && recompute != 1) fatal("info: --recompute must be 0 or 1");
     if (strcmp(mode, "lm") && strcmp(mode, "quietstar")) fatal("info: --mode must be lm or quietstar");
     const int quietstar = !strcmp(mode, "quietstar");
     if (!config) fatal("info: --config is required");
@@ -113,7 +116,7 @@ int cmd_info(int argc, char** argv) {
     model_destroy(&m);
     const double total = embed + head + attn + mlp + norms + thought;
     const size_t xb = strcmp(precision, "bf16") ? 4 : 2;
-    const double act = activation_bytes(&c, &one, quietstar, &qc, xb, batch, seq);
+    const double act = activation_bytes(&c, &one, quietstar, &qc, xb, recompute, batch, seq);
     char b1[32], b2[32], b3[32], b4[32];
     printf("config: %s\n", config);
     printf("  layers %d, hidden %d, intermediate %d, heads %d (kv %d, head_dim %d), vocab %d, %s embeddings\n",
@@ -146,10 +149,10 @@ int cmd_info(int argc, char** argv) {
     if (budget_gib > 0) {
         int fit = 0;
         for (int b = 1; b <= 1 << 16; b *= 2)  // doubling, then binary search below the first miss
-            if (fixed + activation_bytes(&c, &one, quietstar, &qc, xb, b, seq) <= budget_gib * 1073741824.0) fit = b;
+            if (fixed + activation_bytes(&c, &one, quietstar, &qc, xb, recompute, b, seq) <= budget_gib * 1073741824.0) fit = b;
             else break;
         for (int step = fit / 2; fit && step > 0; step /= 2)
-            if (fixed + activation_bytes(&c, &one, quietstar, &qc, xb, fit + step, seq) <= budget_gib * 1073741824.0)
+            if (fixed + activation_bytes(&c, &one, quietstar, &qc, xb, recompute, fit + step, seq) <= budget_gib * 1073741824.0)
                 fit += step;
         printf("largest micro-batch within %.1f GiB: %d\n", budget_gib, fit);
     }

@@ -30,7 +30,8 @@ typedef struct {
     int steps, batch, seq, grad_accum, warmup, decay_steps, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
     // Quiet-STaR
-    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every, decay_norms, bf16_weights, zero, stochastic_rounding;
+    int n_ahead, n_ahead_talk, n_passes, mask_thoughts_in_talk, thoughts_every, decay_norms, bf16_weights, zero;
+    int stochastic_rounding, recompute;
     float policy_weight, base_weight, talk_weight, reinforce_temperature, embed_scale;
 } TrainSettings;
 
@@ -184,6 +185,7 @@ static void check_settings(const TrainSettings* s, const ModelConfig* c) {
     if (s->decay_steps < 0) fatal("train: --decay-steps must not be negative");
     if (!(s->lr >= 0)) fatal("train: --lr must not be negative");
     if (s->log_every <= 0) fatal("train: --log-every must be positive");
+    if (s->recompute != 0 && s->recompute != 1) fatal("train: --recompute must be 0 or 1");
     if (strcmp(s->schedule, "cosine") && strcmp(s->schedule, "linear") && strcmp(s->schedule, "constant"))
         fatal("train: --schedule must be cosine, linear or constant (got \"%s\")", s->schedule);
     if (strcmp(s->mode, "lm") && strcmp(s->mode, "quietstar"))
@@ -219,6 +221,7 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
            "embeddings start at token %u of \"%s\"\n",
            cfg.start_thought_id, cfg.end_thought_id, model->cfg.vocab_size, cfg.vocab_size, init.ids[0], thought_init);
     free(init.ids);
+    grown.recompute = model->recompute;
     model_destroy(model);
     *model = grown;
 }
@@ -269,6 +272,8 @@ int cmd_train(int argc, char** argv) {
         {"out", ARG_STR, &s.out, "run directory for metrics.jsonl and checkpoints"},
         {"device", ARG_STR, &s.device, "backend: cpu (cuda when built with it)"},
         {"precision", ARG_STR, &s.precision, "fp32 or bf16 activations, weight copy and gradients (default: bf16 on cuda)"},
+        {"recompute", ARG_INT, &s.recompute,
+         "activation memory: 0 keeps every activation, 1 recomputes each layer's MLP activations in the backward"},
         {"stochastic-rounding", ARG_INT, &s.stochastic_rounding,
          "bf16: 1 rounds the weights' bf16 copy stochastically after each AdamW step (0: to nearest)"},
         {"steps", ARG_INT, &s.steps, "optimizer steps in the whole run"},
@@ -383,6 +388,7 @@ int cmd_train(int argc, char** argv) {
     Tokenizer* tok = s.tokenizer ? tok_load(s.tokenizer) : NULL;
     Model model;
     model_create(&model, &cfg, be);
+    model.recompute = s.recompute;
     int start_step = 0;
     if (s.zero && comm.world > 1)
         model_shard_optimizer(&model, comm_shard_offset(&comm, model.n_params, comm.rank),
@@ -424,7 +430,7 @@ int cmd_train(int argc, char** argv) {
     size_t act_bytes;
     if (quietstar) {
         quietstar_create(&qs, &model, &qc, s.batch, s.seq);
-        act_bytes = quietstar_activation_bytes(&cfg, &qc, be->x_bytes, s.batch, s.seq);
+        act_bytes = quietstar_activation_bytes(&cfg, &qc, be->x_bytes, s.recompute, s.batch, s.seq);
     } else {
         model_alloc_activations(&model, s.batch, s.seq);
         act_bytes = model.acts.bytes;

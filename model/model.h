@@ -64,6 +64,7 @@ typedef struct {
     int32_t* pos;       // (N)
     void* memory;
     size_t bytes;
+    int mlp_recomputed;  // gate_up and mlp hold one layer (in the scratch group): the backward recomputes them
 } Activations;
 
 typedef struct {
@@ -88,6 +89,11 @@ typedef struct {
     size_t opt_offset, opt_count;
     float* scalar;  // backend memory: one float, the result of sum_squares
     Activations acts;
+    // Activation memory against recomputation, set before activations are allocated (--recompute):
+    // 0 keeps every layer's activations; 1 keeps no MLP activations (gate_up, mlp: 3·IM per token and
+    // layer), recomputing each layer's from its saved ln2 in the backward (one GEMM and one SwiGLU per
+    // layer, and gradients bitwise the same).
+    int recompute;
     int n_valid;    // targets that count in the last forward's loss
     // Called by the backward as soon as a layer's gradients are final (data parallelism starts their
     // reduction while the layers below are differentiated); NULL: nobody listens.
@@ -125,6 +131,7 @@ enum {
     ACT_HEAD = 4,     // logits, losses, dlosses, tokens, targets, pos
     ACT_SCRATCH = 8,  // tmp and the backward scratch (dresid, dln, dqkv, datt, dgate_up, dmlp)
     ACT_ALL = 15,
+    ACT_MLP_RECOMPUTED = 16,  // layout flag: gate_up and mlp for one layer, in the scratch group (recompute >= 1)
 };
 // Activation memory for (B, T) and the given groups; model_forward/backward need ACT_ALL.
 size_t model_activation_bytes(const ModelConfig* cfg, size_t x_bytes, int B, int T, int groups);

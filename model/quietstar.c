@@ -92,12 +92,14 @@ static int head_buffers(QuietStar* qs, const ModelConfig* c, size_t f, int NA, i
     return n;
 }
 
-size_t quietstar_activation_bytes(const ModelConfig* c, const QuietStarConfig* qc, size_t x_bytes, int B, int L) {
+size_t quietstar_activation_bytes(const ModelConfig* c, const QuietStarConfig* qc, size_t x_bytes, int recompute, int B,
+                                  int L) {
+    const int flags = recompute >= 1 ? ACT_MLP_RECOMPUTED : 0;
     const int R = B * qc->n_passes, S = qc->n_ahead + qc->n_ahead_talk - 1;
     const size_t N = (size_t)R * L;
     const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
-    size_t total = (size_t)S * model_activation_bytes(c, x_bytes, R, L, ACT_SAVED | ACT_HEAD);
-    total += model_activation_bytes(c, x_bytes, R, L, ACT_SCRATCH);
+    size_t total = (size_t)S * model_activation_bytes(c, x_bytes, R, L, ACT_SAVED | ACT_HEAD | flags);
+    total += model_activation_bytes(c, x_bytes, R, L, ACT_SCRATCH | flags);
     total += 2 * (size_t)S * c->num_hidden_layers * N * C3 * x_bytes;
     QuietStar tmp;
     Buf b[32];
@@ -107,6 +109,7 @@ size_t quietstar_activation_bytes(const ModelConfig* c, const QuietStarConfig* q
 }
 
 void quietstar_create(QuietStar* qs, Model* m, const QuietStarConfig* qc, int B, int L) {
+    const int flags = m->recompute >= 1 ? ACT_MLP_RECOMPUTED : 0;
     memset(qs, 0, sizeof *qs);
     const ModelConfig* c = &m->cfg;
     check_config(c, qc, L);
@@ -128,10 +131,10 @@ void quietstar_create(QuietStar* qs, Model* m, const QuietStarConfig* qc, int B,
     qs->dqkv = be->alloc(be->x_bytes * qs->S * qs->step_stride);
     qs->steps = xcalloc((size_t)qs->S, sizeof(Activations));
     for (int k = 0; k < qs->S; k++) {
-        activations_alloc(be, c, &qs->steps[k], qs->R, L, ACT_SAVED | ACT_HEAD);
+        activations_alloc(be, c, &qs->steps[k], qs->R, L, ACT_SAVED | ACT_HEAD | flags);
         qs->steps[k].qkv = X(qs->qkv, k * qs->step_stride);
     }
-    activations_alloc(be, c, &qs->scratch, qs->R, L, ACT_SCRATCH);
+    activations_alloc(be, c, &qs->scratch, qs->R, L, ACT_SCRATCH | flags);
     Buf b[32];
     int n = head_buffers(qs, c, be->x_bytes, qs->NA, qs->T, (size_t)qs->N, b);
     for (int i = 0; i < n; i++) *b[i].ptr = be->alloc(b[i].bytes);

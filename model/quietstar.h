@@ -73,7 +73,8 @@ typedef struct {
 void quietstar_create(QuietStar* qs, Model* m, const QuietStarConfig* qc, int B, int L);
 void quietstar_destroy(QuietStar* qs);
 // Memory a step needs beyond the model's parameters, for `qstar info`.
-size_t quietstar_activation_bytes(const ModelConfig* cfg, const QuietStarConfig* qc, size_t x_bytes, int B, int L);
+size_t quietstar_activation_bytes(const ModelConfig* cfg, const QuietStarConfig* qc, size_t x_bytes, int recompute, int B,
+                                  int L);
 // Forward of one step over ids (B, L) (host); sample_step keys the thought sampler. Returns the
 // total loss; qs->stats holds its parts.
 double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step);

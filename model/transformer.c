@@ -22,7 +22,10 @@ typedef struct {
 } ActSpec;
 
 // Fills specs for (B, T); returns the number of entries. ptr fields point into `a`.
-static int activation_specs(const ModelConfig* c, size_t x_bytes, int B, int T, Activations* a, ActSpec* s) {
+// With ACT_MLP_RECOMPUTED in flags, gate_up and mlp hold one layer and belong to the scratch group: the
+// backward recomputes each layer's from its ln2 (model.h).
+static int activation_specs(const ModelConfig* c, size_t x_bytes, int B, int T, int flags, Activations* a,
+                            ActSpec* s) {
     const size_t N = (size_t)B * T, H = c->hidden_size, L = c->num_hidden_layers, IM = c->intermediate_size;
     const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
     const size_t CO = (size_t)c->num_attention_heads * c->head_dim, V = c->vocab_size, NH = c->num_attention_heads;
@@ -38,8 +41,10 @@ static int activation_specs(const ModelConfig* c, size_t x_bytes, int B, int T, 
     SPEC(resid_mid, L * N * H, X, ACT_SAVED);
     SPEC(ln2, L * N * H, X, ACT_SAVED);
     SPEC(ln2_rstd, L * N, F, ACT_SAVED);
-    SPEC(gate_up, L * N * 2 * IM, X, ACT_SAVED);
-    SPEC(mlp, L * N * IM, X, ACT_SAVED);
+    const int mlp_group = flags & ACT_MLP_RECOMPUTED ? ACT_SCRATCH : ACT_SAVED;
+    const size_t mlp_layers = flags & ACT_MLP_RECOMPUTED ? 1 : L;
+    SPEC(gate_up, mlp_layers * N * 2 * IM, X, mlp_group);
+    SPEC(mlp, mlp_layers * N * IM, X, mlp_group);
     SPEC(lnf, N * H, X, ACT_SAVED);
     SPEC(lnf_rstd, N, F, ACT_SAVED);
     SPEC(logits, N * V, X, ACT_HEAD);
@@ -65,7 +70,7 @@ static size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
 size_t model_activation_bytes(const ModelConfig* c, size_t x_bytes, int B, int T, int groups) {
     Activations a;
     ActSpec s[MAX_SPECS];
-    int n = activation_specs(c, x_bytes, B, T, &a, s);
+    int n = activation_specs(c, x_bytes, B, T, groups, &a, s);
     size_t total = 0;
     for (int i = 0; i < n; i++)
         if (s[i].group & groups) total += align_up(s[i].count * s[i].elem);
@@ -75,7 +80,7 @@ size_t model_activation_bytes(const ModelConfig* c, size_t x_bytes, int B, int T
 void activations_alloc(const Backend* be, const ModelConfig* c, Activations* a, int B, int T, int groups) {
     memset(a, 0, sizeof *a);
     ActSpec s[MAX_SPECS];
-    int n = activation_specs(c, be->x_bytes, B, T, a, s);
+    int n = activation_specs(c, be->x_bytes, B, T, groups, a, s);
     size_t total = model_activation_bytes(c, be->x_bytes, B, T, groups);
     char* base = be->alloc(total);
     size_t off = 0;
@@ -88,6 +93,7 @@ void activations_alloc(const Backend* be, const ModelConfig* c, Activations* a, 
     a->bytes = total;
     a->B = B;
     a->T = T;
+    a->mlp_recomputed = (groups & ACT_MLP_RECOMPUTED) != 0;
 }
 
 void activations_free(const Backend* be, Activations* a) {
@@ -98,7 +104,16 @@ void activations_free(const Backend* be, Activations* a) {
 void model_alloc_activations(Model* m, int B, int T) {
     if (m->acts.memory && m->acts.B == B && m->acts.T == T) return;
     activations_free(m->be, &m->acts);
-    activations_alloc(m->be, &m->cfg, &m->acts, B, T, ACT_ALL);
+    activations_alloc(m->be, &m->cfg, &m->acts, B, T, ACT_ALL | (m->recompute >= 1 ? ACT_MLP_RECOMPUTED : 0));
+}
+
+// The MLP activations of layer l: its own slice when they are kept, the one-layer scratch when the
+// backward recomputes them.
+static floatX* layer_gate_up(const Backend* be, const Activations* a, const Activations* sc, int l, size_t n2im) {
+    return a->mlp_recomputed || sc->mlp_recomputed ? sc->gate_up : xat(be, a->gate_up, (size_t)l * n2im);
+}
+static floatX* layer_mlp(const Backend* be, const Activations* a, const Activations* sc, int l, size_t nim) {
+    return a->mlp_recomputed || sc->mlp_recomputed ? sc->mlp : xat(be, a->mlp, (size_t)l * nim);
 }
 
 // X(p, n): element n of a floatX buffer (the backend's precision decides the byte offset).
@@ -125,8 +140,8 @@ void decoder_forward(Model* m, Activations* a, Activations* sc, const ThoughtAtt
         float* lse = a->lse + (size_t)l * N * NH;
         floatX* mid = X(a->resid_mid, l * NH_);
         floatX* ln2 = X(a->ln2, l * NH_);
-        floatX* gu = X(a->gate_up, (size_t)l * N * 2 * IM);
-        floatX* mlp = X(a->mlp, (size_t)l * N * IM);
+        floatX* gu = layer_gate_up(be, a, sc, l, (size_t)N * 2 * IM);
+        floatX* mlp = layer_mlp(be, a, sc, l, (size_t)N * IM);
         be->matmul_forward(qkv, ln1, X(P, lo->qkv), N, H, (int)C3);
         be->rope_forward(qkv, a->pos, N, NH, NKV, HD, c->rope_theta);
         if (ta)
@@ -167,8 +182,12 @@ void decoder_backward(Model* m, Activations* a, Activations* sc, const floatX* d
         const float* lse = a->lse + (size_t)l * N * NH;
         const floatX* mid = X(a->resid_mid, l * NH_);
         const floatX* ln2 = X(a->ln2, l * NH_);
-        const floatX* gu = X(a->gate_up, (size_t)l * N * 2 * IM);
-        const floatX* mlp = X(a->mlp, (size_t)l * N * IM);
+        floatX* gu = layer_gate_up(be, a, sc, l, (size_t)N * 2 * IM);
+        floatX* mlp = layer_mlp(be, a, sc, l, (size_t)N * IM);
+        if (a->mlp_recomputed || sc->mlp_recomputed) {  // the forward's values again: same kernels, same inputs
+            be->matmul_forward(gu, ln2, X(P, lo->gate_up), N, H, 2 * IM);
+            be->swiglu_forward(mlp, gu, N, IM);
+        }
         // MLP branch: resid_out = mid + down(swiglu(gate_up(ln2(mid))))
         be->matmul_backward(sc->dmlp, X(G, lo->down), sc->dresid, mlp, X(P, lo->down), N, IM, H, 0);
         be->swiglu_backward(sc->dgate_up, sc->dmlp, gu, N, IM);
