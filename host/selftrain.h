@@ -77,9 +77,12 @@ double st_evaluate(Model* m, const Tokenizer* tok, const Settings* s, int task, 
 // The DPO loop: from m's current weights (also the frozen reference: its log-probabilities are
 // computed before the first update, or read from cache_path when it holds them for these rows),
 // `steps` AdamW steps of --dpo-batch pairs (weighted by pair.weight), --beta, --dpo-lr. Returns the
-// last step's statistics; *first_loss the first step's loss, *tok_per_s the speed.
+// last step's statistics (loss, accuracy, margin: its batch, scored before its update); first_loss the
+// first step's loss; final_*: the same statistics over every pair with the trained weights (one more
+// forward over all of them); tok_per_s the training speed.
 typedef struct {
     double loss, first_loss, accuracy, margin, tok_per_s;
+    double final_loss, final_accuracy, final_margin;
     int steps;
 } DpoRun;
 DpoRun st_dpo_train(Model* m, const Settings* s, const Pair* pairs, int n_pairs, int steps, int pad, const char* cache_path,

@@ -125,6 +125,17 @@ DpoRun st_dpo_train(Model* m, const Settings* s, const Pair* pairs, int n_pairs,
     const double dt = now_seconds() - t0;
     run.tok_per_s = dt > 0 ? tokens / dt : 0;
     run.steps = steps;
+
+    // The objective over every pair with the trained weights (one forward over all rows, as for the
+    // reference): what the updates lower. run.loss is the last step's --dpo-batch pairs scored before
+    // that step's update (pairs not yet trained on in the current epoch): a draw of a few, not a trend.
+    double* pol = xmalloc(sizeof(double) * rows);
+    logprobs_of_rows(m, in, tg, (int)rows, pad, pol, "after");
+    float* w = xmalloc(sizeof(float) * (size_t)n_pairs);
+    for (int p = 0; p < n_pairs; p++) w[p] = pairs[p].weight;
+    const DpoStats all = dpo_loss(pol, ref, w, n_pairs, s->beta, NULL);
+    run.final_loss = all.loss, run.final_accuracy = all.accuracy, run.final_margin = all.margin;
+    free(pol), free(w);
     free(order), free(bin), free(btg), free(bref), free(bw), free(in), free(tg), free(ref);
     return run;
 }

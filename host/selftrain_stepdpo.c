@@ -392,6 +392,9 @@ void stepdpo_run(Model* m, const RunCtx* rc, int first_iter, const cJSON* saved)
             cJSON_AddNumberToObject(counts, "loss", run.loss);
             cJSON_AddNumberToObject(counts, "pair_accuracy", run.accuracy);
             cJSON_AddNumberToObject(counts, "margin", run.margin);
+            cJSON_AddNumberToObject(counts, "final_loss", run.final_loss);
+            cJSON_AddNumberToObject(counts, "final_pair_accuracy", run.final_accuracy);
+            cJSON_AddNumberToObject(counts, "final_margin", run.final_margin);
             cJSON_AddNumberToObject(counts, "dpo_tokens_per_s", run.tok_per_s);
             save_stage(rc, iter, counts, "dpo");
             fault_point("after_dpo");

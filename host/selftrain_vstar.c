@@ -157,6 +157,9 @@ static void train_verifier(Model* m, const RunCtx* rc) {
     cJSON_AddNumberToObject(rec, "loss", run.loss);
     cJSON_AddNumberToObject(rec, "pair_accuracy", run.accuracy);
     cJSON_AddNumberToObject(rec, "margin", run.margin);
+    cJSON_AddNumberToObject(rec, "final_loss", run.final_loss);
+    cJSON_AddNumberToObject(rec, "final_pair_accuracy", run.final_accuracy);
+    cJSON_AddNumberToObject(rec, "final_margin", run.final_margin);
     cJSON_AddNumberToObject(rec, "dpo_tokens_per_s", run.tok_per_s);
     cJSON_AddNumberToObject(rec, "seconds", now_seconds() - t0);
     st_metrics_append(s->out, rec);

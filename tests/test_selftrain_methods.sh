@@ -9,7 +9,8 @@
 #    solved problem), the kept examples (+ gold), distinct paths per problem;
 #  - vstar: two generator iterations (D_GEN grows: iteration 2 fine-tunes on both iterations' correct
 #    samples and the gold once), the verifier's pairs (every correct x incorrect of a problem over both
-#    iterations), its DPO starts at log 2 (reference = start) and falls; the test record's Pass@1,
+#    iterations), its DPO starts at log 2 (reference = start) and its loss over all the pairs after
+#    training is below log 2; the test record's Pass@1,
 #    majority vote and best-of-k (verifier and generator scores) from test_candidates;
 #  - stepdpo: each negative's steps are its lines, Q from the successes (mean estimator), A_i = Q_i −
 #    Q_{i−1}, the critical step (first index of min Q with A < −threshold), the pair's rejected step is
@@ -144,8 +145,14 @@ grep -q "resumed after generate" "$work/rft_r2.log" || bad "rft: the resumed run
 same_run "$work/rft" "$work/rft_r" iter_001/model.safetensors "rft resumed after its generation"
 
 # ---- V-STaR -------------------------------------------------------------------------------------------
+# The verifier's DPO: 24 steps of 4 pairs cover every pair at least once (a problem's 8 samples make at
+# most 4 x 4 = 16 pairs, 6 problems at most 96), at a learning rate where the loss over the pairs falls
+# whatever the samples. The sample sets tried: --seed 1..8 x OMP_NUM_THREADS 1, 2 (the thread count
+# changes the starting model's sums, so its samples): at 1e-3 x 12 steps (the old setting, 48 of 59-88
+# pairs seen) the loss over all pairs ended above log 2 for 7 of the 16 and the last step's batch for
+# 10; at 2e-4 x 24 the loss over all pairs ended in 0.08..0.24 and pair accuracy in 0.93..1 for all 16.
 vs=(--method vstar --model "$M1" "${tiny[@]}" --start-steps 20 --samples 4 --temperature 1.2 --gold --iterations 2
-    --dpo-steps 12 --dpo-batch 4 --dpo-lr 1e-3 --beta 0.1 --test-samples 5)
+    --dpo-steps 24 --dpo-batch 4 --dpo-lr 2e-4 --beta 0.1 --test-samples 5)
 $Q selftrain "${vs[@]}" --out "$work/vs" > "$work/vs.log" 2>&1 || bad "vstar run failed: $(tail -1 "$work/vs.log")"
 if python3 - "$work" <<'PY'
 import json, math, sys
@@ -173,7 +180,11 @@ for p in range(6):
 v = rs[2]
 assert v["pairs"] == pairs > 0 and v["verifier_samples"] == 48 and v["correct_samples"] == c1 + c2, (pairs, v)
 assert abs(v["first_loss"] - math.log(2)) < 1e-6, v   # the reference is the verifier's start
-assert v["loss"] < v["first_loss"] and v["dpo_steps"] == 12, v
+# DPO lowers its loss over the pairs it trains on: final_loss, all pairs scored with the trained
+# verifier. Not the record's "loss": that is the last step's batch (4 pairs, scored before that step's
+# update, pairs this epoch has not trained on yet), one draw that training cannot promise below log 2
+# (at 2 threads, lr 1e-3: 3.55 with pair accuracy 0 after earlier batches at 0.04..1.3).
+assert v["final_loss"] < math.log(2) and v["final_pair_accuracy"] > 0.5 and v["dpo_steps"] == 24, v
 # the test record from the candidates
 t = rs[3]
 cands = recs(w + "/vs/test_candidates_002.jsonl")
@@ -200,7 +211,7 @@ for k in (1, 2, 4, 5):
     assert abs(t["best_of_k_verifier"][str(k)] - bv[k]) < 1e-9, (k, t, bv)
     assert abs(t["best_of_k_generator"][str(k)] - bg[k]) < 1e-9, (k, t, bg)
 assert abs(bv[1] - pass1) < 1e-9  # best-of-1 is Pass@1 whatever the scores
-print("vstar: pairs", pairs, "verifier loss %.4f -> %.4f" % (v["first_loss"], v["loss"]), "pass@1 %.3f maj %.3f" % (pass1, maj),
+print("vstar: pairs", pairs, "verifier loss %.4f -> %.4f over all pairs (pair accuracy %.3f)" % (v["first_loss"], v["final_loss"], v["final_pair_accuracy"]), "pass@1 %.3f maj %.3f" % (pass1, maj),
       "best-of-k verifier", {k: round(x, 3) for k, x in bv.items()}, "generator", {k: round(x, 3) for k, x in bg.items()})
 PY
 then ok "vstar: labels, growing D_GEN, pairs, DPO from log 2, Pass@1 / majority / best-of-k recomputed"; else bad "vstar records"; fi
