@@ -23,12 +23,14 @@
 #define NB 4         // input rows per block
 #define LANES 16
 
-// out rows n0..n0+NB−1, columns o0..o0+OB−1 (the caller makes sure they exist); prefetches the
-// weight rows of the block after it.
-static inline void few_rows_block(floatX* out, const floatX* inp, const float* W, int IN, int OUT, int o0, int n0,
-                                  int prefetch) {
+// out rows n0..n0+NB−1 (those below N), columns o0..o0+OB−1 (the caller makes sure they exist);
+// prefetches the weight rows of the block after it. Rows past N are computed from row N−1 and dropped,
+// so a ragged batch keeps the same loop.
+static inline void few_rows_block(floatX* out, const floatX* inp, const float* W, int N, int IN, int OUT, int o0,
+                                  int n0, int prefetch) {
     const float* w = W + (size_t)o0 * IN;
-    const floatX* x = inp + (size_t)n0 * IN;
+    const floatX* x[NB];
+    for (int b = 0; b < NB; b++) x[b] = inp + (size_t)(n0 + b < N ? n0 + b : N - 1) * IN;
     float acc[OB][NB][LANES];
     memset(acc, 0, sizeof acc);
     int c = 0;
@@ -40,13 +42,13 @@ static inline void few_rows_block(floatX* out, const floatX* inp, const float* W
 #pragma GCC unroll 4
             for (int b = 0; b < NB; b++)
 #pragma omp simd
-                for (int l = 0; l < LANES; l++) acc[a][b][l] += w[(size_t)a * IN + c + l] * x[(size_t)b * IN + c + l];
+                for (int l = 0; l < LANES; l++) acc[a][b][l] += w[(size_t)a * IN + c + l] * x[b][c + l];
     }
     for (; c < IN; c++)
         for (int a = 0; a < OB; a++)
-            for (int b = 0; b < NB; b++) acc[a][b][0] += w[(size_t)a * IN + c] * x[(size_t)b * IN + c];
+            for (int b = 0; b < NB; b++) acc[a][b][0] += w[(size_t)a * IN + c] * x[b][c];
     for (int a = 0; a < OB; a++)
-        for (int b = 0; b < NB; b++) {
+        for (int b = 0; b < NB && n0 + b < N; b++) {
             float* v = acc[a][b];
             for (int l = 0; l < 8; l++) v[l] += v[l + 8];
             for (int l = 0; l < 4; l++) v[l] += v[l + 4];
@@ -55,7 +57,8 @@ static inline void few_rows_block(floatX* out, const floatX* inp, const float* W
         }
 }
 
-// One output the way few_rows_block computes it: for the rows and columns past the last whole block.
+// One output the way few_rows_block computes it: for the columns past the last whole block, and for
+// fewer than NB rows (where a block would compute mostly copies).
 static float few_rows_one(const floatX* x, const float* w, int IN) {
     float v[LANES] = {0};
     int c = 0;
@@ -69,14 +72,16 @@ static float few_rows_one(const floatX* x, const float* w, int IN) {
 }
 
 static void few_rows_forward(floatX* out, const floatX* inp, const float* weight, int N, int IN, int OUT) {
-    const int O4 = OUT / OB * OB, N4 = N / NB * NB;
+    const int O4 = OUT / OB * OB;
 #pragma omp parallel for schedule(static)
     for (int o0 = 0; o0 < OUT; o0 += OB) {
-        for (int n0 = 0; n0 < N4; n0 += NB)
-            if (o0 < O4) few_rows_block(out, inp, weight, IN, OUT, o0, n0, n0 == 0 && o0 + 2 * OB <= O4);
-        for (int o = o0; o < o0 + OB && o < OUT; o++)
-            for (int n = o < O4 ? N4 : 0; n < N; n++)
-                out[(size_t)n * OUT + o] = few_rows_one(inp + (size_t)n * IN, weight + (size_t)o * IN, IN);
+        if (o0 < O4 && N >= NB)
+            for (int n0 = 0; n0 < N; n0 += NB)
+                few_rows_block(out, inp, weight, N, IN, OUT, o0, n0, n0 == 0 && o0 + 2 * OB <= O4);
+        else
+            for (int o = o0; o < o0 + OB && o < OUT; o++)
+                for (int n = 0; n < N; n++)
+                    out[(size_t)n * OUT + o] = few_rows_one(inp + (size_t)n * IN, weight + (size_t)o * IN, IN);
     }
 }
 
