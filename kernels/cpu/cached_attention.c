@@ -12,32 +12,48 @@ void cpu_copy_strided(floatX* dst, size_t dst_stride, const floatX* src, size_t 
     for (int r = 0; r < rows; r++) memcpy(dst + r * dst_stride, src + r * src_stride, sizeof(floatX) * cols);
 }
 
+// dot over one head, 16 lanes then a fixed tree (a plain float sum is a serial chain the compiler may
+// not reorder, so it would stay scalar)
+static inline float head_dot(const floatX* restrict a, const floatX* restrict b, int n) {
+    float acc[16] = {0};
+    int c = 0;
+    for (; c + 16 <= n; c += 16)
+        for (int l = 0; l < 16; l++) acc[l] += a[c + l] * b[c + l];
+    for (; c < n; c++) acc[0] += a[c] * b[c];
+    for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
+    for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
+    for (int l = 0; l < 2; l++) acc[l] += acc[l + 2];
+    return acc[0] + acc[1];
+}
+
+// Heads in parallel when called alone (a decoding step's row); inside an enclosing parallel region
+// (cpu_cached_attention_batched) the region is nested and runs on its thread.
 void cpu_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,
                                   const floatX* k2, const floatX* v2, int n2, int NH, int NKV, int HD) {
-    const int KW = NKV * HD, group = NH / NKV;
+    const int KW = NKV * HD, group = NH / NKV, n = n1 + n2;
     const float scale = 1.0f / sqrtf((float)HD);
-    float scores[n1 + n2 > 0 ? n1 + n2 : 1];
+#pragma omp parallel for schedule(static) if (NH > 1 && (size_t)n * HD * NH >= 16384)
     for (int h = 0; h < NH; h++) {
+        float scores[n > 0 ? n : 1];
         const int g = h / group;
         const floatX* qh = q + h * HD;
         float mx = -INFINITY;
-        for (int j = 0; j < n1 + n2; j++) {
+        for (int j = 0; j < n; j++) {
             const floatX* kj = j < n1 ? k1 + (size_t)j * KW + g * HD : k2 + (size_t)(j - n1) * KW + g * HD;
-            float d = 0.0f;
-            for (int c = 0; c < HD; c++) d += qh[c] * kj[c];
-            scores[j] = d * scale;
+            scores[j] = head_dot(qh, kj, HD) * scale;
             mx = scores[j] > mx ? scores[j] : mx;
         }
         double sum = 0.0;
-        for (int j = 0; j < n1 + n2; j++) {
+        for (int j = 0; j < n; j++) {
             scores[j] = expf(scores[j] - mx);
             sum += scores[j];
         }
         floatX* o = out + h * HD;
         for (int c = 0; c < HD; c++) o[c] = 0.0f;
-        for (int j = 0; j < n1 + n2; j++) {
+        for (int j = 0; j < n; j++) {
             const floatX* vj = j < n1 ? v1 + (size_t)j * KW + g * HD : v2 + (size_t)(j - n1) * KW + g * HD;
             const float p = (float)(scores[j] / sum);
+#pragma omp simd
             for (int c = 0; c < HD; c++) o[c] += p * vj[c];
         }
     }
