@@ -211,18 +211,29 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
     TokIds init = {0};
     tok_encode(tok, thought_init, strlen(thought_init), 0, &init);
     if (init.n == 0) fatal("%s: \"%s\" encodes to no token (--thought-init)", tok_path, thought_init);
+    // The base model's weights move to the host and its device state (weights, gradients, master, moments)
+    // is freed before the grown model is made: never both models' state on the device at once.
+    float* base_w = xmalloc(sizeof(float) * model->n_params);
+    model_get_weights(model, base_w);
+    Model base;
+    model_build_table(&base, &model->cfg);
+    const Backend* be = model->be;
+    const int recompute = model->recompute;
+    const int old_vocab = model->cfg.vocab_size;
+    model_destroy(model);
     Model grown;
-    model_create(&grown, &cfg, model->be);
+    model_create(&grown, &cfg, be);
     model_init_random(&grown, seed ^ 0x7175696574ull);
-    model_copy_matching(&grown, model);
+    model_copy_matching(&grown, &base, base_w);
+    free(base_w);
+    model_destroy(&base);  // a table only (no backend): frees the table
     quietstar_init_thought_embeddings(&grown, (int)init.ids[0], embed_scale);
     if (verbose)
         printf("quietstar: added <|startthought|> = %d and <|endthought|> = %d (vocabulary %d -> %d); thought "
            "embeddings start at token %u of \"%s\"\n",
-           cfg.start_thought_id, cfg.end_thought_id, model->cfg.vocab_size, cfg.vocab_size, init.ids[0], thought_init);
+           cfg.start_thought_id, cfg.end_thought_id, old_vocab, cfg.vocab_size, init.ids[0], thought_init);
     free(init.ids);
-    grown.recompute = model->recompute;
-    model_destroy(model);
+    grown.recompute = recompute;
     *model = grown;
 }
 

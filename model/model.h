@@ -120,9 +120,10 @@ const ParamTensor* model_find_tensor(const Model* m, const char* name);
 // shard of them, the working copy elsewhere).
 void model_set_weights(Model* m, const float* host);
 void model_get_weights(const Model* m, float* host);
-// Copies every tensor of src into the same-named tensor of dst; where dst has more rows (a grown
+// Copies every tensor of src (its table: model_build_table is enough; its weights src_weights, host fp32,
+// n_params of src) into the same-named tensor of dst; where dst has more rows (a grown
 // vocabulary) the leading rows are copied and the rest keep dst's values. Tensors src lacks are kept.
-void model_copy_matching(Model* dst, const Model* src);
+void model_copy_matching(Model* dst, const Model* src, const float* src_weights);
 
 // Activation groups, so a Quiet-STaR step can keep many forwards' saved tensors but one scratch:
 enum {

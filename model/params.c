@@ -151,19 +151,16 @@ void model_get_weights(const Model* m, float* host) {
     if (m->master) m->be->download(host + m->opt_offset, m->master, sizeof(float) * m->opt_count);
 }
 
-void model_copy_matching(Model* dst, const Model* src) {
-    float* s = xmalloc(sizeof(float) * src->n_params);
+void model_copy_matching(Model* dst, const Model* src, const float* src_weights) {
     float* d = xmalloc(sizeof(float) * dst->n_params);
-    model_get_weights(src, s);
     model_get_weights(dst, d);
     for (int i = 0; i < dst->n_tensors; i++) {
         const ParamTensor* td = &dst->tensors[i];
         const ParamTensor* ts = model_find_tensor(src, td->name);
         if (!ts || ts->ndim != td->ndim || ts->shape[0] > td->shape[0] || ts->shape[1] != td->shape[1]) continue;
-        memcpy(d + td->offset, s + ts->offset, sizeof(float) * ts->numel);  // leading rows when it grew
+        memcpy(d + td->offset, src_weights + ts->offset, sizeof(float) * ts->numel);  // leading rows when it grew
     }
     model_set_weights(dst, d);
-    free(s);
     free(d);
 }
 
