@@ -25,7 +25,7 @@
 #include "kernels/cpu/fastexp.h"
 
 #define QB 128  // queries per causal block (as attention.c)
-#define SB 8   // slots per own-slot block
+#define SB 8    // slots per own-slot block
 
 // dot and axpy over one head (HD floats): the own-slot part's inner loops, written for the
 // vectorizer. dot sums 16 lanes, then halves them in a fixed tree (an `omp simd` reduction leaves
