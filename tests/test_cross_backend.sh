@@ -47,6 +47,9 @@ for sched in $([ $dev = emu ] && echo reverse ${QSTAR_EMU_SCHEDULES:-}); do
   for t in test_ops test_thought_attention test_quietstar_ops; do
     run "$t[$sched,2 workers]" env CUEMU_SCHEDULE=$sched CUEMU_WORKERS=2 build/tests/$t emu
   done
+  # the bf16 table's ops and whole steps (test_bf16 runs once in the suite itself; its 50-step curve is
+  # not repeated here)
+  run "test_bf16[$sched,2 workers]" env CUEMU_SCHEDULE=$sched CUEMU_WORKERS=2 QSTAR_BF16_SKIP_CURVE=1 build/tests/test_bf16 emu-bf16
   for t in block warp atomics math tensorcore; do
     [ -f tests/emu/test_$t.cu ] || continue
     if [ -x build/tests/test_emu_$t ]; then
