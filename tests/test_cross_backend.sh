@@ -93,12 +93,12 @@ PY
 }
 LM=(--config configs/tiny.json --data "$work/d.bin" --steps 3 --batch 2 --seq 32 --lr 1e-3 --warmup 0)
 bin/qstar train "${LM[@]}" --device cpu --out "$work/lm_cpu" > "$work/lm_cpu.log" 2>&1 \
-  && $qbin train "${LM[@]}" --device $dev --out "$work/lm_$dev" > "$work/lm_$dev.log" 2>&1 \
+  && $qbin train "${LM[@]}" --device $dev --precision fp32 --out "$work/lm_$dev" > "$work/lm_$dev.log" 2>&1 \
   && compare_runs lm "$work/lm_cpu" "$work/lm_$dev" 3 && ok "lm training steps: cpu == $dev" || bad "lm training steps differ (logs in $work)"
 QS=(--config configs/tiny.json --mode quietstar --tokenizer data/corpus/tokenizer.json --data "$work/d.bin" --steps 2
     --batch 1 --seq 24 --n-ahead 6 --n-ahead-talk 2 --lr 1e-3 --warmup 0 --policy-weight 1)
 bin/qstar train "${QS[@]}" --device cpu --out "$work/qs_cpu" > "$work/qs_cpu.log" 2>&1 \
-  && $qbin train "${QS[@]}" --device $dev --out "$work/qs_$dev" > "$work/qs_$dev.log" 2>&1 \
+  && $qbin train "${QS[@]}" --device $dev --precision fp32 --out "$work/qs_$dev" > "$work/qs_$dev.log" 2>&1 \
   && compare_runs quietstar "$work/qs_cpu" "$work/qs_$dev" 2 && ok "quietstar training steps: cpu == $dev" \
   || bad "quietstar training steps differ (logs in $work)"
 $qbin sample --ckpt "$work/qs_$dev/step_000002" --prompt "Add 12 and 30." --thoughts --max-tokens 4 \

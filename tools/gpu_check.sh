@@ -9,6 +9,7 @@
 #      the Quiet-STaR ops, the model and Quiet-STaR gradient checks, generation, Quiet-STaR parity
 #      with PyTorch, lm and quietstar training steps cpu vs cuda, sampling) and the host-sync budget
 #      (test_host_syncs cpu cuda);
+#      the bf16 table: tests/test_bf16 (cuda-bf16 against the fp32 CPU oracle) and test_recompute;
 #   3. a short lm run (30 steps) and a short quietstar run (4 steps) of the tiny preset on cuda and on
 #      cpu from the same data: the loss must fall (lm) and agree with the CPU's step by step;
 #   4. every bench/cuda benchmark (each validates against the C reference, then times);
@@ -70,13 +71,16 @@ step() {
 }
 
 echo "gpu-check on $gpu_name: logs in $OUT/logs"
-TESTS="test_ops test_thought_attention test_quietstar_ops test_host_syncs test_model_grad test_quietstar_grad test_generate tool_quietstar_parity"
+TESTS="test_ops test_thought_attention test_quietstar_ops test_host_syncs test_model_grad test_quietstar_grad test_generate tool_quietstar_parity test_bf16 test_recompute"
 step build build 1200 make -j"$jobs" bin/qstar bin/qstar-cuda cuda-bench $(for t in $TESTS; do echo build/tests-cuda/$t; done)
 start=$(date +%s)  # the budget covers the checks, not the build
 
 # 2. tests with the cuda backend
 step cross_backend test 240 env QSTAR_CROSS_DEVICE=cuda bash tests/test_cross_backend.sh
 step host_syncs test 60 build/tests-cuda/test_host_syncs cpu cuda
+# the bf16 table on the GPU against the fp32 CPU oracle (ops, an lm and a quietstar step, 50 steps' curve)
+step bf16 test 300 build/tests-cuda/test_bf16 cuda-bf16
+step recompute test 60 env QSTAR_TEST_DEVICE=cuda-bf16 build/tests-cuda/test_recompute
 
 # 3. short runs, cuda vs cpu
 work="$OUT/work"; mkdir -p "$work"
@@ -90,7 +94,7 @@ QS=(--config configs/tiny.json --mode quietstar --tokenizer data/corpus/tokenize
 runs_check() {  # KIND ARGS...: train on cpu and cuda, compare the metrics (tools/gpu_check_report.py --compare)
   local kind=$1; shift
   bin/qstar train "$@" --device cpu --out "$work/${kind}_cpu" > "$work/${kind}_cpu.log" 2>&1 || { echo "cpu run failed"; tail -5 "$work/${kind}_cpu.log"; return 1; }
-  bin/qstar-cuda train "$@" --device cuda --out "$work/${kind}_cuda" > "$work/${kind}_cuda.log" 2>&1 || { echo "cuda run failed"; tail -5 "$work/${kind}_cuda.log"; return 1; }
+  bin/qstar-cuda train "$@" --device cuda --precision fp32 --out "$work/${kind}_cuda" > "$work/${kind}_cuda.log" 2>&1 || { echo "cuda run failed"; tail -5 "$work/${kind}_cuda.log"; return 1; }
   python3 tools/gpu_check_report.py --compare "$kind" "$work/${kind}_cpu/metrics.jsonl" "$work/${kind}_cuda/metrics.jsonl"
 }
 export -f runs_check
@@ -103,7 +107,7 @@ for b in build/bench/cuda/bench_*; do
   [ -x "$b" ] || continue
   name=$(basename "$b")
   case $name in
-    bench_step) step "$name" bench 240 "$b" --steps 3 ;;
+    bench_step) step "$name" bench 240 "$b" --steps 3; step "${name}_bf16" bench 240 "$b" --steps 3 --precision bf16 ;;
     bench_attention) step "$name" bench 120 "$b" --repeats 10 ;;
     *) step "$name" bench 90 "$b" --repeats 20 ;;
   esac
