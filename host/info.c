@@ -1,10 +1,16 @@
 /*
- * `qstar info`: what a model costs before it is run: parameters by kind, and the memory a training
- * step needs at a batch and sequence length (weights, gradients, AdamW moments, activations),
- * computed from the same size tables the model allocates with.
+ * `qstar info`: what a model costs before it is run: parameters by kind, and the device memory a
+ * training run needs per GPU at a batch and sequence length: the step (weights, gradients, AdamW
+ * moments, activations from the same size tables the model allocates with, and the buffers the CUDA
+ * kernels and NCCL allocate for themselves, by their own size formulas) and the start of the run
+ * (which holds the whole optimizer state before ZeRO-1 shards it).
+ * tests/test_info_memory.sh holds the total to the peak the CUDA emulator's cudaMalloc records.
+ * Not counted: the pinned upload stage (host memory), the static __device__ arrays of the kernels
+ * (sum_squares' partials: kilobytes), and generation during training (--sample-every: KV caches).
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "host/args.h"
@@ -51,10 +57,117 @@ static double activation_bytes(const ModelConfig* c, const ModelConfig* one, int
     return act;
 }
 
+// Parameters by kind, counted from the parameter table built for one layer: every layer has the same
+// tensors, and a table of num_hidden_layers entries would allocate in proportion to a size info only
+// reports. Counts are doubles: exact below 2^53, and sizes of 2e9 multiply past 2^64.
+typedef struct {
+    double embed, head, attn, mlp, norms, thought, total;
+} ParamCounts;
+
+static ParamCounts count_params(const ModelConfig* c) {
+    ModelConfig one = *c;
+    one.num_hidden_layers = 1;
+    Model m;
+    model_build_table(&m, &one);
+    ParamCounts p = {0};
+    for (int i = 0; i < m.n_tensors; i++) {
+        const ParamTensor* t = &m.tensors[i];
+        const int in_layer = !strncmp(t->name, "model.layers.", 13);
+        const double n = (double)t->shape[0] * (t->ndim == 2 ? (double)t->shape[1] : 1.0) *
+                         (in_layer ? (double)c->num_hidden_layers : 1.0);
+        if (!strncmp(t->name, "quietstar.", 10)) p.thought += n;
+        else if (t->ndim == 1) p.norms += n;
+        else if (strstr(t->name, "embed_tokens")) p.embed += n;
+        else if (strstr(t->name, "lm_head")) p.head += n;
+        else if (strstr(t->name, "self_attn")) p.attn += n;
+        else p.mlp += n;
+    }
+    model_destroy(&m);
+    p.total = p.embed + p.head + p.attn + p.mlp + p.norms + p.thought;
+    return p;
+}
+
+// The model's own device buffers (model/params.c model_create): the working weights and gradients
+// (floatX) of all n parameters, the fp32 master weights (bf16 only) and AdamW moments of the `opt`
+// parameters this rank updates (all of them, or its ZeRO-1 shard), and the one float sum_squares writes.
+static double model_state_bytes(double n, double opt, size_t xb) {
+    return 2.0 * (double)xb * n + (xb == 4 ? 0.0 : 4.0 * opt) + 8.0 * opt + sizeof(float);
+}
+
+// Buffers the CUDA kernels allocate on first use and keep (grow-only), for a step whose layers see
+// `rows` sequences of `seq` tokens. The sizes repeat the launchers' formulas; kernels/ops.h does not
+// export them, so a change there shows as a disagreement in tests/test_info_memory.sh.
+static double kernel_scratch_bytes(const ModelConfig* c, size_t xb, double rows, int seq) {
+    const double H = c->hidden_size, N = rows * seq;
+    // attention backward's D statistics, (rows, NH, L) floats: attention.cuh attn_scratch_get (fp32
+    // kernels) or flash_attention.cuh flash_scratch_get (bf16 tensor-core kernels), one of the two
+    const double attention = N * c->num_attention_heads * sizeof(float);
+    // rmsnorm.cuh rmsnorm_backward_launch: a float partial row per block and a double row per group of 16
+    // blocks; threads = one 16-byte pack of the row each (32..512), blocks = min(N, 64K / threads). The
+    // vector path's packs are the fewest, so its block count is the largest (a bound for the scalar path).
+    const int W = 16 / (int)xb, packs = c->hidden_size % W == 0 ? c->hidden_size / W : c->hidden_size;
+    int threads = (packs + 31) / 32 * 32;
+    threads = threads < 32 ? 32 : threads > 512 ? 512 : threads;
+    const double blocks = fmin(N, (double)(64 * 1024 / threads));
+    const double rmsnorm = blocks * H * sizeof(float) + ceil(blocks / 16) * H * sizeof(double) +
+                           256 * sizeof(unsigned);  // + RMSNORM_BWD_MAX_TICKETS tickets
+    // embedding.cuh: the sort's positions, segment starts and count for a chunk of 4096 tokens
+    const double embedding = sizeof(int32_t) * (2 * 4096 + 2);
+    return attention + rmsnorm + embedding;
+}
+
+// NCCL's staging buffer (kernels/cuda/comm_nccl.cuh nccl_stage_size): QSTAR_NCCL_STAGE_BYTES, else 64 MiB.
+static double nccl_stage_bytes(void) {
+    const char* s = getenv("QSTAR_NCCL_STAGE_BYTES");
+    const double b = s && atoll(s) > 0 ? (double)atoll(s) : (double)(64 << 20);
+    return b < 8 ? 8 : floor(b / 8) * 8;
+}
+
+// GiB with at least four significant digits (the test compares totals of a few tens of MiB), and no
+// 20-digit figures for sizes nobody could allocate.
+static const char* gib(double bytes, char* buf, size_t n) {
+    const double g = bytes / 1073741824.0;
+    snprintf(buf, n, g >= 1e7 ? "%.4g" : g >= 10 ? "%.2f" : g >= 1 ? "%.3f" : "%.4g", g);
+    return buf;
+}
+
+// What one GPU holds during a training step at micro-batch `batch`.
+typedef struct {
+    double weights, master, grads, moments, grad_copy, act, work, scratch, nccl, total;
+} StepMemory;
+
+typedef struct {
+    const ModelConfig *c, *one;
+    const QuietStarConfig* qc;
+    int quietstar, recompute, world, zero, seq;
+    size_t xb;
+    double n, shard;  // parameters; those this rank's optimizer holds
+    int grad_copy;    // several ranks, bf16 gradients summed in fp32 through an fp32 copy of them
+} Plan;
+
+static StepMemory step_memory(const Plan* p, int batch) {
+    StepMemory s = {0};
+    const double xb = (double)p->xb;
+    s.weights = xb * p->n;
+    s.grads = xb * p->n;
+    s.master = p->xb == 4 ? 0 : 4.0 * p->shard;
+    s.moments = 8.0 * p->shard;
+    s.grad_copy = p->grad_copy ? 4.0 * p->n : 0;  // host/train.c GradReduce.stage
+    s.act = activation_bytes(p->c, p->one, p->quietstar, p->qc, p->xb, p->recompute, batch, p->seq);
+    s.work = (double)QSTAR_DEVICE_WORKSPACE_BYTES;
+    const double rows = (double)batch * (p->quietstar ? p->qc->n_passes : 1);
+    s.scratch = kernel_scratch_bytes(p->c, p->xb, rows, p->seq) + sizeof(float);  // + model.scalar
+    // several ranks: NCCL's scalar for the loss and norm sums; under ZeRO-1 the checkpoint gathers the
+    // moments (and bf16's master weights) in host arrays, which NCCL reaches through its stage
+    s.nccl = p->world > 1 ? sizeof(double) + (p->zero ? nccl_stage_bytes() : 0) : 0;
+    s.total = model_state_bytes(p->n, p->shard, p->xb) + s.grad_copy + s.act + s.work + s.scratch + s.nccl;
+    return s;
+}
+
 int cmd_info(int argc, char** argv) {
     const char *config = NULL, *mode = "lm";
     QuietStarConfig qc = quietstar_reference_config();
-    const char* precision = "fp32";
+    const char *precision = "fp32", *grad_reduce = NULL;
     int batch = 4, seq = 256, zero = 0, world = 1, recompute = 0;
     float budget_gib = 0;
     ArgSpec specs[] = {
@@ -68,16 +181,24 @@ int cmd_info(int argc, char** argv) {
         {"precision", ARG_STR, &precision, "fp32 or bf16 (activations, weight copy and gradients in bf16)"},
         {"zero", ARG_INT, &zero, "1: ZeRO-1 (master weights and AdamW moments sharded over the ranks)"},
         {"world-size", ARG_INT, &world, "data-parallel ranks (GPUs)"},
+        {"grad-reduce", ARG_STR, &grad_reduce,
+         "several ranks: fp32 or bf16, the type gradients are summed in (default: theirs)"},
         {"recompute", ARG_INT, &recompute, "0: keep every activation; 1: recompute each layer's MLP activations"},
         {"gpu-memory", ARG_FLOAT, &budget_gib, "GiB per GPU: also print the largest micro-batch that fits"},
     };
     args_parse(argc, argv, specs, sizeof specs / sizeof *specs,
                "usage: qstar info --config C [--batch B --seq L --mode lm|quietstar --precision fp32|bf16\n"
-               "                  --zero 0|1 --world-size W --recompute 0|1 --gpu-memory GIB]\n\nParameter count and memory per GPU.");
+               "                  --zero 0|1 --world-size W --grad-reduce fp32|bf16 --recompute 0|1\n"
+               "                  --gpu-memory GIB]\n\n"
+               "Parameter count and device memory per GPU of a training run (train's options of the same names).");
     if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) fatal("info: --precision must be fp32 or bf16");
     if (zero != 0 && zero != 1) fatal("info: --zero must be 0 or 1");
     if (world < 1) fatal("info: --world-size must be at least 1");
     if (recompute != 0 && recompute != 1) fatal("info: --recompute must be 0 or 1");
+    if (!grad_reduce) grad_reduce = precision;
+    if (strcmp(grad_reduce, "fp32") && strcmp(grad_reduce, "bf16")) fatal("info: --grad-reduce must be fp32 or bf16");
+    if (!strcmp(grad_reduce, "bf16") && !strcmp(precision, "fp32"))
+        fatal("info: --grad-reduce bf16 needs --precision bf16 (fp32 gradients are reduced in fp32)");
     if (strcmp(mode, "lm") && strcmp(mode, "quietstar")) fatal("info: --mode must be lm or quietstar");
     const int quietstar = !strcmp(mode, "quietstar");
     if (!config) fatal("info: --config is required");
@@ -87,37 +208,33 @@ int cmd_info(int argc, char** argv) {
         fatal("info: need 4 <= --n-ahead <= 2^20, 1 <= --n-ahead-talk <= %d and --n-passes >= 1", QS_MAX_TALK);
     ModelConfig c;
     config_load(&c, config);
-    if (quietstar && c.start_thought_id < 0) {  // training adds the two thought tokens and the mixing head
+    // training adds the two thought tokens and the mixing head (vocabulary + 2 at most: ids the
+    // tokenizer has room for below vocab_size keep it)
+    const int adds_thoughts = quietstar && c.start_thought_id < 0;
+    if (adds_thoughts) {
         c.start_thought_id = c.vocab_size;
         c.end_thought_id = c.vocab_size + 1;
         c.vocab_size += 2;
     }
-
-    // Count from the parameter table, built for one layer: every layer has the same tensors, and a
-    // table of num_hidden_layers entries would allocate in proportion to a size info only reports.
-    // Counts are doubles: exact below 2^53, and sizes of 2e9 multiply past 2^64.
+    const ParamCounts pc = count_params(&c);
     ModelConfig one = c;
     one.num_hidden_layers = 1;
-    Model m;
-    model_build_table(&m, &one);
-    double embed = 0, head = 0, attn = 0, mlp = 0, norms = 0, thought = 0;
-    for (int i = 0; i < m.n_tensors; i++) {
-        const ParamTensor* t = &m.tensors[i];
-        const int in_layer = !strncmp(t->name, "model.layers.", 13);
-        const double n = (double)t->shape[0] * (t->ndim == 2 ? (double)t->shape[1] : 1.0) *
-                         (in_layer ? (double)c.num_hidden_layers : 1.0);
-        if (!strncmp(t->name, "quietstar.", 10)) thought += n;
-        else if (t->ndim == 1) norms += n;
-        else if (strstr(t->name, "embed_tokens")) embed += n;
-        else if (strstr(t->name, "lm_head")) head += n;
-        else if (strstr(t->name, "self_attn")) attn += n;
-        else mlp += n;
-    }
-    model_destroy(&m);
-    const double total = embed + head + attn + mlp + norms + thought;
+    const double total = pc.total;
     const size_t xb = strcmp(precision, "bf16") ? 4 : 2;
-    const double act = activation_bytes(&c, &one, quietstar, &qc, xb, recompute, batch, seq);
-    char b1[32], b2[32], b3[32], b4[32];
+    const int sharded = zero && world > 1;
+    // Per GPU: the working weights and gradients are whole on every rank; the fp32 master (bf16 only) and
+    // the moments are divided by the ranks under ZeRO-1 (the largest shard: common/partition.h's split).
+    const Plan plan = {&c, &one, &qc, quietstar, recompute, world, zero, seq, xb, total,
+                       sharded ? ceil(total / world) : total, world > 1 && xb == 2 && !strcmp(grad_reduce, "fp32")};
+    const StepMemory s = step_memory(&plan, batch);
+
+    // The start of the run (host/train.c), before anything of the step is allocated: model_create
+    // allocates the whole optimizer state, which ZeRO-1 shards afterwards. Adding the thought tokens
+    // frees the base model's device state before it creates the grown model, so the largest model the
+    // run creates, whole, is the start's peak.
+    const double startup = model_state_bytes(total, total, xb);
+
+    char b1[32], b2[32];
     printf("config: %s\n", config);
     printf("  layers %d, hidden %d, intermediate %d, heads %d (kv %d, head_dim %d), vocab %d, %s embeddings\n",
            c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads,
@@ -125,36 +242,48 @@ int cmd_info(int argc, char** argv) {
     char n1[32], n2[32], n3[32], n4[32], n5[32];
     printf(total < 1e15 ? "parameters: %s (%.2f M)\n" : "parameters: %s (%.4g M)\n", count(total, n1, sizeof n1),
            total / 1e6);
-    printf("  embedding %s, lm_head %s, attention %s, mlp %s, norms %s\n", count(embed, n1, sizeof n1),
-           count(head, n2, sizeof n2), count(attn, n3, sizeof n3), count(mlp, n4, sizeof n4), count(norms, n5, sizeof n5));
-    if (thought) printf("  Quiet-STaR: start/end thought embeddings and mixing head %s\n", count(thought, n1, sizeof n1));
-    // Per GPU: the working weights and gradients are whole on every rank; the fp32 master (bf16 only) and
-    // the moments are divided by the ranks under ZeRO-1 (the largest shard: common/partition.h's split).
-    const double shard = zero && world > 1 ? ceil(total / world) : total;
-    const double weights = (double)xb * total, grads = (double)xb * total, master = xb == 4 ? 0 : 4.0 * shard;
-    const double moments = 8.0 * shard, work = (double)QSTAR_DEVICE_WORKSPACE_BYTES;
-    const double fixed = weights + grads + master + moments + work;
-    printf("training step memory per GPU at micro-batch %d x seq %d, %s%s%s:\n", batch, seq, precision,
-           zero && world > 1 ? xsprintf(", ZeRO-1 over %d ranks", world) : world > 1 ? xsprintf(", %d ranks", world) : "",
+    printf("  embedding %s, lm_head %s, attention %s, mlp %s, norms %s\n", count(pc.embed, n1, sizeof n1),
+           count(pc.head, n2, sizeof n2), count(pc.attn, n3, sizeof n3), count(pc.mlp, n4, sizeof n4),
+           count(pc.norms, n5, sizeof n5));
+    if (pc.thought)
+        printf("  Quiet-STaR: start/end thought embeddings and mixing head %s\n", count(pc.thought, n1, sizeof n1));
+    printf("training step memory per GPU at micro-batch %d x seq %d, %s%s%s%s:\n", batch, seq, precision,
+           sharded ? xsprintf(", ZeRO-1 over %d ranks", world) : world > 1 ? xsprintf(", %d ranks", world) : "",
+           recompute ? ", MLP activations recomputed" : "",
            quietstar ? xsprintf(", Quiet-STaR: %d passes, %d forwards of every row kept for the backward", qc.n_passes,
                                 qc.n_ahead + qc.n_ahead_talk - 1)
                      : "");
-    printf("  weights     %s%s\n", human(weights, b1, sizeof b1), xb == 4 ? "" : " (bf16 working copy)");
-    if (master) printf("  master      %s (fp32)\n", human(master, b1, sizeof b1));
-    printf("  gradients   %s\n", human(grads, b2, sizeof b2));
-    printf("  AdamW m, v  %s\n", human(moments, b3, sizeof b3));
-    printf("  activations %s\n", human(act, b4, sizeof b4));
-    printf("  workspace   %s (cuBLASLt)\n", human(work, b1, sizeof b1));
-    printf("per-GPU total: %.2f GiB\n", (fixed + act) / 1073741824.0);
+    printf("  weights     %s%s\n", human(s.weights, b1, sizeof b1), xb == 4 ? "" : " (bf16 working copy)");
+    if (s.master) printf("  master      %s (fp32)\n", human(s.master, b1, sizeof b1));
+    printf("  gradients   %s\n", human(s.grads, b1, sizeof b1));
+    if (s.grad_copy)
+        printf("  fp32 grads  %s (--grad-reduce fp32: the sums' fp32 copy)\n", human(s.grad_copy, b1, sizeof b1));
+    printf("  AdamW m, v  %s\n", human(s.moments, b1, sizeof b1));
+    printf("  activations %s\n", human(s.act, b1, sizeof b1));
+    printf("  workspace   %s (cuBLASLt)\n", human(s.work, b1, sizeof b1));
+    printf("  scratch     %s (kernels' own: attention backward statistics, RMSNorm backward partials, embedding "
+           "sort)\n", human(s.scratch, b1, sizeof b1));
+    if (s.nccl)
+        printf("  NCCL        %s (%s)\n", human(s.nccl, b1, sizeof b1),
+               plan.zero ? "staging of the host arrays a ZeRO-1 checkpoint gathers, and a scalar" : "a scalar");
+    printf("  step        %s GiB\n", gib(s.total, b1, sizeof b1));
+    if (sharded)
+        printf("  start       %s GiB (model_create allocates the whole optimizer state before ZeRO-1 shards it)\n",
+               gib(startup, b2, sizeof b2));
+    printf("per-GPU total: %s GiB%s\n", gib(fmax(s.total, startup), b1, sizeof b1),
+           startup > s.total ? " (the start of the run, not the step, is the peak)" : "");
     if (budget_gib > 0) {
+        const double budget = budget_gib * 1073741824.0;
         int fit = 0;
-        for (int b = 1; b <= 1 << 16; b *= 2)  // doubling, then binary search below the first miss
-            if (fixed + activation_bytes(&c, &one, quietstar, &qc, xb, recompute, b, seq) <= budget_gib * 1073741824.0) fit = b;
-            else break;
-        for (int step = fit / 2; fit && step > 0; step /= 2)
-            if (fixed + activation_bytes(&c, &one, quietstar, &qc, xb, recompute, fit + step, seq) <= budget_gib * 1073741824.0)
-                fit += step;
-        printf("largest micro-batch within %.1f GiB: %d\n", budget_gib, fit);
+        if (startup <= budget) {
+            for (int b = 1; b <= 1 << 16; b *= 2)  // doubling, then binary search below the first miss
+                if (step_memory(&plan, b).total <= budget) fit = b;
+                else break;
+            for (int step = fit / 2; fit && step > 0; step /= 2)
+                if (step_memory(&plan, fit + step).total <= budget) fit += step;
+        }
+        printf("largest micro-batch within %.1f GiB: %d%s\n", budget_gib, fit,
+               startup > budget ? " (the start of the run does not fit)" : "");
     }
     return 0;
 }
