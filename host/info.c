@@ -183,7 +183,8 @@ int cmd_info(int argc, char** argv) {
         {"world-size", ARG_INT, &world, "data-parallel ranks (GPUs)"},
         {"grad-reduce", ARG_STR, &grad_reduce,
          "several ranks: fp32 or bf16, the type gradients are summed in (default: theirs)"},
-        {"recompute", ARG_INT, &recompute, "0: keep every activation; 1: recompute each layer's MLP activations"},
+        {"recompute", ARG_INT, &recompute,
+         "0: keep every activation; 1: recompute each layer's MLP activations; 2: also each Quiet-STaR step's forward"},
         {"gpu-memory", ARG_FLOAT, &budget_gib, "GiB per GPU: also print the largest micro-batch that fits"},
     };
     args_parse(argc, argv, specs, sizeof specs / sizeof *specs,
@@ -194,7 +195,7 @@ int cmd_info(int argc, char** argv) {
     if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) fatal("info: --precision must be fp32 or bf16");
     if (zero != 0 && zero != 1) fatal("info: --zero must be 0 or 1");
     if (world < 1) fatal("info: --world-size must be at least 1");
-    if (recompute != 0 && recompute != 1) fatal("info: --recompute must be 0 or 1");
+    if (recompute < 0 || recompute > 2) fatal("info: --recompute must be 0, 1 or 2");
     if (!grad_reduce) grad_reduce = precision;
     if (strcmp(grad_reduce, "fp32") && strcmp(grad_reduce, "bf16")) fatal("info: --grad-reduce must be fp32 or bf16");
     if (!strcmp(grad_reduce, "bf16") && !strcmp(precision, "fp32"))

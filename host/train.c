@@ -185,7 +185,7 @@ static void check_settings(const TrainSettings* s, const ModelConfig* c) {
     if (s->decay_steps < 0) fatal("train: --decay-steps must not be negative");
     if (!(s->lr >= 0)) fatal("train: --lr must not be negative");
     if (s->log_every <= 0) fatal("train: --log-every must be positive");
-    if (s->recompute != 0 && s->recompute != 1) fatal("train: --recompute must be 0 or 1");
+    if (s->recompute < 0 || s->recompute > 2) fatal("train: --recompute must be 0, 1 or 2");
     if (strcmp(s->schedule, "cosine") && strcmp(s->schedule, "linear") && strcmp(s->schedule, "constant"))
         fatal("train: --schedule must be cosine, linear or constant (got \"%s\")", s->schedule);
     if (strcmp(s->mode, "lm") && strcmp(s->mode, "quietstar"))
@@ -284,7 +284,8 @@ int cmd_train(int argc, char** argv) {
         {"device", ARG_STR, &s.device, "backend: cpu (cuda when built with it)"},
         {"precision", ARG_STR, &s.precision, "fp32 or bf16 activations, weight copy and gradients (default: bf16 on cuda)"},
         {"recompute", ARG_INT, &s.recompute,
-         "activation memory: 0 keeps every activation, 1 recomputes each layer's MLP activations in the backward"},
+         "activation memory: 0 keeps every activation; 1 recomputes each layer's MLP activations in the backward; 2 "
+         "also keeps only each Quiet-STaR step's input and K/V, rerunning its forward before its backward"},
         {"stochastic-rounding", ARG_INT, &s.stochastic_rounding,
          "bf16: 1 rounds the weights' bf16 copy stochastically after each AdamW step (0: to nearest)"},
         {"steps", ARG_INT, &s.steps, "optimizer steps in the whole run"},

@@ -92,7 +92,8 @@ typedef struct {
     // Activation memory against recomputation, set before activations are allocated (--recompute):
     // 0 keeps every layer's activations; 1 keeps no MLP activations (gate_up, mlp: 3·IM per token and
     // layer), recomputing each layer's from its saved ln2 in the backward (one GEMM and one SwiGLU per
-    // layer, and gradients bitwise the same).
+    // layer, and gradients bitwise the same); 2 (Quiet-STaR) also keeps only each thought step's input
+    // and its K/V in the stack, rerunning the step's forward before its backward (model/quietstar.h).
     int recompute;
     int n_valid;    // targets that count in the last forward's loss
     // Called by the backward as soon as a layer's gradients are final (data parallelism starts their

@@ -98,7 +98,14 @@ size_t quietstar_activation_bytes(const ModelConfig* c, const QuietStarConfig* q
     const int R = B * qc->n_passes, S = qc->n_ahead + qc->n_ahead_talk - 1;
     const size_t N = (size_t)R * L;
     const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
-    size_t total = (size_t)S * model_activation_bytes(c, x_bytes, R, L, ACT_SAVED | ACT_HEAD | flags);
+    size_t total;
+    if (recompute >= 2) {  // the steps' heads, one step's saved tensors, every step's input and step 0's lnf
+        total = (size_t)S * model_activation_bytes(c, x_bytes, R, L, ACT_HEAD | flags);
+        total += model_activation_bytes(c, x_bytes, R, L, ACT_SAVED | flags);
+        total += ((size_t)S + 1) * N * c->hidden_size * x_bytes;
+    } else {
+        total = (size_t)S * model_activation_bytes(c, x_bytes, R, L, ACT_SAVED | ACT_HEAD | flags);
+    }
     total += model_activation_bytes(c, x_bytes, R, L, ACT_SCRATCH | flags);
     total += 2 * (size_t)S * c->num_hidden_layers * N * C3 * x_bytes;
     QuietStar tmp;
@@ -131,10 +138,15 @@ void quietstar_create(QuietStar* qs, Model* m, const QuietStarConfig* qc, int B,
     qs->dqkv = be->alloc(be->x_bytes * qs->S * qs->step_stride);
     qs->steps = xcalloc((size_t)qs->S, sizeof(Activations));
     for (int k = 0; k < qs->S; k++) {
-        activations_alloc(be, c, &qs->steps[k], qs->R, L, ACT_SAVED | ACT_HEAD | flags);
+        activations_alloc(be, c, &qs->steps[k], qs->R, L, (m->recompute >= 2 ? 0 : ACT_SAVED) | ACT_HEAD | flags);
         qs->steps[k].qkv = X(qs->qkv, k * qs->step_stride);
     }
     activations_alloc(be, c, &qs->scratch, qs->R, L, ACT_SCRATCH | flags);
+    if (m->recompute >= 2) {
+        activations_alloc(be, c, &qs->work, qs->R, L, ACT_SAVED | flags);
+        qs->resid0 = be->alloc(be->x_bytes * (size_t)qs->S * qs->N * c->hidden_size);
+        qs->lnf0 = be->alloc(be->x_bytes * (size_t)qs->N * c->hidden_size);
+    }
     Buf b[32];
     int n = head_buffers(qs, c, be->x_bytes, qs->NA, qs->T, (size_t)qs->N, b);
     for (int i = 0; i < n; i++) *b[i].ptr = be->alloc(b[i].bytes);
@@ -162,6 +174,11 @@ void quietstar_destroy(QuietStar* qs) {
     const Backend* be = qs->m->be;
     for (int k = 0; k < qs->S; k++) activations_free(be, &qs->steps[k]);
     activations_free(be, &qs->scratch);
+    if (qs->work.memory) {
+        activations_free(be, &qs->work);
+        be->free(qs->resid0);
+        be->free(qs->lnf0);
+    }
     free(qs->steps);
     be->free(qs->qkv);
     be->free(qs->dqkv);
@@ -180,6 +197,15 @@ void quietstar_init_thought_embeddings(Model* m, int init_id, float embed_scale)
         w[m->off_start + i] = w[m->off_end + i] = w[m->off_embed + (size_t)init_id * H + i] / embed_scale;
     model_set_weights(m, w);
     free(w);
+}
+
+// The saved tensors step k's decoder runs on: its own, or (--recompute 2) the one shared set, pointed at
+// step k's positions and qkv slot of the stack.
+static Activations* decoder_acts(QuietStar* qs, int k) {
+    if (!qs->work.memory) return &qs->steps[k];
+    qs->work.pos = qs->steps[k].pos;
+    qs->work.qkv = qs->steps[k].qkv;
+    return &qs->work;
 }
 
 static ThoughtAttn thought_attn(QuietStar* qs, int k) {
@@ -203,7 +229,7 @@ static void mixer_forward(QuietStar* qs, int s, const floatX* h, floatX* logits)
     floatX *hb = X(qs->hb, s * NH), *cat = X(qs->cat, s * 2 * NH);
     floatX *a1 = X(qs->a1, s * NH), *a2 = X(qs->a2, s * NH);
     floatX *w = X(qs->w, (size_t)s * N), *hmix = X(qs->hmix, s * NH);
-    be->roll_rows(hb, qs->steps[0].lnf, qs->R, qs->L, H, s);
+    be->roll_rows(hb, qs->lnf0 ? qs->lnf0 : qs->steps[0].lnf, qs->R, qs->L, H, s);
     be->concat_columns(cat, hb, h, N, H, H);
     be->matmul_forward(a1, cat, X(P, m->off_mix_w0), N, 2 * H, H);
     be->add_bias(a1, X(P, m->off_mix_b0), N, H);
@@ -259,28 +285,31 @@ double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step
     free(x);
 
     for (int k = 0; k < qs->S; k++) {
-        Activations* a = &qs->steps[k];
+        Activations* a = &qs->steps[k];  // the head's tensors: tokens, targets, logits, losses
+        Activations* d = decoder_acts(qs, k);  // the decoder's saved tensors
         const int kind = step_kind(qs, k);
         // input of this step: the text, the start/end embedding, a sampled token (written into this
         // step's tokens by the sampler of the step before), or the true token s places ahead
         if (k == 1 || k == NA - 1) {
-            be->row_broadcast(a->resid, X(m->params, (k == 1 ? m->off_start : m->off_end)), qs->qc.embed_scale, N, H);
+            be->row_broadcast(d->resid, X(m->params, (k == 1 ? m->off_start : m->off_end)), qs->qc.embed_scale, N, H);
         } else {
             if (k >= NA) {
                 const int s = k - (NA - 1);
                 be->shift_tokens(a->tokens, text, N, L, s, L - s, pad);
             }
-            be->embedding_forward(a->resid, a->tokens, X(m->params, m->off_embed), N, H);
+            be->embedding_forward(d->resid, a->tokens, X(m->params, m->off_embed), N, H);
         }
+        if (qs->work.memory) be->copy(X(qs->resid0, (size_t)k * N * H), d->resid, be->x_bytes * (size_t)N * H);
         ThoughtAttn ta = thought_attn(qs, k);
-        decoder_forward(m, a, &qs->scratch, &ta);
+        decoder_forward(m, d, &qs->scratch, &ta);
+        if (qs->work.memory && k == 0) be->copy(qs->lnf0, d->lnf, be->x_bytes * (size_t)N * H);
 
         if (kind == STEP_BASE) {
-            be->matmul_forward(a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V);
+            be->matmul_forward(a->logits, d->lnf, X(m->params, m->off_lm_head), N, H, V);
             be->shift_tokens(a->targets, text, N, L, 1, L - 1, QSTAR_IGNORE_INDEX);
             be->crossentropy_forward(a->losses, a->logits, a->targets, N, V);
         } else if (kind == STEP_POLICY) {
-            be->matmul_forward(a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V);
+            be->matmul_forward(a->logits, d->lnf, X(m->params, m->off_lm_head), N, H, V);
             mask_thought_columns(qs, a->logits, -1e10f);
             // a->targets is the next step's input: the sampled token feeds it and is this step's target
             if (qs->forced)
@@ -292,7 +321,7 @@ double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step
             be->crossentropy_forward(qs->policy_losses + (size_t)(k - 1) * N, a->logits, a->targets, N, V);
         } else if (kind == STEP_TALK) {
             const int s = k - (NA - 1);
-            mixer_forward(qs, s, a->lnf, a->logits);
+            mixer_forward(qs, s, d->lnf, a->logits);
             be->shift_tokens(a->targets, text, N, L, s + 1, L - 1 - s, QSTAR_IGNORE_INDEX);
             be->crossentropy_forward(qs->talk_losses + (size_t)s * N, a->logits, a->targets, N, V);
         }
@@ -350,31 +379,36 @@ void quietstar_backward(QuietStar* qs, float loss_scale) {
 
     for (int k = qs->S - 1; k >= 0; k--) {
         Activations* a = &qs->steps[k];
+        Activations* d = decoder_acts(qs, k);
         const int kind = step_kind(qs, k);
+        ThoughtAttn ta = thought_attn(qs, k);
+        if (qs->work.memory) {  // --recompute 2: this step's forward again, from its kept input (bitwise the same)
+            be->copy(d->resid, X(qs->resid0, (size_t)k * N * H), be->x_bytes * (size_t)N * H);
+            decoder_forward(m, d, &qs->scratch, &ta);
+        }
         if (kind == STEP_TALK) {
             const int s = k - (NA - 1);
             be->crossentropy_backward(a->logits, a->logits, a->targets, qs->talk_dl + (size_t)s * N, N, V);
             be->zero(qs->dlnf, be->x_bytes * (size_t)N * H);
-            mixer_backward(qs, s, a->lnf, a->logits);
+            mixer_backward(qs, s, d->lnf, a->logits);
         } else if (kind == STEP_POLICY) {
             be->crossentropy_backward(a->logits, a->logits, a->targets, qs->policy_dl, N, V);
             be->scale(a->logits, 1.0f / qs->qc.reinforce_temperature, (size_t)N * V);
             mask_thought_columns(qs, a->logits, 0.0f);  // masked logits are constants: no gradient
-            be->matmul_backward(qs->dlnf, X(G, m->off_lm_head), a->logits, a->lnf, X(m->params, m->off_lm_head), N, H,
+            be->matmul_backward(qs->dlnf, X(G, m->off_lm_head), a->logits, d->lnf, X(m->params, m->off_lm_head), N, H,
                                 V, 0);
         } else if (kind == STEP_BASE) {
             be->crossentropy_backward(a->logits, a->logits, a->targets, qs->base_dl, N, V);
-            be->matmul_backward(qs->dlnf, X(G, m->off_lm_head), a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V,
+            be->matmul_backward(qs->dlnf, X(G, m->off_lm_head), a->logits, d->lnf, X(m->params, m->off_lm_head), N, H, V,
                                 0);
             be->add(qs->dlnf, qs->dlnf, qs->dlnf0, (size_t)N * H);
         } else {
             be->zero(qs->dlnf, be->x_bytes * (size_t)N * H);
         }
-        ThoughtAttn ta = thought_attn(qs, k);
         // a layer's gradients are final only once step 0, the last differentiated, is through it
         void (*ready)(void*, size_t, size_t) = m->grad_ready;
         if (k > 0) m->grad_ready = NULL;
-        decoder_backward(m, a, &qs->scratch, qs->dlnf, &ta);
+        decoder_backward(m, d, &qs->scratch, qs->dlnf, &ta);
         m->grad_ready = ready;
         if (k == 1 || k == NA - 1)
             be->column_sum(X(G, (k == 1 ? m->off_start : m->off_end)), qs->scratch.dresid, qs->qc.embed_scale, N, H);

@@ -49,6 +49,12 @@ typedef struct {
     int B, P, R, L, S, N, T, NA;  // N = R*L rows; NA = n_ahead; T = n_ahead_talk
     Activations* steps;           // (S) saved tensors of every forward
     Activations scratch;          // backward scratch shared by all steps
+    // --recompute 2: the steps keep only their head (logits, losses, tokens) and qkv in the stack; one
+    // set of saved tensors (work) serves the step being computed, each step's decoder input (resid0,
+    // (S, N, H)) is kept and its forward rerun before its backward; lnf0 keeps step 0's final states for
+    // the mixing head. work.memory is NULL otherwise.
+    Activations work;
+    floatX *resid0, *lnf0;
     floatX* qkv;                  // (S, layers, N, C3) stack that thought attention reads
     floatX* dqkv;
     size_t step_stride;

@@ -1,8 +1,9 @@
 /*
  * --recompute 1 (model.h): the backward recomputes each layer's MLP activations (gate_up = ln2·W, mlp =
- * SwiGLU) instead of keeping them, so the gradients must be bitwise those of a run that kept them, for an
- * lm step and a Quiet-STaR step (forced thought tokens, two passes), and the activation memory must
- * shrink by what the table says (3·IM values per token and layer, less one layer of scratch).
+ * SwiGLU) instead of keeping them; --recompute 2 (Quiet-STaR) also reruns each thought step's forward from
+ * its kept input before its backward. The gradients must be bitwise those of a run that kept everything,
+ * for an lm step and a Quiet-STaR step (forced thought tokens, two passes), and the activation memory
+ * must shrink (lm: by what the table says, 3·IM values per token and layer, less one layer of scratch).
  *   build/tests/test_recompute            on the cpu backend; QSTAR_TEST_DEVICE=emu|emu-bf16 for others
  */
 #include <stdio.h>
@@ -71,13 +72,13 @@ static void test_quietstar(const ModelConfig* cfg, const float* w) {
     qc.n_passes = 2;
     qc.policy_weight = 3.0f;
     const int B = 1, L = 12;
-    Model m[2];
-    QuietStar qs[2];
+    Model m[3];
+    QuietStar qs[3];
     int32_t ids[12];
     for (int i = 0; i < L; i++) ids[i] = (i * 37 + 5) % 60;
-    double loss[2];
+    double loss[3];
     int32_t* forced = NULL;
-    for (int r = 0; r < 2; r++) {
+    for (int r = 0; r < 3; r++) {
         make_model(&m[r], cfg, r, w);
         quietstar_create(&qs[r], &m[r], &qc, B, L);
         if (!forced) {
@@ -89,13 +90,16 @@ static void test_quietstar(const ModelConfig* cfg, const float* w) {
         loss[r] = quietstar_forward(&qs[r], ids, 3);
         quietstar_backward(&qs[r], 1.0f);
     }
-    CHECK(loss[0] == loss[1], "quietstar loss %.9g vs %.9g with --recompute 1", loss[0], loss[1]);
-    compare("quietstar step (5 thought steps, 2 passes)", &m[0], &m[1]);
+    CHECK(loss[0] == loss[1] && loss[0] == loss[2], "quietstar loss %.9g vs %.9g, %.9g with --recompute 1, 2", loss[0],
+          loss[1], loss[2]);
+    compare("quietstar step, --recompute 1 (5 thought steps, 2 passes)", &m[0], &m[1]);
+    compare("quietstar step, --recompute 2", &m[0], &m[2]);
     const size_t a0 = quietstar_activation_bytes(cfg, &qc, be->x_bytes, 0, B, L);
     const size_t a1 = quietstar_activation_bytes(cfg, &qc, be->x_bytes, 1, B, L);
-    printf("  quietstar activations: %zu -> %zu bytes\n", a0, a1);
-    CHECK(a1 < a0, "quietstar activations do not shrink with --recompute 1");
-    for (int r = 0; r < 2; r++) quietstar_destroy(&qs[r]), model_destroy(&m[r]);
+    const size_t a2 = quietstar_activation_bytes(cfg, &qc, be->x_bytes, 2, B, L);
+    printf("  quietstar activations: %zu -> %zu -> %zu bytes\n", a0, a1, a2);
+    CHECK(a1 < a0 && a2 < a1, "quietstar activations do not shrink with --recompute 1, 2");
+    for (int r = 0; r < 3; r++) quietstar_destroy(&qs[r]), model_destroy(&m[r]);
     free(forced);
 }
 
