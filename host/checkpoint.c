@@ -34,21 +34,6 @@ static void remove_tree(const char* path) {
 
 static void remove_tree_on_error(void* path) { remove_tree(path); }
 
-// model_save_weights for weights the caller holds (gathered from several ranks): the same tensors and names
-static void save_host_weights(const Model* m, const float* host, const char* path) {
-    StWriteTensor* wt = xcalloc((size_t)m->n_tensors, sizeof(StWriteTensor));
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor* t = &m->tensors[i];
-        wt[i].name = t->name;
-        wt[i].ndim = t->ndim;
-        wt[i].shape[0] = t->shape[0];
-        wt[i].shape[1] = t->shape[1];
-        wt[i].data = host + t->offset;
-    }
-    st_write_f32(path, wt, m->n_tensors, NULL);
-    free(wt);
-}
-
 void checkpoint_save(const char* run_dir, int step, const Model* m, const float* weights, const float* adam_m,
                      const float* adam_v, const DataPosition* data, const cJSON* settings, const Tokenizer* tok) {
     mkdir_p(run_dir);
@@ -61,7 +46,7 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const float*
     fatal_set_cleanup(remove_tree_on_error, tmp_dir);
 
     char* p = xsprintf("%s/model.safetensors", tmp_dir);
-    if (weights) save_host_weights(m, weights, p);
+    if (weights) model_save_host_weights(m, weights, p);
     else model_save_weights(m, p);
     free(p);
     p = xsprintf("%s/config.json", tmp_dir);

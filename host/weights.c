@@ -30,9 +30,7 @@ void model_load_weights(Model* m, const char* path) {
     st_close(st);
 }
 
-void model_save_weights(const Model* m, const char* path) {
-    float* host = xmalloc(sizeof(float) * m->n_params);
-    model_get_weights(m, host);
+void model_save_host_weights(const Model* m, const float* host, const char* path) {
     StWriteTensor* wt = xcalloc((size_t)m->n_tensors, sizeof(StWriteTensor));
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor* t = &m->tensors[i];
@@ -44,5 +42,11 @@ void model_save_weights(const Model* m, const char* path) {
     }
     st_write_f32(path, wt, m->n_tensors, NULL);
     free(wt);
+}
+
+void model_save_weights(const Model* m, const char* path) {
+    float* host = xmalloc(sizeof(float) * m->n_params);
+    model_get_weights(m, host);
+    model_save_host_weights(m, host, path);
     free(host);
 }
