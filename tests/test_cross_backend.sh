@@ -33,6 +33,9 @@ run() {  # run NAME CMD...: the command must pass; its closing line is shown
   else bad "$name on $dev:"; grep -E "FAIL|error" "$work/$name.log" | head -8 | sed 's/^/       /'; fi
 }
 run test_ops $tb/test_ops $dev
+# The emulator rounding TF32 products' operands as a GPU does (CUEMU_TF32=1): test_ops then checks the
+# matmuls against the TF32-aware bounds the first GPU run will use
+[ $dev = emu ] && run "test_ops[CUEMU_TF32=1]" env CUEMU_TF32=1 build/tests/test_ops emu
 run test_thought_attention $tb/test_thought_attention $dev
 run test_quietstar_ops $tb/test_quietstar_ops $dev
 

@@ -1376,8 +1376,9 @@ int main(int argc, char** argv) {
         return 1;
     }
     fd_enabled = !strcmp(be->name, "cpu");
-    tf32_gemms = !strcmp(be->name, "cuda");
-    if (tf32_gemms) printf("cuda: matmul tolerances from the TF32 bound (2^-10 + K 2^-24) sum|a b|\n");
+    // the GPU, or the emulator told to round TF32 products' operands as a GPU does (CUEMU_TF32=1)
+    tf32_gemms = !strcmp(be->name, "cuda") || (!strcmp(be->name, "emu") && getenv("CUEMU_TF32") && atoi(getenv("CUEMU_TF32")) > 0);
+    if (tf32_gemms) printf("%s: matmul tolerances from the TF32 bound (2^-10 + K 2^-24) sum|a b|\n", be->name);
     printf("backend %s: errors are scale-relative (max |a-b| / max |ref|, ‖a-b‖/‖ref‖); fd = finite differences\n",
            be->name);
     test_embedding(be);

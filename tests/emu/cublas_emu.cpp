@@ -55,10 +55,38 @@ inline void store(void* p, cudaDataType t, size_t i, float v) {
     }
 }
 
+/* fp32 -> TF32 (10 explicit mantissa bits), round to nearest even, inf and nan kept: what a tensor core
+ * multiplies when cuBLAS computes CUBLAS_COMPUTE_32F_FAST_TF32 (cvt.rn.tf32.f32) */
+inline float round_tf32(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    if ((b & 0x7F800000u) != 0x7F800000u) b += 0xFFFu + ((b >> 13) & 1u);
+    b &= 0xFFFFE000u;
+    memcpy(&x, &b, 4);
+    return x;
+}
+
+/* CUEMU_TF32=1: fp32 operands of FAST_TF32 products are rounded to TF32 first, as on a GPU. Off by
+ * default: the fp32 emu backend is compared with the C oracle at fp32 tolerances, and the tests that
+ * know TF32 (test_ops with TF32-aware GEMM bounds) turn it on. */
+bool tf32_inputs(cublasComputeType_t c) {
+    static int on = -1;
+    if (on < 0) on = getenv("CUEMU_TF32") && atoi(getenv("CUEMU_TF32")) > 0;
+    return on && c == CUBLAS_COMPUTE_32F_FAST_TF32;
+}
+
 /* a rows x cols column-major matrix with leading dimension ld, as a dense fp32 copy (ld = rows)
- * unless it already is fp32, in which case it is used in place */
+ * unless it already is fp32, in which case it is used in place (or copied rounded to TF32 when tf32) */
 const float* as_f32(const void* p, cudaDataType t, int64_t rows, int64_t cols, int64_t ld, std::vector<float>& buf,
-                    int64_t& ld_out) {
+                    int64_t& ld_out, bool tf32) {
+    if (t == CUDA_R_32F && tf32) {
+        buf.resize((size_t)(rows * cols));
+        for (int64_t j = 0; j < cols; j++)
+            for (int64_t i = 0; i < rows; i++)
+                buf[(size_t)(j * rows + i)] = round_tf32(static_cast<const float*>(p)[(size_t)(j * ld + i)]);
+        ld_out = rows > 0 ? rows : 1;
+        return buf.data();
+    }
     if (t == CUDA_R_32F) {
         ld_out = ld;
         return static_cast<const float*>(p);
@@ -89,7 +117,8 @@ inline float gelu_tanh(float x) {
 /* D(m x n) = alpha * op(A) * op(B) + beta * C, then the epilogue; one matrix of a batch */
 void gemm_one(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, float alpha,
               const void* A, cudaDataType at, int64_t lda, const void* B, cudaDataType bt, int64_t ldb, float beta,
-              const void* C, cudaDataType ct, int64_t ldc, void* D, cudaDataType dt, int64_t ldd, const Epilogue& epi) {
+              const void* C, cudaDataType ct, int64_t ldc, void* D, cudaDataType dt, int64_t ldd, const Epilogue& epi,
+              bool tf32 = false) {
     if (m <= 0 || n <= 0) return;
     bool tra = ta != CUBLAS_OP_N, trb = tb != CUBLAS_OP_N;
     std::vector<float> acc((size_t)(m * n), 0.0f), abuf, bbuf;
@@ -98,8 +127,8 @@ void gemm_one(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, 
             for (int64_t i = 0; i < m; i++) acc[(size_t)(j * m + i)] = beta * load(C, ct, (size_t)(j * ldc + i));
     int64_t a_rows = tra ? k : m, a_cols = tra ? m : k, b_rows = trb ? n : k, b_cols = trb ? k : n;
     int64_t la = 0, lb = 0;
-    const float* Af = k > 0 ? as_f32(A, at, a_rows, a_cols, lda, abuf, la) : nullptr;
-    const float* Bf = k > 0 ? as_f32(B, bt, b_rows, b_cols, ldb, bbuf, lb) : nullptr;
+    const float* Af = k > 0 ? as_f32(A, at, a_rows, a_cols, lda, abuf, la, tf32) : nullptr;
+    const float* Bf = k > 0 ? as_f32(B, bt, b_rows, b_cols, ldb, bbuf, lb, tf32) : nullptr;
     if (k > 0 && alpha != 0.0f)
         cblas_sgemm(CblasColMajor, tra ? CblasTrans : CblasNoTrans, trb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
                     (int)k, alpha, Af, (int)la, Bf, (int)lb, 1.0f, acc.data(), (int)m);
@@ -388,7 +417,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
         const char* Ai = static_cast<const char*>(A) + (size_t)(i * sA) * type_size(at);
         const char* Bi = static_cast<const char*>(B) + (size_t)(i * sB) * type_size(bt);
         char* Ci = static_cast<char*>(C) + (size_t)(i * sC) * type_size(ct);
-        gemm_one(ta, tb, m, n, k, a, Ai, at, lda, Bi, bt, ldb, b, Ci, ct, ldc, Ci, ct, ldc, Epilogue());
+        gemm_one(ta, tb, m, n, k, a, Ai, at, lda, Bi, bt, ldb, b, Ci, ct, ldc, Ci, ct, ldc, Epilogue(), tf32_inputs(compute));
     }
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -606,7 +635,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t desc, con
         gemm_one((cublasOperation_t)p.d->transa, (cublasOperation_t)p.d->transb, p.m, p.n, p.k, a,
                  A ? at_batch(A, p.a, at) : nullptr, at, p.a->ld, B ? at_batch(B, p.b, bt) : nullptr, bt, p.b->ld, b,
                  C ? at_batch(C, p.c, ct) : nullptr, ct, p.c->ld, const_cast<char*>(at_batch(D, p.dl, dt)), dt,
-                 p.dl->ld, e);
+                 p.dl->ld, e, tf32_inputs((cublasComputeType_t)p.d->compute));
     }
     return CUBLAS_STATUS_SUCCESS;
 }
