@@ -31,6 +31,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@
 
 #include "host/args.h"
 #include "host/checkpoint.h"
+#include "host/jsonl.h"
 #include "host/tokenizer.h"
 #include "common/util.h"
 #include "model/generate.h"
@@ -191,32 +193,22 @@ static void parse_csqa(const cJSON* o, Item* it, const char* path, int line) {
 }
 
 static Item* read_items(const char* path, int task, int limit, int* n_out) {
-    size_t len;
-    char* text = read_file_or_die(path, &len);
+    Jsonl r;
+    if (!jsonl_open(&r, path)) fatal("%s: cannot open: %s", path, strerror(errno));
     Item* items = NULL;
-    int n = 0, cap = 0, line = 0;
-    for (char* p = text; p < text + len && (limit <= 0 || n < limit);) {
-        char* nl = memchr(p, '\n', (size_t)(text + len - p));
-        char* end = nl ? nl : text + len;
-        line++;
-        char* q = p;
-        while (q < end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-        p = end + 1;
-        if (q == end) continue;  // blank line
-        *end = 0;
-        cJSON* o = cJSON_Parse(q);
-        if (!cJSON_IsObject(o)) fatal("%s:%d: not a JSON object", path, line);
+    int n = 0, cap = 0;
+    while ((limit <= 0 || n < limit) && jsonl_next(&r)) {
+        if (!cJSON_IsObject(r.value)) fatal("%s:%d: not a JSON object", path, r.line);
         if (n == cap) items = xrealloc(items, (size_t)(cap = cap ? 2 * cap : 256), sizeof(Item));
         Item* it = &items[n++];
         memset(it, 0, sizeof *it);
-        it->line = line;
+        it->line = r.line;
         if (task == TASK_GSM8K)
-            parse_gsm8k(o, it, path, line);
+            parse_gsm8k(r.value, it, path, r.line);
         else
-            parse_csqa(o, it, path, line);
-        cJSON_Delete(o);
+            parse_csqa(r.value, it, path, r.line);
     }
-    free(text);
+    jsonl_close(&r);
     if (n == 0) fatal("%s: no questions", path);
     *n_out = n;
     return items;

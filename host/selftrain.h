@@ -1,9 +1,10 @@
 /*
  * The pieces `qstar selftrain` shares between its methods (STaR, RFT, V-STaR, per-step DPO): the
  * settings, text <-> tokens, batched generation with the completion cut (greedy or sampled, optionally
- * continuing a text prefix), the few-shot context, fine-tuning, greedy test accuracy, the DPO training
- * loop over preference pairs with its cached reference, and the run directory's files (state.json,
- * metrics.jsonl, kept examples, checkpoints). cmd_selftrain.c parses the command and runs STaR/RFT
+ * continuing a text prefix), the few-shot context, fine-tuning (its epoch order and fresh AdamW state
+ * shared with DPO), greedy test accuracy, the DPO training loop over preference pairs with its cached
+ * reference, and the run directory's files (state.json, metrics.jsonl, kept examples, checkpoints; the
+ * .jsonl lines through host/jsonl.h). cmd_selftrain.c parses the command and runs STaR/RFT
  * and V-STaR's generator iterations; selftrain_vstar.c and selftrain_stepdpo.c hold what is theirs.
  */
 #ifndef QSTAR_SELFTRAIN_H
@@ -67,6 +68,19 @@ char* st_few_shot(int task, const StarItem* items, int shots, int hinted);
 char* st_exemplar_completion(int task, const StarItem* it);
 char* st_hint_of(int task, const StarItem* it);
 
+// The items 0 .. n-1 epoch after epoch, each epoch in a new order (a Fisher-Yates shuffle driven by an
+// LCG from state); free .order when done.
+typedef struct {
+    int* order;
+    int n, pos;
+    uint64_t state;
+} Epochs;
+Epochs st_epochs(int n, uint64_t state);
+int st_epochs_next(Epochs* e);
+// Zeroed AdamW moments (training starts afresh from m's weights) and the settings STaR's and DPO's
+// loops share: betas 0.9 / 0.999, eps 1e-8, no weight decay.
+AdamWConfig st_adamw_fresh(Model* m);
+
 // `steps` SFT steps of --batch rows from m's current weights (fresh Adam moments); returns the mean loss.
 double st_finetune(Model* m, const Settings* s, Example* ex, int n_ex, int steps, int pad, uint64_t seed,
                    double* tok_per_s);
@@ -87,6 +101,9 @@ typedef struct {
 } DpoRun;
 DpoRun st_dpo_train(Model* m, const Settings* s, const Pair* pairs, int n_pairs, int steps, int pad, const char* cache_path,
                     uint64_t seed, const char* stage);
+// run's statistics as fields of a metrics record: first_loss, loss, pair_accuracy, margin, final_loss,
+// final_pair_accuracy, final_margin, dpo_tokens_per_s.
+void st_record_dpo(cJSON* rec, const DpoRun* run);
 // Sequence log-probabilities of n (prompt, response) rows under m (rows of --seq, --dpo-batch * 2 at once).
 void st_score(Model* m, const Settings* s, const Example* ex, int n, int pad, double* logp, const char* stage);
 
@@ -100,6 +117,8 @@ void st_metrics_append(const char* out, const cJSON* rec);  // and print it on s
 double st_json_num(const cJSON* o, const char* key);
 void st_write_examples(const char* path, const Example* ex, int n);
 Example* st_read_examples(const char* path, int* n_out);
+// A JSON list of token ids (a record's "prompt", "completion", ...); path:line name it in the error.
+Toks st_json_ids(const cJSON* a, const char* path, int line);
 void st_free_examples(Example* ex, int n);
 // RUN_DIR/<name>/ as a complete checkpoint (weights, config, tokenizer), written atomically.
 void st_save_checkpoint(const char* out, const char* name, const Model* m, const Tokenizer* tok);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/jsonl.h"
 #include "host/selftrain.h"
 #include "host/weights.h"
 #include "model/generate.h"
@@ -149,6 +150,32 @@ char* st_few_shot(int task, const StarItem* items, int shots, int hinted) {
 
 // ---- fine-tuning -------------------------------------------------------------------------------------------
 
+Epochs st_epochs(int n, uint64_t state) {
+    Epochs e = {xmalloc(sizeof(int) * (size_t)(n ? n : 1)), n, n, state};
+    for (int i = 0; i < n; i++) e.order[i] = i;
+    return e;
+}
+
+int st_epochs_next(Epochs* e) {
+    QSTAR_ASSERT(e->n > 0);
+    if (e->pos == e->n) {  // a new epoch in a new order
+        for (int i = e->n - 1; i > 0; i--) {
+            e->state = e->state * 6364136223846793005ull + 1442695040888963407ull;
+            int j = (int)((e->state >> 33) % (uint64_t)(i + 1));
+            int t = e->order[i];
+            e->order[i] = e->order[j], e->order[j] = t;
+        }
+        e->pos = 0;
+    }
+    return e->order[e->pos++];
+}
+
+AdamWConfig st_adamw_fresh(Model* m) {
+    m->be->zero(m->m, sizeof(float) * m->opt_count);
+    m->be->zero(m->v, sizeof(float) * m->opt_count);
+    return (AdamWConfig){.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0};
+}
+
 double st_finetune(Model* m, const Settings* s, Example* ex, int n_ex, int steps, int pad, uint64_t seed,
                    double* tok_per_s) {
     const int B = s->batch, T = s->seq;
@@ -158,29 +185,15 @@ double st_finetune(Model* m, const Settings* s, Example* ex, int n_ex, int steps
         fprintf(stderr, "  warning: %d of %d examples are longer than --seq %d + 1 tokens: their completions are cut\n",
                 cut, n_ex, T);
     model_alloc_activations(m, B, T);
-    m->be->zero(m->m, sizeof(float) * m->opt_count);
-    m->be->zero(m->v, sizeof(float) * m->opt_count);
-    AdamWConfig opt = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0};
-    int* order = xmalloc(sizeof(int) * (size_t)n_ex);
-    for (int i = 0; i < n_ex; i++) order[i] = i;
-    uint64_t st = seed * 0x9E3779B97F4A7C15ull + 1;
-    int pos = n_ex;
+    const AdamWConfig opt = st_adamw_fresh(m);
+    Epochs epochs = st_epochs(n_ex, seed * 0x9E3779B97F4A7C15ull + 1);
     int32_t* in = xmalloc(sizeof(int32_t) * (size_t)B * T);
     int32_t* tg = xmalloc(sizeof(int32_t) * (size_t)B * T);
     double loss_sum = 0, t0 = now_seconds();
     long tokens = 0;
     for (int step = 1; step <= steps; step++) {
         for (int b = 0; b < B; b++) {
-            if (pos == n_ex) {  // a new epoch in a new order
-                for (int i = n_ex - 1; i > 0; i--) {
-                    st = st * 6364136223846793005ull + 1442695040888963407ull;
-                    int j = (int)((st >> 33) % (uint64_t)(i + 1));
-                    int t = order[i];
-                    order[i] = order[j], order[j] = t;
-                }
-                pos = 0;
-            }
-            const Example* e = &ex[order[pos++]];
+            const Example* e = &ex[st_epochs_next(&epochs)];
             sft_make_row(e->prompt.ids, e->prompt.n, e->completion.ids, e->completion.n, T, pad, in + (size_t)b * T,
                          tg + (size_t)b * T);
         }
@@ -201,7 +214,7 @@ double st_finetune(Model* m, const Settings* s, Example* ex, int n_ex, int steps
     fprintf(stderr, "\n");
     const double dt = now_seconds() - t0;
     *tok_per_s = dt > 0 ? tokens / dt : 0;
-    free(order), free(in), free(tg);
+    free(epochs.order), free(in), free(tg);
     return steps ? loss_sum / steps : 0;
 }
 
@@ -341,16 +354,12 @@ void st_write_examples(const char* path, const Example* ex, int n) {
         cJSON* o = cJSON_CreateObject();
         cJSON_AddItemToObject(o, "prompt", cJSON_CreateIntArray(ex[i].prompt.ids, ex[i].prompt.n));
         cJSON_AddItemToObject(o, "completion", cJSON_CreateIntArray(ex[i].completion.ids, ex[i].completion.n));
-        char* l = cJSON_PrintUnformatted(o);
-        atomic_write(&f, l, strlen(l));
-        atomic_write(&f, "\n", 1);
-        free(l);
-        cJSON_Delete(o);
+        jsonl_write(&f, o);
     }
     atomic_commit(&f);
 }
 
-static Toks json_ids(const cJSON* a, const char* path, int line) {
+Toks st_json_ids(const cJSON* a, const char* path, int line) {
     if (!cJSON_IsArray(a)) fatal("%s:%d: not a list of token ids", path, line);
     Toks t = {xmalloc(sizeof(int32_t) * (size_t)(cJSON_GetArraySize(a) + 1)), 0};
     const cJSON* v;
@@ -362,28 +371,18 @@ static Toks json_ids(const cJSON* a, const char* path, int line) {
 }
 
 Example* st_read_examples(const char* path, int* n_out) {
-    size_t len;
-    char* text = read_file_maybe(path, &len);
-    if (!text) fatal("%s: missing (the run's state says its generation finished)", path);
-    int n = 0, cap = 16, line = 0;
+    Jsonl r;
+    if (!jsonl_open(&r, path)) fatal("%s: missing (the run's state says its generation finished)", path);
+    int n = 0, cap = 16;
     Example* ex = xmalloc(sizeof(Example) * (size_t)cap);
-    for (char* p = text; *p;) {
-        char* nl = strchr(p, '\n');
-        if (nl) *nl = 0;
-        line++;
-        if (*p) {
-            cJSON* o = cJSON_Parse(p);
-            if (!cJSON_IsObject(o)) fatal("%s:%d: not a JSON object", path, line);
-            if (n == cap) ex = xrealloc(ex, (size_t)(cap *= 2), sizeof(Example));
-            ex[n].prompt = json_ids(cJSON_GetObjectItemCaseSensitive(o, "prompt"), path, line);
-            ex[n].completion = json_ids(cJSON_GetObjectItemCaseSensitive(o, "completion"), path, line);
-            n++;
-            cJSON_Delete(o);
-        }
-        if (!nl) break;
-        p = nl + 1;
+    while (jsonl_next(&r)) {
+        if (!cJSON_IsObject(r.value)) fatal("%s:%d: not a JSON object", path, r.line);
+        if (n == cap) ex = xrealloc(ex, (size_t)(cap *= 2), sizeof(Example));
+        ex[n].prompt = st_json_ids(cJSON_GetObjectItemCaseSensitive(r.value, "prompt"), path, r.line);
+        ex[n].completion = st_json_ids(cJSON_GetObjectItemCaseSensitive(r.value, "completion"), path, r.line);
+        n++;
     }
-    free(text);
+    jsonl_close(&r);
     *n_out = n;
     return ex;
 }
@@ -433,9 +432,5 @@ void st_write_generation(AtomicFile* f, int line, const char* stage, const char*
     if (sample >= 0) cJSON_AddNumberToObject(o, "sample", sample);
     cJSON_AddStringToObject(o, "completion", text);
     cJSON_AddBoolToObject(o, "correct", correct);
-    char* l = cJSON_PrintUnformatted(o);
-    atomic_write(f, l, strlen(l));
-    atomic_write(f, "\n", 1);
-    free(l);
-    cJSON_Delete(o);
+    jsonl_write(f, o);
 }

@@ -1,6 +1,7 @@
 /*
  * The DPO training loop of V-STaR's verifier and of per-step DPO (host/selftrain.h st_dpo_train), and
- * sequence scoring (st_score, the verifier's V(y|x)). The loss and its gradient are model/dpo.c's; this
+ * sequence scoring (st_score, the verifier's V(y|x)), and the fields a DPO run adds to its metrics record
+ * (st_record_dpo). The loss and its gradient are model/dpo.c's; this
  * file lays pairs out as rows, computes the frozen reference's log-probabilities once (the starting
  * weights are the reference, so before the first update) and caches them in the run directory so a
  * resumed run does not recompute them, then runs AdamW over shuffled batches of pairs.
@@ -78,13 +79,8 @@ DpoRun st_dpo_train(Model* m, const Settings* s, const Pair* pairs, int n_pairs,
         dpo_ref_cache_save(cache_path, ref, rows, key);
     }
 
-    m->be->zero(m->m, sizeof(float) * m->opt_count);
-    m->be->zero(m->v, sizeof(float) * m->opt_count);
-    AdamWConfig opt = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0};
-    int* order = xmalloc(sizeof(int) * (size_t)n_pairs);
-    for (int i = 0; i < n_pairs; i++) order[i] = i;
-    uint64_t st = seed * 0x9E3779B97F4A7C15ull + 7;
-    int pos = n_pairs;
+    const AdamWConfig opt = st_adamw_fresh(m);
+    Epochs epochs = st_epochs(n_pairs, seed * 0x9E3779B97F4A7C15ull + 7);
     int32_t* bin = xmalloc(sizeof(int32_t) * (size_t)B * T);
     int32_t* btg = xmalloc(sizeof(int32_t) * (size_t)B * T);
     double* bref = xmalloc(sizeof(double) * (size_t)B);
@@ -93,16 +89,7 @@ DpoRun st_dpo_train(Model* m, const Settings* s, const Pair* pairs, int n_pairs,
     long tokens = 0;
     for (int step = 1; step <= steps; step++) {
         for (int b = 0; b < P; b++) {
-            if (pos == n_pairs) {  // a new epoch in a new order
-                for (int i = n_pairs - 1; i > 0; i--) {
-                    st = st * 6364136223846793005ull + 1442695040888963407ull;
-                    int j = (int)((st >> 33) % (uint64_t)(i + 1));
-                    int t = order[i];
-                    order[i] = order[j], order[j] = t;
-                }
-                pos = 0;
-            }
-            const int p = order[pos++];
+            const int p = st_epochs_next(&epochs);
             memcpy(bin + 2 * (size_t)b * T, in + 2 * (size_t)p * T, sizeof(int32_t) * 2 * (size_t)T);
             memcpy(btg + 2 * (size_t)b * T, tg + 2 * (size_t)p * T, sizeof(int32_t) * 2 * (size_t)T);
             bref[2 * b] = ref[2 * p], bref[2 * b + 1] = ref[2 * p + 1];
@@ -136,6 +123,17 @@ DpoRun st_dpo_train(Model* m, const Settings* s, const Pair* pairs, int n_pairs,
     const DpoStats all = dpo_loss(pol, ref, w, n_pairs, s->beta, NULL);
     run.final_loss = all.loss, run.final_accuracy = all.accuracy, run.final_margin = all.margin;
     free(pol), free(w);
-    free(order), free(bin), free(btg), free(bref), free(bw), free(in), free(tg), free(ref);
+    free(epochs.order), free(bin), free(btg), free(bref), free(bw), free(in), free(tg), free(ref);
     return run;
+}
+
+void st_record_dpo(cJSON* rec, const DpoRun* run) {
+    cJSON_AddNumberToObject(rec, "first_loss", run->first_loss);
+    cJSON_AddNumberToObject(rec, "loss", run->loss);
+    cJSON_AddNumberToObject(rec, "pair_accuracy", run->accuracy);
+    cJSON_AddNumberToObject(rec, "margin", run->margin);
+    cJSON_AddNumberToObject(rec, "final_loss", run->final_loss);
+    cJSON_AddNumberToObject(rec, "final_pair_accuracy", run->final_accuracy);
+    cJSON_AddNumberToObject(rec, "final_margin", run->final_margin);
+    cJSON_AddNumberToObject(rec, "dpo_tokens_per_s", run->tok_per_s);
 }

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/jsonl.h"
 #include "host/selftrain.h"
 #include "host/weights.h"
 
@@ -35,29 +36,18 @@ typedef struct {
 } Samples;
 
 static Samples read_samples(const char* path, int n_expected) {
-    size_t len;
-    char* text = read_file_maybe(path, &len);
-    if (!text) fatal("%s: missing (the run's state says its generation finished)", path);
+    Jsonl r;
+    if (!jsonl_open(&r, path)) fatal("%s: missing (the run's state says its generation finished)", path);
     Samples s = {xmalloc(sizeof(char*) * (size_t)(n_expected + 1)), xmalloc(sizeof(int) * (size_t)(n_expected + 1)), 0};
-    int line = 0;
-    for (char* p = text; *p;) {
-        char* nl = strchr(p, '\n');
-        if (nl) *nl = 0;
-        line++;
-        if (*p) {
-            cJSON* o = cJSON_Parse(p);
-            const cJSON* c = cJSON_GetObjectItemCaseSensitive(o, "completion");
-            const cJSON* ok = cJSON_GetObjectItemCaseSensitive(o, "correct");
-            if (!cJSON_IsString(c) || !cJSON_IsBool(ok) || s.n == n_expected)
-                fatal("%s:%d: not one of the %d generation records expected", path, line, n_expected);
-            s.texts[s.n] = xstrdup(c->valuestring);
-            s.correct[s.n++] = cJSON_IsTrue(ok);
-            cJSON_Delete(o);
-        }
-        if (!nl) break;
-        p = nl + 1;
+    while (jsonl_next(&r)) {
+        const cJSON* c = cJSON_GetObjectItemCaseSensitive(r.value, "completion");
+        const cJSON* ok = cJSON_GetObjectItemCaseSensitive(r.value, "correct");
+        if (!cJSON_IsString(c) || !cJSON_IsBool(ok) || s.n == n_expected)
+            fatal("%s:%d: not one of the %d generation records expected", path, r.line, n_expected);
+        s.texts[s.n] = xstrdup(c->valuestring);
+        s.correct[s.n++] = cJSON_IsTrue(ok);
     }
-    free(text);
+    jsonl_close(&r);
     if (s.n != n_expected) fatal("%s: %d generation records, expected %d", path, s.n, n_expected);
     return s;
 }
@@ -109,50 +99,26 @@ static void write_pair(AtomicFile* f, const Pair* p) {
     cJSON_AddItemToObject(o, "chosen", cJSON_CreateIntArray(p->chosen.ids, p->chosen.n));
     cJSON_AddItemToObject(o, "rejected", cJSON_CreateIntArray(p->rejected.ids, p->rejected.n));
     cJSON_AddNumberToObject(o, "weight", p->weight);
-    char* l = cJSON_PrintUnformatted(o);
-    atomic_write(f, l, strlen(l));
-    atomic_write(f, "\n", 1);
-    free(l);
-    cJSON_Delete(o);
-}
-
-static Toks ids_of(const cJSON* a, const char* path, int line) {
-    if (!cJSON_IsArray(a)) fatal("%s:%d: not a list of token ids", path, line);
-    Toks t = {xmalloc(sizeof(int32_t) * (size_t)(cJSON_GetArraySize(a) + 1)), 0};
-    const cJSON* v;
-    cJSON_ArrayForEach(v, a) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0) fatal("%s:%d: a token id is not a non-negative number", path, line);
-        t.ids[t.n++] = (int32_t)v->valuedouble;
-    }
-    return t;
+    jsonl_write(f, o);
 }
 
 static Pair* read_pairs(const char* path, int* n_out) {
-    size_t len;
-    char* text = read_file_maybe(path, &len);
-    if (!text) fatal("%s: missing (the run's state says its rollouts finished)", path);
+    Jsonl r;
+    if (!jsonl_open(&r, path)) fatal("%s: missing (the run's state says its rollouts finished)", path);
     Pair* p = NULL;
-    int n = 0, line = 0;
-    for (char* s = text; *s;) {
-        char* nl = strchr(s, '\n');
-        if (nl) *nl = 0;
-        line++;
-        if (*s) {
-            cJSON* o = cJSON_Parse(s);
-            const cJSON* w = cJSON_GetObjectItemCaseSensitive(o, "weight");
-            if (!cJSON_IsObject(o) || !cJSON_IsNumber(w)) fatal("%s:%d: not a pair (prompt, chosen, rejected, weight)", path, line);
-            p = xrealloc(p, (size_t)n + 1, sizeof(Pair));
-            p[n].prompt = ids_of(cJSON_GetObjectItemCaseSensitive(o, "prompt"), path, line);
-            p[n].chosen = ids_of(cJSON_GetObjectItemCaseSensitive(o, "chosen"), path, line);
-            p[n].rejected = ids_of(cJSON_GetObjectItemCaseSensitive(o, "rejected"), path, line);
-            p[n].weight = (float)w->valuedouble;
-            n++;
-            cJSON_Delete(o);
-        }
-        if (!nl) break;
-        s = nl + 1;
+    int n = 0;
+    while (jsonl_next(&r)) {
+        const cJSON* o = r.value;
+        const cJSON* w = cJSON_GetObjectItemCaseSensitive(o, "weight");
+        if (!cJSON_IsObject(o) || !cJSON_IsNumber(w)) fatal("%s:%d: not a pair (prompt, chosen, rejected, weight)", path, r.line);
+        p = xrealloc(p, (size_t)n + 1, sizeof(Pair));
+        p[n].prompt = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "prompt"), path, r.line);
+        p[n].chosen = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "chosen"), path, r.line);
+        p[n].rejected = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "rejected"), path, r.line);
+        p[n].weight = (float)w->valuedouble;
+        n++;
     }
-    free(text);
+    jsonl_close(&r);
     *n_out = n;
     return p;
 }
@@ -292,11 +258,7 @@ static Pair* rollouts_stage(Model* m, const RunCtx* rc, int iter, const Samples*
             free(pre), free(step), free(pp);
         }
         cJSON_AddStringToObject(o, "completion", text);
-        char* l = cJSON_PrintUnformatted(o);
-        atomic_write(&sf, l, strlen(l));
-        atomic_write(&sf, "\n", 1);
-        free(l);
-        cJSON_Delete(o);
+        jsonl_write(&sf, o);
         free(succ), free(q), free(adv);
     }
     atomic_commit(&sf);
@@ -388,14 +350,7 @@ void stepdpo_run(Model* m, const RunCtx* rc, int first_iter, const cJSON* saved)
             if (!n_pairs) fprintf(stderr, "  no critical step found: M_%d is M_%d\n", iter, iter - 1);
             st_save_checkpoint(s->out, name, m, rc->tok);
             cJSON_AddNumberToObject(counts, "dpo_steps", run.steps);
-            cJSON_AddNumberToObject(counts, "first_loss", run.first_loss);
-            cJSON_AddNumberToObject(counts, "loss", run.loss);
-            cJSON_AddNumberToObject(counts, "pair_accuracy", run.accuracy);
-            cJSON_AddNumberToObject(counts, "margin", run.margin);
-            cJSON_AddNumberToObject(counts, "final_loss", run.final_loss);
-            cJSON_AddNumberToObject(counts, "final_pair_accuracy", run.final_accuracy);
-            cJSON_AddNumberToObject(counts, "final_margin", run.final_margin);
-            cJSON_AddNumberToObject(counts, "dpo_tokens_per_s", run.tok_per_s);
+            st_record_dpo(counts, &run);
             save_stage(rc, iter, counts, "dpo");
             fault_point("after_dpo");
         } else {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/jsonl.h"
 #include "host/selftrain.h"
 #include "host/weights.h"
 
@@ -26,43 +27,24 @@ typedef struct {
 } VerSample;
 
 static VerSample* read_verifier_data(const char* path, VerSample* v, int* n) {
-    size_t len;
-    char* text = read_file_maybe(path, &len);
-    if (!text) fatal("%s: missing (the generator iterations write it)", path);
-    int line = 0;
-    for (char* p = text; *p;) {
-        char* nl = strchr(p, '\n');
-        if (nl) *nl = 0;
-        line++;
-        if (*p) {
-            cJSON* o = cJSON_Parse(p);
-            const cJSON* pr = cJSON_GetObjectItemCaseSensitive(o, "problem");
-            const cJSON* ok = cJSON_GetObjectItemCaseSensitive(o, "correct");
-            const cJSON* a = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-            const cJSON* c = cJSON_GetObjectItemCaseSensitive(o, "completion");
-            if (!cJSON_IsObject(o) || !cJSON_IsNumber(pr) || !cJSON_IsBool(ok) || !cJSON_IsArray(a) || !cJSON_IsArray(c))
-                fatal("%s:%d: not a verifier sample (problem, prompt, completion, correct)", path, line);
-            v = xrealloc(v, (size_t)*n + 1, sizeof(VerSample));
-            VerSample* s = &v[(*n)++];
-            s->problem = pr->valueint;
-            s->correct = cJSON_IsTrue(ok);
-            Toks* t[2] = {&s->prompt, &s->completion};
-            const cJSON* arr[2] = {a, c};
-            for (int k = 0; k < 2; k++) {
-                t[k]->ids = xmalloc(sizeof(int32_t) * (size_t)(cJSON_GetArraySize(arr[k]) + 1));
-                t[k]->n = 0;
-                const cJSON* x;
-                cJSON_ArrayForEach(x, arr[k]) {
-                    if (!cJSON_IsNumber(x) || x->valuedouble < 0) fatal("%s:%d: a token id is not a non-negative number", path, line);
-                    t[k]->ids[t[k]->n++] = (int32_t)x->valuedouble;
-                }
-            }
-            cJSON_Delete(o);
-        }
-        if (!nl) break;
-        p = nl + 1;
+    Jsonl r;
+    if (!jsonl_open(&r, path)) fatal("%s: missing (the generator iterations write it)", path);
+    while (jsonl_next(&r)) {
+        const cJSON* o = r.value;
+        const cJSON* pr = cJSON_GetObjectItemCaseSensitive(o, "problem");
+        const cJSON* ok = cJSON_GetObjectItemCaseSensitive(o, "correct");
+        const cJSON* a = cJSON_GetObjectItemCaseSensitive(o, "prompt");
+        const cJSON* c = cJSON_GetObjectItemCaseSensitive(o, "completion");
+        if (!cJSON_IsObject(o) || !cJSON_IsNumber(pr) || !cJSON_IsBool(ok) || !cJSON_IsArray(a) || !cJSON_IsArray(c))
+            fatal("%s:%d: not a verifier sample (problem, prompt, completion, correct)", path, r.line);
+        v = xrealloc(v, (size_t)*n + 1, sizeof(VerSample));
+        VerSample* s = &v[(*n)++];
+        s->problem = pr->valueint;
+        s->correct = cJSON_IsTrue(ok);
+        s->prompt = st_json_ids(a, path, r.line);
+        s->completion = st_json_ids(c, path, r.line);
     }
-    free(text);
+    jsonl_close(&r);
     return v;
 }
 
@@ -122,6 +104,22 @@ static double round_float(float x) {
     return strtod(b, NULL);
 }
 
+// A metrics record of a final stage ({"iteration", "method", "stage"}, the stage's fields to follow),
+// and its end: the stage's seconds since t0, appended to metrics.jsonl.
+static cJSON* stage_record(const Settings* s, const char* stage) {
+    cJSON* rec = cJSON_CreateObject();
+    cJSON_AddNumberToObject(rec, "iteration", s->iterations);
+    cJSON_AddStringToObject(rec, "method", "vstar");
+    cJSON_AddStringToObject(rec, "stage", stage);
+    return rec;
+}
+
+static void append_record(const Settings* s, cJSON* rec, double t0) {
+    cJSON_AddNumberToObject(rec, "seconds", now_seconds() - t0);
+    st_metrics_append(s->out, rec);
+    cJSON_Delete(rec);
+}
+
 static void train_verifier(Model* m, const RunCtx* rc) {
     const Settings* s = rc->s;
     const double t0 = now_seconds();
@@ -143,27 +141,15 @@ static void train_verifier(Model* m, const RunCtx* rc) {
     DpoRun run = st_dpo_train(m, s, pairs, n_pairs, s->dpo_steps, rc->pad, cache, (uint64_t)s->seed * 7919 + 1, "verifier");
     if (!n_pairs) fprintf(stderr, "  no (correct, incorrect) pair: the verifier is the starting model\n");
     st_save_checkpoint(s->out, "verifier", m, rc->tok);
-    cJSON* rec = cJSON_CreateObject();
-    cJSON_AddNumberToObject(rec, "iteration", s->iterations);
-    cJSON_AddStringToObject(rec, "method", "vstar");
-    cJSON_AddStringToObject(rec, "stage", "verifier");
+    cJSON* rec = stage_record(s, "verifier");
     cJSON_AddNumberToObject(rec, "verifier_samples", n);
     cJSON_AddNumberToObject(rec, "correct_samples", correct);
     cJSON_AddNumberToObject(rec, "pairs", n_pairs);
     cJSON_AddNumberToObject(rec, "problems_with_pairs", with);
     cJSON_AddNumberToObject(rec, "dpo_steps", run.steps);
     cJSON_AddNumberToObject(rec, "beta", round_float(s->beta));
-    cJSON_AddNumberToObject(rec, "first_loss", run.first_loss);
-    cJSON_AddNumberToObject(rec, "loss", run.loss);
-    cJSON_AddNumberToObject(rec, "pair_accuracy", run.accuracy);
-    cJSON_AddNumberToObject(rec, "margin", run.margin);
-    cJSON_AddNumberToObject(rec, "final_loss", run.final_loss);
-    cJSON_AddNumberToObject(rec, "final_pair_accuracy", run.final_accuracy);
-    cJSON_AddNumberToObject(rec, "final_margin", run.final_margin);
-    cJSON_AddNumberToObject(rec, "dpo_tokens_per_s", run.tok_per_s);
-    cJSON_AddNumberToObject(rec, "seconds", now_seconds() - t0);
-    st_metrics_append(s->out, rec);
-    cJSON_Delete(rec);
+    st_record_dpo(rec, &run);
+    append_record(s, rec, t0);
     for (int i = 0; i < n; i++) free(v[i].prompt.ids), free(v[i].completion.ids);
     free(v), free(pairs), free(cache);
 }
@@ -238,17 +224,10 @@ static void test_candidates(Model* m, const RunCtx* rc) {
         cJSON_AddBoolToObject(o, "correct", correct[r]);
         cJSON_AddNumberToObject(o, "verifier_logp", ver_score[r]);
         cJSON_AddNumberToObject(o, "generator_logp", gen_score[r]);
-        char* l = cJSON_PrintUnformatted(o);
-        atomic_write(&f, l, strlen(l));
-        atomic_write(&f, "\n", 1);
-        free(l);
-        cJSON_Delete(o);
+        jsonl_write(&f, o);
     }
     atomic_commit(&f);
-    cJSON* rec = cJSON_CreateObject();
-    cJSON_AddNumberToObject(rec, "iteration", s->iterations);
-    cJSON_AddStringToObject(rec, "method", "vstar");
-    cJSON_AddStringToObject(rec, "stage", "test");
+    cJSON* rec = stage_record(s, "test");
     cJSON_AddNumberToObject(rec, "test_problems", nt);
     cJSON_AddNumberToObject(rec, "candidates_per_problem", N);
     cJSON_AddNumberToObject(rec, "pass_at_1", pass1);
@@ -256,9 +235,7 @@ static void test_candidates(Model* m, const RunCtx* rc) {
     cJSON_AddItemToObject(rec, "best_of_k_verifier", bok_v);
     cJSON_AddItemToObject(rec, "best_of_k_generator", bok_g);
     cJSON_AddNumberToObject(rec, "candidate_tokens_per_s", tps);
-    cJSON_AddNumberToObject(rec, "seconds", now_seconds() - t0);
-    st_metrics_append(s->out, rec);
-    cJSON_Delete(rec);
+    append_record(s, rec, t0);
     for (int r = 0; r < n; r++) free(texts[r]), free(rows[r].prompt.ids), free(rows[r].completion.ids);
     free(prompts), free(sample), free(rows), free(texts), free(outs), free(correct), free(gen_score), free(ver_score);
 }

@@ -18,6 +18,7 @@
 
 #include "common/strbuf.h"
 #include "common/util.h"
+#include "host/jsonl.h"
 
 int star_task_from_name(const char* name) {
     if (!strcmp(name, "arith")) return STAR_TASK_ARITH;
@@ -362,31 +363,22 @@ static int parse_item(const cJSON* o, int task, StarItem* it, const char* name, 
 StarItem* star_parse_tasks(const char* text, size_t len, const char* name, int task, int* n_out, char* err,
                            size_t errcap) {
     StarItem* items = NULL;
-    int n = 0, cap = 0, line = 0;
+    int n = 0, cap = 0;
     *n_out = 0;
-    for (const char* p = text; p < text + len;) {
-        const char* nl = memchr(p, '\n', (size_t)(text + len - p));
-        const char* end = nl ? nl : text + len;
-        line++;
-        const char* q = p;
-        p = end + 1;
-        while (q < end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-        if (q == end) continue;
-        if (memchr(q, 0, (size_t)(end - q))) {
-            set_err(err, errcap, "%s:%d: a NUL byte in the line", name, line);
+    Jsonl r;
+    jsonl_from_text(&r, text, len);
+    while (jsonl_next(&r)) {
+        if (r.nul) {
+            set_err(err, errcap, "%s:%d: a NUL byte in the line", name, r.line);
             goto fail;
         }
-        cJSON* o = cJSON_ParseWithLength(q, (size_t)(end - q));
-        if (!cJSON_IsObject(o)) {
-            cJSON_Delete(o);
-            set_err(err, errcap, "%s:%d: not a JSON object", name, line);
+        if (!cJSON_IsObject(r.value)) {
+            set_err(err, errcap, "%s:%d: not a JSON object", name, r.line);
             goto fail;
         }
         if (n == cap) items = xrealloc(items, (size_t)(cap = cap ? 2 * cap : 64), sizeof(StarItem));
         memset(&items[n], 0, sizeof items[n]);
-        int rc = parse_item(o, task, &items[n], name, line, err, errcap);
-        cJSON_Delete(o);
-        if (rc) goto fail;
+        if (parse_item(r.value, task, &items[n], name, r.line, err, errcap)) goto fail;
         n++;
     }
     if (!n) {
@@ -396,6 +388,7 @@ StarItem* star_parse_tasks(const char* text, size_t len, const char* name, int t
     *n_out = n;
     return items;
 fail:
+    jsonl_close(&r);
     star_free_tasks(items, n);
     return NULL;
 }

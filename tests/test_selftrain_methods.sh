@@ -37,8 +37,9 @@ base="$work/base/step_000002"
 [ -f "$base/tokenizer.json" ] || cp "$tok" "$base/tokenizer.json"
 tiny=(--task arith --train "$work/t.jsonl" --test "$work/t.jsonl" --grow 1 --batch 6 --seq 72 --max-tokens 56 --shots 0
       --lr 2e-3 --warmup 10)
-$Q selftrain --method star --model "$base" "${tiny[@]}" --start-steps 80 --gold --iterations 1 --out "$work/sft" \
-   > "$work/sft.log" 2>&1 || bad "the starting model's STaR run failed: $(tail -1 "$work/sft.log")"
+# run NAME OPTION...: a selftrain run into $work/NAME, its log $work/NAME.log
+run() { local name=$1; shift; $Q selftrain "$@" --out "$work/$name" > "$work/$name.log" 2>&1 || bad "$name: the run failed: $(tail -1 "$work/$name.log")"; }
+run sft --method star --model "$base" "${tiny[@]}" --start-steps 80 --gold --iterations 1
 M1="$work/sft/iter_001"
 
 # the Python side: this file's own answer check and the records
@@ -48,8 +49,8 @@ import itertools, json, math, re, sys
 def recs(path):
     return [json.loads(l) for l in open(path) if l.strip()]
 
-def problems(path):
-    return [json.loads(l) for l in open(path) if l.strip()]
+w = sys.argv[1]  # the work directory (checks runs python3 - "$work")
+probs = recs(w + "/t.jsonl")
 
 def arith_answer(text):
     # the line after the first "</scratch>" line
@@ -92,6 +93,8 @@ def best_of_k_bruteforce(scores, correct, k):
     subsets = list(itertools.combinations(range(len(scores)), k))
     return sum(correct[max(s, key=lambda i: (scores[i], -i))] for s in subsets) / len(subsets)
 PY
+# checks <<'PY' ... PY: a Python check with check.py's names (w, probs, recs, right, ...) imported
+checks() { PYTHONPATH="$work" python3 - "$work"; }
 
 same_run() {  # reference dir, resumed dir, weights (relative), label
   if python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" <<'PY'
@@ -107,12 +110,9 @@ PY
 
 # ---- RFT ----------------------------------------------------------------------------------------------
 rft=(--method rft --model "$M1" "${tiny[@]}" --start-steps 20 --samples 4 --temperature 1.2 --gold)
-$Q selftrain "${rft[@]}" --out "$work/rft" > "$work/rft.log" 2>&1 || bad "rft run failed: $(tail -1 "$work/rft.log")"
-if python3 - "$work" <<'PY'
-import json, sys
-sys.path.insert(0, sys.argv[1]); from check import *
-w = sys.argv[1]
-probs = problems(w + "/t.jsonl")
+run rft "${rft[@]}"
+if checks <<'PY'
+from check import *
 rs = recs(w + "/rft/metrics.jsonl")
 assert len(rs) == 1 and rs[0]["iteration"] == 1 and rs[0]["method"] == "rft", rs
 r = rs[0]
@@ -135,7 +135,7 @@ PY
 then ok "rft: labels, correct samples, distinct paths, kept examples recomputed"; else bad "rft records"; fi
 # a completion does not depend on how many requests are in flight: with --gen-batch 1 the 24 samples
 # go through generate_batch in 6 chunks of 4 (the stop rule must judge each chunk's own requests)
-$Q selftrain "${rft[@]}" --gen-batch 1 --out "$work/rft_b1" > "$work/rft_b1.log" 2>&1 || bad "rft --gen-batch 1 failed"
+run rft_b1 "${rft[@]}" --gen-batch 1
 if cmp -s "$work/rft/generations_001.jsonl" "$work/rft_b1/generations_001.jsonl"; then ok "rft: the same samples with --gen-batch 1 (6 chunks)"
 else bad "rft: --gen-batch 1 changes the samples"; fi
 QSTAR_FAULT=0:1:after_generate $Q selftrain "${rft[@]}" --out "$work/rft_r" > "$work/rft_r1.log" 2>&1
@@ -153,12 +153,9 @@ same_run "$work/rft" "$work/rft_r" iter_001/model.safetensors "rft resumed after
 # 10; at 2e-4 x 24 the loss over all pairs ended in 0.08..0.24 and pair accuracy in 0.93..1 for all 16.
 vs=(--method vstar --model "$M1" "${tiny[@]}" --start-steps 20 --samples 4 --temperature 1.2 --gold --iterations 2
     --dpo-steps 24 --dpo-batch 4 --dpo-lr 2e-4 --beta 0.1 --test-samples 5)
-$Q selftrain "${vs[@]}" --out "$work/vs" > "$work/vs.log" 2>&1 || bad "vstar run failed: $(tail -1 "$work/vs.log")"
-if python3 - "$work" <<'PY'
-import json, math, sys
-sys.path.insert(0, sys.argv[1]); from check import *
-w = sys.argv[1]
-probs = problems(w + "/t.jsonl")
+run vs "${vs[@]}"
+if checks <<'PY'
+from check import *
 rs = recs(w + "/vs/metrics.jsonl")
 assert [(r["iteration"], r.get("stage")) for r in rs] == [(1, None), (2, None), (2, "verifier"), (2, "test")], rs
 ver = [recs(w + "/vs/verifier_%03d.jsonl" % i) for i in (1, 2)]
@@ -233,12 +230,9 @@ else bad "vstar: resuming a finished run"; fi
 # ---- per-step DPO -------------------------------------------------------------------------------------
 sd=(--method stepdpo --model "$M1" "${tiny[@]}" --samples 4 --temperature 1.2 --rollouts 4 --q-estimator mean
     --pit-threshold 0.2 --dpo-steps 8 --dpo-batch 4 --dpo-lr 1e-3 --beta 0.1)
-$Q selftrain "${sd[@]}" --out "$work/sd" > "$work/sd.log" 2>&1 || bad "stepdpo run failed: $(tail -1 "$work/sd.log")"
-if python3 - "$work" <<'PY'
-import json, math, sys
-sys.path.insert(0, sys.argv[1]); from check import *
-w = sys.argv[1]
-probs = problems(w + "/t.jsonl")
+run sd "${sd[@]}"
+if checks <<'PY'
+from check import *
 rs = recs(w + "/sd/metrics.jsonl")
 assert len(rs) == 1 and rs[0]["method"] == "stepdpo", rs
 r = rs[0]
@@ -316,12 +310,12 @@ check_err "unknown q-estimator" 'unknown --q-estimator "max"' $Q selftrain --met
 check_err "unknown pair weight" 'unknown --pair-weight' $Q selftrain --method stepdpo --model "$M1" "${tiny[@]}" --pair-weight w --out "$work/x"
 check_err "zero samples" '--samples' $Q selftrain --method rft --model "$M1" "${tiny[@]}" --samples 0 --out "$work/x"
 check_err "beta 0" '--beta > 0' $Q selftrain --method vstar --model "$M1" "${tiny[@]}" --beta 0 --out "$work/x"
-printf '{"problem": 0, "prompt": [1], "completion": [2]}\n' > "$work/vs_r/verifier_001.jsonl"
+printf '\n{"problem": 0, "prompt": [1], "completion": [2]}\n' > "$work/vs_r/verifier_001.jsonl"  # a blank line counts
 sed -i 's/"done":[[:space:]]*"test"/"done": "generate"/' "$work/vs_r/state.json"
 python3 - "$work/vs_r/state.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1])); s["stage"] = None; del s["stage"]; json.dump(s, open(sys.argv[1], "w"))
 PY
-check_err "malformed verifier data" 'verifier_001.jsonl:1: not a verifier sample' $Q selftrain --resume "$work/vs_r"
+check_err "malformed verifier data" 'verifier_001.jsonl:2: not a verifier sample' $Q selftrain --resume "$work/vs_r"
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
