@@ -2,8 +2,8 @@
  * `qstar info`: what a model costs before it is run: parameters by kind, and the device memory a
  * training run needs per GPU at a batch and sequence length: the step (weights, gradients, AdamW
  * moments, activations from the same size tables the model allocates with, and the buffers the CUDA
- * kernels and NCCL allocate for themselves, by their own size formulas) and the start of the run
- * (which holds the whole optimizer state before ZeRO-1 shards it).
+ * kernels and NCCL allocate for themselves, by their own size formulas); the start of the run holds
+ * less (the optimizer state is made sharded, model_create_shard).
  * tests/test_info_memory.sh holds the total to the peak the CUDA emulator's cudaMalloc records.
  * Not counted: the pinned upload stage (host memory), the static __device__ arrays of the kernels
  * (sum_squares' partials: kilobytes), and generation during training (--sample-every: KV caches).
@@ -229,13 +229,7 @@ int cmd_info(int argc, char** argv) {
                        sharded ? ceil(total / world) : total, world > 1 && xb == 2 && !strcmp(grad_reduce, "fp32")};
     const StepMemory s = step_memory(&plan, batch);
 
-    // The start of the run (host/train.c), before anything of the step is allocated: model_create
-    // allocates the whole optimizer state, which ZeRO-1 shards afterwards. Adding the thought tokens
-    // frees the base model's device state before it creates the grown model, so the largest model the
-    // run creates, whole, is the start's peak.
-    const double startup = model_state_bytes(total, total, xb);
-
-    char b1[32], b2[32];
+    char b1[32];
     printf("config: %s\n", config);
     printf("  layers %d, hidden %d, intermediate %d, heads %d (kv %d, head_dim %d), vocab %d, %s embeddings\n",
            c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads,
@@ -268,23 +262,19 @@ int cmd_info(int argc, char** argv) {
         printf("  NCCL        %s (%s)\n", human(s.nccl, b1, sizeof b1),
                plan.zero ? "staging of the host arrays a ZeRO-1 checkpoint gathers, and a scalar" : "a scalar");
     printf("  step        %s GiB\n", gib(s.total, b1, sizeof b1));
-    if (sharded)
-        printf("  start       %s GiB (model_create allocates the whole optimizer state before ZeRO-1 shards it)\n",
-               gib(startup, b2, sizeof b2));
-    printf("per-GPU total: %s GiB%s\n", gib(fmax(s.total, startup), b1, sizeof b1),
-           startup > s.total ? " (the start of the run, not the step, is the peak)" : "");
+    // The start of the run never exceeds the step: the optimizer state is made sharded
+    // (model_create_shard), and adding the thought tokens frees the base model's device state before it
+    // creates the grown one (host/train.c).
+    printf("per-GPU total: %s GiB\n", gib(s.total, b1, sizeof b1));
     if (budget_gib > 0) {
         const double budget = budget_gib * 1073741824.0;
         int fit = 0;
-        if (startup <= budget) {
-            for (int b = 1; b <= 1 << 16; b *= 2)  // doubling, then binary search below the first miss
-                if (step_memory(&plan, b).total <= budget) fit = b;
-                else break;
-            for (int step = fit / 2; fit && step > 0; step /= 2)
-                if (step_memory(&plan, fit + step).total <= budget) fit += step;
-        }
-        printf("largest micro-batch within %.1f GiB: %d%s\n", budget_gib, fit,
-               startup > budget ? " (the start of the run does not fit)" : "");
+        for (int b = 1; b <= 1 << 16; b *= 2)  // doubling, then binary search below the first miss
+            if (step_memory(&plan, b).total <= budget) fit = b;
+            else break;
+        for (int step = fit / 2; fit && step > 0; step /= 2)
+            if (step_memory(&plan, fit + step).total <= budget) fit += step;
+        printf("largest micro-batch within %.1f GiB: %d\n", budget_gib, fit);
     }
     return 0;
 }

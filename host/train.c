@@ -219,10 +219,11 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
     model_build_table(&base, &model->cfg);
     const Backend* be = model->be;
     const int recompute = model->recompute;
+    const int base_rank = model->shard_rank, base_world = model->shard_world;
     const int old_vocab = model->cfg.vocab_size;
     model_destroy(model);
     Model grown;
-    model_create(&grown, &cfg, be);
+    model_create_shard(&grown, &cfg, be, base_rank, base_world);  // the grown model's shard of the same rank
     model_init_random(&grown, seed ^ 0x7175696574ull);
     model_copy_matching(&grown, &base, base_w);
     free(base_w);
@@ -399,12 +400,11 @@ int cmd_train(int argc, char** argv) {
     check_settings(&s, &cfg);
     Tokenizer* tok = s.tokenizer ? tok_load(s.tokenizer) : NULL;
     Model model;
-    model_create(&model, &cfg, be);
+    // ZeRO-1: this rank's shard of the optimizer state only, from the start (never the whole of it)
+    const int zero = s.zero && comm.world > 1;
+    model_create_shard(&model, &cfg, be, zero ? comm.rank : 0, zero ? comm.world : 1);
     model.recompute = s.recompute;
     int start_step = 0;
-    if (s.zero && comm.world > 1)
-        model_shard_optimizer(&model, comm_shard_offset(&comm, model.n_params, comm.rank),
-                              comm_shard_count(&comm, model.n_params, comm.rank));
     if (ckpt) {
         float *adam_m, *adam_v;
         checkpoint_load(ckpt, &model, &adam_m, &adam_v);
@@ -422,9 +422,6 @@ int cmd_train(int argc, char** argv) {
             if (!tok) fatal("train: --mode quietstar on a model without thought tokens needs --tokenizer");
             add_thought_tokens(&model, tok, s.tokenizer, s.thought_init, s.embed_scale, (uint64_t)s.seed, main_rank);
             cfg = model.cfg;
-            if (s.zero && comm.world > 1)
-                model_shard_optimizer(&model, comm_shard_offset(&comm, model.n_params, comm.rank),
-                                      comm_shard_count(&comm, model.n_params, comm.rank));
         }
     }
     if (tok && tok_vocab_size(tok) > (uint32_t)cfg.vocab_size)

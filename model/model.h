@@ -87,6 +87,7 @@ typedef struct {
     float* m;
     float* v;
     size_t opt_offset, opt_count;
+    int shard_rank, shard_world;  // the ZeRO-1 shard the optimizer state was made for (0 of 1: all of it)
     float* scalar;  // backend memory: one float, the result of sum_squares
     Activations acts;
     // Activation memory against recomputation, set before activations are allocated (--recompute):
@@ -113,6 +114,9 @@ typedef struct {
 void model_build_table(Model* m, const ModelConfig* cfg);
 // Builds the parameter table for cfg and allocates parameters, gradients and moments (zeroed).
 void model_create(Model* m, const ModelConfig* cfg, const Backend* be);
+// The same for rank `rank` of `world` under ZeRO-1: the optimizer state (fp32 master, moments) is
+// allocated for this rank's shard of the parameters only (common/partition.h), never whole.
+void model_create_shard(Model* m, const ModelConfig* cfg, const Backend* be, int rank, int world);
 void model_destroy(Model* m);
 // Normal(0, initializer_range) for matrices and embeddings, ones for norms; Philox keyed by seed.
 void model_init_random(Model* m, uint64_t seed);
@@ -172,9 +176,6 @@ float model_grad_norm(Model* m);
 // One AdamW step over every tensor group within the optimizer range; grad_scale multiplies
 // gradients (clipping), t is 1-based.
 void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_scale, int t);
-// Keeps AdamW moments only for parameters [offset, offset + count) (ZeRO-1); the moments restart at
-// zero unless set afterwards.
-void model_shard_optimizer(Model* m, size_t offset, size_t count);
 // Squared L2 norm of gradients [offset, offset + count).
 double model_grad_sum_squares(Model* m, size_t offset, size_t count);
 

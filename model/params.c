@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/partition.h"
 #include "common/util.h"
 #include "kernels/philox.h"
 #include "model/model.h"
@@ -79,17 +80,21 @@ void model_build_table(Model* m, const ModelConfig* cfg) {
     }
 }
 
-void model_create(Model* m, const ModelConfig* cfg, const Backend* be) {
+void model_create(Model* m, const ModelConfig* cfg, const Backend* be) { model_create_shard(m, cfg, be, 0, 1); }
+
+void model_create_shard(Model* m, const ModelConfig* cfg, const Backend* be, int rank, int world) {
     model_build_table(m, cfg);
     m->be = be;
-    size_t bytes = sizeof(float) * m->n_params;
+    m->shard_rank = rank;
+    m->shard_world = world;
+    m->opt_offset = shard_offset(m->n_params, world, rank);
+    m->opt_count = shard_count(m->n_params, world, rank);
+    const size_t shard = sizeof(float) * (m->opt_count ? m->opt_count : 1);
     m->params = be->alloc(be->x_bytes * m->n_params);
     m->grads = be->alloc(be->x_bytes * m->n_params);
-    m->master = be->x_bytes == sizeof(float) ? NULL : be->alloc(bytes);
-    m->m = be->alloc(bytes);
-    m->v = be->alloc(bytes);
-    m->opt_offset = 0;
-    m->opt_count = m->n_params;
+    m->master = be->x_bytes == sizeof(float) ? NULL : be->alloc(shard);
+    m->m = be->alloc(shard);
+    m->v = be->alloc(shard);
     m->scalar = be->alloc(sizeof(float));
 }
 
@@ -164,19 +169,3 @@ void model_copy_matching(Model* dst, const Model* src, const float* src_weights)
     free(d);
 }
 
-void model_shard_optimizer(Model* m, size_t offset, size_t count) {
-    QSTAR_ASSERT(offset + count <= m->n_params);
-    m->be->free(m->m);
-    m->be->free(m->v);
-    m->m = m->be->alloc(sizeof(float) * (count ? count : 1));
-    m->v = m->be->alloc(sizeof(float) * (count ? count : 1));
-    if (m->master) {  // the master weights are sharded with the moments; keep this rank's part
-        QSTAR_ASSERT(m->opt_offset == 0 && m->opt_count == m->n_params);
-        float* shard = m->be->alloc(sizeof(float) * (count ? count : 1));
-        m->be->copy(shard, m->master + offset, sizeof(float) * count);
-        m->be->free(m->master);
-        m->master = shard;
-    }
-    m->opt_offset = offset;
-    m->opt_count = count;
-}

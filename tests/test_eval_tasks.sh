@@ -85,7 +85,11 @@ a, b, c = ([json.loads(l) for l in open(p)] for p in sys.argv[1:4])
 assert len(a) == len(b) == len(c) == 5
 for x, y, z in zip(a, b, c):
     assert x["index"] == y["index"] == z["index"] and x["line"] == y["line"] == z["line"]
-    for w in (y, z): assert abs(x["score"] - w["score"]) <= 1e-6 * x["score"], (x, w)
+    # 1e-5: a GEMM over a different number of rows may take another kernel (kernels/cpu/matmul.c: up to
+    # 32 rows a fixed-order block kernel, more rows OpenBLAS) whose sums round differently, a few ulps per
+    # product (measured 2.9e-6 after the model's layers); a batching bug (padding or a row leaking into
+    # another) moves a score by orders of magnitude more
+    for w in (y, z): assert abs(x["score"] - w["score"]) <= 1e-5 * x["score"], (x, w)
 PY
     # the reference's Mistral lists, from the same rule on a Mistral-style tokenizer: digits bare, letters "▁A" (else bare)
     $PY - "$work/m/tokenizer.json" "$work/q_gsm8k.json" "$work/q_csqa.json" <<'PY' && ok "valid ids: bare digits, '▁A'..'▁E' where they exist, '<0x0A>' (the reference's Mistral lists by the same rule)" || bad "valid ids are not the tokens the reference's rule picks"
