@@ -245,9 +245,11 @@ int cmd_info(int argc, char** argv) {
     printf("training step memory per GPU at micro-batch %d x seq %d, %s%s%s%s:\n", batch, seq, precision,
            sharded ? xsprintf(", ZeRO-1 over %d ranks", world) : world > 1 ? xsprintf(", %d ranks", world) : "",
            recompute ? ", MLP activations recomputed" : "",
-           quietstar ? xsprintf(", Quiet-STaR: %d passes, %d forwards of every row kept for the backward", qc.n_passes,
-                                qc.n_ahead + qc.n_ahead_talk - 1)
-                     : "");
+           !quietstar ? ""
+           : recompute >= 2 ? xsprintf(", Quiet-STaR: %d passes, %d forwards each rerun before its backward (the "
+                                       "inputs and K/V kept)", qc.n_passes, qc.n_ahead + qc.n_ahead_talk - 1)
+                            : xsprintf(", Quiet-STaR: %d passes, %d forwards of every row kept for the backward",
+                                       qc.n_passes, qc.n_ahead + qc.n_ahead_talk - 1));
     printf("  weights     %s%s\n", human(s.weights, b1, sizeof b1), xb == 4 ? "" : " (bf16 working copy)");
     if (s.master) printf("  master      %s (fp32)\n", human(s.master, b1, sizeof b1));
     printf("  gradients   %s\n", human(s.grads, b1, sizeof b1));
