@@ -275,9 +275,10 @@ typedef struct {
     floatX *x, *ln, *qkv, *att, *tmp, *mid, *gu, *mlp, *lnf;
     float* rstd;
     int32_t *pos, *tok;
+    int32_t* attn_rows;  // (3, cap): each row's slot, text keys and thought keys, for cached_attention_batched
     // (slots, ·) buffers: one row per running request
     floatX *hsel, *hb, *cat, *a1, *a2, *w, *hmix, *logits;
-    int32_t* h_pos;
+    int32_t *h_pos, *h_attn;  // host copies of pos and attn_rows
     float* h_logits;  // (slots, V) host
 } Batch;
 
@@ -314,6 +315,8 @@ static void batch_init(Batch* b, Model* m, int slots, int max_len, int n_thought
     b->rstd = m->be->alloc(sizeof(float) * R);
     b->pos = m->be->alloc(sizeof(int32_t) * R);
     b->tok = m->be->alloc(sizeof(int32_t) * R);
+    b->attn_rows = m->be->alloc(sizeof(int32_t) * 3 * R);
+    b->h_attn = xmalloc(sizeof(int32_t) * 3 * R);
     b->hsel = alloc_x(m, S * H);
     b->hb = alloc_x(m, S * H);
     b->cat = alloc_x(m, S * 2 * H);
@@ -339,9 +342,10 @@ static void batch_free(Batch* b) {
     free(b->tk);
     free(b->tv);
     void* bufs[] = {b->x,    b->ln,  b->qkv, b->att, b->tmp, b->mid, b->gu, b->mlp, b->lnf,    b->rstd, b->pos,
-                    b->tok,  b->hsel, b->hb, b->cat, b->a1,  b->a2,  b->w,  b->hmix, b->logits};
+                    b->tok,  b->hsel, b->hb, b->cat, b->a1,  b->a2,  b->w,  b->hmix, b->logits, b->attn_rows};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
     free(b->h_pos);
+    free(b->h_attn);
     free(b->h_logits);
 }
 
@@ -353,8 +357,19 @@ static void batch_forward(Batch* b, const RowInfo* ri, int N) {
     const int H = c->hidden_size, IM = c->intermediate_size, NH = c->num_attention_heads;
     const int NKV = c->num_key_value_heads, HD = c->head_dim, KW = NKV * HD, C3 = (NH + 2 * NKV) * HD;
     const floatX* P = m->params;
-    for (int r = 0; r < N; r++) b->h_pos[r] = ri[r].pos;
+    // each row's slot and key counts: text rows 0..n_text-1 of its slot, and its thought so far
+    int32_t *slot = b->h_attn, *n1 = slot + N, *n2 = n1 + N;
+    int max_n = 1;
+    for (int r = 0; r < N; r++) {
+        b->h_pos[r] = ri[r].pos;
+        slot[r] = ri[r].slot;
+        n1[r] = ri[r].n_text;
+        n2[r] = ri[r].thought_row >= 0 ? ri[r].thought_row + 1 : 0;
+        if (n1[r] + n2[r] > max_n) max_n = n1[r] + n2[r];
+    }
     be->upload(b->pos, b->h_pos, sizeof(int32_t) * N);
+    be->upload(b->attn_rows, b->h_attn, sizeof(int32_t) * 3 * (size_t)N);
+    const int32_t *d_slot = b->attn_rows, *d_n1 = d_slot + N, *d_n2 = d_n1 + N;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const LayerOffsets* lo = &m->layers[l];
         be->rmsnorm_forward(b->ln, b->rstd, b->x, X(P, lo->ln1), N, H, c->rms_norm_eps);
@@ -375,13 +390,9 @@ static void batch_forward(Batch* b, const RowInfo* ri, int N) {
             be->copy_strided(vdst, KW, X(b->qkv, (size_t)r * C3 + NH * HD + KW), C3, n, KW);
             r += n;
         }
-        for (int r = 0; r < N; r++) {
-            const RowInfo* a = &ri[r];
-            const size_t text = (size_t)a->slot * b->max_len * KW, th = (size_t)a->slot * b->n_thought * KW;
-            be->cached_attention_forward(X(b->att, (size_t)r * NH * HD), X(b->qkv, (size_t)r * C3), X(b->k[l], text),
-                                         X(b->v[l], text), a->n_text, X(b->tk[l], th), X(b->tv[l], th),
-                                         a->thought_row >= 0 ? a->thought_row + 1 : 0, NH, NKV, HD);
-        }
+        // every row in one call (each exactly what cached_attention_forward gives it alone)
+        be->cached_attention_batched(b->att, b->qkv, C3, b->k[l], b->v[l], (size_t)b->max_len * KW, b->tk[l], b->tv[l],
+                                     (size_t)b->n_thought * KW, d_slot, d_n1, d_n2, N, max_n, NH, NKV, HD);
         be->matmul_forward(b->tmp, b->att, X(P, lo->o), N, NH * HD, H);
         be->add(b->mid, b->x, b->tmp, (size_t)N * H);
         be->rmsnorm_forward(b->ln, b->rstd, b->mid, X(P, lo->ln2), N, H, c->rms_norm_eps);
