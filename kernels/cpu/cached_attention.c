@@ -12,20 +12,6 @@ void cpu_copy_strided(floatX* dst, size_t dst_stride, const floatX* src, size_t 
     for (int r = 0; r < rows; r++) memcpy(dst + r * dst_stride, src + r * src_stride, sizeof(floatX) * cols);
 }
 
-// dot over one head, 16 lanes then a fixed tree (a plain float sum is a serial chain the compiler may
-// not reorder, so it would stay scalar)
-static inline float head_dot(const floatX* restrict a, const floatX* restrict b, int n) {
-    float acc[16] = {0};
-    int c = 0;
-    for (; c + 16 <= n; c += 16)
-        for (int l = 0; l < 16; l++) acc[l] += a[c + l] * b[c + l];
-    for (; c < n; c++) acc[0] += a[c] * b[c];
-    for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
-    for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
-    for (int l = 0; l < 2; l++) acc[l] += acc[l + 2];
-    return acc[0] + acc[1];
-}
-
 // Heads in parallel when called alone (a decoding step's row); inside an enclosing parallel region
 // (cpu_cached_attention_batched) the region is nested and runs on its thread.
 void cpu_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1, const floatX* v1, int n1,
@@ -40,7 +26,7 @@ void cpu_cached_attention_forward(floatX* out, const floatX* q, const floatX* k1
         float mx = -INFINITY;
         for (int j = 0; j < n; j++) {
             const floatX* kj = j < n1 ? k1 + (size_t)j * KW + g * HD : k2 + (size_t)(j - n1) * KW + g * HD;
-            scores[j] = head_dot(qh, kj, HD) * scale;
+            scores[j] = cpu_dot(qh, kj, HD) * scale;
             mx = scores[j] > mx ? scores[j] : mx;
         }
         double sum = 0.0;

@@ -27,20 +27,9 @@
 #define QB 128  // queries per causal block (as attention.c)
 #define SB 8    // slots per own-slot block
 
-// dot and axpy over one head (HD floats): the own-slot part's inner loops, written for the
-// vectorizer. dot sums 16 lanes, then halves them in a fixed tree (an `omp simd` reduction leaves
-// the lanes to a serial scalar loop, which dominated this part).
-static inline float dot(const floatX* restrict a, const floatX* restrict b, int n) {
-    float acc[16] = {0};
-    int c = 0;
-    for (; c + 16 <= n; c += 16)
-        for (int l = 0; l < 16; l++) acc[l] += a[c + l] * b[c + l];
-    for (; c < n; c++) acc[0] += a[c] * b[c];
-    for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
-    for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
-    for (int l = 0; l < 2; l++) acc[l] += acc[l + 2];
-    return acc[0] + acc[1];
-}
+// cpu_dot (cpu.h) and axpy over one head (HD floats): the own-slot part's inner loops, written for the
+// vectorizer (an `omp simd` reduction left the dot's lanes to a serial scalar loop, which dominated this
+// part).
 static inline void axpy(floatX* restrict y, float a, const floatX* restrict x, int n) {
 #pragma omp simd
     for (int c = 0; c < n; c++) y[c] += a * x[c];
@@ -96,7 +85,7 @@ static inline __attribute__((always_inline)) void own_slot_scores(float* own, co
                 if (nj > 0) prefetch_read(Kown + nj * step_stride + (size_t)ni * C3, HD);
                 const floatX* kr = Kown + j * step_stride + (size_t)i * C3;
                 for (int hh = 0; hh < group; hh++)
-                    own[((size_t)hh * k + j - 1) * L + i] = dot(Qk + (size_t)i * C3 + hh * HD, kr, HD) * scale;
+                    own[((size_t)hh * k + j - 1) * L + i] = cpu_dot(Qk + (size_t)i * C3 + hh * HD, kr, HD) * scale;
             }
         }
     }
@@ -243,8 +232,8 @@ static inline __attribute__((always_inline)) void own_slot_backward(floatX* dqkv
                     const int h = g * group + hh;
                     const floatX* qi = qkv + k * step_stride + (row0 + i) * C3 + h * HD;
                     const floatX* doi = dout + (row0 + i) * CO + h * HD;
-                    const float pj = fast_expf(dot(qi, kj, HD) * scale - lse[((size_t)r * NH + h) * L + i]);
-                    const float dsj = scale * pj * (dot(doi, vj, HD) - D[(size_t)hh * L + i]);
+                    const float pj = fast_expf(cpu_dot(qi, kj, HD) * scale - lse[((size_t)r * NH + h) * L + i]);
+                    const float dsj = scale * pj * (cpu_dot(doi, vj, HD) - D[(size_t)hh * L + i]);
                     axpy(dqkv + k * step_stride + (row0 + i) * C3 + h * HD, dsj, kj, HD);
                     axpy(dk, dsj, qi, HD);
                     axpy(dv, pj, doi, HD);
@@ -283,7 +272,7 @@ void cpu_thought_attention_backward(floatX* dqkv, const floatX* dout, const floa
                 for (int i = 0; i < L; i++) {
                     if (i + 4 < L) prefetch_read(Og + (size_t)(i + 4) * CO, group * HD);
                     for (int hh = 0; hh < group; hh++)
-                        D[(size_t)hh * L + i] = dot(dOg + (size_t)i * CO + hh * HD, Og + (size_t)i * CO + hh * HD, HD);
+                        D[(size_t)hh * L + i] = cpu_dot(dOg + (size_t)i * CO + hh * HD, Og + (size_t)i * CO + hh * HD, HD);
                 }
                 for (int hh = 0; hh < group; hh++) {
                     const int h = g * group + hh;
