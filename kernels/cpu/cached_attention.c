@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/dot.h"
 
 void cpu_copy_strided(floatX* dst, size_t dst_stride, const floatX* src, size_t src_stride, int rows, int cols) {
     for (int r = 0; r < rows; r++) memcpy(dst + r * dst_stride, src + r * src_stride, sizeof(floatX) * cols);

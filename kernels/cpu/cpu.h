@@ -9,21 +9,6 @@
 #define QSTAR_FLOATX float
 #include "kernels/ops.h"
 
-// Dot product of n floats in a fixed order: 16 lanes, then halved in a fixed tree. A plain float sum is
-// a serial chain the compiler may not reorder (and an `omp simd` reduction leaves the lanes to a scalar
-// loop), so this is what vectorizes; the result does not depend on the thread count.
-static inline float cpu_dot(const float* restrict a, const float* restrict b, int n) {
-    float acc[16] = {0};
-    int c = 0;
-    for (; c + 16 <= n; c += 16)
-        for (int l = 0; l < 16; l++) acc[l] += a[c + l] * b[c + l];
-    for (; c < n; c++) acc[0] += a[c] * b[c];
-    for (int l = 0; l < 8; l++) acc[l] += acc[l + 8];
-    for (int l = 0; l < 4; l++) acc[l] += acc[l + 4];
-    for (int l = 0; l < 2; l++) acc[l] += acc[l + 2];
-    return acc[0] + acc[1];
-}
-
 void cpu_embedding_forward(floatX* out, const int32_t* tokens, const floatX* table, int N, int H);
 void cpu_embedding_backward(floatX* dtable, const floatX* dout, const int32_t* tokens, int N, int V, int H);
 void cpu_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const floatX* weight, int N, int H, float eps);

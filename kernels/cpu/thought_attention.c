@@ -22,6 +22,7 @@
 
 #include "common/util.h"
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/dot.h"
 #include "kernels/cpu/fastexp.h"
 
 #define QB 128  // queries per causal block (as attention.c)
