@@ -16,6 +16,7 @@
 #include "model/generate.h"
 #include "model/quietstar.h"
 #include "tests/check.h"
+#include "tests/tiny_config.h"
 
 typedef struct {
     int32_t text[64], thought[64];
@@ -28,26 +29,12 @@ static void capture(void* user, int kind, int32_t token) {
     if (kind == GEN_THOUGHT_TOKEN) c->thought[c->n_thought++] = token;
 }
 
-static ModelConfig small_config(int quietstar) {
-    ModelConfig cfg;
-    config_load(&cfg, "configs/tiny.json");
-    cfg.vocab_size = 80;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 64;
-    cfg.num_hidden_layers = 2;
-    cfg.head_dim = 8;
-    cfg.initializer_range = 0.3f;  // peaked predictions, so greedy ties are unlikely
-    cfg.start_thought_id = quietstar ? 78 : -1;
-    cfg.end_thought_id = quietstar ? 79 : -1;
-    return cfg;
-}
-
 int main(void) {
     const Backend* be = backend_get(getenv("QSTAR_TEST_DEVICE") ? getenv("QSTAR_TEST_DEVICE") : "cpu");
     const int32_t prompt[7] = {5, 17, 3, 44, 9, 9, 21};
 
     // 1. cached greedy generation == full re-forward greedy generation
-    ModelConfig cfg = small_config(0);
+    ModelConfig cfg = tiny_config(80, 64, 2, 0, 0.3f);  // init 0.3: peaked predictions, so greedy ties are unlikely
     Model m;
     model_create(&m, &cfg, be);
     model_init_random(&m, 3);
@@ -63,7 +50,7 @@ int main(void) {
     model_destroy(&m);
 
     // 2. thinking before the first token == the training step's talk logits with that thought
-    cfg = small_config(1);
+    cfg = tiny_config(80, 64, 2, 1, 0.3f);
     model_create(&m, &cfg, be);
     model_init_random(&m, 4);
     float* theta = xmalloc(sizeof(float) * m.n_params);

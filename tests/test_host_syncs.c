@@ -18,26 +18,14 @@
 #include "common/util.h"
 #include "model/quietstar.h"
 #include "tests/check.h"
+#include "tests/tiny_config.h"
 
 #define QS_MAX_SYNCS 3
 #define LM_MAX_SYNCS 2
 
-static ModelConfig tiny_config(void) {
-    ModelConfig cfg;
-    config_load(&cfg, "configs/tiny.json");
-    cfg.vocab_size = 64;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 48;
-    cfg.num_hidden_layers = 2;
-    cfg.head_dim = 8;
-    cfg.start_thought_id = 62;
-    cfg.end_thought_id = 63;
-    return cfg;
-}
-
 // Runs the micro-steps on one backend; returns the last Quiet-STaR and lm losses in out[0], out[1].
 static void run_backend(const Backend* be, double* out) {
-    ModelConfig cfg = tiny_config();
+    ModelConfig cfg = tiny_config(64, 48, 2, 1, 0);
     Model m;
     model_create(&m, &cfg, be);
     model_init_random(&m, 5);

@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "model/quietstar.h"
 #include "tests/check.h"
+#include "tests/tiny_config.h"
 #include "tests/fd_probe.h"
 
 static Model m;
@@ -31,16 +32,7 @@ static double thought_step(const ParamTensor* t) {
 }
 
 int main(void) {
-    ModelConfig cfg;
-    config_load(&cfg, "configs/tiny.json");
-    cfg.vocab_size = 64;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 48;
-    cfg.num_hidden_layers = 2;
-    cfg.head_dim = 8;
-    cfg.start_thought_id = 62;
-    cfg.end_thought_id = 63;
-    cfg.initializer_range = 0.15f;
+    ModelConfig cfg = tiny_config(64, 48, 2, 1, 0.15f);
     const char* dev = getenv("QSTAR_TEST_DEVICE");
     model_create(&m, &cfg, backend_get(dev ? dev : "cpu"));
     model_init_random(&m, 11);

@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "model/quietstar.h"
 #include "tests/check.h"
+#include "tests/tiny_config.h"
 
 static const Backend* be;
 
@@ -110,16 +111,7 @@ int main(void) {
         printf("FAIL backend %s is not built in (%s)\n", dev, backend_names());
         return 1;
     }
-    ModelConfig cfg;
-    config_load(&cfg, "configs/tiny.json");
-    cfg.vocab_size = 64;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 48;
-    cfg.num_hidden_layers = 3;
-    cfg.head_dim = 8;
-    cfg.start_thought_id = 62;
-    cfg.end_thought_id = 63;
-    cfg.initializer_range = 0.15f;
+    ModelConfig cfg = tiny_config(64, 48, 3, 1, 0.15f);
     Model tmp;
     model_create(&tmp, &cfg, backend_get("cpu"));
     model_init_random(&tmp, 5);
