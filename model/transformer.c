@@ -312,14 +312,8 @@ void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_sca
                             xat(m->be, m->grads, lo), m->m + (lo - r0), m->v + (lo - r0), hi - lo, lr * p->lr_mult,
                             opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f, grad_scale, t, seed);
     }
-    if (opt->bf16_weights) {  // the reference's own mode: weights that live in bf16, the master included
-        QSTAR_ASSERT(!m->master || m->be->x_bytes == 2);
-        if (m->master) {
-            m->be->round_bf16(m->master, m->opt_count);
-        } else {
-            m->be->round_bf16((float*)xat(m->be, m->params, r0), m->opt_count);
-        }
-    }
+    // the reference's own mode: fp32 weights (the master, or the fp32 weights themselves) kept at bf16 values
+    if (opt->bf16_weights) m->be->round_bf16(m->master ? m->master : (float*)xat(m->be, m->params, r0), m->opt_count);
 }
 
 double model_step_flops(const Model* m, int B, int T) {
