@@ -334,12 +334,13 @@ static void soft_prepare(SoftQuestion* sq, const Item* it, const Tokenizer* tok,
     free(ids.ids);
 }
 
-// The question's score from the logits of its rows: Π p(target) renormalised over the valid ids.
-static double soft_score(const Backend* be, const floatX* logits, size_t row0, int V, const SoftQuestion* sq,
+// The question's score from the logits of its rows (V real columns, rows Vp apart): Π p(target)
+// renormalised over the valid ids.
+static double soft_score(const Backend* be, const floatX* logits, size_t row0, int V, int Vp, const SoftQuestion* sq,
                          const int* valid, int n_valid, float* rowbuf) {
     double prob = 1.0;
     for (int s = 0; s < sq->n_scored; s++) {
-        x_download(be, rowbuf, xat(be, logits, (row0 + (size_t)sq->rows[s]) * V), V);
+        x_download(be, rowbuf, xat(be, logits, (row0 + (size_t)sq->rows[s]) * Vp), V);
         double mx = -INFINITY;
         for (int v = 0; v < n_valid; v++) mx = fmax(mx, rowbuf[valid[v]]);
         double sum = 0;
@@ -535,11 +536,11 @@ int cmd_eval_task(int argc, char** argv) {
                 model_forward(&m, in, NULL, NULL);
                 base_logits = m.acts.logits;
             }
+            const int V = cfg.vocab_size, Vp = vocab_padded(&cfg);
             for (int r = 0; r < nb; r++) {
                 const int i = order[b0 + r];
-                scores[i] = soft_score(be, base_logits, (size_t)r * Lb, cfg.vocab_size, &sq[i], valid, n_valid, rowbuf);
-                tscores[i] = thinking ? soft_score(be, talk_logits, (size_t)r * Lb, cfg.vocab_size, &sq[i], valid,
-                                                   n_valid, rowbuf)
+                scores[i] = soft_score(be, base_logits, (size_t)r * Lb, V, Vp, &sq[i], valid, n_valid, rowbuf);
+                tscores[i] = thinking ? soft_score(be, talk_logits, (size_t)r * Lb, V, Vp, &sq[i], valid, n_valid, rowbuf)
                                       : NAN;
                 sum += scores[i];
                 if (thinking) tsum += tscores[i];

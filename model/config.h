@@ -35,4 +35,14 @@ void config_save(const ModelConfig* c, const char* path);
 // Checks the shape is buildable (positive sizes, heads divide, even head_dim); msg names `source`.
 void config_validate(const ModelConfig* c, const char* source);
 
+// The vocabulary dimension as the model stores it: embed_tokens, lm_head and the logits have this many
+// rows/columns, a multiple of 128 (32002, Mistral with thought tokens, becomes 32128), so logits rows
+// start 16-byte aligned for vector loads and cuBLASLt, and the lm_head GEMM tiles evenly. The rows past
+// vocab_size are zero weights that never train (no token has their ids); their logits are set to
+// VOCAB_PAD_LOGIT after the lm_head, so softmax, cross-entropy and sampling over the padded row give
+// exactly what the real vocabulary does, and their gradients are zero. Checkpoints hold vocab_size rows.
+#define VOCAB_PAD 128
+#define VOCAB_PAD_LOGIT (-1e10f)
+static inline int vocab_padded(const ModelConfig* c) { return (c->vocab_size + VOCAB_PAD - 1) / VOCAB_PAD * VOCAB_PAD; }
+
 #endif

@@ -61,7 +61,7 @@ DpoStats dpo_step(Model* m, const int32_t* inputs, const int32_t* targets, const
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     Activations* a = &m->acts;
-    const int B = a->B, T = a->T, N = B * T, V = c->vocab_size;
+    const int B = a->B, T = a->T, N = B * T, V = vocab_padded(c);
     QSTAR_ASSERT(a->memory != NULL && B == 2 * P);
     double* logp = xmalloc(sizeof(double) * (size_t)B);
     double* dlogp = xmalloc(sizeof(double) * (size_t)B);

@@ -60,7 +60,7 @@ static void gen_init(Gen* g, Model* m, int max_len, int n_thought) {
     g->gu = alloc_x(m, 2 * (size_t)c->intermediate_size);
     g->mlp = alloc_x(m, c->intermediate_size);
     g->lnf = alloc_x(m, H);
-    g->logits = alloc_x(m, c->vocab_size);
+    g->logits = alloc_x(m, vocab_padded(c));
     g->hb = alloc_x(m, H);
     g->cat = alloc_x(m, 2 * (size_t)H);
     g->a1 = alloc_x(m, H);
@@ -192,7 +192,7 @@ static int32_t sample_row(Gen* g, float temperature, float top_p, uint64_t seed,
 static void think(Gen* g, const GenConfig* gc, int i, GenEmit emit, void* user) {
     Model* m = g->m;
     const Backend* be = m->be;
-    const int H = m->cfg.hidden_size, V = m->cfg.vocab_size, NA = gc->n_ahead;
+    const int H = m->cfg.hidden_size, NA = gc->n_ahead;
     const floatX* P = m->params;
     emit(user, GEN_THOUGHT_START, m->cfg.start_thought_id);
     int32_t t = 0;
@@ -203,7 +203,7 @@ static void think(Gen* g, const GenConfig* gc, int i, GenEmit emit, void* user) 
             embed_token(g, t);
         row_forward(g, i + j, i + 1, j - 1);
         if (j <= NA - 3) {
-            be->matmul_forward(g->logits, g->lnf, X(P, m->off_lm_head), 1, H, V);
+            model_lm_head(m, g->logits, g->lnf, 1);
             t = sample_row(g, 1.0f, 1.0f, gc->seed, i, 1000 + j);
             emit(user, GEN_THOUGHT_TOKEN, t);
         }
@@ -219,11 +219,10 @@ static void think(Gen* g, const GenConfig* gc, int i, GenEmit emit, void* user) 
     be->relu_forward(g->a2, g->a2, H);
     be->matmul_forward(g->w, g->a2, X(P, m->off_mix_w4), 1, H, 1);
     be->mix_forward(g->hmix, g->hb, g->lnf, g->w, 1, H);
-    be->matmul_forward(g->logits, g->hmix, X(P, m->off_lm_head), 1, H, V);
+    model_lm_head(m, g->logits, g->hmix, 1);
 }
 
 int generate(Model* m, const GenConfig* gc, const int32_t* prompt, int n_prompt, GenEmit emit, void* user) {
-    const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     const int H = c->hidden_size, V = c->vocab_size;
     if (n_prompt < 1) fatal("generate: the prompt must have at least one token");
@@ -243,7 +242,7 @@ int generate(Model* m, const GenConfig* gc, const int32_t* prompt, int n_prompt,
             m->be->copy(g.hb, g.lnf, m->be->x_bytes * H);
             think(&g, gc, i, emit, user);
         } else {
-            m->be->matmul_forward(g.logits, g.lnf, X(m->params, m->off_lm_head), 1, H, V);
+            model_lm_head(m, g.logits, g.lnf, 1);
         }
         if (produced == 0 && gc->first_logits) x_download(m->be, gc->first_logits, g.logits, V);
         int32_t next = sample_row(&g, gc->temperature, gc->top_p, gc->seed, i, 0);
@@ -279,7 +278,7 @@ typedef struct {
     // (slots, ·) buffers: one row per running request
     floatX *hsel, *hb, *cat, *a1, *a2, *w, *hmix, *logits;
     int32_t *h_pos, *h_attn;  // host copies of pos and attn_rows
-    float* h_logits;  // (slots, V) host
+    float* h_logits;  // (slots, vocab_padded) host
 } Batch;
 
 static void batch_init(Batch* b, Model* m, int slots, int max_len, int n_thought, int cap) {
@@ -324,9 +323,9 @@ static void batch_init(Batch* b, Model* m, int slots, int max_len, int n_thought
     b->a2 = alloc_x(m, S * H);
     b->w = alloc_x(m, S);
     b->hmix = alloc_x(m, S * H);
-    b->logits = alloc_x(m, S * c->vocab_size);
+    b->logits = alloc_x(m, S * vocab_padded(c));
     b->h_pos = xmalloc(sizeof(int32_t) * R);
-    b->h_logits = xmalloc(sizeof(float) * S * c->vocab_size);
+    b->h_logits = xmalloc(sizeof(float) * S * vocab_padded(c));
 }
 
 static void batch_free(Batch* b) {
@@ -404,12 +403,10 @@ static void batch_forward(Batch* b, const RowInfo* ri, int N) {
     be->rmsnorm_forward(b->lnf, b->rstd, b->x, X(P, m->off_norm), N, H, c->rms_norm_eps);
 }
 
-// lm_head over the S rows of h, downloaded into b->h_logits.
+// lm_head over the S rows of h, downloaded into b->h_logits (rows vocab_padded apart).
 static void batch_logits(Batch* b, const floatX* h, int S) {
-    const ModelConfig* c = &b->m->cfg;
-    const Backend* be = b->m->be;
-    be->matmul_forward(b->logits, h, X(b->m->params, b->m->off_lm_head), S, c->hidden_size, c->vocab_size);
-    x_download(be, b->h_logits, b->logits, (size_t)S * c->vocab_size);
+    model_lm_head(b->m, b->logits, h, S);
+    x_download(b->m->be, b->h_logits, b->logits, (size_t)S * vocab_padded(&b->m->cfg));
 }
 
 typedef struct {
@@ -426,7 +423,7 @@ static void batch_think(Batch* b, const GenConfig* gc, const GenRequest* reqs, c
     Model* m = b->m;
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
-    const int H = c->hidden_size, V = c->vocab_size, NA = gc->n_ahead;
+    const int H = c->hidden_size, V = vocab_padded(c), NA = gc->n_ahead;
     const floatX* P = m->params;
     for (int s = 0; s < S; s++)
         if (emit) emit(user, sl[act[s]].req, GEN_THOUGHT_START, c->start_thought_id);
@@ -470,7 +467,7 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
                     void* user) {
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
-    const int H = c->hidden_size, V = c->vocab_size;
+    const int H = c->hidden_size, V = c->vocab_size, Vp = vocab_padded(c);
     if (n_reqs <= 0) return;
     if (batch < 1) fatal("generate: the batch must be at least 1");
     if (gc->max_tokens < 1) fatal("generate: max_tokens must be at least 1");
@@ -565,7 +562,7 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
         for (int s = 0; s < S; s++) {
             Slot* a = &sl[act[s]];
             GenRequest* q = &reqs[a->req];
-            int32_t t = sample_logits(c, b.h_logits + (size_t)s * V, gc->temperature, gc->top_p, gc->seed, a->last,
+            int32_t t = sample_logits(c, b.h_logits + (size_t)s * Vp, gc->temperature, gc->top_p, gc->seed, a->last,
                                       0, q->sample);
             q->out[q->n_out++] = t;
             int stop = emit ? emit(user, a->req, GEN_TEXT, t) : 0;

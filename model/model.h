@@ -159,6 +159,11 @@ void decoder_forward(Model* m, Activations* a, Activations* scratch, const Thoug
 // Backward from dlnf = d(loss)/d(final norm output) (N, H) to d(resid[0]), left in scratch->dresid.
 void decoder_backward(Model* m, Activations* a, Activations* scratch, const floatX* dlnf, const ThoughtAttn* ta);
 
+// logits (N, vocab_padded) = h (N, H) · lm_headᵀ, the padding columns set to VOCAB_PAD_LOGIT (config.h).
+// Every logits the model makes come from here; consumers read vocab_size columns at a vocab_padded stride.
+void model_lm_head(const Model* m, floatX* logits, const floatX* h, int N);
+// N rows of logits (device, vocab_padded apart) to host fp32 (N, vocab_size), the padding left out.
+void model_download_logits(const Model* m, float* host, const floatX* logits, int N);
 // Forward over B*T tokens (host arrays). targets may be NULL (no loss); returns the mean loss over
 // targets that are not QSTAR_IGNORE_INDEX (0 if none). pos NULL means positions 0..T-1 in each row.
 float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, const int32_t* pos);

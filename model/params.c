@@ -13,7 +13,9 @@
 #include "kernels/philox.h"
 #include "model/model.h"
 
-static size_t add_tensor(Model* m, int* cap, const char* name, int64_t d0, int64_t d1) {
+// A tensor of shape (d0, d1) (d1 = 0: a vector) stored in rows_stored >= d0 rows: the vocabulary tensors
+// keep zero rows up to vocab_padded() after their d0 real ones (config.h).
+static size_t add_tensor_rows(Model* m, int* cap, const char* name, int64_t d0, int64_t d1, int64_t rows_stored) {
     if (m->n_tensors == *cap) {
         *cap = *cap ? 2 * *cap : 64;
         ParamTensor* grown = xcalloc((size_t)*cap, sizeof(ParamTensor));
@@ -31,8 +33,12 @@ static size_t add_tensor(Model* m, int* cap, const char* name, int64_t d0, int64
     t->offset = m->n_params;
     t->decay = t->ndim == 2;
     t->lr_mult = 1.0f;
-    m->n_params += t->numel;
+    m->n_params += (size_t)rows_stored * (size_t)(d1 > 0 ? d1 : 1);
     return t->offset;
+}
+
+static size_t add_tensor(Model* m, int* cap, const char* name, int64_t d0, int64_t d1) {
+    return add_tensor_rows(m, cap, name, d0, d1, d0);
 }
 
 void model_build_table(Model* m, const ModelConfig* cfg) {
@@ -43,7 +49,8 @@ void model_build_table(Model* m, const ModelConfig* cfg) {
     int cap = 0;
     char name[96];
     m->layers = xcalloc((size_t)L, sizeof(LayerOffsets));
-    m->off_embed = add_tensor(m, &cap, "model.embed_tokens.weight", cfg->vocab_size, H);
+    const int Vp = vocab_padded(cfg);
+    m->off_embed = add_tensor_rows(m, &cap, "model.embed_tokens.weight", cfg->vocab_size, H, Vp);
     for (int l = 0; l < L; l++) {
         LayerOffsets* lo = &m->layers[l];
 #define LAYER_TENSOR(field, suffix, d0, d1)                                \
@@ -65,7 +72,8 @@ void model_build_table(Model* m, const ModelConfig* cfg) {
 #undef LAYER_TENSOR
     }
     m->off_norm = add_tensor(m, &cap, "model.norm.weight", H, 0);
-    m->off_lm_head = cfg->tie_word_embeddings ? m->off_embed : add_tensor(m, &cap, "lm_head.weight", cfg->vocab_size, H);
+    m->off_lm_head = cfg->tie_word_embeddings ? m->off_embed
+                                              : add_tensor_rows(m, &cap, "lm_head.weight", cfg->vocab_size, H, Vp);
     if (cfg->start_thought_id >= 0) {
         // The reference decays these two too (they are matrix-shaped parameters there).
         m->off_start = add_tensor(m, &cap, "quietstar.start_embedding", H, 0);
@@ -121,7 +129,7 @@ const ParamTensor* model_find_tensor(const Model* m, const char* name) {
 }
 
 void model_init_random(Model* m, uint64_t seed) {
-    float* host = xmalloc(sizeof(float) * m->n_params);
+    float* host = xcalloc(m->n_params, sizeof(float));  // the vocabulary's padding rows stay zero
     const float std = m->cfg.initializer_range;
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const ParamTensor* t = &m->tensors[ti];
@@ -146,9 +154,25 @@ void model_init_random(Model* m, uint64_t seed) {
     free(host);
 }
 
+// The zero rows that pad the vocabulary tensors (config.h) of the weights: on the backend and in the master.
+static void zero_vocab_padding(Model* m) {
+    const size_t H = m->cfg.hidden_size, V = m->cfg.vocab_size, Vp = vocab_padded(&m->cfg);
+    if (Vp == V) return;
+    const size_t offs[2] = {m->off_embed, m->off_lm_head};
+    for (int i = 0; i < (m->off_lm_head == m->off_embed ? 1 : 2); i++) {
+        const size_t lo = offs[i] + V * H, hi = offs[i] + Vp * H;
+        m->be->zero(xat(m->be, m->params, lo), m->be->x_bytes * (hi - lo));
+        const size_t r0 = m->opt_offset, r1 = m->opt_offset + m->opt_count;  // the master's range
+        const size_t a = lo > r0 ? lo : r0, b = hi < r1 ? hi : r1;
+        if (m->master && a < b) m->be->zero(m->master + (a - r0), sizeof(float) * (b - a));
+    }
+}
+
+// Whatever a caller's host array holds at the padding, the padding rows stay zero.
 void model_set_weights(Model* m, const float* host) {
     x_upload(m->be, m->params, host, m->n_params);
     if (m->master) m->be->upload(m->master, host + m->opt_offset, sizeof(float) * m->opt_count);
+    zero_vocab_padding(m);
 }
 
 void model_get_weights(const Model* m, float* host) {
@@ -157,7 +181,7 @@ void model_get_weights(const Model* m, float* host) {
 }
 
 void model_copy_matching(Model* dst, const Model* src, const float* src_weights) {
-    float* d = xmalloc(sizeof(float) * dst->n_params);
+    float* d = xmalloc(sizeof(float) * dst->n_params);  // model_get_weights fills every entry
     model_get_weights(dst, d);
     for (int i = 0; i < dst->n_tensors; i++) {
         const ParamTensor* td = &dst->tensors[i];

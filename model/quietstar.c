@@ -215,8 +215,8 @@ static ThoughtAttn thought_attn(QuietStar* qs, int k) {
 
 static void mask_thought_columns(QuietStar* qs, floatX* x, float value) {
     const ModelConfig* c = &qs->m->cfg;
-    qs->m->be->mask_columns(x, qs->N, c->vocab_size, c->start_thought_id, c->start_thought_id + 1, value);
-    qs->m->be->mask_columns(x, qs->N, c->vocab_size, c->end_thought_id, c->end_thought_id + 1, value);
+    qs->m->be->mask_columns(x, qs->N, vocab_padded(c), c->start_thought_id, c->start_thought_id + 1, value);
+    qs->m->be->mask_columns(x, qs->N, vocab_padded(c), c->end_thought_id, c->end_thought_id + 1, value);
 }
 
 // The mixing head at talk step s: w = MLP([hb, h]), hmix = (1−w)·hb + w·h, logits = lm_head(hmix).
@@ -239,7 +239,7 @@ static void mixer_forward(QuietStar* qs, int s, const floatX* h, floatX* logits)
     be->relu_forward(a2, a2, (size_t)N * H);
     be->matmul_forward(w, a2, X(P, m->off_mix_w4), N, H, 1);
     be->mix_forward(hmix, hb, h, w, N, H);
-    be->matmul_forward(logits, hmix, X(P, m->off_lm_head), N, H, m->cfg.vocab_size);
+    model_lm_head(m, logits, hmix, N);
     if (qs->qc.mask_thoughts_in_talk) mask_thought_columns(qs, logits, -1e10f);
 }
 
@@ -256,7 +256,8 @@ static void mixer_backward(QuietStar* qs, int s, const floatX* h, floatX* dlogit
     floatX *a1 = X(qs->a1, s * NH), *a2 = X(qs->a2, s * NH);
     floatX *w = X(qs->w, (size_t)s * N), *hmix = X(qs->hmix, s * NH);
     if (qs->qc.mask_thoughts_in_talk) mask_thought_columns(qs, dlogits, 0.0f);
-    be->matmul_backward(qs->dhmix, X(G, m->off_lm_head), dlogits, hmix, X(P, m->off_lm_head), N, H, m->cfg.vocab_size, 0);
+    be->matmul_backward(qs->dhmix, X(G, m->off_lm_head), dlogits, hmix, X(P, m->off_lm_head), N, H, vocab_padded(&m->cfg),
+                        0);
     be->zero(qs->dhb, be->x_bytes * (size_t)N * H);
     be->mix_backward(qs->dhb, qs->dlnf, qs->dw, qs->dhmix, hb, h, w, N, H);
     be->matmul_backward(qs->da2, X(G, m->off_mix_w4), qs->dw, a2, X(P, m->off_mix_w4), N, H, 1, 0);
@@ -274,7 +275,7 @@ double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step
     Model* m = qs->m;
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
-    const int R = qs->R, L = qs->L, N = qs->N, H = c->hidden_size, V = c->vocab_size, NA = qs->NA, T = qs->T;
+    const int R = qs->R, L = qs->L, N = qs->N, H = c->hidden_size, V = vocab_padded(c), NA = qs->NA, T = qs->T;
     const int pad = c->eos_token_id;
     QuietStarStats* st = &qs->stats;
     memset(st, 0, sizeof *st);
@@ -305,11 +306,11 @@ double quietstar_forward(QuietStar* qs, const int32_t* ids, uint32_t sample_step
         if (qs->work.memory && k == 0) be->copy(qs->lnf0, d->lnf, be->x_bytes * (size_t)N * H);
 
         if (kind == STEP_BASE) {
-            be->matmul_forward(a->logits, d->lnf, X(m->params, m->off_lm_head), N, H, V);
+            model_lm_head(m, a->logits, d->lnf, N);
             be->shift_tokens(a->targets, text, N, L, 1, L - 1, QSTAR_IGNORE_INDEX);
             be->crossentropy_forward(a->losses, a->logits, a->targets, N, V);
         } else if (kind == STEP_POLICY) {
-            be->matmul_forward(a->logits, d->lnf, X(m->params, m->off_lm_head), N, H, V);
+            model_lm_head(m, a->logits, d->lnf, N);
             mask_thought_columns(qs, a->logits, -1e10f);
             // a->targets is the next step's input: the sampled token feeds it and is this step's target
             if (qs->forced)
@@ -361,7 +362,7 @@ void quietstar_backward(QuietStar* qs, float loss_scale) {
     Model* m = qs->m;
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
-    const int R = qs->R, L = qs->L, N = qs->N, H = c->hidden_size, V = c->vocab_size, NA = qs->NA, T = qs->T;
+    const int R = qs->R, L = qs->L, N = qs->N, H = c->hidden_size, V = vocab_padded(c), NA = qs->NA, T = qs->T;
     floatX* G = m->grads;
 
     be->zero(qs->dqkv, be->x_bytes * qs->S * qs->step_stride);

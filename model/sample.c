@@ -26,7 +26,7 @@ int model_generate(Model* m, const int32_t* prompt, int n_prompt, int n_new, flo
         activations_free(m->be, &m->acts);
         model_alloc_activations(m, 1, n);
         model_forward(m, seq, NULL, NULL);
-        x_download(m->be, row, xat(m->be, m->acts.logits, (size_t)(n - 1) * V), V);
+        x_download(m->be, row, xat(m->be, m->acts.logits, (size_t)(n - 1) * vocab_padded(&m->cfg)), V);
         int best = 0;
         float best_score = -INFINITY;
         for (int v = 0; v < V; v++) {

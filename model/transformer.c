@@ -28,7 +28,7 @@ static int activation_specs(const ModelConfig* c, size_t x_bytes, int B, int T, 
                             ActSpec* s) {
     const size_t N = (size_t)B * T, H = c->hidden_size, L = c->num_hidden_layers, IM = c->intermediate_size;
     const size_t C3 = (size_t)(c->num_attention_heads + 2 * c->num_key_value_heads) * c->head_dim;
-    const size_t CO = (size_t)c->num_attention_heads * c->head_dim, V = c->vocab_size, NH = c->num_attention_heads;
+    const size_t CO = (size_t)c->num_attention_heads * c->head_dim, V = vocab_padded(c), NH = c->num_attention_heads;
     int n = 0;
     const size_t X = x_bytes, F = sizeof(float), I = sizeof(int32_t);
 #define SPEC(field, cnt, size, grp) s[n++] = (ActSpec){(void**)&a->field, (cnt), (size), (grp)}
@@ -220,11 +220,27 @@ void model_layer_range(const Model* m, int l, size_t* offset, size_t* count) {
     *count = lo->down + (size_t)m->cfg.hidden_size * m->cfg.intermediate_size - lo->ln1;
 }
 
+void model_lm_head(const Model* m, floatX* logits, const floatX* h, int N) {
+    const Backend* be = m->be;
+    const int V = m->cfg.vocab_size, Vp = vocab_padded(&m->cfg);
+    be->matmul_forward(logits, h, X(m->params, m->off_lm_head), N, m->cfg.hidden_size, Vp);
+    if (Vp > V) be->mask_columns(logits, N, Vp, V, Vp, VOCAB_PAD_LOGIT);
+}
+
+void model_download_logits(const Model* m, float* host, const floatX* logits, int N) {
+    const size_t V = m->cfg.vocab_size, Vp = vocab_padded(&m->cfg);
+    if (V == Vp) {
+        x_download(m->be, host, logits, (size_t)N * V);
+        return;
+    }
+    for (int n = 0; n < N; n++) x_download(m->be, host + n * V, xat(m->be, logits, n * Vp), V);
+}
+
 float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, const int32_t* pos) {
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     Activations* a = &m->acts;
-    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size, V = c->vocab_size;
+    const int B = a->B, T = a->T, N = B * T, H = c->hidden_size;
     QSTAR_ASSERT(a->memory != NULL);
 
     int32_t* host_pos = NULL;
@@ -239,7 +255,7 @@ float model_forward(Model* m, const int32_t* tokens, const int32_t* targets, con
 
     be->embedding_forward(a->resid, a->tokens, X(m->params, m->off_embed), N, H);
     decoder_forward(m, a, a, NULL);
-    be->matmul_forward(a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V);
+    model_lm_head(m, a->logits, a->lnf, N);
     if (!targets) return 0.0f;
     return model_loss(m, a, targets);
 }
@@ -253,7 +269,7 @@ float model_loss(Model* m, Activations* a, const int32_t* targets) {
         if (targets[i] >= 0) m->n_valid++;
     }
     be->upload(a->targets, targets, sizeof(int32_t) * N);
-    be->crossentropy_forward(a->losses, a->logits, a->targets, N, V);
+    be->crossentropy_forward(a->losses, a->logits, a->targets, N, vocab_padded(&m->cfg));
     float* losses = xmalloc(sizeof(float) * N);
     be->download(losses, a->losses, sizeof(float) * N);
     double sum = 0.0;
@@ -266,7 +282,7 @@ void model_backward(Model* m, float loss_scale) {
     const Backend* be = m->be;
     const ModelConfig* c = &m->cfg;
     Activations* a = &m->acts;
-    const int N = a->B * a->T, V = c->vocab_size;
+    const int N = a->B * a->T, Vp = vocab_padded(c);
 
     // d(loss_scale * mean)/d(loss_n) is the same for every counted token; ignored rows get zero anyway.
     // Filled on the device: the lm micro-step's only host sync is the forward's loss download.
@@ -275,7 +291,7 @@ void model_backward(Model* m, float loss_scale) {
 
     // The per-row weights are known here, so the loss's forward and backward run as one pass over the
     // logits (the losses are recomputed, identical to the forward's); dlogits replace the logits.
-    be->crossentropy_fused(a->losses, a->logits, a->logits, a->targets, a->dlosses, N, V);
+    be->crossentropy_fused(a->losses, a->logits, a->logits, a->targets, a->dlosses, N, Vp);
     model_backward_dlogits(m);
 }
 
@@ -283,7 +299,8 @@ void model_backward_dlogits(Model* m) {
     const Backend* be = m->be;
     Activations* a = &m->acts;
     const int N = a->B * a->T, H = m->cfg.hidden_size, V = m->cfg.vocab_size;
-    be->matmul_backward(a->dln, X(m->grads, m->off_lm_head), a->logits, a->lnf, X(m->params, m->off_lm_head), N, H, V, 0);
+    be->matmul_backward(a->dln, X(m->grads, m->off_lm_head), a->logits, a->lnf, X(m->params, m->off_lm_head), N, H,
+                        vocab_padded(&m->cfg), 0);
     decoder_backward(m, a, a, a->dln, NULL);
     be->embedding_backward(X(m->grads, m->off_embed), a->dresid, a->tokens, N, V, H);
 }

@@ -77,7 +77,7 @@ int main(void) {
     qs.forced = forced;
     quietstar_forward(&qs, prompt, 0);
     float* qs_logits = xmalloc(sizeof(float) * V);
-    be->download(qs_logits, qs.steps[NA - 1].logits + (size_t)(L - 1) * V, sizeof(float) * V);
+    be->download(qs_logits, qs.steps[NA - 1].logits + (size_t)(L - 1) * vocab_padded(&m.cfg), sizeof(float) * V);
     double md = 0, mr = 0;
     for (int v = 0; v < V; v++) {
         if (v == cfg.start_thought_id || v == cfg.end_thought_id) continue;

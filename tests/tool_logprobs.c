@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     const int V = cfg.vocab_size;
     float* row = xmalloc(sizeof(float) * V);
     for (int i = 0; i + 1 < n; i++) {
-        m.be->download(row, m.acts.logits + (size_t)i * V, sizeof(float) * V);
+        m.be->download(row, m.acts.logits + (size_t)i * vocab_padded(&cfg), sizeof(float) * V);
         double mx = row[0], sum = 0;
         for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
         for (int v = 0; v < V; v++) sum += exp((double)row[v] - mx);

@@ -57,8 +57,10 @@ int main(int argc, char** argv) {
     int64_t lshape[3] = {B, T, V};
     float* ref_logits = read_ref(ref, "logits", lshape, 3);
     double max_diff = 0, max_ref = 0;
+    float* logits = xmalloc(sizeof(float) * (size_t)N * V);
+    model_download_logits(&m, logits, m.acts.logits, N);
     for (size_t i = 0; i < (size_t)N * V; i++) {
-        max_diff = fmax(max_diff, fabs(m.acts.logits[i] - ref_logits[i]));
+        max_diff = fmax(max_diff, fabs(logits[i] - ref_logits[i]));
         max_ref = fmax(max_ref, fabs(ref_logits[i]));
     }
     printf("%s: logits max abs diff %.3g (max |logit| %.3g)\n", dir, max_diff, max_ref);
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
     }
     free(ref_loss);
     free(ref_logits);
+    free(logits);
     free(targets);
     free(tokens);
     free(ref_path);

@@ -85,12 +85,13 @@ int main(int argc, char** argv) {
     float* buf = xmalloc(sizeof(float) * (size_t)N * V);
     size_t n;
     float* r = get("base_logits", &n);
-    m.be->download(buf, qs.steps[0].logits, sizeof(float) * n);
+    QSTAR_ASSERT(n == (size_t)N * V);
+    model_download_logits(&m, buf, qs.steps[0].logits, N);
     compare("base logits", buf, r, n, 1e-4);
     free(r);
     r = get("talk_logits", &n);
     for (int s = 0; s < T; s++) {
-        m.be->download(buf, qs.steps[NA - 1 + s].logits, sizeof(float) * (size_t)N * V);
+        model_download_logits(&m, buf, qs.steps[NA - 1 + s].logits, N);
         char what[64];
         snprintf(what, sizeof what, "talk logits, step %d", s);
         compare(what, buf, r + (size_t)s * N * V, (size_t)N * V, 1e-4);
@@ -105,9 +106,9 @@ int main(int argc, char** argv) {
     free(w4);
     if (zero_mixer) {
         float* base = xmalloc(sizeof(float) * (size_t)N * V);
-        m.be->download(base, qs.steps[0].logits, sizeof(float) * (size_t)N * V);
+        model_download_logits(&m, base, qs.steps[0].logits, N);
         for (int s = 0; s < T; s++) {
-            m.be->download(buf, qs.steps[NA - 1 + s].logits, sizeof(float) * (size_t)N * V);
+            model_download_logits(&m, buf, qs.steps[NA - 1 + s].logits, N);
             double md = 0;
             for (int row = 0; row < R; row++)
                 for (int i = 0; i + s < L; i++)

@@ -91,7 +91,7 @@ static void bench_preset(Bench* b, const char* preset, int N, int N_val) {
              {"o", NH * HD, H},
              {"gate_up", H, 2 * c.intermediate_size},
              {"down", c.intermediate_size, H},
-             {"lm_head", H, c.vocab_size}};
+             {"lm_head", H, vocab_padded(&c)}};
     printf("== %s (H %d, heads %d/%d x %d, IM %d, V %d)\n", preset, H, NH, NKV, HD, c.intermediate_size, c.vocab_size);
     for (auto& x : g) {
         char name[64];

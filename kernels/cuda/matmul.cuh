@@ -31,9 +31,22 @@ static void matmul_init(void) {
 static const cudaDataType QSTAR_LT_TYPE = sizeof(floatX) == 2 ? CUDA_R_16BF : CUDA_R_32F;
 static const cublasComputeType_t QSTAR_LT_COMPUTE = sizeof(floatX) == 2 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
 
+// Every operand 16-byte aligned: cuBLASLt's fast bf16/TF32 kernels load 128-bit vectors, and a misaligned
+// pointer or leading dimension silently drops it to slow ones (the vocabulary is padded to 128 for this,
+// config.h). A matrix of one row or one column is a contiguous vector (the mixing head's Linear(H -> 1)):
+// only its pointer can be aligned.
+static void lt_check_aligned(const void* p, int ld, int rows, int cols, const char* which, int m, int n, int k) {
+    if ((uintptr_t)p % 16 || (rows > 1 && cols > 1 && ((size_t)ld * sizeof(floatX)) % 16))
+        fatal("cuBLASLt operand %s of a %d x %d x %d matmul is not 16-byte aligned (pointer %p, leading dimension %d)",
+              which, m, n, k, p, ld);
+}
+
 // Column-major D (m, n) = alpha · op(A) · op(B) + beta · D, with A stored (ta ? k : m) x (ta ? m : k).
 static void lt_gemm(floatX* d, const floatX* a, const floatX* b, int m, int n, int k, int ta, int tb, int lda, int ldb,
                     int ldd, float alpha, float beta) {
+    lt_check_aligned(a, lda, ta ? k : m, ta ? m : k, "A", m, n, k);
+    lt_check_aligned(b, ldb, tb ? n : k, tb ? k : n, "B", m, n, k);
+    lt_check_aligned(d, ldd, m, n, "D", m, n, k);
     matmul_init();
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
