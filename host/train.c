@@ -450,8 +450,8 @@ int cmd_train(int argc, char** argv) {
 
     if (main_rank) {
     args_print_table(specs, nspecs);
-    printf("model: %zu parameters (%.1f M), %d layers, hidden %d, heads %d/%d, vocab %d%s%s\n", model.n_params,
-           model.n_params / 1e6, cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
+    printf("model: %zu parameters (%.1f M), %d layers, hidden %d, heads %d/%d, vocab %d%s%s\n", model_count_params(&model),
+           model_count_params(&model) / 1e6, cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
            cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings ? ", tied embeddings" : "",
            cfg.start_thought_id >= 0 ? ", thought tokens + mixing head" : "");
     printf("memory: %.1f MiB parameters+gradients+AdamW (%s)%s, %.1f MiB activations; data: %d shards, %llu windows\n",

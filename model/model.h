@@ -121,6 +121,8 @@ void model_destroy(Model* m);
 // Normal(0, initializer_range) for matrices and embeddings, ones for norms; Philox keyed by seed.
 void model_init_random(Model* m, uint64_t seed);
 const ParamTensor* model_find_tensor(const Model* m, const char* name);
+// The parameters a checkpoint holds (n_params less the vocabulary's padding rows).
+size_t model_count_params(const Model* m);
 // All n_params weights from / to a host fp32 array (the master weights where there are some: this rank's
 // shard of them, the working copy elsewhere).
 void model_set_weights(Model* m, const float* host);

@@ -122,6 +122,12 @@ void model_destroy(Model* m) {
     memset(m, 0, sizeof *m);
 }
 
+size_t model_count_params(const Model* m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++) n += m->tensors[i].numel;
+    return n;
+}
+
 const ParamTensor* model_find_tensor(const Model* m, const char* name) {
     for (int i = 0; i < m->n_tensors; i++)
         if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];

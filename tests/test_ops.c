@@ -21,11 +21,13 @@
 #define QSTAR_FLOATX float
 #include <math.h>
 #include <omp.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "kernels/ops.h"
 #include "kernels/philox.h"
 #include "tests/check.h"
@@ -457,10 +459,28 @@ done:
     free(dx), free(dw), free(dx2), free(dw2);
     be->free(d_x), be->free(d_w), be->free(d_out), be->free(d_G), be->free(d_dx), be->free(d_dw);
 }
+static jmp_buf refused_jump;
+static void refused_hook(void) { longjmp(refused_jump, 1); }
+
 static void test_matmul(const Backend* be) {
     printf("matmul\n");
-    test_matmul_case(be, 5, 12, 7, 1);
-    test_matmul_case(be, 33, 70, 65, 0);
+    // IN and OUT multiples of 8: every cuBLASLt operand 16-byte aligned, as the model's shapes are
+    test_matmul_case(be, 5, 16, 8, 1);
+    test_matmul_case(be, 33, 72, 64, 0);
+    test_matmul_case(be, 7, 16, 1, 1);  // OUT = 1 (the mixing head's Linear(H -> 1)): vector operands
+    if (!strcmp(be->name, "cpu")) {  // the C reference takes any shape
+        test_matmul_case(be, 5, 12, 7, 1);
+        test_matmul_case(be, 33, 70, 65, 0);
+    } else {  // lt_gemm refuses an operand that is not 16-byte aligned, with an error naming the product
+        float* d = dnew(be, NULL, sizeof(float) * 5 * 12 * 7);
+        printf("  (an error about a misaligned operand is expected next)\n");
+        fatal_set_hook(refused_hook);
+        int refused = setjmp(refused_jump);
+        if (!refused) be->matmul_forward(d, d, d, 5, 12, 7);
+        fatal_set_hook(NULL);
+        CHECK(refused, "matmul_forward (N=5 IN=12 OUT=7): a leading dimension of 12 or 7 floats was accepted");
+        be->free(d);
+    }
 }
 
 // ---- RoPE ------------------------------------------------------------------------------------------
