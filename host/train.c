@@ -470,8 +470,9 @@ int cmd_train(int argc, char** argv) {
         printf("data parallel: %d ranks x batch %d (%s), gradients reduced in %s%s%s\n", comm.world, s.batch,
                comm_transport(&comm), s.grad_reduce, grad_reduce.stage ? " (through an fp32 copy of the bf16 gradients)" : "",
                !s.zero ? ""
-               : model.master ? ", ZeRO-1 (fp32 master weights and AdamW moments sharded, bf16 weights all-gathered)"
-                              : ", ZeRO-1 (AdamW moments sharded)");
+               : model.master           ? ", ZeRO-1 (fp32 master weights and AdamW moments sharded, bf16 weights all-gathered)"
+               : be->x_bytes != sizeof(float) ? ", ZeRO-1 (AdamW moments sharded, bf16 weights all-gathered)"
+                                        : ", ZeRO-1 (AdamW moments sharded)");
     if (ckpt) printf("resuming from %s at step %d\n", ckpt, start_step);
     if (quietstar && !ckpt)
         printf("quietstar: options not given follow the reference's Trainer (lr 1e-6, betas 0.9/0.999, eps 1e-8, "

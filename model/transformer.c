@@ -311,7 +311,7 @@ void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_sca
         m->be->adamw_update(xat(m->be, m->params, lo), m->master ? m->master + (lo - r0) : NULL,
                             xat(m->be, m->grads, lo), m->m + (lo - r0), m->v + (lo - r0), hi - lo, lr * p->lr_mult,
                             opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f, grad_scale, t, seed,
-                            opt->bf16_weights);
+                            lo - p->offset, opt->bf16_weights);
     }
 }
 

@@ -340,8 +340,8 @@ static void test_adamw(void) {
     floatX *pb = xin(bf, w, n), *gb = xin(bf, g, n);
     float *master = dnew(bf, w, sizeof(float) * n), *mb = bf->alloc(sizeof(float) * n), *vb = bf->alloc(sizeof(float) * n);
     for (int t = 1; t <= 3; t++) {
-        cpu->adamw_update((floatX*)pc, NULL, (floatX*)gc, mc, vc, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, t, 0, 0);
-        bf->adamw_update(pb, master, gb, mb, vb, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, t, 0, 0);
+        cpu->adamw_update((floatX*)pc, NULL, (floatX*)gc, mc, vc, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, t, 0, 0, 0);
+        bf->adamw_update(pb, master, gb, mb, vb, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, t, 0, 0, 0);
     }
     float *ref = fout(cpu, pc, n), *mst = fout(bf, master, n), *cp = xout(bf, pb, n);
     double md = 0;
@@ -358,7 +358,7 @@ static void test_adamw(void) {
     int neighbours = 1;
     float* acc = calloc(n, sizeof(float));
     for (int s = 1; s <= 64; s++) {
-        bf->adamw_update(pb, master, gb, mb, vb, n, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 4, (uint64_t)s, 0);
+        bf->adamw_update(pb, master, gb, mb, vb, n, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 4, (uint64_t)s, 0, 0);
         float* c = xout(bf, pb, n);
         float* m = fout(bf, master, n);
         for (size_t i = 0; i < n; i++) {
@@ -440,7 +440,7 @@ static void test_adamw_bf16_state(void) {
             float *m = k ? mc : mb, *v = k ? vc : vb;
             float *rw = xout(be, p, n), *rm = fout(be, m, n), *rv = fout(be, v, n);
             adamw_bf16_reference(rw, rm, rv, g, n, lr, b1, b2, eps, wd, scale, t);
-            be->adamw_update(p, NULL, k ? (floatX*)gc : gb, m, v, n, lr, b1, b2, eps, wd, scale, t, 0, 1);
+            be->adamw_update(p, NULL, k ? (floatX*)gc : gb, m, v, n, lr, b1, b2, eps, wd, scale, t, 0, 0, 1);
             float *gw = xout(be, p, n), *gm = fout(be, m, n), *gv = fout(be, v, n);
             diff[k] += bf16_mismatches(gw, rw, n, &beyond) + bf16_mismatches(gm, rm, n, &beyond) +
                        bf16_mismatches(gv, rv, n, &beyond);
@@ -460,8 +460,8 @@ static void test_adamw_bf16_state(void) {
     float* gc = dnew(cpu, g, sizeof(float) * n);
     float *sw = xout(bf, pb, n), *sm = fout(bf, mb, n), *sv = fout(bf, vb, n);
     cpu->upload(pc, sw, sizeof(float) * n), cpu->upload(mc, sm, sizeof(float) * n), cpu->upload(vc, sv, sizeof(float) * n);
-    bf->adamw_update(pb, NULL, gb, mb, vb, n, lr, b1, b2, eps, wd, scale, 4, 0x5EED0001ull, 1);
-    cpu->adamw_update((floatX*)pc, NULL, (floatX*)gc, mc, vc, n, lr, b1, b2, eps, wd, scale, 4, 0x5EED0001ull, 1);
+    bf->adamw_update(pb, NULL, gb, mb, vb, n, lr, b1, b2, eps, wd, scale, 4, 0x5EED0001ull, 0, 1);
+    cpu->adamw_update((floatX*)pc, NULL, (floatX*)gc, mc, vc, n, lr, b1, b2, eps, wd, scale, 4, 0x5EED0001ull, 0, 1);
     float *ob = xout(bf, pb, n), *oc = fout(cpu, pc, n);
     adamw_bf16_reference(sw, sm, sv, g, n, lr, b1, b2, eps, wd, scale, 4);  // to nearest: how many SR moved
     int sr_beyond = 0;
@@ -471,6 +471,28 @@ static void test_adamw_bf16_state(void) {
     CHECK(!sr_beyond, "adamw bf16 state, stochastic: a weight is not within one bf16 step of the other side's");
     CHECK(sdiff <= n / 100, "adamw bf16 state, stochastic: cpu and %s differ in %zu of %zu weights", bf->name, sdiff, n);
     CHECK(moved > n / 10, "adamw bf16 state, stochastic: only %zu of %zu weights left round-to-nearest", moved, n);
+    // a range updated in two calls (ZeRO-1 shards splitting a tensor) draws what one call draws when the
+    // second passes its offset as index0; with and without a master
+    const size_t h = n / 2 + 3;
+    for (int with_master = 0; with_master < 2; with_master++) {
+        floatX *p1 = xin(bf, sw, n), *p2 = xin(bf, sw, n);
+        float *m1 = dnew(bf, sm, sizeof(float) * n), *m2 = dnew(bf, sm, sizeof(float) * n);
+        float *v1 = dnew(bf, sv, sizeof(float) * n), *v2 = dnew(bf, sv, sizeof(float) * n);
+        float *w1 = with_master ? dnew(bf, w, sizeof(float) * n) : NULL, *w2 = with_master ? dnew(bf, w, sizeof(float) * n) : NULL;
+        const int state = !with_master;  // the master path rounds only the copy stochastically
+        bf->adamw_update(p1, w1, gb, m1, v1, n, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, 0, state);
+        bf->adamw_update(p2, w2, gb, m2, v2, h, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, 0, state);
+        bf->adamw_update((floatX*)((char*)p2 + bf->x_bytes * h), w2 ? w2 + h : NULL, (const floatX*)((const char*)gb + bf->x_bytes * h),
+                         m2 + h, v2 + h, n - h, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, h, state);
+        float *a1 = xout(bf, p1, n), *a2 = xout(bf, p2, n);
+        const size_t split_diff = bf16_mismatches(a1, a2, n, &sr_beyond);
+        printf("  %-44s %zu of %zu weights differ between one call and two (index0 %zu)\n",
+               with_master ? "adamw stochastic copy, split range" : "adamw bf16 state, stochastic, split range", split_diff, n, h);
+        CHECK(split_diff == 0, "adamw stochastic rounding: a range split in two calls draws differently (%zu of %zu)", split_diff, n);
+        free(a1), free(a2);
+        bf->free(p1), bf->free(p2), bf->free(m1), bf->free(m2), bf->free(v1), bf->free(v2);
+        if (w1) bf->free(w1), bf->free(w2);
+    }
     free(ob), free(oc), free(sw), free(sm), free(sv), free(g), free(w), free(z);
     bf->free(gb), cpu->free(gc);
     bf->free(pb), bf->free(mb), bf->free(vb), cpu->free(pc), cpu->free(mc), cpu->free(vc);

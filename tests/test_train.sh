@@ -9,7 +9,8 @@
 #    (bin/qstar-emu): bf16 with --stochastic-rounding 1 (the bf16 working copy is not the master rounded
 #    to nearest: the checkpoint keeps it, "working_bf16", and a resume without it must differ), the
 #    reference's --bf16-weights mode (no master) on emu-bf16 and on cpu, and --save-dtype bf16 on cpu
-#    (model.safetensors rounded; the optimizer file keeps the fp32 weights, "master").
+#    (model.safetensors rounded; the optimizer file keeps the fp32 weights, "master");
+#  - --bf16-weights under ZeRO-1 (mpirun, 2 ranks, emu-bf16) bitwise the all-reduce run.
 set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -110,6 +111,27 @@ PY
     && { st_names "$work/rs_emu-bf16_--bf16-weights/split/step_000004/optimizer.safetensors" | grep -q '^working_bf16:' \
          && bad "--bf16-weights saved a working copy (it has no master: the weights are the copy)" \
          || ok "--bf16-weights: no working copy saved (the bf16 weights are the state)"; }
+  # ZeRO-1 in the mode: each rank updates its shard of the bf16 weights in place and all-gathers them,
+  # which must give what the all-reduce run gives, bit for bit
+  if command -v mpirun > /dev/null; then
+    d="$work/zero_bf16w"; mkdir -p "$d"
+    zc=(--config configs/tiny.json --data "$work/r1.bin" --steps 2 --batch 2 --seq 32 --lr 1e-3 --warmup 1
+        --device emu --precision bf16 --bf16-weights --stochastic-rounding 1)
+    if OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 2 --oversubscribe \
+         $E train "${zc[@]}" --zero 1 --out "$d/z" > "$d/z.log" 2>&1 \
+       && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 2 --oversubscribe \
+         $E train "${zc[@]}" --out "$d/a" > "$d/a.log" 2>&1; then
+      grep -q "ZeRO-1 (AdamW moments sharded, bf16 weights all-gathered)" "$d/z.log" \
+        && cmp -s "$d/z/step_000002/model.safetensors" "$d/a/step_000002/model.safetensors" \
+        && cmp -s "$d/z/step_000002/optimizer.safetensors" "$d/a/step_000002/optimizer.safetensors" \
+        && ok "emu-bf16 --bf16-weights: ZeRO-1 over 2 ranks bitwise the all-reduce run" \
+        || bad "emu-bf16 --bf16-weights: ZeRO-1 differs from all-reduce (or its banner: $(grep -m1 'data parallel' "$d/z.log"))"
+    else
+      bad "emu-bf16 --bf16-weights over 2 ranks failed: $(tail -1 "$d/z.log" "$d/a.log" | grep . | tail -1)"
+    fi
+  else
+    bad "SKIP: mpirun missing (make deps): --bf16-weights under ZeRO-1 did not run"
+  fi
 else
   bad "SKIP: bin/qstar-emu is not built (make tests): the bf16 resume checks did not run"
 fi

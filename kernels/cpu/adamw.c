@@ -34,7 +34,7 @@ static inline float bf16_value(float x, uint64_t seed, size_t i) {
 // and stochastic rounding has nothing to round unless bf16_state asks for bf16 values (ops.h).
 void cpu_adamw_update(float* param, float* master, const float* grad, float* m, float* v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t seed,
-                      int bf16_state) {
+                      size_t index0, int bf16_state) {
     float bc1 = 1.0f - powf(beta1, (float)t);
     float bc2 = 1.0f - powf(beta2, (float)t);
     float step_size = lr / bc1;
@@ -53,7 +53,7 @@ void cpu_adamw_update(float* param, float* master, const float* grad, float* m, 
         m[i] = mi;
         v[i] = vi;
         float out = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
-        if (bf16_state) out = bf16_value(out, seed, i);
+        if (bf16_state) out = bf16_value(out, seed, index0 + i);
         w[i] = out;
         param[i] = out;
     }

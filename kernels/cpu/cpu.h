@@ -35,7 +35,7 @@ void cpu_crossentropy_fused(float* losses, floatX* dlogits, const floatX* logits
                             const float* dlosses, int N, int V);
 void cpu_adamw_update(float* param, float* master, const float* grad, float* m, float* v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t seed,
-                      int bf16_state);
+                      size_t index0, int bf16_state);
 void cpu_to_floatX(float* out, const float* x, size_t n);
 void cpu_round_bf16(float* x, size_t n);
 void cpu_sum_squares(float* out, const float* x, size_t n);

@@ -53,7 +53,8 @@ __global__ void adamw_kernel(floatX* param,       // (n) the weights the ops rea
                              float* m,            // (n) first moment
                              float* v,            // (n) second moment
                              size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                             float grad_scale, float step_size, float bc2_sqrt, uint64_t seed, int bf16_state) {
+                             float grad_scale, float step_size, float bc2_sqrt, uint64_t seed, size_t index0,
+                             int bf16_state) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float g = to_float(grad[i]) * grad_scale;
@@ -69,12 +70,12 @@ __global__ void adamw_kernel(floatX* param,       // (n) the weights the ops rea
         v[i] = vi;
         const float out = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
         if (bf16_state) {
-            const float r = bf16_value(out, seed, i);
+            const float r = bf16_value(out, seed, index0 + i);
             if (master) master[i] = r;
             param[i] = to_x(r);
         } else {
             if (master) master[i] = out;
-            param[i] = store_rounded(out, seed, i);
+            param[i] = store_rounded(out, seed, index0 + i);
         }
     }
 }
@@ -133,7 +134,7 @@ __global__ void sum_squares_final_kernel(float* out,  // (1)
 
 static void cuda_adamw_update(floatX* param, float* master, const floatX* grad, float* m, float* v, size_t n, float lr,
                               float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t,
-                              uint64_t seed, int bf16_state) {
+                              uint64_t seed, size_t index0, int bf16_state) {
     NVTX_RANGE_FN();
     if (n == 0) return;
     const float bc1 = 1.0f - powf(beta1, (float)t);
@@ -141,7 +142,7 @@ static void cuda_adamw_update(floatX* param, float* master, const floatX* grad, 
     const float step_size = lr / bc1;
     const float bc2_sqrt = sqrtf(bc2);
     LAUNCH(adamw_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, param, master, grad, m, v, n, lr,
-           beta1, beta2, eps, weight_decay, grad_scale, step_size, bc2_sqrt, seed, bf16_state);
+           beta1, beta2, eps, weight_decay, grad_scale, step_size, bc2_sqrt, seed, index0, bf16_state);
     cudaCheckLaunch();
 }
 
