@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/bf16.h"
 #include "host/safetensors.h"
 #include "common/util.h"
 #include "host/weights.h"
@@ -34,8 +35,31 @@ static void remove_tree(const char* path) {
 
 static void remove_tree_on_error(void* path) { remove_tree(path); }
 
-void checkpoint_save(const char* run_dir, int step, const Model* m, const float* weights, const float* adam_m,
-                     const float* adam_v, const DataPosition* data, const cJSON* settings, const Tokenizer* tok) {
+// config.json as config_save writes it, with torch_dtype naming the dtype model.safetensors holds
+// (transformers loads a checkpoint in that dtype when asked for torch_dtype="auto").
+static void set_torch_dtype(const char* path, const char* dtype) {
+    size_t len;
+    char* text = read_file_or_die(path, &len);
+    cJSON* root = cJSON_ParseWithLength(text, len);
+    if (!root) fatal("%s: malformed JSON just written", path);
+    cJSON_ReplaceItemInObjectCaseSensitive(root, "torch_dtype", cJSON_CreateString(dtype));
+    char* out = cJSON_Print(root);
+    char* with_nl = xsprintf("%s\n", out);
+    write_file_atomic(path, with_nl, strlen(with_nl));
+    free(with_nl);
+    free(out);
+    cJSON_Delete(root);
+    free(text);
+}
+
+static int all_bf16_values(const float* x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (bf16_round(x[i]) != x[i]) return 0;
+    return 1;
+}
+
+void checkpoint_save(const char* run_dir, int step, const Model* m, const CheckpointTensors* ct,
+                     const DataPosition* data, const cJSON* settings, const Tokenizer* tok) {
     mkdir_p(run_dir);
     char* final_dir = xsprintf("%s/step_%06d", run_dir, step);
     char* tmp_dir = xsprintf("%s/.tmp.step_%06d", run_dir, step);
@@ -45,19 +69,40 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const float*
     // next save; a crash still can, and the next save clears that (above)
     fatal_set_cleanup(remove_tree_on_error, tmp_dir);
 
+    float* own = NULL;
+    const float* weights = ct->weights;
+    if (!weights) {
+        weights = own = xmalloc(sizeof(float) * m->n_params);
+        model_get_weights(m, own);
+    }
+    StWriteTensor* wt = xcalloc((size_t)m->n_tensors, sizeof(StWriteTensor));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor* t = &m->tensors[i];
+        wt[i] = (StWriteTensor){.name = t->name, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]},
+                                .data = weights + t->offset, .bf16 = ct->bf16};
+    }
     char* p = xsprintf("%s/model.safetensors", tmp_dir);
-    if (weights) model_save_host_weights(m, weights, p);
-    else model_save_weights(m, p);
+    st_write(p, wt, m->n_tensors, NULL);
     free(p);
+    free(wt);
     p = xsprintf("%s/config.json", tmp_dir);
     config_save(&m->cfg, p);
+    if (ct->bf16) set_torch_dtype(p, "bfloat16");
     free(p);
 
-    StWriteTensor t[2] = {{.name = "adam_m", .ndim = 1, .shape = {(int64_t)m->n_params}, .data = adam_m},
-                          {.name = "adam_v", .ndim = 1, .shape = {(int64_t)m->n_params}, .data = adam_v}};
+    // the full-precision weights ride in the optimizer file when model.safetensors rounded them; the
+    // BF16 working copy goes last (F32 tensors stay 4-byte aligned)
+    const int64_t n = (int64_t)m->n_params;
+    StWriteTensor t[4] = {{.name = "adam_m", .ndim = 1, .shape = {n}, .data = ct->adam_m},
+                          {.name = "adam_v", .ndim = 1, .shape = {n}, .data = ct->adam_v}};
+    int nt = 2;
+    if (ct->bf16 && !all_bf16_values(weights, m->n_params))
+        t[nt++] = (StWriteTensor){.name = "master", .ndim = 1, .shape = {n}, .data = weights};
+    if (ct->working) t[nt++] = (StWriteTensor){.name = "working_bf16", .ndim = 1, .shape = {n}, .data = ct->working, .bf16 = 1};
     p = xsprintf("%s/optimizer.safetensors", tmp_dir);
-    st_write_f32(p, t, 2, NULL);
+    st_write(p, t, nt, NULL);
     free(p);
+    free(own);
     fault_point("save");  // test hook: a crash with a half-written checkpoint directory
 
     cJSON* st = cJSON_CreateObject();
@@ -118,6 +163,23 @@ char* checkpoint_latest(const char* run_dir) {
     return best < 0 ? NULL : xsprintf("%s/step_%06d", run_dir, best);
 }
 
+// A flat (n_params) tensor of the optimizer file, checked finite (and non-negative where asked); NULL
+// when the file has no such tensor.
+static float* read_flat(const StIndex* st, const char* path, const char* name, size_t n, int nonneg) {
+    const StTensor* t = st_find(st, name);
+    if (!t) return NULL;
+    const int64_t shape[1] = {(int64_t)n};
+    float* x = xmalloc(sizeof(float) * n);
+    st_read_f32(st, t, x, shape, 1);
+    // a NaN moment, or a negative second moment (its square root is NaN), would surface steps later
+    // as a "diverged" gradient norm blamed on the learning rate; a NaN weight makes every loss NaN
+    for (size_t k = 0; k < n; k++)
+        if (!isfinite(x[k]) || (nonneg && x[k] < 0))
+            fatal("%s: tensor \"%s\" holds %g at element %zu (must be finite%s)", path, name, x[k], k,
+                  nonneg ? " and non-negative" : "");
+    return x;
+}
+
 void checkpoint_load(const char* dir, Model* m, float** adam_m, float** adam_v) {
     char* p = xsprintf("%s/model.safetensors", dir);
     model_load_weights(m, p);
@@ -125,22 +187,17 @@ void checkpoint_load(const char* dir, Model* m, float** adam_m, float** adam_v) 
 
     p = xsprintf("%s/optimizer.safetensors", dir);
     StIndex* st = st_open(p);
-    int64_t shape[1] = {(int64_t)m->n_params};
     const char* names[2] = {"adam_m", "adam_v"};
     float** dst[2] = {adam_m, adam_v};
-    for (int i = 0; i < 2; i++) {
-        const StTensor* t = st_find(st, names[i]);
-        if (!t) fatal("%s: missing tensor \"%s\"", p, names[i]);
-        float* x = xmalloc(sizeof(float) * m->n_params);
-        st_read_f32(st, t, x, shape, 1);
-        // a NaN moment, or a negative second moment (its square root is NaN), would surface steps
-        // later as a "diverged" gradient norm blamed on the learning rate
-        for (size_t k = 0; k < m->n_params; k++)
-            if (!isfinite(x[k]) || (i == 1 && x[k] < 0))
-                fatal("%s: tensor \"%s\" holds %g at element %zu (moments must be finite%s)", t->file, names[i],
-                      x[k], k, i == 1 ? " and non-negative" : "");
-        *dst[i] = x;
-    }
+    for (int i = 0; i < 2; i++)
+        if (!(*dst[i] = read_flat(st, p, names[i], m->n_params, i == 1))) fatal("%s: missing tensor \"%s\"", p, names[i]);
+    float* master = read_flat(st, p, "master", m->n_params, 0);
+    if (master) model_set_weights(m, master);  // model.safetensors holds them rounded to bf16
+    free(master);
+    // the working copy a stochastically rounding run had (a model without a master has no separate copy)
+    float* working = m->master ? read_flat(st, p, "working_bf16", m->n_params, 0) : NULL;
+    if (working) x_upload(m->be, m->params, working, m->n_params);
+    free(working);
     st_close(st);
     free(p);
 }

@@ -87,11 +87,12 @@ static ParamCounts count_params(const ModelConfig* c) {
     return p;
 }
 
-// The model's own device buffers (model/params.c model_create): the working weights and gradients
-// (floatX) of all n parameters, the fp32 master weights (bf16 only) and AdamW moments of the `opt`
-// parameters this rank updates (all of them, or its ZeRO-1 shard), and the one float sum_squares writes.
-static double model_state_bytes(double n, double opt, size_t xb) {
-    return 2.0 * (double)xb * n + (xb == 4 ? 0.0 : 4.0 * opt) + 8.0 * opt + sizeof(float);
+// The model's own device buffers (model/params.c model_create_shard): the working weights and gradients
+// (floatX) of all n parameters, the fp32 master weights (bf16 only, and not in the reference's bf16 mode,
+// --bf16-weights) and AdamW moments (fp32 storage in every mode) of the `opt` parameters this rank
+// updates (all of them, or its ZeRO-1 shard), and the one float sum_squares writes.
+static double model_state_bytes(double n, double opt, size_t xb, int master) {
+    return 2.0 * (double)xb * n + (master ? 4.0 * opt : 0.0) + 8.0 * opt + sizeof(float);
 }
 
 // Buffers the CUDA kernels allocate on first use and keep (grow-only), for a step whose layers see
@@ -141,6 +142,7 @@ typedef struct {
     const QuietStarConfig* qc;
     int quietstar, recompute, world, zero, seq;
     size_t xb;
+    int master;       // an fp32 master copy: bf16 precision without --bf16-weights
     double n, shard;  // parameters; those this rank's optimizer holds
     int grad_copy;    // several ranks, bf16 gradients summed in fp32 through an fp32 copy of them
 } Plan;
@@ -150,7 +152,7 @@ static StepMemory step_memory(const Plan* p, int batch) {
     const double xb = (double)p->xb;
     s.weights = xb * p->n;
     s.grads = xb * p->n;
-    s.master = p->xb == 4 ? 0 : 4.0 * p->shard;
+    s.master = p->master ? 4.0 * p->shard : 0;
     s.moments = 8.0 * p->shard;
     s.grad_copy = p->grad_copy ? 4.0 * p->n : 0;  // host/train.c GradReduce.stage
     s.act = activation_bytes(p->c, p->one, p->quietstar, p->qc, p->xb, p->recompute, batch, p->seq);
@@ -160,7 +162,7 @@ static StepMemory step_memory(const Plan* p, int batch) {
     // several ranks: NCCL's scalar for the loss and norm sums; under ZeRO-1 the checkpoint gathers the
     // moments (and bf16's master weights) in host arrays, which NCCL reaches through its stage
     s.nccl = p->world > 1 ? sizeof(double) + (p->zero ? nccl_stage_bytes() : 0) : 0;
-    s.total = model_state_bytes(p->n, p->shard, p->xb) + s.grad_copy + s.act + s.work + s.scratch + s.nccl;
+    s.total = model_state_bytes(p->n, p->shard, p->xb, p->master) + s.grad_copy + s.act + s.work + s.scratch + s.nccl;
     return s;
 }
 
@@ -168,7 +170,7 @@ int cmd_info(int argc, char** argv) {
     const char *config = NULL, *mode = "lm";
     QuietStarConfig qc = quietstar_reference_config();
     const char *precision = "fp32", *grad_reduce = NULL;
-    int batch = 4, seq = 256, zero = 0, world = 1, recompute = 0;
+    int batch = 4, seq = 256, zero = 0, world = 1, recompute = 0, bf16_weights = 0;
     float budget_gib = 0;
     ArgSpec specs[] = {
         {"config", ARG_STR, &config, "model config.json (or a checkpoint directory)"},
@@ -179,6 +181,8 @@ int cmd_info(int argc, char** argv) {
         {"n-ahead-talk", ARG_INT, &qc.n_ahead_talk, "quietstar: true tokens predicted after a thought"},
         {"n-passes", ARG_INT, &qc.n_passes, "quietstar: thoughts per sequence"},
         {"precision", ARG_STR, &precision, "fp32 or bf16 (activations, weight copy and gradients in bf16)"},
+        {"bf16-weights", ARG_FLAG, &bf16_weights,
+         "the reference's bf16 mode: weights and moments held at bf16 values, no fp32 master in bf16 precision"},
         {"zero", ARG_INT, &zero, "1: ZeRO-1 (master weights and AdamW moments sharded over the ranks)"},
         {"world-size", ARG_INT, &world, "data-parallel ranks (GPUs)"},
         {"grad-reduce", ARG_STR, &grad_reduce,
@@ -189,7 +193,7 @@ int cmd_info(int argc, char** argv) {
     };
     args_parse(argc, argv, specs, sizeof specs / sizeof *specs,
                "usage: qstar info --config C [--batch B --seq L --mode lm|quietstar --precision fp32|bf16\n"
-               "                  --zero 0|1 --world-size W --grad-reduce fp32|bf16 --recompute 0|1\n"
+               "                  --bf16-weights --zero 0|1 --world-size W --grad-reduce fp32|bf16 --recompute 0|1\n"
                "                  --gpu-memory GIB]\n\n"
                "Parameter count and device memory per GPU of a training run (train's options of the same names).");
     if (strcmp(precision, "fp32") && strcmp(precision, "bf16")) fatal("info: --precision must be fp32 or bf16");
@@ -225,7 +229,7 @@ int cmd_info(int argc, char** argv) {
     const int sharded = zero && world > 1;
     // Per GPU: the working weights and gradients are whole on every rank; the fp32 master (bf16 only) and
     // the moments are divided by the ranks under ZeRO-1 (the largest shard: common/partition.h's split).
-    const Plan plan = {&c, &one, &qc, quietstar, recompute, world, zero, seq, xb, total,
+    const Plan plan = {&c, &one, &qc, quietstar, recompute, world, zero, seq, xb, xb == 2 && !bf16_weights, total,
                        sharded ? ceil(total / world) : total, world > 1 && xb == 2 && !strcmp(grad_reduce, "fp32")};
     const StepMemory s = step_memory(&plan, batch);
 
@@ -250,12 +254,13 @@ int cmd_info(int argc, char** argv) {
                                        "inputs and K/V kept)", qc.n_passes, qc.n_ahead + qc.n_ahead_talk - 1)
                             : xsprintf(", Quiet-STaR: %d passes, %d forwards of every row kept for the backward",
                                        qc.n_passes, qc.n_ahead + qc.n_ahead_talk - 1));
-    printf("  weights     %s%s\n", human(s.weights, b1, sizeof b1), xb == 4 ? "" : " (bf16 working copy)");
+    printf("  weights     %s%s\n", human(s.weights, b1, sizeof b1),
+           xb == 2 && bf16_weights ? " (bf16, no master: --bf16-weights)" : xb == 4 ? "" : " (bf16 working copy)");
     if (s.master) printf("  master      %s (fp32)\n", human(s.master, b1, sizeof b1));
     printf("  gradients   %s\n", human(s.grads, b1, sizeof b1));
     if (s.grad_copy)
         printf("  fp32 grads  %s (--grad-reduce fp32: the sums' fp32 copy)\n", human(s.grad_copy, b1, sizeof b1));
-    printf("  AdamW m, v  %s\n", human(s.moments, b1, sizeof b1));
+    printf("  AdamW m, v  %s%s\n", human(s.moments, b1, sizeof b1), bf16_weights ? " (fp32 storage holding bf16 values)" : "");
     printf("  activations %s\n", human(s.act, b1, sizeof b1));
     printf("  workspace   %s (cuBLASLt)\n", human(s.work, b1, sizeof b1));
     printf("  scratch     %s (kernels' own: attention backward statistics, RMSNorm backward partials, embedding "

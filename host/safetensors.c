@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/bf16.h"
 #include "common/util.h"
 
 // The data block is stored little-endian; reading it straight into host integers and floats is
@@ -524,6 +525,22 @@ static void buf_u64(Buf* b, uint64_t v) {
 }
 
 void st_write_f32(const char* path, const StWriteTensor* tensors, int n, const char* const* metadata) {
+    st_write(path, tensors, n, metadata);
+}
+
+// A BF16 tensor's bytes: converted in chunks, so a large tensor never needs a second whole copy.
+static void write_bf16(AtomicFile* af, const float* x, uint64_t n) {
+    enum { CHUNK = 1 << 16 };
+    uint16_t* h = xmalloc(sizeof(uint16_t) * CHUNK);
+    for (uint64_t i = 0; i < n; i += CHUNK) {
+        const uint64_t k = n - i < CHUNK ? n - i : CHUNK;
+        for (uint64_t j = 0; j < k; j++) h[j] = bf16_from_float(x[i + j]);
+        atomic_write(af, h, k * sizeof(uint16_t));
+    }
+    free(h);
+}
+
+void st_write(const char* path, const StWriteTensor* tensors, int n, const char* const* metadata) {
     QSTAR_ASSERT(n >= 0);
     Buf h = {0};
     buf_str(&h, "{\"__metadata__\":{\"format\":\"pt\"");
@@ -557,7 +574,7 @@ void st_write_f32(const char* path, const StWriteTensor* tensors, int n, const c
         if (numel && !t->data) fatal("%s: tensor %s has no data", path, t->name);
         buf_str(&h, ",");
         buf_json_string(&h, t->name);
-        buf_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+        buf_str(&h, t->bf16 ? ":{\"dtype\":\"BF16\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             if (d) buf_str(&h, ",");
             buf_u64(&h, (uint64_t)t->shape[d]);
@@ -565,7 +582,7 @@ void st_write_f32(const char* path, const StWriteTensor* tensors, int n, const c
         buf_str(&h, "],\"data_offsets\":[");
         buf_u64(&h, offset);
         buf_str(&h, ",");
-        offset += numel * 4;
+        offset += numel * (t->bf16 ? 2 : 4);
         buf_u64(&h, offset);
         buf_str(&h, "]}");
     }
@@ -581,7 +598,8 @@ void st_write_f32(const char* path, const StWriteTensor* tensors, int n, const c
     for (int i = 0; i < n; i++) {
         uint64_t numel = 1;
         for (int d = 0; d < tensors[i].ndim; d++) numel *= (uint64_t)tensors[i].shape[d];
-        if (numel) atomic_write(&af, tensors[i].data, numel * 4);
+        if (numel && tensors[i].bf16) write_bf16(&af, tensors[i].data, numel);
+        else if (numel) atomic_write(&af, tensors[i].data, numel * 4);
     }
     atomic_commit(&af);
     // The rename itself is only durable once the directory entry is on disk.

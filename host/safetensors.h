@@ -55,12 +55,16 @@ typedef struct {
     int ndim;
     int64_t shape[8];
     const float* data;
+    int bf16;  // 0: stored as F32; 1: as BF16, each value rounded to nearest even (exact for bf16 values)
 } StWriteTensor;
 
-// Writes one F32 safetensors file atomically (a reader sees the previous file or the complete new
-// one, never a partial one). metadata: NULL or {"key", "value", ..., NULL}; "format": "pt" is always
-// included because transformers refuses files without it. Tensors are stored in the given order;
-// the data block starts 8-byte aligned. Names must be unique.
+// Writes one safetensors file atomically (a reader sees the previous file or the complete new one,
+// never a partial one): each tensor F32, or BF16 where its bf16 flag is set. metadata: NULL or
+// {"key", "value", ..., NULL}; "format": "pt" is always included because transformers refuses files
+// without it. Tensors are stored in the given order; the data block starts 8-byte aligned (a BF16
+// tensor may leave the next one 2-byte aligned only: safetensors requires no more). Names must be unique.
+void st_write(const char* path, const StWriteTensor* tensors, int n, const char* const* metadata);
+// st_write's older name, from when every tensor was F32 (it still is unless a tensor sets bf16).
 void st_write_f32(const char* path, const StWriteTensor* tensors, int n, const char* const* metadata);
 
 #endif

@@ -26,6 +26,7 @@
 
 typedef struct {
     const char *config, *model, *resume, *data, *out, *device, *precision, *schedule, *tokenizer, *mode, *thought_init, *profile_steps;
+    const char* save_dtype;   // model.safetensors: "fp32" or "bf16"
     const char* grad_reduce;  // several ranks: "fp32" or "bf16", the type the gradients are summed in
     int steps, batch, seq, grad_accum, warmup, decay_steps, seed, save_every, stop_after, log_every, sample_every, sample_tokens;
     float lr, min_lr_frac, weight_decay, beta1, beta2, eps, grad_clip;
@@ -186,6 +187,8 @@ static void check_settings(const TrainSettings* s, const ModelConfig* c) {
     if (!(s->lr >= 0)) fatal("train: --lr must not be negative");
     if (s->log_every <= 0) fatal("train: --log-every must be positive");
     if (s->recompute < 0 || s->recompute > 2) fatal("train: --recompute must be 0, 1 or 2");
+    if (strcmp(s->save_dtype, "fp32") && strcmp(s->save_dtype, "bf16"))
+        fatal("train: --save-dtype must be fp32 or bf16 (got \"%s\")", s->save_dtype);
     if (strcmp(s->schedule, "cosine") && strcmp(s->schedule, "linear") && strcmp(s->schedule, "constant"))
         fatal("train: --schedule must be cosine, linear or constant (got \"%s\")", s->schedule);
     if (strcmp(s->mode, "lm") && strcmp(s->mode, "quietstar"))
@@ -220,10 +223,11 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
     const Backend* be = model->be;
     const int recompute = model->recompute;
     const int base_rank = model->shard_rank, base_world = model->shard_world;
+    const int base_bf16 = model->master == NULL;  // fp32 never has one; bf16 has none in the reference's mode
     const int old_vocab = model->cfg.vocab_size;
     model_destroy(model);
     Model grown;
-    model_create_shard(&grown, &cfg, be, base_rank, base_world);  // the grown model's shard of the same rank
+    model_create_shard(&grown, &cfg, be, base_rank, base_world, base_bf16);  // the grown model's shard of the same rank
     model_init_random(&grown, seed ^ 0x7175696574ull);
     model_copy_matching(&grown, &base, base_w);
     free(base_w);
@@ -268,7 +272,7 @@ static void apply_quietstar_defaults(const ArgSpec* specs, int n, TrainSettings*
 
 int cmd_train(int argc, char** argv) {
     QuietStarConfig ref = quietstar_reference_config();
-    TrainSettings s = {.device = "cpu", .schedule = "cosine", .mode = "lm", .thought_init = "---", .steps = 100,
+    TrainSettings s = {.device = "cpu", .schedule = "cosine", .save_dtype = "fp32", .mode = "lm", .thought_init = "---", .steps = 100,
                        .batch = 4, .seq = 256, .grad_accum = 1, .warmup = 10, .seed = 1337, .log_every = 1,
                        .sample_tokens = 48, .lr = 3e-4f, .min_lr_frac = 0.1f, .weight_decay = 0.1f, .beta1 = 0.9f,
                        .beta2 = 0.95f, .eps = 1e-8f, .grad_clip = 1.0f, .n_ahead = ref.n_ahead,
@@ -288,7 +292,7 @@ int cmd_train(int argc, char** argv) {
          "activation memory: 0 keeps every activation; 1 recomputes each layer's MLP activations in the backward; 2 "
          "also keeps only each Quiet-STaR step's input and K/V, rerunning its forward before its backward"},
         {"stochastic-rounding", ARG_INT, &s.stochastic_rounding,
-         "bf16: 1 rounds the weights' bf16 copy stochastically after each AdamW step (0: to nearest)"},
+         "bf16 or --bf16-weights: 1 rounds the weights' bf16 copy stochastically after each AdamW step (0: to nearest)"},
         {"steps", ARG_INT, &s.steps, "optimizer steps in the whole run"},
         {"batch", ARG_INT, &s.batch, "sequences per micro-batch"},
         {"seq", ARG_INT, &s.seq, "tokens per sequence"},
@@ -306,7 +310,8 @@ int cmd_train(int argc, char** argv) {
         {"decay-norms", ARG_INT, &s.decay_norms,
          "1: weight decay on RMSNorm weights too (reference Trainer); 0: matrices only; -1: 1 for quietstar, 0 for lm"},
         {"bf16-weights", ARG_FLAG, &s.bf16_weights,
-         "round weights to bf16 after every step, as the reference stores them (qstar keeps fp32 masters)"},
+         "the reference's precision: weights and AdamW moments are bf16 values after every step, no fp32 master "
+         "(the moments keep fp32 storage)"},
         {"seed", ARG_INT, &s.seed, "seed of initialization, data order and thought sampling"},
         {"zero", ARG_INT, &s.zero,
          "with several ranks: 1 shards the AdamW moments (and bf16's fp32 master weights) across ranks (ZeRO-1)"},
@@ -314,6 +319,8 @@ int cmd_train(int argc, char** argv) {
          "with several ranks: fp32 or bf16, the type gradients are summed in (default: the gradients' precision; "
          "fp32 sums bf16 gradients exactly, through an fp32 copy of them)"},
         {"save-every", ARG_INT, &s.save_every, "checkpoint every N steps (0: only at the end)"},
+        {"save-dtype", ARG_STR, &s.save_dtype,
+         "fp32 or bf16: model.safetensors' dtype (bf16 rounds to nearest; the optimizer file keeps what resuming needs)"},
         {"stop-after", ARG_INT, &s.stop_after, "stop (with a checkpoint) after N steps of this invocation"},
         {"log-every", ARG_INT, &s.log_every, "print a log line every N steps"},
         {"profile-steps", ARG_STR, &s.profile_steps,
@@ -402,7 +409,7 @@ int cmd_train(int argc, char** argv) {
     Model model;
     // ZeRO-1: this rank's shard of the optimizer state only, from the start (never the whole of it)
     const int zero = s.zero && comm.world > 1;
-    model_create_shard(&model, &cfg, be, zero ? comm.rank : 0, zero ? comm.world : 1);
+    model_create_shard(&model, &cfg, be, zero ? comm.rank : 0, zero ? comm.world : 1, s.bf16_weights);
     model.recompute = s.recompute;
     int start_step = 0;
     if (ckpt) {
@@ -463,8 +470,9 @@ int cmd_train(int argc, char** argv) {
         printf("data parallel: %d ranks x batch %d (%s), gradients reduced in %s%s%s\n", comm.world, s.batch,
                comm_transport(&comm), s.grad_reduce, grad_reduce.stage ? " (through an fp32 copy of the bf16 gradients)" : "",
                !s.zero ? ""
-               : model.master ? ", ZeRO-1 (fp32 master weights and AdamW moments sharded, bf16 weights all-gathered)"
-                              : ", ZeRO-1 (AdamW moments sharded)");
+               : model.master           ? ", ZeRO-1 (fp32 master weights and AdamW moments sharded, bf16 weights all-gathered)"
+               : be->x_bytes != sizeof(float) ? ", ZeRO-1 (AdamW moments sharded, bf16 weights all-gathered)"
+                                        : ", ZeRO-1 (AdamW moments sharded)");
     if (ckpt) printf("resuming from %s at step %d\n", ckpt, start_step);
     if (quietstar && !ckpt)
         printf("quietstar: options not given follow the reference's Trainer (lr 1e-6, betas 0.9/0.999, eps 1e-8, "
@@ -490,6 +498,8 @@ int cmd_train(int argc, char** argv) {
     float* host_m = xmalloc(sizeof(float) * model.n_params);
     float* host_v = xmalloc(sizeof(float) * model.n_params);
     float* host_w = model.master && model.opt_count < model.n_params ? xmalloc(sizeof(float) * model.n_params) : NULL;
+    // stochastic rounding leaves a bf16 working copy that the master does not determine: checkpoints keep it
+    float* host_working = model.master && s.stochastic_rounding && main_rank ? xmalloc(sizeof(float) * model.n_params) : NULL;
     cJSON* settings_json = args_to_json(specs, nspecs);
     char* init_json = init_fields(ckpt ? NULL : s.model);
     cJSON_ReplaceItemInObject(settings_json, "resume", cJSON_CreateNull());
@@ -632,9 +642,12 @@ int cmd_train(int argc, char** argv) {
                 model_get_weights(&model, host_w);
                 comm_allgather(&comm, host_w, model.n_params, COMM_FP32);
             }
+            // every rank holds the whole working copy (ZeRO-1 all-gathers it after each step)
+            if (host_working) x_download(be, host_working, model.params, model.n_params);
             if (main_rank) {
                 DataPosition pos = dataloader_tell(&dl);
-                checkpoint_save(s.out, step, &model, host_w, host_m, host_v, &pos, settings_json, tok);
+                const CheckpointTensors ct = {host_w, host_working, host_m, host_v, !strcmp(s.save_dtype, "bf16")};
+                checkpoint_save(s.out, step, &model, &ct, &pos, settings_json, tok);
                 printf("saved checkpoint %s/step_%06d\n", s.out, step);
             }
             comm_barrier(&comm);
@@ -645,6 +658,7 @@ int cmd_train(int argc, char** argv) {
     free(host_m);
     free(host_v);
     free(host_w);
+    free(host_working);
     if (grad_reduce.stage) be->free(grad_reduce.stage);
     cJSON_Delete(settings_json);
     free(init_json);

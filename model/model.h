@@ -82,7 +82,9 @@ typedef struct {
     floatX* grads;
     // fp32 master weights, AdamW moments, of the range [opt_offset, opt_offset + opt_count) of the
     // parameters: all of them, or this rank's shard under ZeRO-1. master is NULL in fp32 (params are
-    // the master); in bf16 the optimizer updates it and writes params from it in the same pass.
+    // the master) and in the reference's bf16 mode (model_create_shard's bf16_weights: the bf16 params
+    // are the weights, updated in place); otherwise in bf16 the optimizer updates it and writes params
+    // from it in the same pass. The moments are fp32 storage; in the bf16 mode they hold bf16 values.
     float* master;
     float* m;
     float* v;
@@ -106,7 +108,10 @@ typedef struct {
 typedef struct {
     float beta1, beta2, eps, weight_decay;
     int decay_norms;   // also decay the RMSNorm weights (the Quiet-STaR reference's Trainer does)
-    int bf16_weights;  // round the weights to bf16 after every step (the reference keeps them in bf16)
+    // The Quiet-STaR reference's precision: weights and moments are bf16 values after every step (ops.h
+    // adamw_update's bf16_state); the model should be made with model_create_shard(..., bf16_weights = 1)
+    // so that bf16 precision keeps no fp32 master.
+    int bf16_weights;
     uint64_t stochastic_seed;  // bf16 copies: stochastic rounding keyed by (seed, step) when nonzero
 } AdamWConfig;
 
@@ -116,7 +121,8 @@ void model_build_table(Model* m, const ModelConfig* cfg);
 void model_create(Model* m, const ModelConfig* cfg, const Backend* be);
 // The same for rank `rank` of `world` under ZeRO-1: the optimizer state (fp32 master, moments) is
 // allocated for this rank's shard of the parameters only (common/partition.h), never whole.
-void model_create_shard(Model* m, const ModelConfig* cfg, const Backend* be, int rank, int world);
+// bf16_weights: the reference's bf16 mode (AdamWConfig.bf16_weights): no fp32 master in bf16 precision.
+void model_create_shard(Model* m, const ModelConfig* cfg, const Backend* be, int rank, int world, int bf16_weights);
 void model_destroy(Model* m);
 // Normal(0, initializer_range) for matrices and embeddings, ones for norms; Philox keyed by seed.
 void model_init_random(Model* m, uint64_t seed);

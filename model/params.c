@@ -88,9 +88,9 @@ void model_build_table(Model* m, const ModelConfig* cfg) {
     }
 }
 
-void model_create(Model* m, const ModelConfig* cfg, const Backend* be) { model_create_shard(m, cfg, be, 0, 1); }
+void model_create(Model* m, const ModelConfig* cfg, const Backend* be) { model_create_shard(m, cfg, be, 0, 1, 0); }
 
-void model_create_shard(Model* m, const ModelConfig* cfg, const Backend* be, int rank, int world) {
+void model_create_shard(Model* m, const ModelConfig* cfg, const Backend* be, int rank, int world, int bf16_weights) {
     model_build_table(m, cfg);
     m->be = be;
     m->shard_rank = rank;
@@ -100,7 +100,8 @@ void model_create_shard(Model* m, const ModelConfig* cfg, const Backend* be, int
     const size_t shard = sizeof(float) * (m->opt_count ? m->opt_count : 1);
     m->params = be->alloc(be->x_bytes * m->n_params);
     m->grads = be->alloc(be->x_bytes * m->n_params);
-    m->master = be->x_bytes == sizeof(float) ? NULL : be->alloc(shard);
+    // the reference's bf16 mode keeps no master: AdamW updates the bf16 params in place
+    m->master = be->x_bytes == sizeof(float) || bf16_weights ? NULL : be->alloc(shard);
     m->m = be->alloc(shard);
     m->v = be->alloc(shard);
     m->scalar = be->alloc(sizeof(float));

@@ -327,10 +327,9 @@ void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_sca
         const uint64_t seed = opt->stochastic_seed ? opt->stochastic_seed ^ ((uint64_t)t << 32) ^ (uint64_t)i : 0;
         m->be->adamw_update(xat(m->be, m->params, lo), m->master ? m->master + (lo - r0) : NULL,
                             xat(m->be, m->grads, lo), m->m + (lo - r0), m->v + (lo - r0), hi - lo, lr * p->lr_mult,
-                            opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f, grad_scale, t, seed);
+                            opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f, grad_scale, t, seed,
+                            lo - p->offset, opt->bf16_weights);
     }
-    // the reference's own mode: fp32 weights (the master, or the fp32 weights themselves) kept at bf16 values
-    if (opt->bf16_weights) m->be->round_bf16(m->master ? m->master : (float*)xat(m->be, m->params, r0), m->opt_count);
 }
 
 double model_step_flops(const Model* m, int B, int T) {

@@ -347,9 +347,9 @@ static void test_adamw(void) {
     vf p = rnd(n), g = rnd(n), m = rnd(n, 0.1f), v = rnd(n, 0.1f);
     for (auto& x : v) x = fabsf(x);
     vf p_c = p, m_c = m, v_c = v;
-    cpu_adamw_update(p_c.data(), NULL, g.data(), m_c.data(), v_c.data(), n, 3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7, 0);
+    cpu_adamw_update(p_c.data(), NULL, g.data(), m_c.data(), v_c.data(), n, 3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7, 0, 0, 0);
     float *d_p = dev(p), *d_g = dev(g), *d_m = dev(m), *d_v = dev(v);
-    cuda_adamw_update(d_p, NULL, d_g, d_m, d_v, n, 3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7, 0);
+    cuda_adamw_update(d_p, NULL, d_g, d_m, d_v, n, 3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 7, 0, 0, 0);
     compare("adamw param", host(d_p, n), p_c, TOL);
     compare("adamw m", host(d_m, n), m_c, TOL);
     compare("adamw v", host(d_v, n), v_c, TOL);

@@ -13,6 +13,10 @@
  *        "+=" outputs, the rounding of the accumulator's start value
  *   4u   a chain of two stored roundings (SwiGLU backward through silu, RoPE backward, mixing head)
  *   8u   attention: P rounded to bf16 before P·V, and its backward's dS/dP chain
+ * AdamW in the Quiet-STaR reference's precision (no master, moments held as bf16 values) on the bf16 and
+ * cpu tables against a reference written here (bf16 inputs, fp32 math, outputs rounded to nearest): equal
+ * except for neighbouring bf16 values where an FMA contraction moves an fp32 value across a rounding
+ * midpoint (at most 1 % of outputs); its stochastic rounding draws the same on both tables.
  * Whole steps: a model's lm forward/backward (the loss within 2u relative, every gradient within 16u
  * of its tensor's largest), a Quiet-STaR step with forced thoughts (loss 4u; the whole gradient's relative
  * norm error 16u and every tensor's gradient within cosine 0.99 of fp32's: see the test), and 50 AdamW steps of the tiny preset whose bf16 loss curve stays within 1 % of
@@ -336,8 +340,8 @@ static void test_adamw(void) {
     floatX *pb = xin(bf, w, n), *gb = xin(bf, g, n);
     float *master = dnew(bf, w, sizeof(float) * n), *mb = bf->alloc(sizeof(float) * n), *vb = bf->alloc(sizeof(float) * n);
     for (int t = 1; t <= 3; t++) {
-        cpu->adamw_update((floatX*)pc, NULL, (floatX*)gc, mc, vc, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, t, 0);
-        bf->adamw_update(pb, master, gb, mb, vb, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, t, 0);
+        cpu->adamw_update((floatX*)pc, NULL, (floatX*)gc, mc, vc, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, t, 0, 0, 0);
+        bf->adamw_update(pb, master, gb, mb, vb, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, t, 0, 0, 0);
     }
     float *ref = fout(cpu, pc, n), *mst = fout(bf, master, n), *cp = xout(bf, pb, n);
     double md = 0;
@@ -354,7 +358,7 @@ static void test_adamw(void) {
     int neighbours = 1;
     float* acc = calloc(n, sizeof(float));
     for (int s = 1; s <= 64; s++) {
-        bf->adamw_update(pb, master, gb, mb, vb, n, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 4, (uint64_t)s);
+        bf->adamw_update(pb, master, gb, mb, vb, n, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f, 4, (uint64_t)s, 0, 0);
         float* c = xout(bf, pb, n);
         float* m = fout(bf, master, n);
         for (size_t i = 0; i < n; i++) {
@@ -379,6 +383,119 @@ static void test_adamw(void) {
     free(m), free(acc), free(ref), free(mst), free(cp), free(w), free(g);
     cpu->free(pc), cpu->free(gc), cpu->free(mc), cpu->free(vc);
     bf->free(pb), bf->free(gb), bf->free(master), bf->free(mb), bf->free(vb);
+}
+
+// One AdamW step of the Quiet-STaR reference's precision (bf16_state), written out here: inputs are bf16
+// values, the math is fp32 in the kernel's order, and the moments (before the weight update reads them)
+// and the new weight are rounded to nearest even, as PyTorch's AdamW on bf16 tensors stores them.
+static void adamw_bf16_reference(float* w, float* m, float* v, const float* g, size_t n, float lr, float b1,
+                                 float b2, float eps, float wd, float scale, int t) {
+    const float bc1 = 1.0f - powf(b1, (float)t), bc2 = 1.0f - powf(b2, (float)t);
+    const float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2);
+    for (size_t i = 0; i < n; i++) {
+        const float gi = g[i] * scale;
+        const float p = w[i] * (1.0f - lr * wd);
+        m[i] = bf16_round(b1 * m[i] + (1.0f - b1) * gi);
+        v[i] = bf16_round(b2 * v[i] + (1.0f - b2) * gi * gi);
+        w[i] = bf16_round(p - step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps));
+    }
+}
+
+// got against ref, both bf16 values: how many differ, and whether every difference is one step to a
+// neighbouring bf16 value (the bit patterns of same-signed bf16 values are ordered like the values).
+static size_t bf16_mismatches(const float* got, const float* ref, size_t n, int* beyond_neighbour) {
+    size_t diff = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (got[i] == ref[i]) continue;
+        diff++;
+        const int32_t a = bf16_from_float(got[i]), b = bf16_from_float(ref[i]);
+        if ((a ^ b) & 0x8000 || abs(a - b) != 1 || bf16_round(got[i]) != got[i]) *beyond_neighbour = 1;
+    }
+    return diff;
+}
+
+// AdamW in the reference's mode (--bf16-weights: no master, bf16 params updated in place, moments held
+// as bf16 values) on the bf16 table and on the cpu table (fp32 storage holding bf16 values), each step
+// against adamw_bf16_reference applied to the backend's own state before the step (a one-step check:
+// a flipped rounding does not compound). Bound: equal, except where the fp32 value lies within the
+// fp32 rounding difference of a bf16 rounding midpoint (a compiler's FMA contraction, nvcc's on a GPU):
+// there the two sides pick neighbouring bf16 values. At most 1 % of elements may, and never further.
+// Then stochastic rounding: the cpu table draws what the bf16 table draws (the same Philox key).
+static void test_adamw_bf16_state(void) {
+    const size_t n = 4096;
+    const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f, scale = 0.7f;
+    float *w = hin(n, -1, 1), *z = calloc(n, sizeof(float));
+    floatX* pb = xin(bf, w, n);
+    float *pc = dnew(cpu, w, sizeof(float) * n), *mb = dnew(bf, z, sizeof(float) * n), *vb = dnew(bf, z, sizeof(float) * n);
+    float *mc = dnew(cpu, z, sizeof(float) * n), *vc = dnew(cpu, z, sizeof(float) * n);
+    size_t diff[2] = {0, 0};
+    int beyond = 0;
+    for (int t = 1; t <= 3; t++) {
+        float* g = hin(n, -1, 1);
+        floatX* gb = xin(bf, g, n);
+        float* gc = dnew(cpu, g, sizeof(float) * n);
+        for (int k = 0; k < 2; k++) {
+            const Backend* be = k ? cpu : bf;
+            floatX* p = k ? (floatX*)pc : pb;
+            float *m = k ? mc : mb, *v = k ? vc : vb;
+            float *rw = xout(be, p, n), *rm = fout(be, m, n), *rv = fout(be, v, n);
+            adamw_bf16_reference(rw, rm, rv, g, n, lr, b1, b2, eps, wd, scale, t);
+            be->adamw_update(p, NULL, k ? (floatX*)gc : gb, m, v, n, lr, b1, b2, eps, wd, scale, t, 0, 0, 1);
+            float *gw = xout(be, p, n), *gm = fout(be, m, n), *gv = fout(be, v, n);
+            diff[k] += bf16_mismatches(gw, rw, n, &beyond) + bf16_mismatches(gm, rm, n, &beyond) +
+                       bf16_mismatches(gv, rv, n, &beyond);
+            free(rw), free(rm), free(rv), free(gw), free(gm), free(gv);
+        }
+        bf->free(gb), cpu->free(gc), free(g);
+    }
+    const size_t outs = 3 * 3 * n;  // param, m, v over 3 steps
+    printf("  %-44s %zu (%s), %zu (cpu) of %zu outputs differ from the reference, by one bf16 step\n",
+           "adamw bf16 state (no master, moments bf16)", diff[0], bf->name, diff[1], outs);
+    CHECK(!beyond, "adamw bf16 state: an output is not the reference or its bf16 neighbour");
+    CHECK(diff[0] <= outs / 100 && diff[1] <= outs / 100, "adamw bf16 state: %zu and %zu of %zu outputs differ (bound 1 %%)",
+          diff[0], diff[1], outs);
+    // stochastic rounding of the weights: cpu and the bf16 table from the same state draw the same bits
+    float* g = hin(n, -1, 1);
+    floatX* gb = xin(bf, g, n);
+    float* gc = dnew(cpu, g, sizeof(float) * n);
+    float *sw = xout(bf, pb, n), *sm = fout(bf, mb, n), *sv = fout(bf, vb, n);
+    cpu->upload(pc, sw, sizeof(float) * n), cpu->upload(mc, sm, sizeof(float) * n), cpu->upload(vc, sv, sizeof(float) * n);
+    bf->adamw_update(pb, NULL, gb, mb, vb, n, lr, b1, b2, eps, wd, scale, 4, 0x5EED0001ull, 0, 1);
+    cpu->adamw_update((floatX*)pc, NULL, (floatX*)gc, mc, vc, n, lr, b1, b2, eps, wd, scale, 4, 0x5EED0001ull, 0, 1);
+    float *ob = xout(bf, pb, n), *oc = fout(cpu, pc, n);
+    adamw_bf16_reference(sw, sm, sv, g, n, lr, b1, b2, eps, wd, scale, 4);  // to nearest: how many SR moved
+    int sr_beyond = 0;
+    const size_t sdiff = bf16_mismatches(oc, ob, n, &sr_beyond), moved = bf16_mismatches(ob, sw, n, &sr_beyond);
+    printf("  %-44s %zu of %zu weights differ cpu vs %s; %zu differ from round-to-nearest\n", "adamw bf16 state, stochastic",
+           sdiff, n, bf->name, moved);
+    CHECK(!sr_beyond, "adamw bf16 state, stochastic: a weight is not within one bf16 step of the other side's");
+    CHECK(sdiff <= n / 100, "adamw bf16 state, stochastic: cpu and %s differ in %zu of %zu weights", bf->name, sdiff, n);
+    CHECK(moved > n / 10, "adamw bf16 state, stochastic: only %zu of %zu weights left round-to-nearest", moved, n);
+    // a range updated in two calls (ZeRO-1 shards splitting a tensor) draws what one call draws when the
+    // second passes its offset as index0; with and without a master
+    const size_t h = n / 2 + 3;
+    for (int with_master = 0; with_master < 2; with_master++) {
+        floatX *p1 = xin(bf, sw, n), *p2 = xin(bf, sw, n);
+        float *m1 = dnew(bf, sm, sizeof(float) * n), *m2 = dnew(bf, sm, sizeof(float) * n);
+        float *v1 = dnew(bf, sv, sizeof(float) * n), *v2 = dnew(bf, sv, sizeof(float) * n);
+        float *w1 = with_master ? dnew(bf, w, sizeof(float) * n) : NULL, *w2 = with_master ? dnew(bf, w, sizeof(float) * n) : NULL;
+        const int state = !with_master;  // the master path rounds only the copy stochastically
+        bf->adamw_update(p1, w1, gb, m1, v1, n, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, 0, state);
+        bf->adamw_update(p2, w2, gb, m2, v2, h, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, 0, state);
+        bf->adamw_update((floatX*)((char*)p2 + bf->x_bytes * h), w2 ? w2 + h : NULL, (const floatX*)((const char*)gb + bf->x_bytes * h),
+                         m2 + h, v2 + h, n - h, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, h, state);
+        float *a1 = xout(bf, p1, n), *a2 = xout(bf, p2, n);
+        const size_t split_diff = bf16_mismatches(a1, a2, n, &sr_beyond);
+        printf("  %-44s %zu of %zu weights differ between one call and two (index0 %zu)\n",
+               with_master ? "adamw stochastic copy, split range" : "adamw bf16 state, stochastic, split range", split_diff, n, h);
+        CHECK(split_diff == 0, "adamw stochastic rounding: a range split in two calls draws differently (%zu of %zu)", split_diff, n);
+        free(a1), free(a2);
+        bf->free(p1), bf->free(p2), bf->free(m1), bf->free(m2), bf->free(v1), bf->free(v2);
+        if (w1) bf->free(w1), bf->free(w2);
+    }
+    free(ob), free(oc), free(sw), free(sm), free(sv), free(g), free(w), free(z);
+    bf->free(gb), cpu->free(gc);
+    bf->free(pb), bf->free(mb), bf->free(vb), cpu->free(pc), cpu->free(mc), cpu->free(vc);
 }
 
 // ---- whole model ------------------------------------------------------------------------------------
@@ -589,6 +706,7 @@ int main(int argc, char** argv) {
     test_thought_attention(32);
     test_thought_attention(64);
     test_adamw();
+    test_adamw_bf16_state();
     test_lm_step();
     test_quietstar_step();
     if (!getenv("QSTAR_BF16_SKIP_CURVE")) test_loss_curve();  // the slow part: once per suite

@@ -15,6 +15,9 @@
 #    quietstar from the base config (host/train.c adds the thought tokens: the base model's device
 #    state is freed before the grown model is created, so the step stays the peak) and from a config
 #    that already has them;
+#  - the reference's bf16 mode (--bf16-weights, given to both): in bf16 no fp32 master (on the 100m
+#    shape 0.45 GiB against 0.59 with one: a plan that still counted it would be 31 % off), and under
+#    ZeRO-1 on the tiny preset (that it runs and agrees; its master would be 2 % of the total);
 #  - ZeRO-1 over 2 ranks (mpirun): the AdamW moments (and bf16's master) sharded, bf16 gradients
 #    summed through an fp32 copy (--grad-reduce fp32), NCCL's staging buffer (on a GPU the
 #    checkpoint's host arrays go through it; QSTAR_NCCL_EMU_HOST_BUFFERS=1 makes the emulator's NCCL
@@ -101,6 +104,8 @@ done
 for p in fp32 bf16; do
   check "$m100name lm $p b1 s16" 1 "" "" --config "$m100" --precision $p --batch 1 --seq 16
 done
+check "$m100name lm bf16 b1 s16 --bf16-weights (no master)" 1 "" "" --config "$m100" --precision bf16 --batch 1 --seq 16 \
+  --bf16-weights
 check "$m100name quietstar fp32 b1 s16 (thought tokens added)" 1 "" "$qtok" \
   --config "$m100" --precision fp32 --batch 1 --seq 16 "${qs[@]}"
 check "$m100name quietstar bf16 b1 s16 (config with thought tokens)" 1 "" "$qx" \
@@ -112,6 +117,9 @@ if command -v mpirun > /dev/null; then
     --config configs/tiny.json --precision bf16 --batch 1 --seq 16 --zero 1 --grad-reduce fp32
   check "$m100name lm fp32 b1 s8 ZeRO-1 over 2 ranks (the optimizer state made sharded)" 2 "QSTAR_NCCL_EMU_HOST_BUFFERS=1" "" \
     --config "$m100" --precision fp32 --batch 1 --seq 8 --zero 1
+  check "tiny quietstar bf16 b1 s16 --bf16-weights ZeRO-1 over 2 ranks (thought tokens added)" 2 \
+    "QSTAR_NCCL_EMU_HOST_BUFFERS=1" "$qtok" --config configs/tiny.json --precision bf16 --batch 1 --seq 16 "${qs[@]}" \
+    --bf16-weights --zero 1
 else
   bad "SKIP: mpirun missing (run make deps): the ZeRO-1 cases did not run"
 fi

@@ -1310,7 +1310,7 @@ static void test_adamw_case(const Backend* be, float grad_scale, float wd) {
     for (int t = 1; t <= 3; t++) {
         const float* g = gs + (t - 1) * n;
         be->upload(d_g, g, sizeof(float) * n);
-        be->adamw_update(d_p, NULL, d_g, d_m, d_v, n, lr, b1, b2, eps, wd, grad_scale, t, 0);
+        be->adamw_update(d_p, NULL, d_g, d_m, d_v, n, lr, b1, b2, eps, wd, grad_scale, t, 0, 0, 0);
         // torch.optim.AdamW (single tensor): p *= 1 - lr*wd; m, v; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
         double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
         for (size_t i = 0; i < n; i++) {
@@ -1341,7 +1341,7 @@ static void test_adamw_case(const Backend* be, float grad_scale, float wd) {
     be->zero(d_v, sizeof(float) * n);
     for (int t = 1; t <= 3; t++) {
         be->upload(d_g, gs + (t - 1) * n, sizeof(float) * n);
-        be->adamw_update(d_p, NULL, d_g, d_m, d_v, n, lr, b1, b2, eps, wd, grad_scale, t, 0);
+        be->adamw_update(d_p, NULL, d_g, d_m, d_v, n, lr, b1, b2, eps, wd, grad_scale, t, 0, 0, 0);
     }
     dget(be, dd, d_p, sizeof(float) * n);
     check_bitwise("adamw_update determinism", dd, p2, sizeof(float) * n);

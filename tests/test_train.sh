@@ -4,7 +4,13 @@
 #  - resume: N steps straight and N/2 + resume + N/2 give bitwise-identical weights, optimizer
 #    state and per-step losses;
 #  - the step log and metrics.jsonl carry the same fields;
-#  - grad accumulation: batch 4 equals batch 2 x 2 micro-batches up to float rounding.
+#  - grad accumulation: batch 4 equals batch 2 x 2 micro-batches up to float rounding;
+#  - bitwise resume in the precisions whose state is more than model.safetensors' fp32 weights
+#    (bin/qstar-emu): bf16 with --stochastic-rounding 1 (the bf16 working copy is not the master rounded
+#    to nearest: the checkpoint keeps it, "working_bf16", and a resume without it must differ), the
+#    reference's --bf16-weights mode (no master) on emu-bf16 and on cpu, and --save-dtype bf16 on cpu
+#    (model.safetensors rounded; the optimizer file keeps the fp32 weights, "master");
+#  - --bf16-weights under ZeRO-1 (mpirun, 2 ranks, emu-bf16) bitwise the all-reduce run.
 set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -53,6 +59,98 @@ if diff <(python3 -c 'import json,sys; [print(json.loads(l)["loss"]) for l in op
         <(python3 -c 'import json,sys; [print(json.loads(l)["loss"]) for l in open(sys.argv[1])]' "$work/split/metrics.jsonl") >/dev/null; then
   ok "resume: all 12 losses identical"; else bad "resume: losses differ"; fi
 ls -a "$work/split" | grep -q '\.tmp' && bad "temporary checkpoint directory left behind" || ok "no temporary files left"
+
+# --- bitwise resume: bf16 state ------------------------------------------------------------------
+# resume_check NAME BIN OPTIONS...: 4 steps straight against 2 + resume + 2 (tiny model, seconds)
+resume_check() {
+  local name=$1 bin=$2; shift 2
+  local dir="$work/rs_${name// /_}"
+  local c=(--config configs/tiny.json --data "$work/r1.bin" --steps 4 --batch 2 --seq 32 --lr 1e-3 --warmup 1 --save-every 2 "$@")
+  if ! "$bin" train "${c[@]}" --out "$dir/straight" > "$dir.straight.log" 2>&1 \
+     || ! "$bin" train "${c[@]}" --out "$dir/split" --stop-after 2 > "$dir.split1.log" 2>&1 \
+     || ! "$bin" train --resume "$dir/split" > "$dir.split2.log" 2>&1; then
+    bad "$name: a run failed: $(tail -1 "$dir".*.log | grep -v '^==' | grep . | tail -1)"; return 1
+  fi
+  local f same=1
+  for f in model.safetensors optimizer.safetensors; do
+    cmp -s "$dir/straight/step_000004/$f" "$dir/split/step_000004/$f" || { same=0; bad "$name: resume: $f differs"; }
+  done
+  [ $same = 1 ] && ok "$name: 2 + resume + 2 steps bitwise the 4 straight (model and optimizer files)"
+  return 0
+}
+# tensor names and dtypes of a safetensors file, "name:DTYPE" per line (no numpy needed)
+st_names() { python3 -c '
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]
+for k, v in json.loads(f.read(n)).items():
+    if k != "__metadata__": print("%s:%s" % (k, v["dtype"]))' "$1"; }
+E=bin/qstar-emu
+if [ -x "$E" ]; then
+  if resume_check "emu-bf16 stochastic rounding" $E --device emu --precision bf16 --stochastic-rounding 1; then
+    d="$work/rs_emu-bf16_stochastic_rounding"
+    st_names "$d/split/step_000002/optimizer.safetensors" | grep -qx "working_bf16:BF16" \
+      && ok "stochastic rounding: optimizer.safetensors holds the bf16 working copy" || bad "stochastic rounding: no working_bf16 tensor"
+    # the same resume from a checkpoint without the working copy (the master rounded to nearest instead)
+    # must differ, or the check above could not fail
+    cp -r "$d/split" "$d/nowork" && rm -rf "$d/nowork/step_000004"
+    python3 - "$d/nowork/step_000002/optimizer.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; f = open(p, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); data = f.read()
+h.pop("working_bf16"); out = {"__metadata__": h.pop("__metadata__")}; blob = b""
+for k, v in h.items():
+    b, e = v["data_offsets"]; v["data_offsets"] = [len(blob), len(blob) + e - b]; blob += data[b:e]; out[k] = v
+hdr = json.dumps(out).encode(); hdr += b" " * (-(8 + len(hdr)) % 8)
+open(p, "wb").write(struct.pack("<Q", len(hdr)) + hdr + blob)
+PY
+    $E train --resume "$d/nowork" > "$d.nowork.log" 2>&1 || bad "resume without working_bf16 failed: $(tail -1 "$d.nowork.log")"
+    cmp -s "$d/straight/step_000004/model.safetensors" "$d/nowork/step_000004/model.safetensors" \
+      && bad "resume without the working copy is bitwise too: the check above cannot fail" \
+      || ok "resume without the working copy differs (the restore is what makes it bitwise)"
+  fi
+  resume_check "emu-bf16 --bf16-weights" $E --device emu --precision bf16 --bf16-weights --stochastic-rounding 1 \
+    && { st_names "$work/rs_emu-bf16_--bf16-weights/split/step_000004/optimizer.safetensors" | grep -q '^working_bf16:' \
+         && bad "--bf16-weights saved a working copy (it has no master: the weights are the copy)" \
+         || ok "--bf16-weights: no working copy saved (the bf16 weights are the state)"; }
+  # ZeRO-1 in the mode: each rank updates its shard of the bf16 weights in place and all-gathers them,
+  # which must give what the all-reduce run gives, bit for bit
+  if command -v mpirun > /dev/null; then
+    d="$work/zero_bf16w"; mkdir -p "$d"
+    zc=(--config configs/tiny.json --data "$work/r1.bin" --steps 2 --batch 2 --seq 32 --lr 1e-3 --warmup 1
+        --device emu --precision bf16 --bf16-weights --stochastic-rounding 1)
+    if OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 2 --oversubscribe \
+         $E train "${zc[@]}" --zero 1 --out "$d/z" > "$d/z.log" 2>&1 \
+       && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 2 --oversubscribe \
+         $E train "${zc[@]}" --out "$d/a" > "$d/a.log" 2>&1; then
+      grep -q "ZeRO-1 (AdamW moments sharded, bf16 weights all-gathered)" "$d/z.log" \
+        && cmp -s "$d/z/step_000002/model.safetensors" "$d/a/step_000002/model.safetensors" \
+        && cmp -s "$d/z/step_000002/optimizer.safetensors" "$d/a/step_000002/optimizer.safetensors" \
+        && ok "emu-bf16 --bf16-weights: ZeRO-1 over 2 ranks bitwise the all-reduce run" \
+        || bad "emu-bf16 --bf16-weights: ZeRO-1 differs from all-reduce (or its banner: $(grep -m1 'data parallel' "$d/z.log"))"
+    else
+      bad "emu-bf16 --bf16-weights over 2 ranks failed: $(tail -1 "$d/z.log" "$d/a.log" | grep . | tail -1)"
+    fi
+  else
+    bad "SKIP: mpirun missing (make deps): --bf16-weights under ZeRO-1 did not run"
+  fi
+else
+  bad "SKIP: bin/qstar-emu is not built (make tests): the bf16 resume checks did not run"
+fi
+resume_check "cpu --bf16-weights" $Q --bf16-weights \
+  && python3 - "$work/rs_cpu_--bf16-weights/straight/step_000004" <<'PY' && ok "cpu --bf16-weights: every weight and moment is a bf16 value" || bad "cpu --bf16-weights: fp32 values off the bf16 grid"
+import json, struct, sys
+def off_grid(p):  # F32 values whose low 16 bits are not zero
+    f = open(p, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); data = f.read(); bad = 0
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        b, e = v["data_offsets"]; words = struct.unpack("<%dI" % ((e - b) // 4), data[b:e])
+        bad += sum(1 for w in words if w & 0xFFFF)
+    return bad
+d = sys.argv[1]; bad = off_grid(d + "/model.safetensors") + off_grid(d + "/optimizer.safetensors")
+print("    %d values off the bf16 grid" % bad); sys.exit(1 if bad else 0)
+PY
+resume_check "cpu --save-dtype bf16" $Q --save-dtype bf16 \
+  && { st_names "$work/rs_cpu_--save-dtype_bf16/split/step_000004/optimizer.safetensors" | grep -qx "master:F32" \
+       && ok "--save-dtype bf16: optimizer.safetensors holds the fp32 weights" || bad "--save-dtype bf16: no master tensor"; }
 
 # --- gradient accumulation ------------------------------------------------------------------------
 $Q train --config configs/tiny.json --data "$work/r1.bin" --steps 3 --batch 4 --seq 32 --lr 1e-3 --warmup 0 --out "$work/acc1" > /dev/null 2>&1

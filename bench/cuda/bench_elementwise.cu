@@ -63,7 +63,7 @@ static void bench_adamw(Bench* b, size_t n) {
     auto v = dual(b, rnd(n, 0.001f, 0.001f));  // second moments are non-negative
     bench_case(what, sizeof what, "adamw_update n=%zu", n);
     auto op = [&](const Backend* be, int s) {
-        be->adamw_update(param[s], NULL, grad[s], m[s], v[s], n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3, 0);
+        be->adamw_update(param[s], NULL, grad[s], m[s], v[s], n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3, 0, 0, 0);
     };
     run_both(b, op);
     int ok = check_f(b, "param", param, 1e-6, 1e-5);

@@ -1,6 +1,7 @@
 /*
  * Optimizer kernels on the GPU: the AdamW update (fp32 math; with a master copy it updates the fp32
- * master and writes the floatX working copy in the same pass), bfloat16 rounding of fp32 weights,
+ * master and writes the floatX working copy in the same pass; in the Quiet-STaR reference's bf16 mode
+ * it rounds the moments and the weights to bf16 values in that pass too), bfloat16 rounding of fp32 weights,
  * fp32 <-> floatX conversion, and the squared norm for global gradient clipping. AdamW, rounding and
  * conversion are elementwise grid-stride loops. The bias
  * corrections are scalars computed once on the host with the same fp32 expressions as the CPU
@@ -21,36 +22,61 @@
 
 static __device__ double sumsq_partials[SUMSQ_MAX_BLOCKS];
 
-// Stored as floatX: round to nearest even, or stochastically when seed != 0 (u uniform in [0, 2^16) from
-// Philox keyed by (seed, i) added below the bf16 mantissa, then truncated: E[result] = x).
-__device__ __forceinline__ floatX store_rounded(float x, uint64_t seed, size_t i) {
-    if (sizeof(floatX) == sizeof(float) || seed == 0) return to_x(x);
+// The bf16 value x rounds to, as an fp32: to nearest even, or stochastically when seed != 0 (u uniform
+// in [0, 2^16) from Philox keyed by (seed, i) added below the bf16 mantissa, then truncated: E[result] = x).
+// inf and nan are kept.
+__device__ __forceinline__ float bf16_value(float x, uint64_t seed, size_t i) {
     uint32_t b = __float_as_uint(x);
-    if ((b & 0x7F800000u) == 0x7F800000u) return to_x(x);  // inf, nan
-    const Philox4 r = philox4x32((uint32_t)i, (uint32_t)(i >> 32), 0x5EEDu, 0, (uint32_t)seed, (uint32_t)(seed >> 32));
-    b += r.v[0] & 0xFFFFu;
-    return to_x(__uint_as_float(b & 0xFFFF0000u));  // exact: the low half is zero
+    if ((b & 0x7F800000u) == 0x7F800000u) return x;
+    if (seed) {
+        const Philox4 r = philox4x32((uint32_t)i, (uint32_t)(i >> 32), 0x5EEDu, 0, (uint32_t)seed, (uint32_t)(seed >> 32));
+        b += r.v[0] & 0xFFFFu;
+    } else {
+        b += 0x7FFFu + ((b >> 16) & 1u);  // ties to even
+    }
+    return __uint_as_float(b & 0xFFFF0000u);
 }
 
+// Stored as floatX: round to nearest even, or stochastically when seed != 0 (bf16_value).
+__device__ __forceinline__ floatX store_rounded(float x, uint64_t seed, size_t i) {
+    if (sizeof(floatX) == sizeof(float) || seed == 0) return to_x(x);
+    return to_x(bf16_value(x, seed, i));  // exact: the low half is zero
+}
+
+// bf16_state: the reference's precision (weights and moments held in bf16): m and v are stored rounded
+// to nearest even and the update uses those stored values, as PyTorch's AdamW on bf16 state does; the
+// new weight is rounded to a bf16 value (stochastically with seed) and written to the master (if any) and
+// param, exactly representable in either type.
 __global__ void adamw_kernel(floatX* param,       // (n) the weights the ops read
                              float* master,       // (n) fp32 master weights, or NULL (param is fp32 and the master)
                              const floatX* grad,  // (n)
                              float* m,            // (n) first moment
                              float* v,            // (n) second moment
                              size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                             float grad_scale, float step_size, float bc2_sqrt, uint64_t seed) {
+                             float grad_scale, float step_size, float bc2_sqrt, uint64_t seed, size_t index0,
+                             int bf16_state) {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const float g = to_float(grad[i]) * grad_scale;
         const float w = master ? master[i] : to_float(param[i]);
         const float p = w * (1.0f - lr * weight_decay);
-        const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        if (bf16_state) {
+            mi = bf16_value(mi, 0, i);
+            vi = bf16_value(vi, 0, i);
+        }
         m[i] = mi;
         v[i] = vi;
         const float out = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
-        if (master) master[i] = out;
-        param[i] = store_rounded(out, seed, i);
+        if (bf16_state) {
+            const float r = bf16_value(out, seed, index0 + i);
+            if (master) master[i] = r;
+            param[i] = to_x(r);
+        } else {
+            if (master) master[i] = out;
+            param[i] = store_rounded(out, seed, index0 + i);
+        }
     }
 }
 
@@ -108,7 +134,7 @@ __global__ void sum_squares_final_kernel(float* out,  // (1)
 
 static void cuda_adamw_update(floatX* param, float* master, const floatX* grad, float* m, float* v, size_t n, float lr,
                               float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t,
-                              uint64_t seed) {
+                              uint64_t seed, size_t index0, int bf16_state) {
     NVTX_RANGE_FN();
     if (n == 0) return;
     const float bc1 = 1.0f - powf(beta1, (float)t);
@@ -116,7 +142,7 @@ static void cuda_adamw_update(floatX* param, float* master, const floatX* grad, 
     const float step_size = lr / bc1;
     const float bc2_sqrt = sqrtf(bc2);
     LAUNCH(adamw_kernel, elementwise_grid(n), ELEMENTWISE_BLOCK, 0, qstar_stream, param, master, grad, m, v, n, lr,
-           beta1, beta2, eps, weight_decay, grad_scale, step_size, bc2_sqrt, seed);
+           beta1, beta2, eps, weight_decay, grad_scale, step_size, bc2_sqrt, seed, index0, bf16_state);
     cudaCheckLaunch();
 }
 
