@@ -234,7 +234,7 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
     const Backend* be = model->be;
     const int recompute = model->recompute;
     const int base_rank = model->shard_rank, base_world = model->shard_world;
-    const int base_bf16 = model->master == NULL;  // fp32 never has one; bf16 has none in the reference's mode
+    const int base_bf16 = model->bf16_state;  // the reference's bf16 mode carries over to the grown model
     const int old_vocab = model->cfg.vocab_size;
     model_destroy(model);
     Model grown;

@@ -148,6 +148,28 @@ def off_grid(p):  # F32 values whose low 16 bits are not zero
 d = sys.argv[1]; bad = off_grid(d + "/model.safetensors") + off_grid(d + "/optimizer.safetensors")
 print("    %d values off the bf16 grid" % bad); sys.exit(1 if bad else 0)
 PY
+# Quiet-STaR from a base model grows the model (thought tokens): the mode must carry over to the grown
+# model, and only when asked (a run without --bf16-weights keeps fp32 weights off the bf16 grid)
+qs=(--config configs/tiny.json --data "$work/r1.bin" --steps 1 --batch 1 --seq 16 --lr 1e-3 --warmup 0 --mode quietstar
+    --n-ahead 4 --n-ahead-talk 1 --n-passes 2 --tokenizer data/corpus/tokenizer.json)
+$Q train "${qs[@]}" --out "$work/qs_fp32" > "$work/qs_fp32.log" 2>&1 || bad "quietstar fp32 run failed: $(tail -1 "$work/qs_fp32.log")"
+$Q train "${qs[@]}" --bf16-weights --out "$work/qs_bf16w" > "$work/qs_bf16w.log" 2>&1 || bad "quietstar --bf16-weights run failed"
+if python3 - "$work/qs_fp32/step_000001" "$work/qs_bf16w/step_000001" <<'PY'
+import json, struct, sys
+def off_grid(p):
+    f = open(p, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); data = f.read(); bad = 0
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        b, e = v["data_offsets"]; words = struct.unpack("<%dI" % ((e - b) // 4), data[b:e])
+        bad += sum(1 for w in words if w & 0xFFFF)
+    return bad
+a = off_grid(sys.argv[1] + "/model.safetensors"); b = off_grid(sys.argv[2] + "/model.safetensors")
+b += off_grid(sys.argv[2] + "/optimizer.safetensors")
+print("    quietstar with added thought tokens: %d weights off the bf16 grid without --bf16-weights, %d values with it" % (a, b))
+sys.exit(0 if a > 0 and b == 0 else 1)
+PY
+then ok "quietstar growing the model: --bf16-weights carries over to the grown model, and only when given"
+else bad "quietstar growing the model: the bf16 mode did not carry over, or appeared unasked"; fi
 resume_check "cpu --save-dtype bf16" $Q --save-dtype bf16 \
   && { st_names "$work/rs_cpu_--save-dtype_bf16/split/step_000004/optimizer.safetensors" | grep -qx "master:F32" \
        && ok "--save-dtype bf16: optimizer.safetensors holds the fp32 weights" || bad "--save-dtype bf16: no master tensor"; }
