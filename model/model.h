@@ -112,8 +112,8 @@ typedef struct {
     float beta1, beta2, eps, weight_decay;
     int decay_norms;   // also decay the RMSNorm weights (the Quiet-STaR reference's Trainer does)
     // The Quiet-STaR reference's precision: weights and moments are bf16 values after every step (ops.h
-    // adamw_update's bf16_state); the model should be made with model_create_shard(..., bf16_weights = 1)
-    // so that bf16 precision keeps no fp32 master.
+    // adamw_update's bf16_state). In bf16 precision the model must be made for it, with
+    // model_create_shard(..., bf16_weights = 1): no fp32 master, floatX moments (model_adamw_step asserts it).
     int bf16_weights;
     uint64_t stochastic_seed;  // bf16 copies: stochastic rounding keyed by (seed, step) when nonzero
 } AdamWConfig;
