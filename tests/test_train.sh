@@ -174,6 +174,10 @@ resume_check "cpu --save-dtype bf16" $Q --save-dtype bf16 \
   && { st_names "$work/rs_cpu_--save-dtype_bf16/split/step_000004/optimizer.safetensors" | grep -qx "master:F32" \
        && ok "--save-dtype bf16: optimizer.safetensors holds the fp32 weights" || bad "--save-dtype bf16: no master tensor"; }
 
+err=$($Q train --config configs/tiny.json --data "$work/r1.bin" --out "$work/baddtype" --steps 1 --save-dtype fp16 2>&1 >/dev/null)
+[ $? != 0 ] && [ "$(echo "$err" | grep -c .)" = 1 ] && echo "$err" | grep -q -- "--save-dtype must be fp32 or bf16" \
+  && ok "--save-dtype fp16 refused in one line" || bad "--save-dtype fp16: '$err'"
+
 # --- gradient accumulation ------------------------------------------------------------------------
 $Q train --config configs/tiny.json --data "$work/r1.bin" --steps 3 --batch 4 --seq 32 --lr 1e-3 --warmup 0 --out "$work/acc1" > /dev/null 2>&1
 $Q train --config configs/tiny.json --data "$work/r1.bin" --steps 3 --batch 2 --grad-accum 2 --seq 32 --lr 1e-3 --warmup 0 --out "$work/acc2" > /dev/null 2>&1
