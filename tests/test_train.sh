@@ -10,7 +10,8 @@
 #    to nearest: the checkpoint keeps it, "working_bf16", and a resume without it must differ), the
 #    reference's --bf16-weights mode (no master) on emu-bf16 and on cpu, and --save-dtype bf16 on cpu
 #    (model.safetensors rounded; the optimizer file keeps the fp32 weights, "master");
-#  - --bf16-weights under ZeRO-1 (mpirun, 2 ranks, emu-bf16) bitwise the all-reduce run.
+#  - --bf16-weights under ZeRO-1 (mpirun, 2 ranks, emu-bf16) bitwise the all-reduce run, and the master
+#    mode with stochastic rounding too, across a resume.
 set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -128,6 +129,23 @@ PY
         || bad "emu-bf16 --bf16-weights: ZeRO-1 differs from all-reduce (or its banner: $(grep -m1 'data parallel' "$d/z.log"))"
     else
       bad "emu-bf16 --bf16-weights over 2 ranks failed: $(tail -1 "$d/z.log" "$d/a.log" | grep . | tail -1)"
+    fi
+    # the fp32-master mode with stochastic rounding under ZeRO-1: the same draws as all-reduce (each
+    # element keyed by its index in its tensor, whichever shard holds it), and a resume restores the
+    # working copy every rank holds
+    mc=(--config configs/tiny.json --data "$work/r1.bin" --steps 4 --batch 2 --seq 32 --lr 1e-3 --warmup 1 --save-every 2
+        --device emu --precision bf16 --stochastic-rounding 1)
+    mpi=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 2 --oversubscribe $E train)
+    if "${mpi[@]}" "${mc[@]}" --zero 1 --out "$d/mz" > "$d/mz.log" 2>&1 && "${mpi[@]}" "${mc[@]}" --out "$d/ma" > "$d/ma.log" 2>&1 \
+       && "${mpi[@]}" "${mc[@]}" --zero 1 --stop-after 2 --out "$d/ms" > "$d/ms.log" 2>&1 && "${mpi[@]}" --resume "$d/ms" > "$d/ms2.log" 2>&1; then
+      same=1
+      for f in model.safetensors optimizer.safetensors; do
+        cmp -s "$d/mz/step_000004/$f" "$d/ma/step_000004/$f" && cmp -s "$d/mz/step_000004/$f" "$d/ms/step_000004/$f" || same=0
+      done
+      [ $same = 1 ] && ok "emu-bf16 stochastic rounding, ZeRO-1 over 2 ranks: bitwise all-reduce, and 2 + resume + 2 bitwise 4" \
+        || bad "emu-bf16 stochastic rounding under ZeRO-1: differs from all-reduce or across the resume"
+    else
+      bad "emu-bf16 stochastic rounding over 2 ranks failed: $(tail -1 "$d"/m*.log | grep . | tail -1)"
     fi
   else
     bad "SKIP: mpirun missing (make deps): --bf16-weights under ZeRO-1 did not run"
