@@ -89,10 +89,10 @@ static ParamCounts count_params(const ModelConfig* c) {
 
 // The model's own device buffers (model/params.c model_create_shard): the working weights and gradients
 // (floatX) of all n parameters, the fp32 master weights (bf16 only, and not in the reference's bf16 mode,
-// --bf16-weights) and AdamW moments (fp32 storage in every mode) of the `opt` parameters this rank
+// --bf16-weights) and AdamW moments (fp32, floatX in that mode) of the `opt` parameters this rank
 // updates (all of them, or its ZeRO-1 shard), and the one float sum_squares writes.
-static double model_state_bytes(double n, double opt, size_t xb, int master) {
-    return 2.0 * (double)xb * n + (master ? 4.0 * opt : 0.0) + 8.0 * opt + sizeof(float);
+static double model_state_bytes(double n, double opt, size_t xb, int master, int bf16_moments) {
+    return 2.0 * (double)xb * n + (master ? 4.0 * opt : 0.0) + 2.0 * (bf16_moments ? xb : 4) * opt + sizeof(float);
 }
 
 // Buffers the CUDA kernels allocate on first use and keep (grow-only), for a step whose layers see
@@ -143,6 +143,7 @@ typedef struct {
     int quietstar, recompute, world, zero, seq;
     size_t xb;
     int master;       // an fp32 master copy: bf16 precision without --bf16-weights
+    int bf16_moments; // --bf16-weights: the moments are floatX
     double n, shard;  // parameters; those this rank's optimizer holds
     int grad_copy;    // several ranks, bf16 gradients summed in fp32 through an fp32 copy of them
 } Plan;
@@ -153,7 +154,7 @@ static StepMemory step_memory(const Plan* p, int batch) {
     s.weights = xb * p->n;
     s.grads = xb * p->n;
     s.master = p->master ? 4.0 * p->shard : 0;
-    s.moments = 8.0 * p->shard;
+    s.moments = 2.0 * (p->bf16_moments ? xb : 4) * p->shard;
     s.grad_copy = p->grad_copy ? 4.0 * p->n : 0;  // host/train.c GradReduce.stage
     s.act = activation_bytes(p->c, p->one, p->quietstar, p->qc, p->xb, p->recompute, batch, p->seq);
     s.work = (double)QSTAR_DEVICE_WORKSPACE_BYTES;
@@ -162,7 +163,7 @@ static StepMemory step_memory(const Plan* p, int batch) {
     // several ranks: NCCL's scalar for the loss and norm sums; under ZeRO-1 the checkpoint gathers the
     // moments (and bf16's master weights) in host arrays, which NCCL reaches through its stage
     s.nccl = p->world > 1 ? sizeof(double) + (p->zero ? nccl_stage_bytes() : 0) : 0;
-    s.total = model_state_bytes(p->n, p->shard, p->xb, p->master) + s.grad_copy + s.act + s.work + s.scratch + s.nccl;
+    s.total = model_state_bytes(p->n, p->shard, p->xb, p->master, p->bf16_moments) + s.grad_copy + s.act + s.work + s.scratch + s.nccl;
     return s;
 }
 
@@ -229,7 +230,7 @@ int cmd_info(int argc, char** argv) {
     const int sharded = zero && world > 1;
     // Per GPU: the working weights and gradients are whole on every rank; the fp32 master (bf16 only) and
     // the moments are divided by the ranks under ZeRO-1 (the largest shard: common/partition.h's split).
-    const Plan plan = {&c, &one, &qc, quietstar, recompute, world, zero, seq, xb, xb == 2 && !bf16_weights, total,
+    const Plan plan = {&c, &one, &qc, quietstar, recompute, world, zero, seq, xb, xb == 2 && !bf16_weights, bf16_weights, total,
                        sharded ? ceil(total / world) : total, world > 1 && xb == 2 && !strcmp(grad_reduce, "fp32")};
     const StepMemory s = step_memory(&plan, batch);
 
@@ -260,7 +261,8 @@ int cmd_info(int argc, char** argv) {
     printf("  gradients   %s\n", human(s.grads, b1, sizeof b1));
     if (s.grad_copy)
         printf("  fp32 grads  %s (--grad-reduce fp32: the sums' fp32 copy)\n", human(s.grad_copy, b1, sizeof b1));
-    printf("  AdamW m, v  %s%s\n", human(s.moments, b1, sizeof b1), bf16_weights ? " (fp32 storage holding bf16 values)" : "");
+    printf("  AdamW m, v  %s%s\n", human(s.moments, b1, sizeof b1),
+           !bf16_weights ? "" : xb == 2 ? " (bf16)" : " (fp32 storage holding bf16 values)");
     printf("  activations %s\n", human(s.act, b1, sizeof b1));
     printf("  workspace   %s (cuBLASLt)\n", human(s.work, b1, sizeof b1));
     printf("  scratch     %s (kernels' own: attention backward statistics, RMSNorm backward partials, embedding "

@@ -200,6 +200,17 @@ static void check_settings(const TrainSettings* s, const ModelConfig* c) {
               c->sliding_window);
 }
 
+// The moments of this rank's optimizer range between host fp32 arrays and the model's storage (fp32, or
+// floatX in the reference's bf16 mode: bf16 values there, so the conversion is exact both ways).
+static void moments_upload(const Model* m, void* dst, const float* host) {
+    if (m->moment_bytes == sizeof(float)) m->be->upload(dst, host, sizeof(float) * m->opt_count);
+    else x_upload(m->be, dst, host, m->opt_count);
+}
+static void moments_download(const Model* m, float* host, const void* src) {
+    if (m->moment_bytes == sizeof(float)) m->be->download(host, src, sizeof(float) * m->opt_count);
+    else x_download(m->be, host, src, m->opt_count);
+}
+
 // Quiet-STaR on a model without thought tokens: add <|startthought|> and <|endthought|> to the
 // tokenizer and the vocabulary (new embedding and lm_head rows drawn like fresh weights), add the
 // mixing head (last layer zero: the mixed prediction starts equal to the base model's) and start the
@@ -223,7 +234,7 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
     const Backend* be = model->be;
     const int recompute = model->recompute;
     const int base_rank = model->shard_rank, base_world = model->shard_world;
-    const int base_bf16 = model->master == NULL;  // fp32 never has one; bf16 has none in the reference's mode
+    const int base_bf16 = model->bf16_state;  // the reference's bf16 mode carries over to the grown model
     const int old_vocab = model->cfg.vocab_size;
     model_destroy(model);
     Model grown;
@@ -310,8 +321,8 @@ int cmd_train(int argc, char** argv) {
         {"decay-norms", ARG_INT, &s.decay_norms,
          "1: weight decay on RMSNorm weights too (reference Trainer); 0: matrices only; -1: 1 for quietstar, 0 for lm"},
         {"bf16-weights", ARG_FLAG, &s.bf16_weights,
-         "the reference's precision: weights and AdamW moments are bf16 values after every step, no fp32 master "
-         "(the moments keep fp32 storage)"},
+         "the reference's precision: weights and AdamW moments in bf16 (bf16 values in fp32 storage on an fp32 "
+         "device), no fp32 master"},
         {"seed", ARG_INT, &s.seed, "seed of initialization, data order and thought sampling"},
         {"zero", ARG_INT, &s.zero,
          "with several ranks: 1 shards the AdamW moments (and bf16's fp32 master weights) across ranks (ZeRO-1)"},
@@ -418,8 +429,8 @@ int cmd_train(int argc, char** argv) {
         start_step = rs.step;
         // every rank reads the whole checkpoint and keeps the moments of its own range: the number of
         // ranks may differ from the run that wrote it
-        be->upload(model.m, adam_m + model.opt_offset, sizeof(float) * model.opt_count);
-        be->upload(model.v, adam_v + model.opt_offset, sizeof(float) * model.opt_count);
+        moments_upload(&model, model.m, adam_m + model.opt_offset);
+        moments_upload(&model, model.v, adam_v + model.opt_offset);
         free(adam_m);
         free(adam_v);
     } else {
@@ -462,7 +473,7 @@ int cmd_train(int argc, char** argv) {
            cfg.num_key_value_heads, cfg.vocab_size, cfg.tie_word_embeddings ? ", tied embeddings" : "",
            cfg.start_thought_id >= 0 ? ", thought tokens + mixing head" : "");
     printf("memory: %.1f MiB parameters+gradients+AdamW (%s)%s, %.1f MiB activations; data: %d shards, %llu windows\n",
-           (2.0 * be->x_bytes * model.n_params + 4.0 * (model.master ? 3 : 2) * model.opt_count +
+           (2.0 * be->x_bytes * model.n_params + (4.0 * !!model.master + 2.0 * model.moment_bytes) * model.opt_count +
             (grad_reduce.stage ? 4.0 * model.n_params : 0)) / 1048576.0,
            be->precision, grad_reduce.stage ? " with the fp32 gradient copy" : "", act_bytes / 1048576.0, dl.n_shards,
            (unsigned long long)dl.total_windows);
@@ -630,8 +641,8 @@ int cmd_train(int argc, char** argv) {
             // gather every rank's moments into full host arrays (each rank holds its range, zero elsewhere)
             memset(host_m, 0, sizeof(float) * model.n_params);
             memset(host_v, 0, sizeof(float) * model.n_params);
-            be->download(host_m + model.opt_offset, model.m, sizeof(float) * model.opt_count);
-            be->download(host_v + model.opt_offset, model.v, sizeof(float) * model.opt_count);
+            moments_download(&model, host_m + model.opt_offset, model.m);
+            moments_download(&model, host_v + model.opt_offset, model.v);
             if (s.zero && comm.world > 1) {
                 comm_allgather(&comm, host_m, model.n_params, COMM_FP32);
                 comm_allgather(&comm, host_v, model.n_params, COMM_FP32);

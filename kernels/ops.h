@@ -289,10 +289,11 @@ typedef struct Backend {
     // in the same pass (round to nearest even, or stochastic rounding when seed != 0: Philox keyed by
     // seed and the element's index, index0 + i for param[i]: a caller updating part of a tensor passes the
     // part's offset in it, so that ZeRO-1's shards draw what one whole update draws). bf16_state: the Quiet-STaR reference's
-    // precision, weights and moments held in bf16 (in fp32 storage where floatX or the moments are fp32):
-    // m and v are rounded to nearest even before the update uses them, and the new weight is rounded to a
-    // bf16 value (stochastically when seed != 0) and written to master (if given) and param alike.
-    void (*adamw_update)(floatX* param, float* master, const floatX* grad, float* m, float* v, size_t n,
+    // precision, weights and moments held in bf16: m and v are floatX (fp32 otherwise; fp32 storage of
+    // bf16 values where floatX is fp32), rounded to nearest even before the update uses them, and the new
+    // weight is rounded to a bf16 value (stochastically when seed != 0) and written to master (if given)
+    // and param alike.
+    void (*adamw_update)(floatX* param, float* master, const floatX* grad, void* m, void* v, size_t n,
                          float lr, float beta1, float beta2, float eps, float weight_decay,
                          float grad_scale, int t, uint64_t seed, size_t index0, int bf16_state);
     // x = bf16(x): round to the nearest bfloat16 (ties to even), kept in fp32 storage. Emulates a model

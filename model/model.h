@@ -84,10 +84,13 @@ typedef struct {
     // parameters: all of them, or this rank's shard under ZeRO-1. master is NULL in fp32 (params are
     // the master) and in the reference's bf16 mode (model_create_shard's bf16_weights: the bf16 params
     // are the weights, updated in place); otherwise in bf16 the optimizer updates it and writes params
-    // from it in the same pass. The moments are fp32 storage; in the bf16 mode they hold bf16 values.
+    // from it in the same pass. The moments are fp32, or floatX in the bf16 mode (2 bytes each in bf16
+    // precision; fp32 storage holding bf16 values in fp32): moment_bytes each, addressed by byte offsets.
     float* master;
-    float* m;
-    float* v;
+    void* m;
+    void* v;
+    size_t moment_bytes;
+    int bf16_state;  // made for the reference's bf16 mode (model_create_shard's bf16_weights)
     size_t opt_offset, opt_count;
     int shard_rank, shard_world;  // the ZeRO-1 shard the optimizer state was made for (0 of 1: all of it)
     float* scalar;  // backend memory: one float, the result of sum_squares
@@ -109,8 +112,8 @@ typedef struct {
     float beta1, beta2, eps, weight_decay;
     int decay_norms;   // also decay the RMSNorm weights (the Quiet-STaR reference's Trainer does)
     // The Quiet-STaR reference's precision: weights and moments are bf16 values after every step (ops.h
-    // adamw_update's bf16_state); the model should be made with model_create_shard(..., bf16_weights = 1)
-    // so that bf16 precision keeps no fp32 master.
+    // adamw_update's bf16_state). In bf16 precision the model must be made for it, with
+    // model_create_shard(..., bf16_weights = 1): no fp32 master, floatX moments (model_adamw_step asserts it).
     int bf16_weights;
     uint64_t stochastic_seed;  // bf16 copies: stochastic rounding keyed by (seed, step) when nonzero
 } AdamWConfig;

@@ -97,13 +97,17 @@ void model_create_shard(Model* m, const ModelConfig* cfg, const Backend* be, int
     m->shard_world = world;
     m->opt_offset = shard_offset(m->n_params, world, rank);
     m->opt_count = shard_count(m->n_params, world, rank);
-    const size_t shard = sizeof(float) * (m->opt_count ? m->opt_count : 1);
+    const size_t count = m->opt_count ? m->opt_count : 1;
+    const size_t shard = sizeof(float) * count;
+    m->bf16_state = bf16_weights;
+    m->moment_bytes = bf16_weights ? be->x_bytes : sizeof(float);
     m->params = be->alloc(be->x_bytes * m->n_params);
     m->grads = be->alloc(be->x_bytes * m->n_params);
     // the reference's bf16 mode keeps no master: AdamW updates the bf16 params in place
     m->master = be->x_bytes == sizeof(float) || bf16_weights ? NULL : be->alloc(shard);
-    m->m = be->alloc(shard);
-    m->v = be->alloc(shard);
+    // the reference's bf16 mode holds the moments in bf16 too (floatX: half the memory in bf16 precision)
+    m->m = be->alloc(m->moment_bytes * count);
+    m->v = be->alloc(m->moment_bytes * count);
     m->scalar = be->alloc(sizeof(float));
 }
 

@@ -318,6 +318,10 @@ float model_grad_norm(Model* m) { return sqrtf((float)model_grad_sum_squares(m, 
 
 void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_scale, int t) {
     const size_t r0 = m->opt_offset, r1 = m->opt_offset + m->opt_count;
+    // the moments' storage is the model's (floatX in the bf16 mode): the mode cannot change after creation
+    QSTAR_ASSERT(!opt->bf16_weights == !m->bf16_state || m->be->x_bytes == sizeof(float));
+    const int bf16_state = opt->bf16_weights || m->bf16_state;
+    char *mom1 = m->m, *mom2 = m->v;
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor* p = &m->tensors[i];
         const size_t lo = p->offset > r0 ? p->offset : r0, hi = p->offset + p->numel < r1 ? p->offset + p->numel : r1;
@@ -326,9 +330,9 @@ void model_adamw_step(Model* m, const AdamWConfig* opt, float lr, float grad_sca
         // stochastic rounding keyed by (seed, step, tensor): a resumed run draws what a continuous one does
         const uint64_t seed = opt->stochastic_seed ? opt->stochastic_seed ^ ((uint64_t)t << 32) ^ (uint64_t)i : 0;
         m->be->adamw_update(xat(m->be, m->params, lo), m->master ? m->master + (lo - r0) : NULL,
-                            xat(m->be, m->grads, lo), m->m + (lo - r0), m->v + (lo - r0), hi - lo, lr * p->lr_mult,
+                            xat(m->be, m->grads, lo), mom1 + m->moment_bytes * (lo - r0), mom2 + m->moment_bytes * (lo - r0), hi - lo, lr * p->lr_mult,
                             opt->beta1, opt->beta2, opt->eps, decay ? opt->weight_decay : 0.0f, grad_scale, t, seed,
-                            lo - p->offset, opt->bf16_weights);
+                            lo - p->offset, bf16_state);
     }
 }
 

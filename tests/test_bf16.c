@@ -426,8 +426,9 @@ static void test_adamw_bf16_state(void) {
     const float lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f, scale = 0.7f;
     float *w = hin(n, -1, 1), *z = calloc(n, sizeof(float));
     floatX* pb = xin(bf, w, n);
-    float *pc = dnew(cpu, w, sizeof(float) * n), *mb = dnew(bf, z, sizeof(float) * n), *vb = dnew(bf, z, sizeof(float) * n);
-    float *mc = dnew(cpu, z, sizeof(float) * n), *vc = dnew(cpu, z, sizeof(float) * n);
+    // the moments are floatX in this mode: 2 bytes on the bf16 table, fp32 on cpu
+    floatX *mb = xin(bf, z, n), *vb = xin(bf, z, n), *mc = xin(cpu, z, n), *vc = xin(cpu, z, n);
+    float* pc = dnew(cpu, w, sizeof(float) * n);
     size_t diff[2] = {0, 0};
     int beyond = 0;
     for (int t = 1; t <= 3; t++) {
@@ -437,11 +438,11 @@ static void test_adamw_bf16_state(void) {
         for (int k = 0; k < 2; k++) {
             const Backend* be = k ? cpu : bf;
             floatX* p = k ? (floatX*)pc : pb;
-            float *m = k ? mc : mb, *v = k ? vc : vb;
-            float *rw = xout(be, p, n), *rm = fout(be, m, n), *rv = fout(be, v, n);
+            floatX *m = k ? mc : mb, *v = k ? vc : vb;
+            float *rw = xout(be, p, n), *rm = xout(be, m, n), *rv = xout(be, v, n);
             adamw_bf16_reference(rw, rm, rv, g, n, lr, b1, b2, eps, wd, scale, t);
             be->adamw_update(p, NULL, k ? (floatX*)gc : gb, m, v, n, lr, b1, b2, eps, wd, scale, t, 0, 0, 1);
-            float *gw = xout(be, p, n), *gm = fout(be, m, n), *gv = fout(be, v, n);
+            float *gw = xout(be, p, n), *gm = xout(be, m, n), *gv = xout(be, v, n);
             diff[k] += bf16_mismatches(gw, rw, n, &beyond) + bf16_mismatches(gm, rm, n, &beyond) +
                        bf16_mismatches(gv, rv, n, &beyond);
             free(rw), free(rm), free(rv), free(gw), free(gm), free(gv);
@@ -458,8 +459,8 @@ static void test_adamw_bf16_state(void) {
     float* g = hin(n, -1, 1);
     floatX* gb = xin(bf, g, n);
     float* gc = dnew(cpu, g, sizeof(float) * n);
-    float *sw = xout(bf, pb, n), *sm = fout(bf, mb, n), *sv = fout(bf, vb, n);
-    cpu->upload(pc, sw, sizeof(float) * n), cpu->upload(mc, sm, sizeof(float) * n), cpu->upload(vc, sv, sizeof(float) * n);
+    float *sw = xout(bf, pb, n), *sm = xout(bf, mb, n), *sv = xout(bf, vb, n);
+    cpu->upload(pc, sw, sizeof(float) * n), x_upload(cpu, mc, sm, n), x_upload(cpu, vc, sv, n);
     bf->adamw_update(pb, NULL, gb, mb, vb, n, lr, b1, b2, eps, wd, scale, 4, 0x5EED0001ull, 0, 1);
     cpu->adamw_update((floatX*)pc, NULL, (floatX*)gc, mc, vc, n, lr, b1, b2, eps, wd, scale, 4, 0x5EED0001ull, 0, 1);
     float *ob = xout(bf, pb, n), *oc = fout(cpu, pc, n);
@@ -476,14 +477,18 @@ static void test_adamw_bf16_state(void) {
     const size_t h = n / 2 + 3;
     for (int with_master = 0; with_master < 2; with_master++) {
         floatX *p1 = xin(bf, sw, n), *p2 = xin(bf, sw, n);
-        float *m1 = dnew(bf, sm, sizeof(float) * n), *m2 = dnew(bf, sm, sizeof(float) * n);
-        float *v1 = dnew(bf, sv, sizeof(float) * n), *v2 = dnew(bf, sv, sizeof(float) * n);
-        float *w1 = with_master ? dnew(bf, w, sizeof(float) * n) : NULL, *w2 = with_master ? dnew(bf, w, sizeof(float) * n) : NULL;
         const int state = !with_master;  // the master path rounds only the copy stochastically
+        // moments: floatX in the bf16 state, fp32 with a master
+        const size_t mbytes = state ? bf->x_bytes : sizeof(float);
+        char *m1 = state ? (char*)xin(bf, sm, n) : dnew(bf, sm, sizeof(float) * n);
+        char *m2 = state ? (char*)xin(bf, sm, n) : dnew(bf, sm, sizeof(float) * n);
+        char *v1 = state ? (char*)xin(bf, sv, n) : dnew(bf, sv, sizeof(float) * n);
+        char *v2 = state ? (char*)xin(bf, sv, n) : dnew(bf, sv, sizeof(float) * n);
+        float *w1 = with_master ? dnew(bf, w, sizeof(float) * n) : NULL, *w2 = with_master ? dnew(bf, w, sizeof(float) * n) : NULL;
         bf->adamw_update(p1, w1, gb, m1, v1, n, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, 0, state);
         bf->adamw_update(p2, w2, gb, m2, v2, h, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, 0, state);
         bf->adamw_update((floatX*)((char*)p2 + bf->x_bytes * h), w2 ? w2 + h : NULL, (const floatX*)((const char*)gb + bf->x_bytes * h),
-                         m2 + h, v2 + h, n - h, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, h, state);
+                         m2 + mbytes * h, v2 + mbytes * h, n - h, lr, b1, b2, eps, wd, scale, 5, 0x5EED0002ull, h, state);
         float *a1 = xout(bf, p1, n), *a2 = xout(bf, p2, n);
         const size_t split_diff = bf16_mismatches(a1, a2, n, &sr_beyond);
         printf("  %-44s %zu of %zu weights differ between one call and two (index0 %zu)\n",

@@ -15,9 +15,10 @@
 #    quietstar from the base config (host/train.c adds the thought tokens: the base model's device
 #    state is freed before the grown model is created, so the step stays the peak) and from a config
 #    that already has them;
-#  - the reference's bf16 mode (--bf16-weights, given to both): in bf16 no fp32 master (on the 100m
-#    shape 0.45 GiB against 0.59 with one: a plan that still counted it would be 31 % off), and under
-#    ZeRO-1 on the tiny preset (that it runs and agrees; its master would be 2 % of the total);
+#  - the reference's bf16 mode (--bf16-weights, given to both): in bf16 no fp32 master and bf16 moments
+#    (on the 100m shape 0.31 GiB against 0.59: a plan that counted either as before would be over 20 %
+#    off), and under ZeRO-1 on the tiny preset (that it runs and agrees; there the state is a few % of
+#    the total);
 #  - ZeRO-1 over 2 ranks (mpirun): the AdamW moments (and bf16's master) sharded, bf16 gradients
 #    summed through an fp32 copy (--grad-reduce fp32), NCCL's staging buffer (on a GPU the
 #    checkpoint's host arrays go through it; QSTAR_NCCL_EMU_HOST_BUFFERS=1 makes the emulator's NCCL

@@ -10,7 +10,8 @@
 #    to nearest: the checkpoint keeps it, "working_bf16", and a resume without it must differ), the
 #    reference's --bf16-weights mode (no master) on emu-bf16 and on cpu, and --save-dtype bf16 on cpu
 #    (model.safetensors rounded; the optimizer file keeps the fp32 weights, "master");
-#  - --bf16-weights under ZeRO-1 (mpirun, 2 ranks, emu-bf16) bitwise the all-reduce run.
+#  - --bf16-weights under ZeRO-1 (mpirun, 2 ranks, emu-bf16) bitwise the all-reduce run, and the master
+#    mode with stochastic rounding too, across a resume.
 set -u
 cd "$(dirname "$0")/.."
 pass=0; fail=0
@@ -129,6 +130,23 @@ PY
     else
       bad "emu-bf16 --bf16-weights over 2 ranks failed: $(tail -1 "$d/z.log" "$d/a.log" | grep . | tail -1)"
     fi
+    # the fp32-master mode with stochastic rounding under ZeRO-1: the same draws as all-reduce (each
+    # element keyed by its index in its tensor, whichever shard holds it), and a resume restores the
+    # working copy every rank holds
+    mc=(--config configs/tiny.json --data "$work/r1.bin" --steps 4 --batch 2 --seq 32 --lr 1e-3 --warmup 1 --save-every 2
+        --device emu --precision bf16 --stochastic-rounding 1)
+    mpi=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 mpirun -np 2 --oversubscribe $E train)
+    if "${mpi[@]}" "${mc[@]}" --zero 1 --out "$d/mz" > "$d/mz.log" 2>&1 && "${mpi[@]}" "${mc[@]}" --out "$d/ma" > "$d/ma.log" 2>&1 \
+       && "${mpi[@]}" "${mc[@]}" --zero 1 --stop-after 2 --out "$d/ms" > "$d/ms.log" 2>&1 && "${mpi[@]}" --resume "$d/ms" > "$d/ms2.log" 2>&1; then
+      same=1
+      for f in model.safetensors optimizer.safetensors; do
+        cmp -s "$d/mz/step_000004/$f" "$d/ma/step_000004/$f" && cmp -s "$d/mz/step_000004/$f" "$d/ms/step_000004/$f" || same=0
+      done
+      [ $same = 1 ] && ok "emu-bf16 stochastic rounding, ZeRO-1 over 2 ranks: bitwise all-reduce, and 2 + resume + 2 bitwise 4" \
+        || bad "emu-bf16 stochastic rounding under ZeRO-1: differs from all-reduce or across the resume"
+    else
+      bad "emu-bf16 stochastic rounding over 2 ranks failed: $(tail -1 "$d"/m*.log | grep . | tail -1)"
+    fi
   else
     bad "SKIP: mpirun missing (make deps): --bf16-weights under ZeRO-1 did not run"
   fi
@@ -148,9 +166,35 @@ def off_grid(p):  # F32 values whose low 16 bits are not zero
 d = sys.argv[1]; bad = off_grid(d + "/model.safetensors") + off_grid(d + "/optimizer.safetensors")
 print("    %d values off the bf16 grid" % bad); sys.exit(1 if bad else 0)
 PY
+# Quiet-STaR from a base model grows the model (thought tokens): the mode must carry over to the grown
+# model, and only when asked (a run without --bf16-weights keeps fp32 weights off the bf16 grid)
+qs=(--config configs/tiny.json --data "$work/r1.bin" --steps 1 --batch 1 --seq 16 --lr 1e-3 --warmup 0 --mode quietstar
+    --n-ahead 4 --n-ahead-talk 1 --n-passes 2 --tokenizer data/corpus/tokenizer.json)
+$Q train "${qs[@]}" --out "$work/qs_fp32" > "$work/qs_fp32.log" 2>&1 || bad "quietstar fp32 run failed: $(tail -1 "$work/qs_fp32.log")"
+$Q train "${qs[@]}" --bf16-weights --out "$work/qs_bf16w" > "$work/qs_bf16w.log" 2>&1 || bad "quietstar --bf16-weights run failed"
+if python3 - "$work/qs_fp32/step_000001" "$work/qs_bf16w/step_000001" <<'PY'
+import json, struct, sys
+def off_grid(p):
+    f = open(p, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); data = f.read(); bad = 0
+    for k, v in h.items():
+        if k == "__metadata__": continue
+        b, e = v["data_offsets"]; words = struct.unpack("<%dI" % ((e - b) // 4), data[b:e])
+        bad += sum(1 for w in words if w & 0xFFFF)
+    return bad
+a = off_grid(sys.argv[1] + "/model.safetensors"); b = off_grid(sys.argv[2] + "/model.safetensors")
+b += off_grid(sys.argv[2] + "/optimizer.safetensors")
+print("    quietstar with added thought tokens: %d weights off the bf16 grid without --bf16-weights, %d values with it" % (a, b))
+sys.exit(0 if a > 0 and b == 0 else 1)
+PY
+then ok "quietstar growing the model: --bf16-weights carries over to the grown model, and only when given"
+else bad "quietstar growing the model: the bf16 mode did not carry over, or appeared unasked"; fi
 resume_check "cpu --save-dtype bf16" $Q --save-dtype bf16 \
   && { st_names "$work/rs_cpu_--save-dtype_bf16/split/step_000004/optimizer.safetensors" | grep -qx "master:F32" \
        && ok "--save-dtype bf16: optimizer.safetensors holds the fp32 weights" || bad "--save-dtype bf16: no master tensor"; }
+
+err=$($Q train --config configs/tiny.json --data "$work/r1.bin" --out "$work/baddtype" --steps 1 --save-dtype fp16 2>&1 >/dev/null)
+[ $? != 0 ] && [ "$(echo "$err" | grep -c .)" = 1 ] && echo "$err" | grep -q -- "--save-dtype must be fp32 or bf16" \
+  && ok "--save-dtype fp16 refused in one line" || bad "--save-dtype fp16: '$err'"
 
 # --- gradient accumulation ------------------------------------------------------------------------
 $Q train --config configs/tiny.json --data "$work/r1.bin" --steps 3 --batch 4 --seq 32 --lr 1e-3 --warmup 0 --out "$work/acc1" > /dev/null 2>&1

@@ -32,13 +32,14 @@ static inline float bf16_value(float x, uint64_t seed, size_t i) {
 
 // floatX is float here, so a master copy (if a caller keeps one) and the working copy hold the same value
 // and stochastic rounding has nothing to round unless bf16_state asks for bf16 values (ops.h).
-void cpu_adamw_update(float* param, float* master, const float* grad, float* m, float* v, size_t n, float lr,
+void cpu_adamw_update(float* param, float* master, const float* grad, void* m_, void* v_, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t seed,
                       size_t index0, int bf16_state) {
     float bc1 = 1.0f - powf(beta1, (float)t);
     float bc2 = 1.0f - powf(beta2, (float)t);
     float step_size = lr / bc1;
     float bc2_sqrt = sqrtf(bc2);
+    float *m = m_, *v = v_;  // fp32 in either mode: floatX is float here
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float g = grad[i] * grad_scale;

@@ -33,7 +33,7 @@ void cpu_crossentropy_backward(floatX* dlogits, const floatX* logits, const int3
                                int N, int V);
 void cpu_crossentropy_fused(float* losses, floatX* dlogits, const floatX* logits, const int32_t* targets,
                             const float* dlosses, int N, int V);
-void cpu_adamw_update(float* param, float* master, const float* grad, float* m, float* v, size_t n, float lr,
+void cpu_adamw_update(float* param, float* master, const float* grad, void* m, void* v, size_t n, float lr,
                       float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t seed,
                       size_t index0, int bf16_state);
 void cpu_to_floatX(float* out, const float* x, size_t n);

@@ -43,15 +43,15 @@ __device__ __forceinline__ floatX store_rounded(float x, uint64_t seed, size_t i
     return to_x(bf16_value(x, seed, i));  // exact: the low half is zero
 }
 
-// bf16_state: the reference's precision (weights and moments held in bf16): m and v are stored rounded
-// to nearest even and the update uses those stored values, as PyTorch's AdamW on bf16 state does; the
-// new weight is rounded to a bf16 value (stochastically with seed) and written to the master (if any) and
-// param, exactly representable in either type.
+// bf16_state: the reference's precision (weights and moments held in bf16): m and v are floatX, stored
+// rounded to nearest even, and the update uses those stored values, as PyTorch's AdamW on bf16 state
+// does; the new weight is rounded to a bf16 value (stochastically with seed) and written to the master
+// (if any) and param, exactly representable in either type. Otherwise m and v are fp32.
 __global__ void adamw_kernel(floatX* param,       // (n) the weights the ops read
                              float* master,       // (n) fp32 master weights, or NULL (param is fp32 and the master)
                              const floatX* grad,  // (n)
-                             float* m,            // (n) first moment
-                             float* v,            // (n) second moment
+                             void* m,             // (n) first moment: fp32, or floatX with bf16_state
+                             void* v,             // (n) second moment: the same
                              size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                              float grad_scale, float step_size, float bc2_sqrt, uint64_t seed, size_t index0,
                              int bf16_state) {
@@ -60,14 +60,18 @@ __global__ void adamw_kernel(floatX* param,       // (n) the weights the ops rea
         const float g = to_float(grad[i]) * grad_scale;
         const float w = master ? master[i] : to_float(param[i]);
         const float p = w * (1.0f - lr * weight_decay);
-        float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        if (bf16_state) {
-            mi = bf16_value(mi, 0, i);
-            vi = bf16_value(vi, 0, i);
+        float mi, vi;
+        if (bf16_state) {  // rounded to nearest: exact in floatX, whichever type that is
+            mi = bf16_value(beta1 * to_float(((floatX*)m)[i]) + (1.0f - beta1) * g, 0, i);
+            vi = bf16_value(beta2 * to_float(((floatX*)v)[i]) + (1.0f - beta2) * g * g, 0, i);
+            ((floatX*)m)[i] = to_x(mi);
+            ((floatX*)v)[i] = to_x(vi);
+        } else {
+            mi = beta1 * ((float*)m)[i] + (1.0f - beta1) * g;
+            vi = beta2 * ((float*)v)[i] + (1.0f - beta2) * g * g;
+            ((float*)m)[i] = mi;
+            ((float*)v)[i] = vi;
         }
-        m[i] = mi;
-        v[i] = vi;
         const float out = p - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
         if (bf16_state) {
             const float r = bf16_value(out, seed, index0 + i);
@@ -132,7 +136,7 @@ __global__ void sum_squares_final_kernel(float* out,  // (1)
     if (threadIdx.x == 0) out[0] = (float)acc;
 }
 
-static void cuda_adamw_update(floatX* param, float* master, const floatX* grad, float* m, float* v, size_t n, float lr,
+static void cuda_adamw_update(floatX* param, float* master, const floatX* grad, void* m, void* v, size_t n, float lr,
                               float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t,
                               uint64_t seed, size_t index0, int bf16_state) {
     NVTX_RANGE_FN();
