@@ -27,9 +27,16 @@ static void matmul_init(void) {
     cudaCheck(cudaMalloc(&qstar_lt_workspace, QSTAR_LT_WORKSPACE));
 }
 
-// floatX as cuBLASLt sees it, and the compute type of its products
+// floatX as cuBLASLt sees it, and the compute type of its products: bf16 operands with fp32 compute, or fp32
+// operands on the TF32 tensor cores. QSTAR_TF32=0 in the environment makes fp32 products exact fp32 (the
+// CUDA cores, ~15x slower): finite-difference gradient checks and comparisons at fp32 precision need it,
+// since TF32's 10-bit operands move a loss by more than a finite-difference step does.
 static const cudaDataType QSTAR_LT_TYPE = sizeof(floatX) == 2 ? CUDA_R_16BF : CUDA_R_32F;
-static const cublasComputeType_t QSTAR_LT_COMPUTE = sizeof(floatX) == 2 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+static cublasComputeType_t lt_compute_type(void) {
+    if (sizeof(floatX) == 2) return CUBLAS_COMPUTE_32F;
+    const char* tf32 = getenv("QSTAR_TF32");
+    return tf32 && !strcmp(tf32, "0") ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+}
 
 // Every operand 16-byte aligned: cuBLASLt's fast bf16/TF32 kernels load 128-bit vectors, and a misaligned
 // pointer or leading dimension silently drops it to slow ones (the vocabulary is padded to 128 for this,
@@ -51,7 +58,7 @@ static void lt_gemm(floatX* d, const floatX* a, const floatX* b, int m, int n, i
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
     cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasCheck(cublasLtMatmulDescCreate(&desc, QSTAR_LT_COMPUTE, CUDA_R_32F));
+    cublasCheck(cublasLtMatmulDescCreate(&desc, lt_compute_type(), CUDA_R_32F));
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
     cublasCheck(cublasLtMatrixLayoutCreate(&la, QSTAR_LT_TYPE, ta ? k : m, ta ? m : k, lda));
