@@ -32,7 +32,8 @@
 # p90 200); SEQ 320 holds 95 % of prompt + solution. The full run is sized for about 40 minutes of a 2-core
 # machine with OMP_NUM_THREADS=2 from speeds measured there with other jobs running (sampling ~74 tokens/s with
 # 32 requests in flight, greedy test ~35 tokens/s, fine-tuning ~106 padded tokens/s, i.e. ~12 s a step of
-# 4 x 320); --smoke checks the whole pipeline in about two minutes. Nothing is downloaded.
+# 4 x 320); the one full run took 2751 s with other jobs sharing the CPU. --smoke checks the whole pipeline in
+# about two minutes. Nothing is downloaded.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
