@@ -153,40 +153,22 @@ PY
 else
   bad "SKIP: bin/qstar-emu is not built (make tests): the bf16 resume checks did not run"
 fi
-resume_check "cpu --bf16-weights" $Q --bf16-weights \
-  && python3 - "$work/rs_cpu_--bf16-weights/straight/step_000004" <<'PY' && ok "cpu --bf16-weights: every weight and moment is a bf16 value" || bad "cpu --bf16-weights: fp32 values off the bf16 grid"
-import json, struct, sys
-def off_grid(p):  # F32 values whose low 16 bits are not zero
-    f = open(p, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); data = f.read(); bad = 0
-    for k, v in h.items():
-        if k == "__metadata__": continue
-        b, e = v["data_offsets"]; words = struct.unpack("<%dI" % ((e - b) // 4), data[b:e])
-        bad += sum(1 for w in words if w & 0xFFFF)
-    return bad
-d = sys.argv[1]; bad = off_grid(d + "/model.safetensors") + off_grid(d + "/optimizer.safetensors")
-print("    %d values off the bf16 grid" % bad); sys.exit(1 if bad else 0)
-PY
+offgrid() { python3 tests/lib/bf16_grid.py "$@"; }  # F32 values off the bf16 grid in these files
+if resume_check "cpu --bf16-weights" $Q --bf16-weights; then
+  d="$work/rs_cpu_--bf16-weights/straight/step_000004"; n=$(offgrid "$d/model.safetensors" "$d/optimizer.safetensors")
+  echo "    $n values off the bf16 grid"
+  [ "$n" = 0 ] && ok "cpu --bf16-weights: every weight and moment is a bf16 value" || bad "cpu --bf16-weights: fp32 values off the bf16 grid"
+fi
 # Quiet-STaR from a base model grows the model (thought tokens): the mode must carry over to the grown
 # model, and only when asked (a run without --bf16-weights keeps fp32 weights off the bf16 grid)
 qs=(--config configs/tiny.json --data "$work/r1.bin" --steps 1 --batch 1 --seq 16 --lr 1e-3 --warmup 0 --mode quietstar
     --n-ahead 4 --n-ahead-talk 1 --n-passes 2 --tokenizer data/corpus/tokenizer.json)
 $Q train "${qs[@]}" --out "$work/qs_fp32" > "$work/qs_fp32.log" 2>&1 || bad "quietstar fp32 run failed: $(tail -1 "$work/qs_fp32.log")"
 $Q train "${qs[@]}" --bf16-weights --out "$work/qs_bf16w" > "$work/qs_bf16w.log" 2>&1 || bad "quietstar --bf16-weights run failed"
-if python3 - "$work/qs_fp32/step_000001" "$work/qs_bf16w/step_000001" <<'PY'
-import json, struct, sys
-def off_grid(p):
-    f = open(p, "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); data = f.read(); bad = 0
-    for k, v in h.items():
-        if k == "__metadata__": continue
-        b, e = v["data_offsets"]; words = struct.unpack("<%dI" % ((e - b) // 4), data[b:e])
-        bad += sum(1 for w in words if w & 0xFFFF)
-    return bad
-a = off_grid(sys.argv[1] + "/model.safetensors"); b = off_grid(sys.argv[2] + "/model.safetensors")
-b += off_grid(sys.argv[2] + "/optimizer.safetensors")
-print("    quietstar with added thought tokens: %d weights off the bf16 grid without --bf16-weights, %d values with it" % (a, b))
-sys.exit(0 if a > 0 and b == 0 else 1)
-PY
-then ok "quietstar growing the model: --bf16-weights carries over to the grown model, and only when given"
+a=$(offgrid "$work/qs_fp32/step_000001/model.safetensors")
+b=$(offgrid "$work/qs_bf16w/step_000001/model.safetensors" "$work/qs_bf16w/step_000001/optimizer.safetensors")
+echo "    quietstar with added thought tokens: $a weights off the bf16 grid without --bf16-weights, $b values with it"
+if [ "${a:-0}" -gt 0 ] && [ "$b" = 0 ]; then ok "quietstar growing the model: --bf16-weights carries over to the grown model, and only when given"
 else bad "quietstar growing the model: the bf16 mode did not carry over, or appeared unasked"; fi
 resume_check "cpu --save-dtype bf16" $Q --save-dtype bf16 \
   && { st_names "$work/rs_cpu_--save-dtype_bf16/split/step_000004/optimizer.safetensors" | grep -qx "master:F32" \
