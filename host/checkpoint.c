@@ -75,16 +75,9 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const Checkp
         weights = own = xmalloc(sizeof(float) * m->n_params);
         model_get_weights(m, own);
     }
-    StWriteTensor* wt = xcalloc((size_t)m->n_tensors, sizeof(StWriteTensor));
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor* t = &m->tensors[i];
-        wt[i] = (StWriteTensor){.name = t->name, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]},
-                                .data = weights + t->offset, .bf16 = ct->bf16};
-    }
     char* p = xsprintf("%s/model.safetensors", tmp_dir);
-    st_write(p, wt, m->n_tensors, NULL);
+    model_save_host_weights(m, weights, p, ct->bf16);
     free(p);
-    free(wt);
     p = xsprintf("%s/config.json", tmp_dir);
     config_save(&m->cfg, p);
     if (ct->bf16) set_torch_dtype(p, "bfloat16");

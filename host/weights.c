@@ -30,7 +30,7 @@ void model_load_weights(Model* m, const char* path) {
     st_close(st);
 }
 
-void model_save_host_weights(const Model* m, const float* host, const char* path) {
+void model_save_host_weights(const Model* m, const float* host, const char* path, int bf16) {
     StWriteTensor* wt = xcalloc((size_t)m->n_tensors, sizeof(StWriteTensor));
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor* t = &m->tensors[i];
@@ -39,14 +39,15 @@ void model_save_host_weights(const Model* m, const float* host, const char* path
         wt[i].shape[0] = t->shape[0];
         wt[i].shape[1] = t->shape[1];
         wt[i].data = host + t->offset;
+        wt[i].bf16 = bf16;
     }
-    st_write_f32(path, wt, m->n_tensors, NULL);
+    st_write(path, wt, m->n_tensors, NULL);
     free(wt);
 }
 
 void model_save_weights(const Model* m, const char* path) {
     float* host = xmalloc(sizeof(float) * m->n_params);
     model_get_weights(m, host);
-    model_save_host_weights(m, host, path);
+    model_save_host_weights(m, host, path, 0);
     free(host);
 }

@@ -13,6 +13,6 @@ void model_load_weights(Model* m, const char* path);
 // Writes the parameters to path as fp32 safetensors (atomically).
 void model_save_weights(const Model* m, const char* path);
 // The same for weights the caller holds (n_params fp32 on the host, e.g. gathered from several ranks).
-void model_save_host_weights(const Model* m, const float* host, const char* path);
+void model_save_host_weights(const Model* m, const float* host, const char* path, int bf16);  // bf16: BF16 tensors, rounded to nearest
 
 #endif
