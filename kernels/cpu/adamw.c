@@ -67,7 +67,11 @@ void cpu_to_floatX(float* out, const float* x, size_t n) {
 void cpu_round_bf16(float* x, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
-        x[i] = bf16_value(x[i], 0, i);  // to nearest even; inf/nan kept
+        uint32_t b;
+        memcpy(&b, &x[i], 4);
+        if ((b & 0x7F800000u) != 0x7F800000u) b += 0x7FFFu + ((b >> 16) & 1u);  // ties to even; inf/nan kept
+        b &= 0xFFFF0000u;
+        memcpy(&x[i], &b, 4);
     }
 }
 
