@@ -17,7 +17,8 @@
  *                 prompt), int(start_steps * grow^(n-1)) steps of --batch rows;
  *   3. evaluate   M_n greedy on the test problems (accuracy, per digit count on arith).
  * RUN_DIR/iter_NNN/ holds M_n (only the newest unless --keep-all), generations_NNN.jsonl every
- * completion, kept_NNN.jsonl the fine-tuning examples (token ids), state.json how far the run got,
+ * completion, kept_NNN.jsonl the fine-tuning examples (token ids), test_NNN.jsonl M_n's greedy test
+ * completions with their gold answers and verdicts, state.json how far the run got,
  * metrics.jsonl one line per iteration (and per V-STaR final stage). --resume RUN_DIR continues where
  * the run stopped: after the last finished iteration, or inside one after its collection (the kept
  * examples are read back) or after its fine-tuning (M_n is read back); the result is bitwise the
@@ -342,7 +343,9 @@ static void run_iterations(Model* m, const RunCtx* rc, int method, int first_ite
         st_free_examples(ex, n_ex);
         // 3. evaluate M_n
         cJSON* by_digits = cJSON_CreateObject();
-        double acc = st_evaluate(m, rc->tok, &s, task, rc->ctx, rc->test, rc->n_test, by_digits, &test_tps);
+        char* test_path = xsprintf("%s/test_%03d.jsonl", s.out, iter);
+        double acc = st_evaluate(m, rc->tok, &s, task, rc->ctx, rc->test, rc->n_test, by_digits, &test_tps, test_path);
+        free(test_path);
 
         const int n_gen = method == METHOD_STAR ? rc->n_prob : rc->n_prob * s.samples;
         cJSON* rec = cJSON_CreateObject();

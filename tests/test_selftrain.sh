@@ -62,6 +62,29 @@ if [ "$(grep -c '"stage":"generate"' "$g1")" = 6 ] && [ "$(grep -c '"stage":"rat
 if grep -q '"stage":"generate".*"correct":true' "$work/a/generations_002.jsonl" && \
    grep -q '</scratch>' "$work/a/generations_002.jsonl"; then ok "iteration 2's completions carry scratchpads and are correct"
 else bad "generations_002.jsonl"; head -2 "$work/a/generations_002.jsonl"; fi
+# test_NNN.jsonl: M_n's test completions, each judged again here (the line after a "</scratch>" line), and
+# their fraction right is the iteration's test_accuracy
+if python3 - "$work/a" <<'PY'
+import json, sys
+w = sys.argv[1]
+def answer(c):
+    lines = c.split("\n")
+    for i, l in enumerate(lines):
+        s = l.lstrip(" \t")
+        if s.startswith("</scratch>"):
+            if s[10:].strip(" \r\t") or i + 1 == len(lines): return None
+            return lines[i + 1].lstrip(" ").rstrip(" \r\t") or None
+    return None
+recs = [json.loads(l) for l in open(w + "/metrics.jsonl")]
+for r in recs:
+    t = [json.loads(l) for l in open(w + "/test_%03d.jsonl" % r["iteration"])]
+    assert len(t) == r["test_problems"], (len(t), r["test_problems"])
+    for e in t:
+        assert e["correct"] == (answer(e["completion"]) == e["gold"]), e
+    assert sum(e["correct"] for e in t) / len(t) == r["test_accuracy"], (r["iteration"], r["test_accuracy"])
+PY
+then ok "test_NNN.jsonl: every test completion, its verdict and the iteration's accuracy"
+else bad "test_NNN.jsonl"; head -2 "$work/a/test_001.jsonl" 2>/dev/null; fi
 complete=1
 for d in iter_001 iter_002; do for f in model.safetensors config.json tokenizer.json; do
   [ -f "$work/a/$d/$f" ] || complete=0; done; done
