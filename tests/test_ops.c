@@ -459,6 +459,33 @@ done:
     free(dx), free(dw), free(dx2), free(dw2);
     be->free(d_x), be->free(d_w), be->free(d_out), be->free(d_G), be->free(d_dx), be->free(d_dw);
 }
+// The CPU kernel's promise for up to 32 rows (kernels/cpu/matmul.c): a row's output is bitwise the
+// same whatever batch it is computed in, which makes batched generation equal to one request at a time.
+static void test_matmul_rows_alone(const Backend* be) {
+    const int shapes[][2] = {{64, 24}, {40, 13}, {576, 44}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int IN = shapes[s][0], OUT = shapes[s][1], NMAX = 32;
+        float *x = hnew((size_t)NMAX * IN, -1, 1), *w = hnew((size_t)OUT * IN, -1, 1);
+        float *all = hnew((size_t)NMAX * OUT, 0, 0), *one = hnew(OUT, 0, 0);
+        float *d_x = dnew(be, x, sizeof(float) * NMAX * IN), *d_w = dnew(be, w, sizeof(float) * OUT * IN);
+        float* d_out = dnew(be, NULL, sizeof(float) * NMAX * OUT);
+        int differ = 0, worst_n = 0;
+        for (int N = 1; N <= NMAX; N++) {
+            be->matmul_forward(d_out, d_x, d_w, N, IN, OUT);
+            dget(be, all, d_out, sizeof(float) * N * OUT);
+            for (int r = 0; r < N; r++) {
+                be->matmul_forward(d_out, d_x + (size_t)r * IN, d_w, 1, IN, OUT);
+                dget(be, one, d_out, sizeof(float) * OUT);
+                if (memcmp(one, all + (size_t)r * OUT, sizeof(float) * OUT)) differ++, worst_n = N;
+            }
+        }
+        CHECK(!differ, "matmul_forward IN=%d OUT=%d: %d rows of batches up to 32 differ from the row alone (N=%d)", IN,
+              OUT, differ, worst_n);
+        free(x), free(w), free(all), free(one);
+        be->free(d_x), be->free(d_w), be->free(d_out);
+    }
+}
+
 static jmp_buf refused_jump;
 static void refused_hook(void) { longjmp(refused_jump, 1); }
 
@@ -471,6 +498,13 @@ static void test_matmul(const Backend* be) {
     if (!strcmp(be->name, "cpu")) {  // the C reference takes any shape
         test_matmul_case(be, 5, 12, 7, 1);
         test_matmul_case(be, 33, 70, 65, 0);
+        // the few-rows kernel (N <= 32): 1..3 rows one output at a time, passes of 3..6 rows past blocks of
+        // 4 weight rows, column counts with and without a ragged tail of 16 and of 4
+        test_matmul_case(be, 1, 48, 9, 0);
+        test_matmul_case(be, 16, 64, 24, 0);
+        test_matmul_case(be, 13, 40, 13, 0);
+        test_matmul_case(be, 32, 1536 + 8, 20, 0);
+        test_matmul_rows_alone(be);
     } else {  // lt_gemm refuses an operand that is not 16-byte aligned, with an error naming the product
         float* d = dnew(be, NULL, sizeof(float) * 5 * 12 * 7);
         printf("  (an error about a misaligned operand is expected next)\n");

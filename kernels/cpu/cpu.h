@@ -9,6 +9,11 @@
 #define QSTAR_FLOATX float
 #include "kernels/ops.h"
 
+// Elementwise and per-row work over fewer elements than this runs on one thread: waking the other
+// threads costs more than the work itself (a decoding step's few rows), tens of microseconds per op
+// when they wait passively (OMP_WAIT_POLICY=passive).
+#define CPU_PARALLEL_MIN ((size_t)1 << 15)
+
 void cpu_embedding_forward(floatX* out, const int32_t* tokens, const floatX* table, int N, int H);
 void cpu_embedding_backward(floatX* dtable, const floatX* dout, const int32_t* tokens, int N, int V, int H);
 void cpu_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const floatX* weight, int N, int H, float eps);

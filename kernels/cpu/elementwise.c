@@ -4,7 +4,7 @@
 #include "kernels/cpu/cpu.h"
 
 void cpu_add(floatX* out, const floatX* a, const floatX* b, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CPU_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 

@@ -7,7 +7,7 @@
 #include "kernels/cpu/cpu.h"
 
 void cpu_embedding_forward(floatX* out, const int32_t* tokens, const float* table, int N, int H) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * H >= CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * H, table + (size_t)tokens[n] * H, sizeof(float) * H);
 }
 

@@ -6,12 +6,15 @@
  * A forward over a few rows (a decoding step: one row per sequence of the batch) is done here
  * instead: each weight element is used only N times, so sgemm's packing of the weight matrix, a full
  * extra pass over it, costs as much as the products, and the whole step is a stream through the
- * weights. The kernel reads each weight row once per 4 input rows, computes 4 weight rows × 4 input
- * rows at a time (16 running sums of 16 lanes), and prefetches the next 4 weight rows as it goes.
- * Every output is the same sum in the same order whatever N (up to FEW_ROWS) and the neighbouring
- * rows are (16 lanes over the input columns in order, the lanes added in a fixed tree), so a row's
- * result does not depend on the batch it is computed in; above FEW_ROWS rows sgemm takes over, whose
- * sums are rounded differently (by a few ulps).
+ * weights. The kernel takes 4 weight rows at a time (one contiguous block) and runs the input rows
+ * past them in passes of up to 6: 24 running sums of 16 lanes, the 4 weight vectors of a column step
+ * held in registers and each input vector loaded once for 4 products (10 loads for 24 FMAs, where the
+ * FMA units, not the loads, set the pace). Each pass prefetches its share of the next block, so the
+ * stream from memory is spread over the block's whole computation. At the end the 16 lanes of 4 sums
+ * are added in one tree of shuffles (lane l with l+8, then l+4, l+2, l+1).
+ * Every output is that same sum in the same order whatever N (up to FEW_ROWS) and the neighbouring
+ * rows are, so a row's result does not depend on the batch it is computed in; above FEW_ROWS rows
+ * sgemm takes over, whose sums are rounded differently (by a few ulps).
  */
 #include <cblas.h>
 #include <string.h>
@@ -20,51 +23,105 @@
 
 #define FEW_ROWS 32  // at most this many rows: the streaming kernel below
 #define OB 4         // weight rows per block
-#define NB 4         // input rows per block
+#define NB_MAX 6     // input rows per pass
 #define LANES 16
+// Below this many rows, each output on its own: one weight row streamed at a time, which the hardware
+// prefetcher follows at full bandwidth (a block's 4 interleaved rows reach about 2/3 of it), and too
+// few products per weight for the FMA units to matter.
+#define FEW_ROWS_ONE 4
 
-// out rows n0..n0+NB−1 (those below N), columns o0..o0+OB−1 (the caller makes sure they exist);
-// prefetches the weight rows of the block after it. Rows past N are computed from row N−1 and dropped,
-// so a ragged batch keeps the same loop.
-static inline void few_rows_block(floatX* out, const floatX* inp, const float* W, int N, int IN, int OUT, int o0,
-                                  int n0, int prefetch) {
-    const float* w = W + (size_t)o0 * IN;
-    const floatX* x[NB];
-    for (int b = 0; b < NB; b++) x[b] = inp + (size_t)(n0 + b < N ? n0 + b : N - 1) * IN;
-    float acc[OB][NB][LANES];
-    memset(acc, 0, sizeof acc);
-    int c = 0;
-    for (; c + LANES <= IN; c += LANES) {
-        if (prefetch)
-            for (int a = 0; a < OB; a++) __builtin_prefetch(w + (size_t)(OB + a) * IN + c);
-#pragma GCC unroll 4
-        for (int a = 0; a < OB; a++)
-#pragma GCC unroll 4
-            for (int b = 0; b < NB; b++)
-#pragma omp simd
-                for (int l = 0; l < LANES; l++) acc[a][b][l] += w[(size_t)a * IN + c + l] * x[b][c + l];
-    }
-    for (; c < IN; c++)
-        for (int a = 0; a < OB; a++)
-            for (int b = 0; b < NB; b++) acc[a][b][0] += w[(size_t)a * IN + c] * x[b][c];
-    for (int a = 0; a < OB; a++)
-        for (int b = 0; b < NB && n0 + b < N; b++) {
-            float* v = acc[a][b];
-            for (int l = 0; l < 8; l++) v[l] += v[l + 8];
-            for (int l = 0; l < 4; l++) v[l] += v[l + 4];
-            for (int l = 0; l < 2; l++) v[l] += v[l + 2];
-            out[(size_t)(n0 + b) * OUT + o0 + a] = v[0] + v[1];
-        }
+typedef float v16f __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+
+static inline v16f load16(const float* p) {
+    v16f v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 
-// One output the way few_rows_block computes it: for the columns past the last whole block, and for
-// fewer than NB rows (where a block would compute mostly copies).
+// Pins a loaded vector to a register: without it the compiler folds the load into every FMA that
+// uses the vector, which makes the loop bound by loads (20 per 16 FMAs) instead of FMAs.
+#if defined(__x86_64__)
+#define IN_REGISTER(v) __asm__("" : "+v"(v))
+#else
+#define IN_REGISTER(v) (void)0
+#endif
+
+// One level of the lane tree for two vectors at once: lanes l and l+w of each group of 2w lanes of a,
+// then of b, added; the result holds a's sums then b's.
+static const v16i LO8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+static const v16i HI8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+static const v16i LO4 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+static const v16i HI4 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+static const v16i LO2 = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
+static const v16i HI2 = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
+static const v16i LO1 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+static const v16i HI1 = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+
+static inline v16f fold(v16f a, v16f b, v16i lo, v16i hi) {
+    return __builtin_shuffle(a, b, lo) + __builtin_shuffle(a, b, hi);
+}
+
+// Lanes 0..3: the lane sums of v[0..3], each added in the tree of few_rows_one.
+static inline v16f lane_sums4(const v16f* v) {
+    const v16f c = fold(fold(v[0], v[1], LO8, HI8), fold(v[2], v[3], LO8, HI8), LO4, HI4);
+    const v16f d = fold(c, c, LO2, HI2);
+    return fold(d, d, LO1, HI1);
+}
+
+// out rows n0..n0+nb−1, columns o0..o0+OB−1; prefetches pf_lines cache lines from pf meanwhile, evenly
+// over its column steps.
+// Always inlined with a constant nb, so that the loops over rows unroll into registers.
+static inline __attribute__((always_inline)) void few_rows_pass(floatX* out, const floatX* inp, const float* W, int IN,
+                                                                int OUT, int o0, int n0, int nb, const char* pf,
+                                                                int pf_lines) {
+    const float* w = W + (size_t)o0 * IN;
+    const floatX* x[NB_MAX];
+#pragma GCC unroll 8
+    for (int b = 0; b < nb; b++) x[b] = inp + (size_t)(n0 + b) * IN;
+    v16f acc[NB_MAX][OB];
+#pragma GCC unroll 8
+    for (int b = 0; b < nb; b++)
+#pragma GCC unroll 8
+        for (int a = 0; a < OB; a++) acc[b][a] = (v16f){0};
+    const int steps = IN / LANES, per_step = steps > 0 ? (pf_lines + steps - 1) / steps : 0;
+    int c = 0;
+    for (int i = 0; c + LANES <= IN; c += LANES, i++) {
+        for (int j = i * per_step; j < (i + 1) * per_step && j < pf_lines; j++) __builtin_prefetch(pf + (size_t)j * 64);
+        v16f wv[OB];
+#pragma GCC unroll 8
+        for (int a = 0; a < OB; a++) {
+            wv[a] = load16(w + (size_t)a * IN + c);
+            IN_REGISTER(wv[a]);
+        }
+#pragma GCC unroll 8
+        for (int b = 0; b < nb; b++) {
+            v16f xv = load16(x[b] + c);
+            IN_REGISTER(xv);
+#pragma GCC unroll 8
+            for (int a = 0; a < OB; a++) acc[b][a] += wv[a] * xv;
+        }
+    }
+    // the columns past the last whole 16 go into lane 0, fused explicitly: the compiler contracts a
+    // scalar's a += b * c into an FMA but not a vector element's, and the two paths must agree bitwise
+    for (; c < IN; c++)
+        for (int b = 0; b < nb; b++)
+            for (int a = 0; a < OB; a++) acc[b][a][0] = __builtin_fmaf(w[(size_t)a * IN + c], x[b][c], acc[b][a][0]);
+#pragma GCC unroll 8
+    for (int b = 0; b < nb; b++) {
+        const v16f s = lane_sums4(acc[b]);
+        memcpy(out + (size_t)(n0 + b) * OUT + o0, &s, OB * sizeof(float));
+    }
+}
+
+// One output the way few_rows_pass computes it: below FEW_ROWS_ONE rows, and for the columns past
+// the last whole block.
 static float few_rows_one(const floatX* x, const float* w, int IN) {
     float v[LANES] = {0};
     int c = 0;
     for (; c + LANES <= IN; c += LANES)
         for (int l = 0; l < LANES; l++) v[l] += w[c + l] * x[c + l];
-    for (; c < IN; c++) v[0] += w[c] * x[c];
+    for (; c < IN; c++) v[0] = __builtin_fmaf(w[c], x[c], v[0]);
     for (int l = 0; l < 8; l++) v[l] += v[l + 8];
     for (int l = 0; l < 4; l++) v[l] += v[l + 4];
     for (int l = 0; l < 2; l++) v[l] += v[l + 2];
@@ -73,15 +130,32 @@ static float few_rows_one(const floatX* x, const float* w, int IN) {
 
 static void few_rows_forward(floatX* out, const floatX* inp, const float* weight, int N, int IN, int OUT) {
     const int O4 = OUT / OB * OB;
+    const int passes = (N + NB_MAX - 1) / NB_MAX;
+    const int lines = (int)(((size_t)OB * IN * sizeof(float) + 63) / 64);  // one block of weights
+    const int pass_lines = (lines + passes - 1) / passes;                  // prefetched per pass
 #pragma omp parallel for schedule(static)
     for (int o0 = 0; o0 < OUT; o0 += OB) {
-        if (o0 < O4 && N >= NB)
-            for (int n0 = 0; n0 < N; n0 += NB)
-                few_rows_block(out, inp, weight, N, IN, OUT, o0, n0, n0 == 0 && o0 + 2 * OB <= O4);
-        else
+        if (o0 >= O4 || N < FEW_ROWS_ONE) {
             for (int o = o0; o < o0 + OB && o < OUT; o++)
                 for (int n = 0; n < N; n++)
                     out[(size_t)n * OUT + o] = few_rows_one(inp + (size_t)n * IN, weight + (size_t)o * IN, IN);
+            continue;
+        }
+        const char* next = (const char*)(weight + (size_t)(o0 + OB) * IN);
+        const int has_next = o0 + 2 * OB <= O4;
+        // the rows in passes of near-equal size (16 = 6 + 5 + 5, 8 = 4 + 4)
+        for (int p = 0, n0 = 0; p < passes; p++) {
+            const int nb = (N - n0 + (passes - p) - 1) / (passes - p);
+            const char* pf = next + (size_t)p * pass_lines * 64;
+            const int pl = has_next ? (p + 1) * pass_lines <= lines ? pass_lines : lines - p * pass_lines : 0;
+            switch (nb) {  // 3..6 when N >= FEW_ROWS_ONE
+                case 6: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 6, pf, pl); break;
+                case 5: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 5, pf, pl); break;
+                case 4: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 4, pf, pl); break;
+                default: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 3, pf, pl); break;
+            }
+            n0 += nb;
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 #include "kernels/cpu/cpu.h"
 
 void cpu_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const float* weight, int N, int H, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * H >= CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const floatX* x = inp + (size_t)n * H;
         double ss = 0.0;
@@ -22,7 +22,7 @@ void cpu_rmsnorm_forward(floatX* out, float* rstd, const floatX* inp, const floa
 
 void cpu_add_rmsnorm_forward(floatX* sum, floatX* out, float* rstd, const floatX* a, const floatX* b,
                              const float* weight, int N, int H, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * H >= CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const size_t o = (size_t)n * H;
         double ss = 0.0;

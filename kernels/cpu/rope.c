@@ -16,7 +16,7 @@ static void rope_apply(floatX* qkv, const int32_t* pos, int N, int NH, int NKV, 
     QSTAR_ASSERT(half <= 256);  // per-row angle tables below are on the stack
     float inv_freq[256];
     for (int j = 0; j < half; j++) inv_freq[j] = 1.0f / powf(theta, (float)(2 * j) / (float)HD);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C3 >= CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         float c[256], s[256];
         for (int j = 0; j < half; j++) {

@@ -8,7 +8,7 @@
 #include "kernels/cpu/fastexp.h"
 
 void cpu_swiglu_forward(floatX* out, const floatX* gate_up, int N, int IM) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * IM >= CPU_PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const floatX* g = gate_up + (size_t)n * 2 * IM;
         const floatX* u = g + IM;
