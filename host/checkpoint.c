@@ -35,23 +35,6 @@ static void remove_tree(const char* path) {
 
 static void remove_tree_on_error(void* path) { remove_tree(path); }
 
-// config.json as config_save writes it, with torch_dtype naming the dtype model.safetensors holds
-// (transformers loads a checkpoint in that dtype when asked for torch_dtype="auto").
-static void set_torch_dtype(const char* path, const char* dtype) {
-    size_t len;
-    char* text = read_file_or_die(path, &len);
-    cJSON* root = cJSON_ParseWithLength(text, len);
-    if (!root) fatal("%s: malformed JSON just written", path);
-    cJSON_ReplaceItemInObjectCaseSensitive(root, "torch_dtype", cJSON_CreateString(dtype));
-    char* out = cJSON_Print(root);
-    char* with_nl = xsprintf("%s\n", out);
-    write_file_atomic(path, with_nl, strlen(with_nl));
-    free(with_nl);
-    free(out);
-    cJSON_Delete(root);
-    free(text);
-}
-
 static int all_bf16_values(const float* x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (bf16_round(x[i]) != x[i]) return 0;
@@ -79,8 +62,7 @@ void checkpoint_save(const char* run_dir, int step, const Model* m, const Checkp
     model_save_host_weights(m, weights, p, ct->bf16);
     free(p);
     p = xsprintf("%s/config.json", tmp_dir);
-    config_save(&m->cfg, p);
-    if (ct->bf16) set_torch_dtype(p, "bfloat16");
+    config_save(&m->cfg, p, ct->bf16 ? "bfloat16" : "float32");
     free(p);
 
     // the full-precision weights ride in the optimizer file when model.safetensors rounded them; the

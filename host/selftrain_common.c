@@ -414,7 +414,7 @@ void st_save_checkpoint(const char* out, const char* name, const Model* m, const
     model_save_weights(m, p);
     free(p);
     p = xsprintf("%s/config.json", tmp);
-    config_save(&m->cfg, p);
+    config_save(&m->cfg, p, "float32");
     free(p);
     p = xsprintf("%s/tokenizer.json", tmp);
     tok_save(tok, p);

@@ -118,7 +118,7 @@ void config_load(ModelConfig* c, const char* path_in) {
     free(path);
 }
 
-void config_save(const ModelConfig* c, const char* path) {
+void config_save(const ModelConfig* c, const char* path, const char* torch_dtype) {
     cJSON* root = cJSON_CreateObject();
     cJSON* arch = cJSON_AddArrayToObject(root, "architectures");
     cJSON_AddItemToArray(arch, cJSON_CreateString("MistralForCausalLM"));
@@ -140,7 +140,7 @@ void config_save(const ModelConfig* c, const char* path) {
     if (c->sliding_window > 0) cJSON_AddNumberToObject(root, "sliding_window", c->sliding_window);
     else cJSON_AddNullToObject(root, "sliding_window");
     cJSON_AddNumberToObject(root, "attention_dropout", 0.0);
-    cJSON_AddStringToObject(root, "torch_dtype", "float32");
+    cJSON_AddStringToObject(root, "torch_dtype", torch_dtype);
     if (c->start_thought_id >= 0) {
         cJSON_AddNumberToObject(root, "start_thought_token_id", c->start_thought_id);
         cJSON_AddNumberToObject(root, "end_thought_token_id", c->end_thought_id);

@@ -30,8 +30,9 @@ typedef struct {
 
 // path: a config.json file or a directory containing one. Validates every field; errors name the file.
 void config_load(ModelConfig* c, const char* path);
-// Writes an HF-compatible config.json atomically.
-void config_save(const ModelConfig* c, const char* path);
+// Writes an HF-compatible config.json atomically; torch_dtype names the dtype model.safetensors holds
+// ("float32" or "bfloat16": transformers loads the checkpoint in it when asked for torch_dtype="auto").
+void config_save(const ModelConfig* c, const char* path, const char* torch_dtype);
 // Checks the shape is buildable (positive sizes, heads divide, even head_dim); msg names `source`.
 void config_validate(const ModelConfig* c, const char* source);
 

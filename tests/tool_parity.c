@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
         model_save_weights(&m, p);
         free(p);
         p = xsprintf("%s/config.json", argv[2]);
-        config_save(&cfg, p);
+        config_save(&cfg, p, "float32");
         free(p);
     }
     free(ref_loss);

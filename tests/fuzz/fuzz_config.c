@@ -15,7 +15,7 @@ static ModelConfig g_cfg, g_back;
 static void parse(void* arg) {
     (void)arg;
     config_load(&g_cfg, g_path);
-    config_save(&g_cfg, g_out);
+    config_save(&g_cfg, g_out, "float32");
 }
 
 static void reload(void* arg) {
