@@ -147,11 +147,14 @@ static int32_t sample_logits(const ModelConfig* c, float* z, float temperature, 
                              int position, int purpose, uint32_t stream) {
     const int V = c->vocab_size;
     if (c->start_thought_id >= 0) z[c->start_thought_id] = z[c->end_thought_id] = -INFINITY;
+    // argmax, the first index of the largest value (NaNs never win), in two passes that vectorize
+    float zmax = -INFINITY;
+#pragma omp simd reduction(max : zmax)
+    for (int v = 0; v < V; v++) zmax = z[v] > zmax ? z[v] : zmax;
     int best = 0;
-    for (int v = 1; v < V; v++)
-        if (z[v] > z[best]) best = v;
+    while (best < V && !(z[best] == zmax)) best++;
+    if (best == V) best = 0;  // every logit NaN
     if (temperature <= 0) return best;
-    const float zmax = z[best];  // (the loop below overwrites z[best])
     double sum = 0;
     for (int v = 0; v < V; v++) sum += (z[v] = expf((z[v] - zmax) / temperature));
     // nucleus: the most probable tokens whose mass reaches top_p of the total
@@ -441,12 +444,14 @@ static void batch_think(Batch* b, const GenConfig* gc, const GenRequest* reqs, c
         batch_forward(b, ri, S);
         if (j <= NA - 3) {
             batch_logits(b, b->lnf, S);
+#pragma omp parallel for schedule(static)  // each row's draw is keyed by its own request: any order
             for (int s = 0; s < S; s++) {
                 const Slot* a = &sl[act[s]];
                 toks[s] = sample_logits(c, b->h_logits + (size_t)s * V, 1.0f, 1.0f, gc->seed, a->last, 1000 + j,
                                         reqs[a->req].sample);
-                if (emit) emit(user, a->req, GEN_THOUGHT_TOKEN, toks[s]);
             }
+            for (int s = 0; s < S; s++)
+                if (emit) emit(user, sl[act[s]].req, GEN_THOUGHT_TOKEN, toks[s]);
         }
     }
     for (int s = 0; s < S; s++)
@@ -559,11 +564,16 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
         } else {
             batch_logits(&b, b.hsel, S);
         }
+#pragma omp parallel for schedule(static)  // each row's draw is keyed by its own request: any order
+        for (int s = 0; s < S; s++) {
+            const Slot* a = &sl[act[s]];
+            toks[s] = sample_logits(c, b.h_logits + (size_t)s * Vp, gc->temperature, gc->top_p, gc->seed, a->last, 0,
+                                    reqs[a->req].sample);
+        }
         for (int s = 0; s < S; s++) {
             Slot* a = &sl[act[s]];
             GenRequest* q = &reqs[a->req];
-            int32_t t = sample_logits(c, b.h_logits + (size_t)s * Vp, gc->temperature, gc->top_p, gc->seed, a->last,
-                                      0, q->sample);
+            const int32_t t = toks[s];
             q->out[q->n_out++] = t;
             int stop = emit ? emit(user, a->req, GEN_TEXT, t) : 0;
             if (t == gc->stop_token || stop) q->finish = GEN_FINISH_STOP;

@@ -9,9 +9,12 @@
  * weights. The kernel takes 4 weight rows at a time (one contiguous block) and runs the input rows
  * past them in passes of up to 6: 24 running sums of 16 lanes, the 4 weight vectors of a column step
  * held in registers and each input vector loaded once for 4 products (10 loads for 24 FMAs, where the
- * FMA units, not the loads, set the pace). Each pass prefetches its share of the next block, so the
- * stream from memory is spread over the block's whole computation. At the end the 16 lanes of 4 sums
- * are added in one tree of shuffles (lane l with l+8, then l+4, l+2, l+1).
+ * FMA units, not the loads, set the pace). Each pass prefetches its share of the next block into L2,
+ * so the stream from memory is spread over the block's whole computation; into L2, not L1, because
+ * the block (9 KB at SmolLM2's 576 inputs, 24 KB at 1536), the next one and 6 input rows overflow a
+ * 32 KB L1, and prefetched lines there evict the weights and inputs the passes are reading (on the
+ * 2-core EPYC: 45 → 35 ms for a 16-row SmolLM2 step's matmuls). At the end the 16 lanes of 4 sums are added in one tree
+ * of shuffles (lane l with l+8, then l+4, l+2, l+1).
  * Every output is that same sum in the same order whatever N (up to FEW_ROWS) and the neighbouring
  * rows are, so a row's result does not depend on the batch it is computed in; above FEW_ROWS rows
  * sgemm takes over, whose sums are rounded differently (by a few ulps).
@@ -25,10 +28,6 @@
 #define OB 4         // weight rows per block
 #define NB_MAX 6     // input rows per pass
 #define LANES 16
-// Below this many rows, each output on its own: one weight row streamed at a time, which the hardware
-// prefetcher follows at full bandwidth (a block's 4 interleaved rows reach about 2/3 of it), and too
-// few products per weight for the FMA units to matter.
-#define FEW_ROWS_ONE 4
 
 typedef float v16f __attribute__((vector_size(64)));
 typedef int v16i __attribute__((vector_size(64)));
@@ -87,7 +86,8 @@ static inline __attribute__((always_inline)) void few_rows_pass(floatX* out, con
     const int steps = IN / LANES, per_step = steps > 0 ? (pf_lines + steps - 1) / steps : 0;
     int c = 0;
     for (int i = 0; c + LANES <= IN; c += LANES, i++) {
-        for (int j = i * per_step; j < (i + 1) * per_step && j < pf_lines; j++) __builtin_prefetch(pf + (size_t)j * 64);
+        for (int j = i * per_step; j < (i + 1) * per_step && j < pf_lines; j++)
+            __builtin_prefetch(pf + (size_t)j * 64, 0, 2);  // to L2 (see few_rows_forward)
         v16f wv[OB];
 #pragma GCC unroll 8
         for (int a = 0; a < OB; a++) {
@@ -114,8 +114,7 @@ static inline __attribute__((always_inline)) void few_rows_pass(floatX* out, con
     }
 }
 
-// One output the way few_rows_pass computes it: below FEW_ROWS_ONE rows, and for the columns past
-// the last whole block.
+// One output the way few_rows_pass computes it, for the columns past the last whole block.
 static float few_rows_one(const floatX* x, const float* w, int IN) {
     float v[LANES] = {0};
     int c = 0;
@@ -135,7 +134,7 @@ static void few_rows_forward(floatX* out, const floatX* inp, const float* weight
     const int pass_lines = (lines + passes - 1) / passes;                  // prefetched per pass
 #pragma omp parallel for schedule(static)
     for (int o0 = 0; o0 < OUT; o0 += OB) {
-        if (o0 >= O4 || N < FEW_ROWS_ONE) {
+        if (o0 >= O4) {
             for (int o = o0; o < o0 + OB && o < OUT; o++)
                 for (int n = 0; n < N; n++)
                     out[(size_t)n * OUT + o] = few_rows_one(inp + (size_t)n * IN, weight + (size_t)o * IN, IN);
@@ -148,11 +147,13 @@ static void few_rows_forward(floatX* out, const floatX* inp, const float* weight
             const int nb = (N - n0 + (passes - p) - 1) / (passes - p);
             const char* pf = next + (size_t)p * pass_lines * 64;
             const int pl = has_next ? (p + 1) * pass_lines <= lines ? pass_lines : lines - p * pass_lines : 0;
-            switch (nb) {  // 3..6 when N >= FEW_ROWS_ONE
+            switch (nb) {
                 case 6: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 6, pf, pl); break;
                 case 5: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 5, pf, pl); break;
                 case 4: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 4, pf, pl); break;
-                default: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 3, pf, pl); break;
+                case 3: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 3, pf, pl); break;
+                case 2: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 2, pf, pl); break;
+                default: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 1, pf, pl); break;
             }
             n0 += nb;
         }
