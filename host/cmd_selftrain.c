@@ -343,9 +343,7 @@ static void run_iterations(Model* m, const RunCtx* rc, int method, int first_ite
         st_free_examples(ex, n_ex);
         // 3. evaluate M_n
         cJSON* by_digits = cJSON_CreateObject();
-        char* test_path = xsprintf("%s/test_%03d.jsonl", s.out, iter);
-        double acc = st_evaluate(m, rc->tok, &s, task, rc->ctx, rc->test, rc->n_test, by_digits, &test_tps, test_path);
-        free(test_path);
+        double acc = st_evaluate(m, rc->tok, &s, task, rc->ctx, rc->test, rc->n_test, iter, by_digits, &test_tps);
 
         const int n_gen = method == METHOD_STAR ? rc->n_prob : rc->n_prob * s.samples;
         cJSON* rec = cJSON_CreateObject();

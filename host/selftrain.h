@@ -84,10 +84,10 @@ AdamWConfig st_adamw_fresh(Model* m);
 // `steps` SFT steps of --batch rows from m's current weights (fresh Adam moments); returns the mean loss.
 double st_finetune(Model* m, const Settings* s, Example* ex, int n_ex, int steps, int pad, uint64_t seed,
                    double* tok_per_s);
-// Greedy test accuracy (per digit count into by_digits on arith); each problem's completion, gold answer
-// and verdict go to save_path (JSONL, written atomically) unless it is NULL.
+// Greedy test accuracy of M_iter (per digit count into by_digits on arith); each problem's completion,
+// gold answer and verdict go to s->out/test_NNN.jsonl (NNN = iter, written atomically).
 double st_evaluate(Model* m, const Tokenizer* tok, const Settings* s, int task, const char* ctx, const StarItem* test,
-                   int n_test, cJSON* by_digits, double* tok_per_s, const char* save_path);
+                   int n_test, int iter, cJSON* by_digits, double* tok_per_s);
 
 // The DPO loop: from m's current weights (also the frozen reference: its log-probabilities are
 // computed before the first update, or read from cache_path when it holds them for these rows),

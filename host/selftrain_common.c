@@ -221,7 +221,7 @@ double st_finetune(Model* m, const Settings* s, Example* ex, int n_ex, int steps
 // ---- evaluation -------------------------------------------------------------------------------------------
 
 double st_evaluate(Model* m, const Tokenizer* tok, const Settings* s, int task, const char* ctx, const StarItem* test,
-                   int n_test, cJSON* by_digits, double* tok_per_s, const char* save_path) {
+                   int n_test, int iter, cJSON* by_digits, double* tok_per_s) {
     Toks* prompts = xmalloc(sizeof(Toks) * (size_t)(n_test ? n_test : 1));
     for (int i = 0; i < n_test; i++) {
         char* p = star_prompt(task, test[i].question, NULL);
@@ -233,18 +233,16 @@ double st_evaluate(Model* m, const Tokenizer* tok, const Settings* s, int task, 
     Toks* out = xmalloc(sizeof(Toks) * (size_t)(n_test ? n_test : 1));
     st_generate(m, tok, s, task, prompts, NULL, NULL, n_test, 0.0f, texts, out, "test", tok_per_s);
     int right = 0, per_right[STAR_ARITH_MAX_DIGITS + 1] = {0}, per_n[STAR_ARITH_MAX_DIGITS + 1] = {0};
-    AtomicFile f;
-    if (save_path) f = atomic_open(save_path);
+    char* path = xsprintf("%s/test_%03d.jsonl", s->out, iter);
+    AtomicFile f = atomic_open(path);
     for (int i = 0; i < n_test; i++) {
         int ok = star_is_correct(task, texts[i], test[i].gold);
-        if (save_path) {
-            cJSON* o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "question", test[i].question);
-            cJSON_AddStringToObject(o, "gold", test[i].gold);
-            cJSON_AddStringToObject(o, "completion", texts[i]);
-            cJSON_AddBoolToObject(o, "correct", ok);
-            jsonl_write(&f, o);
-        }
+        cJSON* o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "question", test[i].question);
+        cJSON_AddStringToObject(o, "gold", test[i].gold);
+        cJSON_AddStringToObject(o, "completion", texts[i]);
+        cJSON_AddBoolToObject(o, "correct", ok);
+        jsonl_write(&f, o);
         right += ok;
         per_right[test[i].digits] += ok;
         per_n[test[i].digits]++;
@@ -257,8 +255,8 @@ double st_evaluate(Model* m, const Tokenizer* tok, const Settings* s, int task, 
                 snprintf(key, sizeof key, "%d", d);
                 cJSON_AddNumberToObject(by_digits, key, (double)per_right[d] / per_n[d]);
             }
-    if (save_path) atomic_commit(&f);
-    free(texts), free(out), free(prompts);
+    atomic_commit(&f);
+    free(path), free(texts), free(out), free(prompts);
     return n_test ? (double)right / n_test : 0;
 }
 

@@ -363,10 +363,8 @@ void stepdpo_run(Model* m, const RunCtx* rc, int first_iter, const cJSON* saved)
         // 4. evaluate M_n
         double test_tps;
         cJSON* by_digits = cJSON_CreateObject();
-        char* test_path = xsprintf("%s/test_%03d.jsonl", s->out, iter);
         const double acc =
-            st_evaluate(m, rc->tok, s, rc->task, rc->ctx, rc->test, rc->n_test, by_digits, &test_tps, test_path);
-        free(test_path);
+            st_evaluate(m, rc->tok, s, rc->task, rc->ctx, rc->test, rc->n_test, iter, by_digits, &test_tps);
         cJSON* rec = cJSON_CreateObject();
         cJSON_AddNumberToObject(rec, "iteration", iter);
         cJSON_AddStringToObject(rec, "method", "stepdpo");
