@@ -444,7 +444,7 @@ static void batch_think(Batch* b, const GenConfig* gc, const GenRequest* reqs, c
         batch_forward(b, ri, S);
         if (j <= NA - 3) {
             batch_logits(b, b->lnf, S);
-#pragma omp parallel for schedule(static)  // each row's draw is keyed by its own request: any order
+#pragma omp parallel for schedule(static) if (S > 1)  // each row's draw is keyed by its request: any order
             for (int s = 0; s < S; s++) {
                 const Slot* a = &sl[act[s]];
                 toks[s] = sample_logits(c, b->h_logits + (size_t)s * V, 1.0f, 1.0f, gc->seed, a->last, 1000 + j,
@@ -564,7 +564,7 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
         } else {
             batch_logits(&b, b.hsel, S);
         }
-#pragma omp parallel for schedule(static)  // each row's draw is keyed by its own request: any order
+#pragma omp parallel for schedule(static) if (S > 1)  // each row's draw is keyed by its request: any order
         for (int s = 0; s < S; s++) {
             const Slot* a = &sl[act[s]];
             toks[s] = sample_logits(c, b.h_logits + (size_t)s * Vp, gc->temperature, gc->top_p, gc->seed, a->last, 0,

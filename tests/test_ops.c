@@ -498,8 +498,8 @@ static void test_matmul(const Backend* be) {
     if (!strcmp(be->name, "cpu")) {  // the C reference takes any shape
         test_matmul_case(be, 5, 12, 7, 1);
         test_matmul_case(be, 33, 70, 65, 0);
-        // the few-rows kernel (N <= 32): 1..3 rows one output at a time, passes of 3..6 rows past blocks of
-        // 4 weight rows, column counts with and without a ragged tail of 16 and of 4
+        // the few-rows kernel (N <= 32): passes of 1..6 rows past blocks of 4 weight rows, column counts
+        // with and without a ragged tail of 16 (lane 0) and of 4 (few_rows_one)
         test_matmul_case(be, 1, 48, 9, 0);
         test_matmul_case(be, 16, 64, 24, 0);
         test_matmul_case(be, 13, 40, 13, 0);

@@ -102,8 +102,8 @@ static inline __attribute__((always_inline)) void few_rows_pass(floatX* out, con
             for (int a = 0; a < OB; a++) acc[b][a] += wv[a] * xv;
         }
     }
-    // the columns past the last whole 16 go into lane 0, fused explicitly: the compiler contracts a
-    // scalar's a += b * c into an FMA but not a vector element's, and the two paths must agree bitwise
+    // the columns past the last whole 16 go into lane 0, fused explicitly as few_rows_one does: the
+    // compiler contracts a scalar's a += b * c into an FMA but not a vector element's
     for (; c < IN; c++)
         for (int b = 0; b < nb; b++)
             for (int a = 0; a < OB; a++) acc[b][a][0] = __builtin_fmaf(w[(size_t)a * IN + c], x[b][c], acc[b][a][0]);
@@ -145,8 +145,9 @@ static void few_rows_forward(floatX* out, const floatX* inp, const float* weight
         // the rows in passes of near-equal size (16 = 6 + 5 + 5, 8 = 4 + 4)
         for (int p = 0, n0 = 0; p < passes; p++) {
             const int nb = (N - n0 + (passes - p) - 1) / (passes - p);
-            const char* pf = next + (size_t)p * pass_lines * 64;
-            const int pl = has_next ? (p + 1) * pass_lines <= lines ? pass_lines : lines - p * pass_lines : 0;
+            const int first = p * pass_lines;  // this pass's share of the next block
+            const char* pf = next + (size_t)first * 64;
+            const int pl = !has_next || first >= lines ? 0 : lines - first < pass_lines ? lines - first : pass_lines;
             switch (nb) {
                 case 6: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 6, pf, pl); break;
                 case 5: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 5, pf, pl); break;
