@@ -16,7 +16,7 @@
 # ("DIGITS:N ..." entries, shuffled together), 3-shot generation, rationalization of failures when
 # RATIONALIZE=1, fine-tuning of the starting model from scratch each iteration, START_STEPS * GROW^(n-1)
 # steps; the test problems are N_TEST sums of DIGITS digits. START=DIR skips the probe and the pretraining
-# and starts from that checkpoint.
+# and starts from that checkpoint (at LR, 1e-4 unless set).
 #
 # The pool leans on 4-digit sums because STaR here is bound by how many long rationales it can keep. The
 # starting model gets 1-3 digits right and ~11 % of 4-digit sums: it adds the first three columns right but
