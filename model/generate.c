@@ -450,8 +450,8 @@ static void batch_think(Batch* b, const GenConfig* gc, const GenRequest* reqs, c
                 toks[s] = sample_logits(c, b->h_logits + (size_t)s * V, 1.0f, 1.0f, gc->seed, a->last, 1000 + j,
                                         reqs[a->req].sample);
             }
-            for (int s = 0; s < S; s++)
-                if (emit) emit(user, sl[act[s]].req, GEN_THOUGHT_TOKEN, toks[s]);
+            if (emit)
+                for (int s = 0; s < S; s++) emit(user, sl[act[s]].req, GEN_THOUGHT_TOKEN, toks[s]);
         }
     }
     for (int s = 0; s < S; s++)

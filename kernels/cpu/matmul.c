@@ -13,8 +13,8 @@
  * so the stream from memory is spread over the block's whole computation; into L2, not L1, because
  * the block (9 KB at SmolLM2's 576 inputs, 24 KB at 1536), the next one and 6 input rows overflow a
  * 32 KB L1, and prefetched lines there evict the weights and inputs the passes are reading (on the
- * 2-core EPYC: 45 → 35 ms for a 16-row SmolLM2 step's matmuls). At the end the 16 lanes of 4 sums are added in one tree
- * of shuffles (lane l with l+8, then l+4, l+2, l+1).
+ * 2-core EPYC: 45 → 35 ms for a 16-row SmolLM2 step's matmuls). At the end the 16 lanes of 4 sums
+ * are added in one tree of shuffles (lane l with l+8, then l+4, l+2, l+1).
  * Every output is that same sum in the same order whatever N (up to FEW_ROWS) and the neighbouring
  * rows are, so a row's result does not depend on the batch it is computed in; above FEW_ROWS rows
  * sgemm takes over, whose sums are rounded differently (by a few ulps).
@@ -114,7 +114,7 @@ static inline __attribute__((always_inline)) void few_rows_pass(floatX* out, con
     }
 }
 
-// One output the way few_rows_pass computes it, for the columns past the last whole block.
+// One output the way few_rows_pass computes it, for the outputs past the last whole block of OB weight rows.
 static float few_rows_one(const floatX* x, const float* w, int IN) {
     float v[LANES] = {0};
     int c = 0;
@@ -147,7 +147,8 @@ static void few_rows_forward(floatX* out, const floatX* inp, const float* weight
             const int nb = (N - n0 + (passes - p) - 1) / (passes - p);
             const int first = p * pass_lines;  // this pass's share of the next block
             const char* pf = next + (size_t)first * 64;
-            const int pl = !has_next || first >= lines ? 0 : lines - first < pass_lines ? lines - first : pass_lines;
+            int pl = has_next ? lines - first : 0;  // the last pass's share may be short or empty
+            pl = pl < 0 ? 0 : pl > pass_lines ? pass_lines : pl;
             switch (nb) {
                 case 6: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 6, pf, pl); break;
                 case 5: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 5, pf, pl); break;
