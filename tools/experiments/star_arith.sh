@@ -90,8 +90,13 @@ for e in $TRAIN_POOL; do
   $Q selftrain --make-arith "$OUT/train_$k.jsonl" --make-n "${e#*:}" --digits "${e%%:*}" --seed $((SEED + k))
   pool+=("$OUT/train_$k.jsonl"); k=$((k + 1))
 done
-"$PY" -c "import random,sys; l=[x for f in sys.argv[4:] for x in open(f)]; random.Random(int(sys.argv[2])).shuffle(l); open(sys.argv[1],'w').writelines(open(sys.argv[3]).readlines() + l)" \
-      "$OUT/train.jsonl" "$SEED" "$OUT/shots.jsonl" "${pool[@]}"
+"$PY" - "$OUT/train.jsonl" "$SEED" "$OUT/shots.jsonl" "${pool[@]}" <<'PY'
+import random, sys
+out, seed, shots, pool = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+lines = [l for f in pool for l in open(f)]
+random.Random(seed).shuffle(lines)
+open(out, "w").writelines(open(shots).readlines() + lines)
+PY
 rm -f "${pool[@]}" "$OUT/shots.jsonl"
 $Q selftrain --make-arith "$OUT/test.jsonl" --make-n "$N_TEST" --digits "$DIGITS" --seed $((SEED + 1000))
 
