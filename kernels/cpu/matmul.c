@@ -7,66 +7,33 @@
  * instead: each weight element is used only N times, so sgemm's packing of the weight matrix, a full
  * extra pass over it, costs as much as the products, and the whole step is a stream through the
  * weights. The kernel takes 4 weight rows at a time (one contiguous block) and runs the input rows
- * past them in passes of up to 6: 24 running sums of 16 lanes, the 4 weight vectors of a column step
- * held in registers and each input vector loaded once for 4 products (10 loads for 24 FMAs, where the
- * FMA units, not the loads, set the pace). Each pass prefetches its share of the next block into L2,
- * so the stream from memory is spread over the block's whole computation; into L2, not L1, because
+ * past them in passes: each column step holds the 4 weight vectors in registers and loads each input
+ * vector once for 4 products. Vectors are the target's width (kernels/cpu/simd.h) and a pass takes as
+ * many rows as the registers allow: 6 with 32 vector registers (AVX-512, NEON: 24 running sums, 10
+ * loads for 24 FMAs, so the FMA units and not the loads set the pace), 2 with 16 (AVX2: 8 sums, 6
+ * loads for 8 FMAs, within what the two load ports give). Each pass prefetches its share of the next
+ * block into L2, so the stream from memory is spread over the block's whole computation; into L2, not L1, because
  * the block (9 KB at SmolLM2's 576 inputs, 24 KB at 1536), the next one and 6 input rows overflow a
  * 32 KB L1, and prefetched lines there evict the weights and inputs the passes are reading (on the
- * 2-core EPYC: 45 → 35 ms for a 16-row SmolLM2 step's matmuls). At the end the 16 lanes of 4 sums
- * are added in one tree of shuffles (lane l with l+8, then l+4, l+2, l+1).
+ * 2-core EPYC: 45 → 35 ms for a 16-row SmolLM2 step's matmuls). At the end the lanes of 4 sums
+ * are added in one tree of shuffles (vsum4: lane l with l+VLANES/2, then l+VLANES/4, … l+1).
  * Every output is that same sum in the same order whatever N (up to FEW_ROWS) and the neighbouring
  * rows are, so a row's result does not depend on the batch it is computed in; above FEW_ROWS rows
- * sgemm takes over, whose sums are rounded differently (by a few ulps).
+ * sgemm takes over, whose sums are rounded differently (by a few ulps). The order, and so the last
+ * bits, differ between vector widths.
  */
 #include <cblas.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu.h"
+#include "kernels/cpu/simd.h"
 
 #define FEW_ROWS 32  // at most this many rows: the streaming kernel below
-#define OB 4         // weight rows per block
-#define NB_MAX 6     // input rows per pass
-#define LANES 16
-
-typedef float v16f __attribute__((vector_size(64)));
-typedef int v16i __attribute__((vector_size(64)));
-
-static inline v16f load16(const float* p) {
-    v16f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-// Pins a loaded vector to a register: without it the compiler folds the load into every FMA that
-// uses the vector, which makes the loop bound by loads (20 per 16 FMAs) instead of FMAs.
-#if defined(__x86_64__)
-#define IN_REGISTER(v) __asm__("" : "+v"(v))
-#else
-#define IN_REGISTER(v) (void)0
-#endif
-
-// One level of the lane tree for two vectors at once: lanes l and l+w of each group of 2w lanes of a,
-// then of b, added; the result holds a's sums then b's.
-static const v16i LO8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
-static const v16i HI8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
-static const v16i LO4 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
-static const v16i HI4 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
-static const v16i LO2 = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
-static const v16i HI2 = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
-static const v16i LO1 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-static const v16i HI1 = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
-
-static inline v16f fold(v16f a, v16f b, v16i lo, v16i hi) {
-    return __builtin_shuffle(a, b, lo) + __builtin_shuffle(a, b, hi);
-}
-
-// Lanes 0..3: the lane sums of v[0..3], each added in the tree of few_rows_one.
-static inline v16f lane_sums4(const v16f* v) {
-    const v16f c = fold(fold(v[0], v[1], LO8, HI8), fold(v[2], v[3], LO8, HI8), LO4, HI4);
-    const v16f d = fold(c, c, LO2, HI2);
-    return fold(d, d, LO1, HI1);
-}
+#define OB 4         // weight rows per block (vsum4 adds the lanes of 4 sums at once)
+// Input rows per pass: as many as leave registers for the OB weight vectors and one input vector
+// (AVX-512 and NEON: 6, 24 sums in 29 of 32 registers; AVX2: 2, 8 sums in 13 of 16).
+#define NB_MAX ((VREGS - OB - 1) / OB > 6 ? 6 : (VREGS - OB - 1) / OB)
+_Static_assert(NB_MAX == 2 || NB_MAX == 6, "few_rows_forward dispatches passes of 1-2 or 1-6 rows");
 
 // out rows n0..n0+nb−1, columns o0..o0+OB−1; prefetches pf_lines cache lines from pf meanwhile, evenly
 // over its column steps.
@@ -78,53 +45,50 @@ static inline __attribute__((always_inline)) void few_rows_pass(floatX* out, con
     const floatX* x[NB_MAX];
 #pragma GCC unroll 8
     for (int b = 0; b < nb; b++) x[b] = inp + (size_t)(n0 + b) * IN;
-    v16f acc[NB_MAX][OB];
+    vfloat acc[NB_MAX][OB];
 #pragma GCC unroll 8
     for (int b = 0; b < nb; b++)
 #pragma GCC unroll 8
-        for (int a = 0; a < OB; a++) acc[b][a] = (v16f){0};
-    const int steps = IN / LANES, per_step = steps > 0 ? (pf_lines + steps - 1) / steps : 0;
+        for (int a = 0; a < OB; a++) acc[b][a] = (vfloat){0};
+    const int steps = IN / VLANES, per_step = steps > 0 ? (pf_lines + steps - 1) / steps : 0;
     int c = 0;
-    for (int i = 0; c + LANES <= IN; c += LANES, i++) {
+    for (int i = 0; c + VLANES <= IN; c += VLANES, i++) {
         for (int j = i * per_step; j < (i + 1) * per_step && j < pf_lines; j++)
             __builtin_prefetch(pf + (size_t)j * 64, 0, 2);  // to L2 (see few_rows_forward)
-        v16f wv[OB];
+        vfloat wv[OB];
 #pragma GCC unroll 8
         for (int a = 0; a < OB; a++) {
-            wv[a] = load16(w + (size_t)a * IN + c);
-            IN_REGISTER(wv[a]);
+            wv[a] = vload(w + (size_t)a * IN + c);
+            VPIN(wv[a]);
         }
 #pragma GCC unroll 8
         for (int b = 0; b < nb; b++) {
-            v16f xv = load16(x[b] + c);
-            IN_REGISTER(xv);
+            vfloat xv = vload(x[b] + c);
+            VPIN(xv);
 #pragma GCC unroll 8
             for (int a = 0; a < OB; a++) acc[b][a] += wv[a] * xv;
         }
     }
-    // the columns past the last whole 16 go into lane 0, fused explicitly as few_rows_one does: the
+    // the columns past the last whole vector go into lane 0, fused explicitly as few_rows_one does: the
     // compiler contracts a scalar's a += b * c into an FMA but not a vector element's
     for (; c < IN; c++)
         for (int b = 0; b < nb; b++)
             for (int a = 0; a < OB; a++) acc[b][a][0] = __builtin_fmaf(w[(size_t)a * IN + c], x[b][c], acc[b][a][0]);
 #pragma GCC unroll 8
     for (int b = 0; b < nb; b++) {
-        const v16f s = lane_sums4(acc[b]);
+        const vfloat s = vsum4(acc[b]);
         memcpy(out + (size_t)(n0 + b) * OUT + o0, &s, OB * sizeof(float));
     }
 }
 
 // One output the way few_rows_pass computes it, for the outputs past the last whole block of OB weight rows.
 static float few_rows_one(const floatX* x, const float* w, int IN) {
-    float v[LANES] = {0};
+    float v[VLANES] = {0};
     int c = 0;
-    for (; c + LANES <= IN; c += LANES)
-        for (int l = 0; l < LANES; l++) v[l] += w[c + l] * x[c + l];
+    for (; c + VLANES <= IN; c += VLANES)
+        for (int l = 0; l < VLANES; l++) v[l] += w[c + l] * x[c + l];
     for (; c < IN; c++) v[0] = __builtin_fmaf(w[c], x[c], v[0]);
-    for (int l = 0; l < 8; l++) v[l] += v[l + 8];
-    for (int l = 0; l < 4; l++) v[l] += v[l + 4];
-    for (int l = 0; l < 2; l++) v[l] += v[l + 2];
-    return v[0] + v[1];
+    return vsum_lanes(v);
 }
 
 static void few_rows_forward(floatX* out, const floatX* inp, const float* weight, int N, int IN, int OUT) {
@@ -149,11 +113,14 @@ static void few_rows_forward(floatX* out, const floatX* inp, const float* weight
             const char* pf = next + (size_t)first * 64;
             int pl = has_next ? lines - first : 0;  // the last pass's share may be short or empty
             pl = pl < 0 ? 0 : pl > pass_lines ? pass_lines : pl;
+            // nb a constant in each call, so that the pass's loops unroll into registers
             switch (nb) {
+#if NB_MAX >= 6
                 case 6: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 6, pf, pl); break;
                 case 5: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 5, pf, pl); break;
                 case 4: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 4, pf, pl); break;
                 case 3: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 3, pf, pl); break;
+#endif
                 case 2: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 2, pf, pl); break;
                 default: few_rows_pass(out, inp, weight, IN, OUT, o0, n0, 1, pf, pl); break;
             }
