@@ -16,6 +16,7 @@
 
 #include "common/util.h"
 #include "kernels/philox.h"
+#include "kernels/cpu/simd.h"
 
 // X(p, n): element n of a floatX buffer (the backend's precision decides the byte offset).
 #define X(p, n) xat(be, (p), (n))
@@ -148,9 +149,7 @@ static int32_t sample_logits(const ModelConfig* c, float* z, float temperature, 
     const int V = c->vocab_size;
     if (c->start_thought_id >= 0) z[c->start_thought_id] = z[c->end_thought_id] = -INFINITY;
     // argmax, the first index of the largest value (NaNs never win), in two passes that vectorize
-    float zmax = -INFINITY;
-#pragma omp simd reduction(max : zmax)
-    for (int v = 0; v < V; v++) zmax = z[v] > zmax ? z[v] : zmax;
+    const float zmax = vmax_of(z, V, -INFINITY);
     int best = 0;
     while (best < V && !(z[best] == zmax)) best++;
     if (best == V) best = 0;  // every logit NaN

@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/fastexp.h"
+#include "kernels/cpu/simd.h"
 
 #define QB 128  // query rows per block: big enough for efficient sgemm, small enough to skip most masked keys
 
@@ -39,9 +40,7 @@ void cpu_attention_forward(floatX* out, float* lse, const floatX* qkv, int B, in
                 for (int r = 0; r < nq; r++) {
                     float* s = S + (size_t)r * nk;
                     const int last = q0 + r;  // causal: keys 0..last
-                    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-                    for (int j = 0; j <= last; j++) mx = s[j] > mx ? s[j] : mx;
+                    const float mx = vmax_of(s, last + 1, -INFINITY);
                     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
                     for (int j = 0; j <= last; j++) {

@@ -10,11 +10,10 @@
 
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/fastexp.h"
+#include "kernels/cpu/simd.h"
 
 static float row_logsumexp(const floatX* x, int V) {
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (int v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    const float mx = vmax_of(x, V, -INFINITY);
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int v = 0; v < V; v++) sum += fast_expf(x[v] - mx);

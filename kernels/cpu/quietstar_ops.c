@@ -12,6 +12,7 @@
 #include "common/util.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/fastexp.h"
+#include "kernels/cpu/simd.h"
 #include "kernels/philox.h"
 
 void cpu_mask_columns(floatX* x, int N, int V, int lo, int hi, float value) {
@@ -49,12 +50,9 @@ void cpu_gumbel_sample(int32_t* tokens, const floatX* logits, int N, int V, int 
                 words[4 * (size_t)c + 2] = r.v[2];
                 words[4 * (size_t)c + 3] = r.v[3];
             }
-            float M = -INFINITY;
-#pragma omp simd reduction(max : M)
-            for (int v = 0; v < V; v++) {
-                screen[v] = z[v] - fast_logf(-fast_logf(philox_uniform(words[v])));
-                M = screen[v] > M ? screen[v] : M;
-            }
+#pragma omp simd
+            for (int v = 0; v < V; v++) screen[v] = z[v] - fast_logf(-fast_logf(philox_uniform(words[v])));
+            const float M = vmax_of(screen, V, -INFINITY);
             const float thr = isfinite(M) ? M - (1e-4f + 1e-5f * fabsf(M)) : -INFINITY;
             float best = -INFINITY;
             int arg = 0;

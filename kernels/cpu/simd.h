@@ -122,4 +122,19 @@ static inline float vsum_lanes(float* v) {
     return v[0];
 }
 
+// The largest of m and x[0..n); NaNs never win. VLANES running maxima, an elementwise select that GCC
+// and clang both turn into vector max instructions: the plain loop `m = x[i] > m ? x[i] : m` under
+// `omp simd reduction(max)` is one GCC vectorizes and clang 14 refuses (it vectorizes a float max
+// reduction only when NaNs are ruled out), reporting the failed pragma as a warning.
+static inline float vmax_of(const float* x, int n, float m) {
+    float lane[VLANES];
+    for (int l = 0; l < VLANES; l++) lane[l] = m;
+    int i = 0;
+    for (; i + VLANES <= n; i += VLANES)
+        for (int l = 0; l < VLANES; l++) lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (int l = 0; l < VLANES; l++) m = lane[l] > m ? lane[l] : m;
+    return m;
+}
+
 #endif

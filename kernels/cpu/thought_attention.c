@@ -24,6 +24,7 @@
 #include "kernels/cpu/cpu.h"
 #include "kernels/cpu/dot.h"
 #include "kernels/cpu/fastexp.h"
+#include "kernels/cpu/simd.h"
 
 #define QB 128  // queries per causal block (as attention.c)
 #define SB 8    // slots per own-slot block
@@ -150,9 +151,7 @@ void cpu_thought_attention_forward(floatX* out, float* lse, const floatX* qkv, s
                         for (int q = 0; q < nq; q++) {
                             const int i = q0 + q;
                             float* s = S + (size_t)q * nk;
-                            float m = mx[q];
-#pragma omp simd reduction(max : m)
-                            for (int j = 0; j <= i; j++) m = s[j] > m ? s[j] : m;
+                            const float m = vmax_of(s, i + 1, mx[q]);
                             mx[q] = m;
                             float su = 0.0f;
 #pragma omp simd reduction(+ : su)
