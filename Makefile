@@ -29,7 +29,9 @@ CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -fno-trapping-math -Wall -Wextra -
            -I. -isystem $(BLAS_INC) $(EXTRA_CFLAGS)
 LDLIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson $(MPI_LIBS) -lm -fopenmp
 
-BUILD   := build
+# BUILD and BIN may be set to build another target beside the main build
+BUILD   ?= build
+BIN     ?= bin
 LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c host/*.c)
 LIB_SRC := $(filter-out host/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -47,10 +49,17 @@ include kernels/cuda/cuda.mk
 .PHONY: all deps run test bench cuda gpu-check clean smollm2 fuzz fuzz-build
 # keep the objects of test and bench binaries (make would delete them as intermediates and relink)
 .SECONDARY:
-all: bin/qstar
+all: $(BIN)/qstar
+
+# The compiler and flags of the last build, kept in $(BUILD)/cflags.txt: objects depend on it, so a
+# build for another ARCH, CC or OPT recompiles everything instead of linking stale objects.
+FLAGS_STAMP := $(BUILD)/cflags.txt
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+$(shell mkdir -p $(BUILD) && { echo '$(CC) $(CFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS)' > $(FLAGS_STAMP); })
+endif
 
 $(BUILD)/host/comm.o: CFLAGS += $(MPI_CFLAGS)
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -59,8 +68,8 @@ $(BUILD)/libqstar.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-bin/qstar: $(BUILD)/host/main.o $(BUILD)/libqstar.a
-	@mkdir -p bin
+$(BIN)/qstar: $(BUILD)/host/main.o $(BUILD)/libqstar.a
+	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -75,7 +84,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libqstar.a
 deps:
 	@bash tools/deps.sh
 
-tests: bin/qstar $(TEST_BIN) $(EMU_TEST_BIN) $(EMU_QSTAR)
+tests: $(BIN)/qstar $(TEST_BIN) $(EMU_TEST_BIN) $(EMU_QSTAR)
 
 run: deps all
 	@bash tools/demo.sh
