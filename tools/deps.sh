@@ -26,6 +26,25 @@ if [ "${1:-}" = fuzz ]; then
   fi
   exit 0
 fi
+# `tools/deps.sh portable` (make portable-check): clang and its OpenMP runtime, for the clang build.
+# `tools/deps.sh portable-arm` (make portable-check ARM=1): the aarch64 cross compiler, qemu-user, and
+# the arm64 C libraries through dpkg multiarch (the cross gcc looks for headers and libraries in the
+# multiarch folders, /usr/include/aarch64-linux-gnu and /usr/lib/aarch64-linux-gnu).
+if [ "${1:-}" = portable ] || [ "${1:-}" = portable-arm ]; then
+  need="clang libomp-dev"
+  if [ "$1" = portable-arm ]; then
+    need="$need gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libopenblas-openmp-dev:arm64 libcjson-dev:arm64 libgomp1:arm64"
+    dpkg --print-foreign-architectures | grep -qx arm64 || { echo "deps: adding the arm64 architecture (dpkg multiarch)"; $SUDO dpkg --add-architecture arm64; }
+  fi
+  missing=""
+  for p in $need; do installed "$p" || missing="$missing $p"; done
+  if [ -n "$missing" ]; then
+    echo "deps: installing for make portable-check:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
+  exit 0
+fi
 missing=""
 for p in $APT_PACKAGES; do
   installed "$p" || missing="$missing $p"
