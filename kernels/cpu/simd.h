@@ -76,14 +76,6 @@ static inline vfloat vsum4(const vfloat* v) {
     const vfloat d = VFOLD(c, c, LO2, HI2);
     return VFOLD(d, d, LO1, HI1);
 }
-#undef LO8
-#undef HI8
-#undef LO4
-#undef HI4
-#undef LO2
-#undef HI2
-#undef LO1
-#undef HI1
 #elif VLANES == 8
 #define LO4 0, 1, 2, 3, 8, 9, 10, 11
 #define HI4 4, 5, 6, 7, 12, 13, 14, 15
@@ -95,12 +87,6 @@ static inline vfloat vsum4(const vfloat* v) {
     const vfloat c = VFOLD(VFOLD(v[0], v[1], LO4, HI4), VFOLD(v[2], v[3], LO4, HI4), LO2, HI2);
     return VFOLD(c, c, LO1, HI1);
 }
-#undef LO4
-#undef HI4
-#undef LO2
-#undef HI2
-#undef LO1
-#undef HI1
 #else
 #define LO2 0, 1, 4, 5
 #define HI2 2, 3, 6, 7
@@ -109,11 +95,15 @@ static inline vfloat vsum4(const vfloat* v) {
 static inline vfloat vsum4(const vfloat* v) {
     return VFOLD(VFOLD(v[0], v[1], LO2, HI2), VFOLD(v[2], v[3], LO2, HI2), LO1, HI1);
 }
+#endif
+#undef LO8
+#undef HI8
+#undef LO4
+#undef HI4
 #undef LO2
 #undef HI2
 #undef LO1
 #undef HI1
-#endif
 
 // The sum of VLANES floats in vsum4's tree.
 static inline float vsum_lanes(float* v) {
