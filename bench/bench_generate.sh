@@ -9,7 +9,10 @@
 # single run's time swings by 20 % and more, and the minimum is the run the others' load disturbed least;
 # every time is printed.
 #
-#   [REPEAT=3] bash bench/bench_generate.sh [THREADS=2] [MAX_NEW=48]
+# QSTAR_BINS="bin/qstar build-portable/x86-64-v3/bin/qstar" times several builds of qstar (another
+# -march, another compiler) in the same run, each beside the same transformers figures.
+#
+#   [REPEAT=3] [QSTAR_BINS=...] bash bench/bench_generate.sh [THREADS=2] [MAX_NEW=48]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${1:-2}
@@ -19,7 +22,9 @@ B1_PROMPTS=4
 ck=runs/models/smollm2-135m-instruct
 work=build/bench-work/generate; rm -rf "$work"; mkdir -p "$work"
 bash tools/models/smollm2.sh
-make --no-print-directory bin/qstar >/dev/null
+read -r -a bins <<< "${QSTAR_BINS:-bin/qstar}"
+[ -n "${QSTAR_BINS:-}" ] || make --no-print-directory bin/qstar >/dev/null
+for q in "${bins[@]}"; do [ -x "$q" ] || { echo "bench_generate: $q is not an executable (QSTAR_BINS)" >&2; exit 1; }; done
 export OMP_NUM_THREADS=$THREADS
 # OpenMP threads that wait by spinning steal the CPU from the working ones when the cores are shared
 # with other jobs (qstar's many small parallel regions lose up to 5x on a busy 2-core machine);
@@ -43,23 +48,26 @@ with open(sys.argv[1] + "/prompts16.jsonl", "w") as f:
 PY
 head -$B1_PROMPTS "$work/prompts16.jsonl" > "$work/prompts1.jsonl"
 
-echo "== qstar generate ($THREADS threads, greedy, max $MAX_NEW new tokens, fastest of $REPEAT runs)"
-for b in 1 16; do
-  best=
-  for r in $(seq "$REPEAT"); do
-    bin/qstar generate --ckpt "$ck" --in "$work/prompts$b.jsonl" --out "$work/q$b.jsonl" --temperature 0 \
-      --max-tokens $MAX_NEW --batch $b 2> "$work/run.err"; cat "$work/run.err"
-    s=$(sed -n 's/.* tokens in \([0-9.]*\) s .*/\1/p' "$work/run.err")
-    if [ -z "$best" ] || awk -v a="$s" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$s; cp "$work/run.err" "$work/q$b.err"; fi
+for i in "${!bins[@]}"; do
+  echo "== ${bins[$i]} generate ($THREADS threads, greedy, max $MAX_NEW new tokens, fastest of $REPEAT runs)"
+  for b in 1 16; do
+    best=
+    for r in $(seq "$REPEAT"); do
+      "${bins[$i]}" generate --ckpt "$ck" --in "$work/prompts$b.jsonl" --out "$work/q${b}_$i.jsonl" --temperature 0 \
+        --max-tokens $MAX_NEW --batch $b 2> "$work/run.err"; cat "$work/run.err"
+      s=$(sed -n 's/.* tokens in \([0-9.]*\) s .*/\1/p' "$work/run.err")
+      if [ -z "$best" ] || awk -v a="$s" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$s; cp "$work/run.err" "$work/q${b}_$i.err"; fi
+    done
   done
 done
 
 echo "== transformers generate ($THREADS threads)"
-$PY - "$ck" "$work" "$MAX_NEW" "$THREADS" "$REPEAT" <<'PY'
+$PY - "$ck" "$work" "$MAX_NEW" "$THREADS" "$REPEAT" "${bins[@]}" <<'PY'
 import json, sys, time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 ck, work, max_new, threads, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+bins = sys.argv[6:]
 torch.set_num_threads(threads)
 tok = AutoTokenizer.from_pretrained(ck)
 tok.padding_side = "left"
@@ -92,14 +100,15 @@ for b, name in ((1, "prompts1"), (16, "prompts16")):
 
 def qstar(path):
     return [json.loads(l)["tokens"] for l in open(path)]
-print(f"\n| batch | qstar tokens/s | transformers tokens/s | qstar / transformers | same tokens |")
-print("|---|---|---|---|---|")
+print(f"\n| qstar | batch | qstar tokens/s | transformers tokens/s | qstar / transformers | same tokens |")
+print("|---|---|---|---|---|---|")
 import re
-for b, qf in ((1, "q1"), (16, "q16")):
-    m = re.search(r"(\d+) tokens in ([0-9.]+) s", open(f"{work}/{qf}.err").read())
-    qn, qs = int(m.group(1)), float(m.group(2))
-    n, secs, outs = results[b]
-    q = qstar(f"{work}/{qf}.jsonl")
-    same = sum(a == b_ for a, b_ in zip(q, outs))
-    print(f"| {b} | {qn / qs:.1f} | {n / secs:.1f} | {(qn / qs) / (n / secs):.2f}x | {same}/{len(outs)} requests |")
+for i, binary in enumerate(bins):
+    for b in (1, 16):
+        m = re.search(r"(\d+) tokens in ([0-9.]+) s", open(f"{work}/q{b}_{i}.err").read())
+        qn, qs = int(m.group(1)), float(m.group(2))
+        n, secs, outs = results[b]
+        q = qstar(f"{work}/q{b}_{i}.jsonl")
+        same = sum(a == b_ for a, b_ in zip(q, outs))
+        print(f"| {binary} | {b} | {qn / qs:.1f} | {n / secs:.1f} | {(qn / qs) / (n / secs):.2f}x | {same}/{len(outs)} requests |")
 PY
