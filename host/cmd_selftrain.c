@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fs.h"
 #include "host/args.h"
 #include "host/commands.h"
 #include "host/selftrain.h"
@@ -374,9 +375,10 @@ static void run_iterations(Model* m, const RunCtx* rc, int method, int first_ite
         // the iteration is finished once state.json says so
         st_write_state(s.out, iter, NULL, rc->settings);
         if (!s.keep_all && iter > 1) {  // M_{n-1} is needed no more: the next iteration starts from M_n
-            char* cmd = xsprintf("rm -rf '%s/iter_%03d'", s.out, iter - 1);
-            if (system(cmd)) fprintf(stderr, "selftrain: warning: could not remove iteration %d's checkpoint\n", iter - 1);
-            free(cmd);
+            char* prev = xsprintf("%s/iter_%03d", s.out, iter - 1);
+            char* err = run_dir_remove(prev);
+            if (err) fprintf(stderr, "selftrain: warning: iteration %d's checkpoint kept: %s\n", iter - 1, err);
+            free(err), free(prev);
         }
     }
 }

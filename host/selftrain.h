@@ -121,7 +121,8 @@ Example* st_read_examples(const char* path, int* n_out);
 // A JSON list of token ids (a record's "prompt", "completion", ...); path:line name it in the error.
 Toks st_json_ids(const cJSON* a, const char* path, int line);
 void st_free_examples(Example* ex, int n);
-// RUN_DIR/<name>/ as a complete checkpoint (weights, config, tokenizer), written atomically.
+// RUN_DIR/<name>/ as a complete checkpoint (weights, config, tokenizer), written atomically and marked as
+// a run directory (common/fs.h): selftrain removes it later (iter_NNN without --keep-all).
 void st_save_checkpoint(const char* out, const char* name, const Model* m, const Tokenizer* tok);
 // One generation record {"line", "stage", "completion", "correct"} (+ "sample" when >= 0).
 void st_write_generation(AtomicFile* f, int line, const char* stage, const char* text, int correct, int sample);

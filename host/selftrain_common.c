@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fs.h"
 #include "host/jsonl.h"
 #include "host/selftrain.h"
 #include "host/weights.h"
@@ -404,10 +405,10 @@ void st_free_examples(Example* ex, int n) {
 void st_save_checkpoint(const char* out, const char* name, const Model* m, const Tokenizer* tok) {
     char* dir = xsprintf("%s/%s", out, name);
     char* tmp = xsprintf("%s/.tmp.%s", out, name);
-    char* cmd = xsprintf("rm -rf '%s'", tmp);
-    if (system(cmd)) fatal("%s: cannot clear", tmp);
-    free(cmd);
-    mkdir_p(tmp);
+    // leftovers of an attempt that died mid-save; run_dir_create marks the new one as removable
+    char* err = run_dir_remove(tmp);
+    if (err) fatal("%s", err);
+    run_dir_create(tmp);
     char* p = xsprintf("%s/model.safetensors", tmp);
     model_save_weights(m, p);
     free(p);
@@ -419,9 +420,7 @@ void st_save_checkpoint(const char* out, const char* name, const Model* m, const
     free(p);
     fsync_dir(tmp);
     // a checkpoint of this name from an interrupted earlier attempt is replaced
-    cmd = xsprintf("rm -rf '%s'", dir);
-    if (system(cmd)) fatal("%s: cannot clear", dir);
-    free(cmd);
+    if ((err = run_dir_remove(dir))) fatal("%s", err);
     if (rename(tmp, dir)) fatal("%s: cannot rename to %s", tmp, dir);
     fsync_dir(out);
     free(dir), free(tmp);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fs.h"
 #include "host/jsonl.h"
 #include "host/selftrain.h"
 #include "host/weights.h"
@@ -383,9 +384,10 @@ void stepdpo_run(Model* m, const RunCtx* rc, int first_iter, const cJSON* saved)
         cJSON_Delete(counts);
         st_write_state(s->out, iter, NULL, rc->settings);
         if (!s->keep_all && iter > 1) {
-            char* cmd = xsprintf("rm -rf '%s/iter_%03d'", s->out, iter - 1);
-            if (system(cmd)) fprintf(stderr, "selftrain: warning: could not remove iteration %d's checkpoint\n", iter - 1);
-            free(cmd);
+            char* prev = xsprintf("%s/iter_%03d", s->out, iter - 1);
+            char* err = run_dir_remove(prev);
+            if (err) fprintf(stderr, "selftrain: warning: iteration %d's checkpoint kept: %s\n", iter - 1, err);
+            free(err), free(prev);
         }
     }
 }
