@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/proc.h"
 #include "host/tokenizer.h"
 #include "common/util.h"
 
@@ -99,14 +100,16 @@ int main(int argc, char** argv) {
         }
         printf("  %-8s qstar %8.2f MB/s  (%zu tokens)", names[t], best, ids.n);
         if (have_py) {
-            char* cmd = xsprintf("RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false .venv/bin/python "
-                                 "bench/bench_tokenizer.py %s %s 3",
-                                 path, text_path);
-            FILE* p = popen(cmd, "r");
+            // its output goes to an unnamed temp file, read back once it has exited
+            char* const argv[] = {".venv/bin/python", "bench/bench_tokenizer.py", path, text_path, "3", NULL};
+            char* const env[] = {"RAYON_NUM_THREADS=1", "TOKENIZERS_PARALLELISM=false", NULL};
+            FILE* p = tmpfile();
             double py = 0;
             unsigned long long py_tokens = 0;
-            int got = p && fscanf(p, "%lf %llu", &py, &py_tokens) == 2;
-            if (p) pclose(p);
+            int got = p && run_program(argv, env, fileno(p), 0) == 0;
+            if (p) rewind(p);
+            got = got && fscanf(p, "%lf %llu", &py, &py_tokens) == 2;
+            if (p) fclose(p);
             if (got && py > 0) {
                 printf("   tokenizers %8.2f MB/s   ratio %.2fx", py, best / py);
                 if (py_tokens != ids.n) {
@@ -114,9 +117,8 @@ int main(int argc, char** argv) {
                     mismatch = 1;
                 }
             } else {
-                printf("   tokenizers: could not run %s", cmd);
+                printf("   tokenizers: could not run .venv/bin/python bench/bench_tokenizer.py");
             }
-            free(cmd);
         }
         printf("\n");
         free(ids.ids);

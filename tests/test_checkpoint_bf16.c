@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/bf16.h"
+#include "common/fs.h"
 #include "common/util.h"
 #include "host/checkpoint.h"
 #include "host/safetensors.h"
@@ -181,9 +182,11 @@ static void test_working_copy(void) {
 }
 
 int main(void) {
-    char* rm = xsprintf("rm -rf %s", DIR_);
-    if (system(rm) != 0) printf("note: could not clear %s\n", DIR_);
-    free(rm);
+    // the test's directory is a run directory (common/fs.h), so that the next run may clear it
+    char* err = run_dir_remove(DIR_);
+    if (err) printf("note: %s\n", err);
+    free(err);
+    run_dir_create(DIR_);
     test_cpu_bf16_save();
     test_working_copy();
     return test_summary();

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/proc.h"
 #include "common/util.h"
 #include "host/selftrain.h"
 #include "tests/check.h"
@@ -77,11 +78,9 @@ static void test_rft_against_python(void) {
     free(t);
     cJSON_Delete(in);
     const char* py = file_exists(".venv/bin/python") ? ".venv/bin/python" : "python3";
-    char* cmd = xsprintf("%s tests/ref/rft_reference.py build/test-work/selftrain_parts/rft_in.json "
-                         "build/test-work/selftrain_parts/rft_out.json",
-                         py);
-    const int rc = system(cmd);
-    free(cmd);
+    char* const argv[] = {(char*)py, "tests/ref/rft_reference.py", "build/test-work/selftrain_parts/rft_in.json",
+                          "build/test-work/selftrain_parts/rft_out.json", NULL};
+    const int rc = run_program(argv, NULL, -1, 0);
     CHECK(rc == 0, "rft_reference.py failed (%d)", rc);
     if (rc) return;
     size_t len;

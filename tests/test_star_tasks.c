@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/proc.h"
 #include "host/star_tasks.h"
 #include "common/util.h"
 #include "tests/check.h"
@@ -537,11 +538,9 @@ static void test_against_python(void) {
     write_file_atomic("build/test-work/star_tasks/ref_in.json", txt, strlen(txt));
     free(txt);
     cJSON_Delete(in);
-    char* cmd = xsprintf("%s tests/ref/star_reference.py build/test-work/star_tasks/ref_in.json "
-                         "build/test-work/star_tasks/ref_out.json",
-                         py);
-    int rc = system(cmd);
-    free(cmd);
+    char* const argv[] = {(char*)py, "tests/ref/star_reference.py", "build/test-work/star_tasks/ref_in.json",
+                          "build/test-work/star_tasks/ref_out.json", NULL};
+    int rc = run_program(argv, NULL, -1, 0);
     CHECK(rc == 0, "star_reference.py failed (%d)", rc);
     if (rc) return;
     size_t olen;

@@ -20,6 +20,7 @@
 #include "test_helpers.h"
 
 #ifdef CUEMU
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -150,15 +151,29 @@ static void run_counters_print(void) {
     LAUNCH(k_counted, 2, 32, 0, 0, d, d);
 }
 
+/* Runs argv (fork + execvp, no shell: g_self is a path) with stdout and stderr sent to /dev/null;
+   returns its exit status, or -1 when it could not run or was killed. */
+static int run_quiet(const char* const* argv) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+        execvp(argv[0], (char* const*)argv);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) < 0) return -1;
+    return WIFEXITED(st) && WEXITSTATUS(st) != 127 ? WEXITSTATUS(st) : -1;
+}
+
 /* CUEMU_INITCHECK child: re-executes this binary under valgrind with an argument naming the case */
 static const char* g_self = NULL;
 static int under_valgrind(const char* which) {
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "CUEMU_INITCHECK=1 valgrind -q --error-exitcode=99 --undef-value-errors=yes %s %s >/dev/null 2>&1",
-             g_self, which);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    const char* argv[] = {"env",    "CUEMU_INITCHECK=1", "valgrind", "-q", "--error-exitcode=99", "--undef-value-errors=yes",
+                          g_self, which,               NULL};
+    return run_quiet(argv);
 }
 /* the body of the valgrind child: branch on the kernel's output, as a test comparing it would */
 static int initcheck_case(int write) {
@@ -313,7 +328,8 @@ int main(int argc, char** argv) {
     show_if_failed("counters", o);
 
     /* initcheck under valgrind */
-    if (system("valgrind --version >/dev/null 2>&1") != 0) {
+    const char* version[] = {"valgrind", "--version", NULL};
+    if (run_quiet(version) != 0) {
         printf("skipped: CUEMU_INITCHECK test (valgrind not found)\n");
     } else {
         int bad = under_valgrind("--initcheck-bad"), good = under_valgrind("--initcheck-good");

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fs.h"
 #include "common/util.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -144,12 +145,9 @@ static void fz_fatal_hook(void) {
     if (fz_in_call) longjmp(fz_jmp, 1);
 }
 
+// The scratch directory is marked as a run directory when made (fz_init), so run_dir_remove takes it.
 static void remove_scratch(void) {
-    char cmd[300];
-    if (fz_scratch[0] && strstr(fz_scratch, "qstar-fuzz-")) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", fz_scratch);
-        if (system(cmd)) {}
-    }
+    if (fz_scratch[0] && strstr(fz_scratch, "qstar-fuzz-")) free(run_dir_remove(fz_scratch));
 }
 
 void fz_init(void) {
@@ -166,6 +164,7 @@ void fz_init(void) {
         perror("fz_init: mkdtemp");
         abort();
     }
+    run_dir_create(fz_scratch);
     atexit(remove_scratch);
     fatal_set_hook(fz_fatal_hook);
     // stdout's buffer is allocated by its first use: made unbuffered here, so that no parser's
