@@ -31,7 +31,7 @@
 #include <string.h>
 
 #include "common/fs.h"
-#include "host/args.h"
+#include "common/args.h"
 #include "host/commands.h"
 #include "host/selftrain.h"
 #include "host/weights.h"

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/args.h"
+#include "common/args.h"
 #include "host/checkpoint.h"
 #include "host/commands.h"
 #include "host/dataloader.h"

@@ -39,7 +39,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "host/args.h"
+#include "common/args.h"
 #include "host/checkpoint.h"
 #include "host/jsonl.h"
 #include "host/tokenizer.h"

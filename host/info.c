@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/args.h"
+#include "common/args.h"
 #include "host/commands.h"
 #include "common/util.h"
 #include "model/model.h"

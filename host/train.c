@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/args.h"
+#include "common/args.h"
 #include "host/checkpoint.h"
 #include "host/comm.h"
 #include "host/commands.h"

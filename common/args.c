@@ -2,7 +2,7 @@
  * Table-driven option parsing (see args.h). Values are validated as they are parsed so that a typo
  * such as "--steps 1O" stops the program with the option named, before any work starts.
  */
-#include "host/args.h"
+#include "common/args.h"
 
 #include <errno.h>
 #include <float.h>
