@@ -1,7 +1,7 @@
 /*
  * How a buffer of n elements is split over `world` ranks: contiguous shards, as even as possible, the
  * remainder going to the first ranks. One definition for every implementation that must agree on it:
- * the MPI collectives (host/comm.c), the NCCL ones (kernels/cuda/comm_nccl.cuh) and ZeRO-1's optimizer
+ * the MPI collectives (comm/comm.c), the NCCL ones (kernels/cuda/comm_nccl.cuh) and ZeRO-1's optimizer
  * shards.
  */
 #ifndef QSTAR_PARTITION_H

@@ -15,7 +15,7 @@
 
 #include "common/args.h"
 #include "host/checkpoint.h"
-#include "host/comm.h"
+#include "comm/comm.h"
 #include "host/commands.h"
 #include "host/dataloader.h"
 #include "host/tokenizer.h"

@@ -1,6 +1,6 @@
 /*
- * The NCCL implementation of host/comm.h's collectives, for buffers in backend memory (device
- * memory; host memory is accepted too and goes through a bounded device staging buffer). host/comm.c
+ * The NCCL implementation of comm/comm.h's collectives, for buffers in backend memory (device
+ * memory; host memory is accepted too and goes through a bounded device staging buffer). comm/comm.c
  * reaches these functions through weak symbols, so the CPU-only build links without them. Compiled
  * by nvcc against libnccl for bin/qstar-cuda, and by g++ against the emulator's NCCL shim
  * (tests/emu/nccl_emu.cpp) for the `emu` backend, so the same code runs in the multi-rank tests.
@@ -61,7 +61,7 @@ static inline void nccl_check_(ncclResult_t r, const char* what, const char* fil
 }
 #define ncclCheck(call) nccl_check_((call), #call, __FILE__, __LINE__)
 
-// the shard layout of common/partition.h, which host/comm.c uses too
+// the shard layout of common/partition.h, which comm/comm.c uses too
 static inline size_t nccl_shard_count(size_t n, int r) { return shard_count(n, nccl_world, r); }
 static inline size_t nccl_shard_offset(size_t n, int r) { return shard_offset(n, nccl_world, r); }
 
@@ -225,7 +225,7 @@ static void nccl_stage_out(void* host, size_t bytes) {
 // NCCL aggregates a group into one launch; very large worlds go in groups of this many operations.
 #define NCCL_GROUP_MAX 128
 
-// The element types of host/comm.h's CommType: 0 fp32, 1 bf16 (a --precision bf16 run's gradients and
+// The element types of comm/comm.h's CommType: 0 fp32, 1 bf16 (a --precision bf16 run's gradients and
 // weight copy). NCCL reduces bf16 with fp32 arithmetic, each partial sum rounded to nearest even.
 static ncclDataType_t nccl_type(int type) {
     if (type != 0 && type != 1) fatal("internal error: comm type %d is neither fp32 (0) nor bf16 (1)", type);
@@ -288,7 +288,7 @@ extern "C" void qstar_nccl_reduce_scatter_sum(void* x, size_t n, int type) {
     const size_t es = nccl_type_bytes(type);
     if (nccl_on_device(x)) {
         if (n % (size_t)nccl_world == 0) {
-            // equal shards: host/comm.c's layout is NCCL's; in place (recvbuff = sendbuff + rank·count)
+            // equal shards: comm/comm.c's layout is NCCL's; in place (recvbuff = sendbuff + rank·count)
             const size_t c = n / (size_t)nccl_world;
             ncclCheck(ncclReduceScatter(x, nccl_at(x, (size_t)nccl_rank * c, type), c, t, ncclSum, nccl_comm,
                                         qstar_stream));

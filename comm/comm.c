@@ -1,5 +1,5 @@
 /*
- * The MPI implementation of host/comm.h, and the dispatch to the NCCL one, which lives with the CUDA
+ * The MPI implementation of comm/comm.h, and the dispatch to the NCCL one, which lives with the CUDA
  * backend (kernels/cuda/comm_nccl.cuh). Built without MPI headers (QSTAR_MPI undefined) it still
  * runs single-process, or multi-process through NCCL when started with QSTAR_RANK/QSTAR_WORLD_SIZE,
  * and refuses an MPI launch with a clear message instead of training N independent copies.
@@ -8,7 +8,7 @@
  * so when asked for multi-rank GPU training; bin/qstar-cuda and bin/qstar-emu define them (the emu
  * backend over tests/emu/nccl_emu.cpp).
  */
-#include "host/comm.h"
+#include "comm/comm.h"
 
 #include <stdint.h>
 #include <stdlib.h>
