@@ -1,5 +1,5 @@
 /*
- * Encode throughput of host/tokenizer.c against the Hugging Face `tokenizers` library, both
+ * Encode throughput of text/tokenizer.c against the Hugging Face `tokenizers` library, both
  * single-threaded, on the same text: a few MB of prose, code and mixed-script lines assembled from
  * the test corpus, the license texts in /usr/share/common-licenses and Python's standard library
  * sources. Each line is one document (the library encodes the same lines with encode_batch under
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "common/proc.h"
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "common/util.h"
 
 static void add_file(char** buf, size_t* n, size_t* cap, const char* path, size_t limit) {

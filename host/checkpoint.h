@@ -19,7 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "host/dataloader.h"
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/model.h"
 
 // What a checkpoint's state.json holds.

@@ -14,7 +14,7 @@
 #include "common/args.h"
 #include "host/checkpoint.h"
 #include "host/commands.h"
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/generate.h"
 #include "host/weights.h"

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "host/shard.h"
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "common/util.h"
 
 typedef struct {

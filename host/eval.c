@@ -19,7 +19,7 @@
 #include "host/commands.h"
 #include "host/dataloader.h"
 #include "host/token_report.h"
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"

@@ -42,7 +42,7 @@
 #include "common/args.h"
 #include "host/checkpoint.h"
 #include "host/jsonl.h"
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/generate.h"
 #include "model/model.h"

@@ -15,7 +15,7 @@
 
 #include "common/util.h"
 #include "host/star_tasks.h"
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/model.h"
 
 enum { METHOD_STAR, METHOD_RFT, METHOD_VSTAR, METHOD_STEPDPO };

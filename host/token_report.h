@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 
 typedef struct TokenReport TokenReport;
 

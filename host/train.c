@@ -18,7 +18,7 @@
 #include "comm/comm.h"
 #include "host/commands.h"
 #include "host/dataloader.h"
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"

@@ -1,5 +1,5 @@
 /*
- * Tests host/tokenizer.c against reference ids from the Hugging Face `tokenizers` library, stored in
+ * Tests text/tokenizer.c against reference ids from the Hugging Face `tokenizers` library, stored in
  * data/tokenizers/expected_<name>.jsonl by data/tokenizers/build_tokenizers.py, so this test needs no
  * Python. For every test tokenizer (SentencePiece family: mistral, llama2meta, metasplit; byte-level:
  * llama3, qwen2regex, gpt2, gpt2prefix) and every corpus text it checks: ids with and without special
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "common/util.h"
 #include "tests/check.h"
 

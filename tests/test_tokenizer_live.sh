@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Live comparison of the C tokenizer (host/tokenizer.c, through the build/tests/test_tokenizer
+# Live comparison of the C tokenizer (text/tokenizer.c, through the build/tests/test_tokenizer
 # driver) with the Hugging Face `tokenizers` library on a seeded random fuzz corpus (mixtures of
 # letters, digits, contractions, whitespace runs, CJK, emoji, combining marks, "▁", special-token
 # strings, long words), for every test tokenizer in data/tokenizers/ plus the bundled corpus

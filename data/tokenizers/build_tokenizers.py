@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Builds the small test tokenizers (with the Hugging Face `tokenizers` library), the test corpus and
-the reference ids the C tokenizer (host/tokenizer.c) is checked against.
+the reference ids the C tokenizer (text/tokenizer.c) is checked against.
 
 Why: the C tokenizer must give exactly the ids `tokenizers` gives for the tokenizer.json files of real
 models. We cannot ship real Mistral/Llama files, so we train small BPE models (~1.5-2k vocab) and wrap

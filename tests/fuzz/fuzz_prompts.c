@@ -3,7 +3,7 @@
  * reader read_prompts (host/cmd_generate.c, included here for its static reader), with the bundled
  * tokenizer and its vocabulary.
  */
-#include "host/tokenizer.c"
+#include "text/tokenizer.c"
 #include "host/cmd_generate.c"
 #include "tests/fuzz/common.h"
 #include "tests/fuzz/tok_harness.h"

@@ -4,7 +4,7 @@
  * kind (even: JSON Lines with the text in "text", odd: a .txt document); the rest is the file. The
  * reader maps its file: a mapping left by a failed call is unmapped here.
  */
-#include "host/tokenizer.c"
+#include "text/tokenizer.c"
 
 #include <sys/mman.h>
 static void* fz_map;

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 #include "tests/fuzz/common.h"
 
 static const char* g_path;

@@ -3,7 +3,7 @@
  * (data/corpus/tokenizer.json under $QSTAR_ROOT or the current directory), loaded once. The
  * tokenizer's per-thread word cache is dropped after every input, so that a call leaves nothing
  * behind (a cache block allocated inside a call that failed has been freed by fz_run).
- * Included after host/tokenizer.c, whose Tokenizer layout it needs.
+ * Included after text/tokenizer.c, whose Tokenizer layout it needs.
  */
 static Tokenizer* fz_tok;
 

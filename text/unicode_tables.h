@@ -1,6 +1,6 @@
 /*
  * Unicode character classes for the tokenizer's pre-tokenizer regexes (\p{L}, \p{N}, \s): a generated
- * two-stage table (host/unicode_tables.c, made by data/tokenizers/gen_unicode_tables.py) so that a
+ * two-stage table (text/unicode_tables.c, made by data/tokenizers/gen_unicode_tables.py) so that a
  * class test on any code point is two array loads.
  */
 #ifndef QSTAR_UNICODE_TABLES_H

@@ -17,7 +17,7 @@
  *     token contains "x▁" (x not ▁) no merge can cross the start of a "▁word", so we cut there and
  *     BPE (and cache) each piece separately; the result is provably identical.
  */
-#include "host/tokenizer.h"
+#include "text/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/unicode_tables.h"
+#include "text/unicode_tables.h"
 #include "common/util.h"
 
 // ---------------------------------------------------------------------------------------------
