@@ -12,12 +12,12 @@
 #include <string.h>
 
 #include "common/args.h"
-#include "host/checkpoint.h"
+#include "io/checkpoint.h"
 #include "host/commands.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/generate.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 typedef struct {
     cJSON* id;  // the input's "id", or its 0-based index among the prompts

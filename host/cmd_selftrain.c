@@ -34,7 +34,7 @@
 #include "common/args.h"
 #include "host/commands.h"
 #include "host/selftrain.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 // Stage 1 of an iteration: the fine-tuning examples (tokens) and the counts; every completion goes to
 // generations_NNN.jsonl. extra: the method's own counts (NULL for STaR), kept in state.json and the record.

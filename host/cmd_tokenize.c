@@ -3,7 +3,7 @@
  *
  * Data preparation: every document is encoded (no BOS) and followed by the tokenizer's EOS; the
  * token stream is cut into shards of exactly N tokens (the last one shorter), written as
- * DIR/shard_000000.bin, ... in the host/shard.h format, uint16 when the vocab fits, else uint32.
+ * DIR/shard_000000.bin, ... in the io/shard.h format, uint16 when the vocab fits, else uint32.
  *
  * Inputs: *.jsonl / *.json are JSON Lines (one object per line, the text in --field; blank lines are
  * skipped); *.txt is one document per file (the whole file, so paragraph breaks stay inside the
@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host/shard.h"
+#include "io/shard.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
 

@@ -1,5 +1,5 @@
 /*
- * `qstar tokenize`: turns JSONL or plain-text documents into token shards (host/shard.h) with a
+ * `qstar tokenize`: turns JSONL or plain-text documents into token shards (io/shard.h) with a
  * tokenizer.json tokenizer (text/tokenizer.h). See host/cmd_tokenize.c for the options.
  */
 #ifndef QSTAR_CMD_TOKENIZE_H

@@ -15,15 +15,15 @@
 #include <string.h>
 
 #include "common/args.h"
-#include "host/checkpoint.h"
+#include "io/checkpoint.h"
 #include "host/commands.h"
-#include "host/dataloader.h"
+#include "io/dataloader.h"
 #include "host/token_report.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 typedef struct {
     double sum[2], count[2];  // [all tokens, answer tokens]

@@ -40,14 +40,14 @@
 #include <unistd.h>
 
 #include "common/args.h"
-#include "host/checkpoint.h"
-#include "host/jsonl.h"
+#include "io/checkpoint.h"
+#include "io/jsonl.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/quietstar.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 #define ANSWER_MARKER "\nA:"
 #define COT_PROMPT "\nA: Let's think step by step."

@@ -4,7 +4,7 @@
  * continuing a text prefix), the few-shot context, fine-tuning (its epoch order and fresh AdamW state
  * shared with DPO), greedy test accuracy, the DPO training loop over preference pairs with its cached
  * reference, and the run directory's files (state.json, metrics.jsonl, kept examples, checkpoints; the
- * .jsonl lines through host/jsonl.h). cmd_selftrain.c parses the command and runs STaR/RFT
+ * .jsonl lines through io/jsonl.h). cmd_selftrain.c parses the command and runs STaR/RFT
  * and V-STaR's generator iterations; selftrain_vstar.c and selftrain_stepdpo.c hold what is theirs.
  */
 #ifndef QSTAR_SELFTRAIN_H

@@ -26,9 +26,9 @@
 #include <string.h>
 
 #include "common/fs.h"
-#include "host/jsonl.h"
+#include "io/jsonl.h"
 #include "host/selftrain.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 typedef struct {
     char** texts;

@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/jsonl.h"
+#include "io/jsonl.h"
 #include "host/selftrain.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 typedef struct {
     int problem, correct;

@@ -18,7 +18,7 @@
 
 #include "common/strbuf.h"
 #include "common/util.h"
-#include "host/jsonl.h"
+#include "io/jsonl.h"
 
 int star_task_from_name(const char* name) {
     if (!strcmp(name, "arith")) return STAR_TASK_ARITH;

@@ -14,15 +14,15 @@
 #include <string.h>
 
 #include "common/args.h"
-#include "host/checkpoint.h"
+#include "io/checkpoint.h"
 #include "comm/comm.h"
 #include "host/commands.h"
-#include "host/dataloader.h"
+#include "io/dataloader.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 typedef struct {
     const char *config, *model, *resume, *data, *out, *device, *precision, *schedule, *tokenizer, *mode, *thought_init, *profile_steps;

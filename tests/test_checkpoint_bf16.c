@@ -1,5 +1,5 @@
 /*
- * Checkpoints in bf16 and the state a bf16 run needs to resume bitwise (host/checkpoint.c):
+ * Checkpoints in bf16 and the state a bf16 run needs to resume bitwise (io/checkpoint.c):
  *   - --save-dtype bf16: model.safetensors holds every tensor as BF16 and config.json says torch_dtype
  *     "bfloat16"; loading it (model_load_weights, as `qstar sample --ckpt` does) gives exactly the
  *     weights rounded to nearest even; checkpoint_load restores the fp32 weights bit for bit from the
@@ -18,9 +18,9 @@
 #include "common/bf16.h"
 #include "common/fs.h"
 #include "common/util.h"
-#include "host/checkpoint.h"
-#include "host/safetensors.h"
-#include "host/weights.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "io/weights.h"
 #include "model/model.h"
 #include "tests/check.h"
 #include "tests/tiny_config.h"

@@ -1,5 +1,5 @@
 /*
- * Tests for host/safetensors: F32 write/read round trips, hand-built F16/BF16/integer files with
+ * Tests for io/safetensors: F32 write/read round trips, hand-built F16/BF16/integer files with
  * known bit patterns (fp16 subnormals, infinities, signed zeros), sharded directories, atomic
  * writes, and the fatal messages for shape and dtype mismatches.
  *
@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "host/safetensors.h"
+#include "io/safetensors.h"
 #include "common/util.h"
 #include "tests/check.h"
 

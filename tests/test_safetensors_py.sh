@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cross-checks host/safetensors against the reference Python library (safetensors + torch in .venv):
+# Cross-checks io/safetensors against the reference Python library (safetensors + torch in .venv):
 # (a) files written by safetensors.torch.save_file in F32, F16 and BF16 must read, through
 #     `test_safetensors --dump`, to exactly the float32 values torch's .float() gives;
 # (b) a file written by st_write_f32 (`test_safetensors --write`) must load with

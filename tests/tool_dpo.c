@@ -17,13 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/safetensors.h"
+#include "io/safetensors.h"
 #include "common/util.h"
 #include "model/dpo.h"
 #include "model/model.h"
 #include "model/sft.h"
 #include "tests/check.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 static void* read_tensor(const StIndex* st, const char* name, size_t* numel) {
     const StTensor* t = st_find(st, name);

@@ -17,7 +17,7 @@
 
 #include "common/util.h"
 #include "model/model.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 int main(int argc, char** argv) {
     if (argc != 3) fatal("usage: tool_logprobs CKPT_DIR TOKENS.txt");

@@ -14,11 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/safetensors.h"
+#include "io/safetensors.h"
 #include "common/util.h"
 #include "model/model.h"
 #include "tests/check.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 static float* read_ref(const StIndex* st, const char* name, const int64_t* shape, int ndim) {
     const StTensor* t = st_find(st, name);

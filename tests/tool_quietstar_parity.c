@@ -14,11 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/safetensors.h"
+#include "io/safetensors.h"
 #include "common/util.h"
 #include "model/quietstar.h"
 #include "tests/check.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 static StIndex* ref;
 static const char* dir;

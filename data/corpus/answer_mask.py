@@ -3,7 +3,7 @@
 
 Reads JSONL documents with "text" and "answers" ([start, end) character spans, data/corpus/README.md),
 tokenizes each exactly as `qstar tokenize` does (no special tokens, EOS after each document) with the
-`tokenizers` library, and writes two shards of equal length (format: host/shard.h):
+`tokenizers` library, and writes two shards of equal length (format: io/shard.h):
   OUT/tokens.bin        the tokens
   OUT/answer_mask.bin   1 where the token overlaps an answer span, else 0
 `qstar eval --data OUT/tokens.bin --answer-mask OUT/answer_mask.bin` then reports the loss on all

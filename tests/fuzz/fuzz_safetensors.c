@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "host/safetensors.h"
+#include "io/safetensors.h"
 #include "tests/fuzz/common.h"
 
 static const char* g_path;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "host/safetensors.h"
+#include "io/safetensors.h"
 #include "tests/fuzz/common.h"
 
 static void parse(void* arg) {

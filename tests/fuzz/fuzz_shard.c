@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "host/shard.h"
+#include "io/shard.h"
 #include "tests/fuzz/common.h"
 
 static const char* g_path;

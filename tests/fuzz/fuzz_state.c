@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "host/checkpoint.h"
+#include "io/checkpoint.h"
 #include "tests/fuzz/common.h"
 
 static void parse(void* arg) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes a qstar token shard (format: host/shard.h) for tests, from a repeated pattern or random
+"""Writes a qstar token shard (format: io/shard.h) for tests, from a repeated pattern or random
 tokens, with plain python3 (no venv). Also writes deliberately broken shards for bad-input tests.
 
   make_shard.py OUT --pattern "1,2,3,4" --tokens N        repeats the pattern to N tokens

@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "host/shard.h"
+#include "io/shard.h"
 
 typedef struct {
     uint64_t epoch;        // completed passes over the data

@@ -18,7 +18,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "host/dataloader.h"
+#include "io/dataloader.h"
 #include "text/tokenizer.h"
 #include "model/model.h"
 

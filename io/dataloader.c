@@ -4,7 +4,7 @@
  * the position is cheap, which is what makes resuming exact.
  */
 #define _GNU_SOURCE
-#include "host/dataloader.h"
+#include "io/dataloader.h"
 
 #include <glob.h>
 #include <stdlib.h>

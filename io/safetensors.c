@@ -7,7 +7,7 @@
  * st_open to st_close so that a checkpoint atomically replaced meanwhile is still read consistently.
  */
 #define _GNU_SOURCE
-#include "host/safetensors.h"
+#include "io/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

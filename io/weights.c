@@ -1,6 +1,6 @@
 /*
  * A model's parameters to and from Hugging Face safetensors, by tensor name: the one place where the
- * model's flat parameter table (model/params.c) meets the file format (host/safetensors.c). Loading
+ * model's flat parameter table (model/params.c) meets the file format (io/safetensors.c). Loading
  * checks every value is finite, naming the file and tensor, so a damaged checkpoint stops here instead
  * of training or scoring as NaN.
  */
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 
 #include "common/util.h"
-#include "host/safetensors.h"
-#include "host/weights.h"
+#include "io/safetensors.h"
+#include "io/weights.h"
 
 void model_load_weights(Model* m, const char* path) {
     StIndex* st = st_open(path);

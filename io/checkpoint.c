@@ -3,7 +3,7 @@
  * atomically, and the directory is renamed into place only once all of them are complete.
  */
 #define _GNU_SOURCE
-#include "host/checkpoint.h"
+#include "io/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "common/bf16.h"
-#include "host/safetensors.h"
+#include "io/safetensors.h"
 #include "common/util.h"
-#include "host/weights.h"
+#include "io/weights.h"
 
 static void remove_tree(const char* path) {
     DIR* d = opendir(path);

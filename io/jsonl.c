@@ -1,8 +1,8 @@
 /*
- * JSON Lines reading and writing (host/jsonl.h). The reader parses each line within its bounds
+ * JSON Lines reading and writing (io/jsonl.h). The reader parses each line within its bounds
  * (cJSON_ParseWithLength), so the text is never modified and may be a caller's constant buffer.
  */
-#include "host/jsonl.h"
+#include "io/jsonl.h"
 
 #include <stdlib.h>
 #include <string.h>

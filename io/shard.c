@@ -2,7 +2,7 @@
  * Reading and writing token shards (format in shard.h). Shards are mmap'd read-only so that a
  * data set larger than memory costs nothing until its windows are touched.
  */
-#include "host/shard.h"
+#include "io/shard.h"
 
 #include <errno.h>
 #include <fcntl.h>
