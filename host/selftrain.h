@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "common/util.h"
-#include "host/star_tasks.h"
+#include "tasks/star_tasks.h"
 #include "text/tokenizer.h"
 #include "model/model.h"
 

@@ -1,5 +1,5 @@
 /*
- * The STaR family's task logic (host/star_tasks.c): arith problems and the exact scratchpad format,
+ * The STaR family's task logic (tasks/star_tasks.c): arith problems and the exact scratchpad format,
  * answer extraction and normalisation on well-formed and malformed completions, hints and their
  * removal, task files and their one-line FILE:LINE errors, calculator annotations, equation keys,
  * path deduplication, step splitting, Monte-Carlo Q-values / advantages / critical steps and the
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "common/proc.h"
-#include "host/star_tasks.h"
+#include "tasks/star_tasks.h"
 #include "common/util.h"
 #include "tests/check.h"
 

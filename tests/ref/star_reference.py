@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent Python reference for the numeric parts of host/star_tasks.c, used by
+"""Independent Python reference for the numeric parts of tasks/star_tasks.c, used by
 tests/test_star_tasks.c: the C test writes fixed (seeded) inputs as JSON, this script computes from
 the notes' formulas and the official code's logic, and the test compares.
 

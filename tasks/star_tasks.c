@@ -6,7 +6,7 @@
  * device_inference.py, RFT's collect_rejection_sampling.py); tests/ref/star_reference.py re-derives
  * the numeric parts in Python.
  */
-#include "host/star_tasks.h"
+#include "tasks/star_tasks.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
