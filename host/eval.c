@@ -6,7 +6,7 @@
  * prediction) and with a thought before every token (the mixed prediction after the end token, as
  * the reference evaluates: one pass, one talk token), over the same tokens. --token-report OUT.html
  * also keeps every scored token's two NLLs and the thought sampled before it, and writes the page of
- * host/token_report.h (where thinking helps, token by token).
+ * eval/token_report.h (where thinking helps, token by token).
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -18,7 +18,7 @@
 #include "io/checkpoint.h"
 #include "host/commands.h"
 #include "io/dataloader.h"
-#include "host/token_report.h"
+#include "eval/token_report.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/model.h"
@@ -43,7 +43,7 @@ static void accumulate(LossAcc* a, const float* losses, const int32_t* valid_tar
 
 static double mean(const LossAcc* a, int which) { return a->count[which] > 0 ? a->sum[which] / a->count[which] : NAN; }
 
-#include "host/eval_tasks.h"  // qstar eval --task gsm8k|csqa: benchmark accuracy
+#include "eval/task_accuracy.h"  // qstar eval --task gsm8k|csqa: benchmark accuracy
 
 int cmd_eval(int argc, char** argv) {
     if (eval_task_requested(argc, argv)) return cmd_eval_task(argc, argv);

@@ -1,12 +1,12 @@
 /*
- * The answer extraction and majority vote of `qstar eval --metric cot-maj` (host/eval_tasks.h) on
+ * The answer extraction and majority vote of `qstar eval --metric cot-maj` (eval/task_accuracy.h) on
  * constructed cases, against what the reference's zero-shotcot-eval.py does: the first integer of
  * the text with commas removed (re.search(r'\d+', s.replace(',', ''))), and Counter.most_common(1)
  * (ties to the answer seen first; "no number" is a candidate like any other).
  */
 #include <string.h>
 
-#include "host/eval_tasks.h"
+#include "eval/task_accuracy.h"
 #include "tests/check.h"
 
 static void first_int(const char* s, int want_found, const char* want) {

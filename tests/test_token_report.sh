@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tests `qstar eval --token-report OUT.html` (host/token_report.c). Held-out documents full of HTML
+# Tests `qstar eval --token-report OUT.html` (eval/token_report.c). Held-out documents full of HTML
 # (<script>alert("x")</script>, & "quotes" 'single' <b>bold</b>) with answer spans are tokenized;
 # a tiny base model and a Quiet-STaR continuation are trained for a few steps; eval writes the page.
 # Checks: the page parses with only the page's own tags and attributes (the data's <script> and

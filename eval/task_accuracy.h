@@ -1,5 +1,5 @@
 /*
- * `qstar eval --task gsm8k|csqa`: benchmark accuracy of a checkpoint (host/eval_tasks.c), the
+ * `qstar eval --task gsm8k|csqa`: benchmark accuracy of a checkpoint (eval/task_accuracy.c), the
  * Quiet-STaR reference's two protocols: the zero-shot soft accuracy (--metric soft) and zero-shot
  * chain-of-thought with a majority vote (--metric cot-maj). The answer-extraction and voting helpers
  * are exposed for unit tests (tests/test_eval_answers.c).

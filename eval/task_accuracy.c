@@ -27,7 +27,7 @@
  * when the most frequent vote equals the first integer after "####". --votes samples per question,
  * all through generate_batch (model/generate.h), with thoughts before every token on --thoughts.
  */
-#include "host/eval_tasks.h"
+#include "eval/task_accuracy.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

@@ -7,7 +7,7 @@
  * as in the decoded text), and writes one HTML file with nothing to fetch. The change of a token's
  * log-probability is Δ = log p_with − log p_without = NLL_without − NLL_with, in nats.
  */
-#include "host/token_report.h"
+#include "eval/token_report.h"
 
 #include <math.h>
 #include <stdarg.h>
