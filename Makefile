@@ -32,7 +32,7 @@ LDLIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson $(MPI_LIBS) -
 # BUILD and BIN may be set to build another target beside the main build (make portable-check does)
 BUILD   ?= build
 BIN     ?= bin
-LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c comm/*.c text/*.c io/*.c tasks/*.c eval/*.c host/*.c)
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c comm/*.c text/*.c io/*.c tasks/*.c eval/*.c selftrain/*.c host/*.c)
 LIB_SRC := $(filter-out host/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c tests/tool_*.c)

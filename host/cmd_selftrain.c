@@ -33,7 +33,7 @@
 #include "common/fs.h"
 #include "common/args.h"
 #include "host/commands.h"
-#include "host/selftrain.h"
+#include "selftrain/selftrain.h"
 #include "io/weights.h"
 
 // Stage 1 of an iteration: the fine-tuning examples (tokens) and the counts; every completion goes to

@@ -1,5 +1,5 @@
 /*
- * The selftrain pieces that need no model (host/selftrain_common.c, tasks/star_tasks.c as RFT uses it):
+ * The selftrain pieces that need no model (selftrain/selftrain_common.c, tasks/star_tasks.c as RFT uses it):
  * RFT's per-problem rejection and selection (right answer, right calculator annotations, one path per
  * equation list with the edit-distance replacement) on seeded GSM8K-style completions against the
  * independent tests/ref/rft_reference.py; the majority vote (ties, unextractable answers, normalised
@@ -13,7 +13,7 @@
 
 #include "common/proc.h"
 #include "common/util.h"
-#include "host/selftrain.h"
+#include "selftrain/selftrain.h"
 #include "tests/check.h"
 
 static uint64_t rng = 777;

@@ -27,7 +27,7 @@
 
 #include "common/fs.h"
 #include "io/jsonl.h"
-#include "host/selftrain.h"
+#include "selftrain/selftrain.h"
 #include "io/weights.h"
 
 typedef struct {

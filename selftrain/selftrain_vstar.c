@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "io/jsonl.h"
-#include "host/selftrain.h"
+#include "selftrain/selftrain.h"
 #include "io/weights.h"
 
 typedef struct {

@@ -1,5 +1,5 @@
 /*
- * What every selftrain method shares (host/selftrain.h): tokens, batched generation with the
+ * What every selftrain method shares (selftrain/selftrain.h): tokens, batched generation with the
  * completion cut, the few-shot context, the SFT loop, greedy test accuracy, and the run directory's
  * files. Moved here from cmd_selftrain.c unchanged in behaviour, so STaR's runs stay bitwise what they
  * were; generation gained sampling (per-request sample keys) and text prefixes for rollouts.
@@ -10,7 +10,7 @@
 
 #include "common/fs.h"
 #include "io/jsonl.h"
-#include "host/selftrain.h"
+#include "selftrain/selftrain.h"
 #include "io/weights.h"
 #include "model/generate.h"
 #include "model/sft.h"

@@ -1,5 +1,5 @@
 /*
- * The DPO training loop of V-STaR's verifier and of per-step DPO (host/selftrain.h st_dpo_train), and
+ * The DPO training loop of V-STaR's verifier and of per-step DPO (selftrain/selftrain.h st_dpo_train), and
  * sequence scoring (st_score, the verifier's V(y|x)), and the fields a DPO run adds to its metrics record
  * (st_record_dpo). The loss and its gradient are model/dpo.c's; this
  * file lays pairs out as rows, computes the frozen reference's log-probabilities once (the starting
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "host/selftrain.h"
+#include "selftrain/selftrain.h"
 #include "model/dpo.h"
 #include "model/sft.h"
 
