@@ -32,8 +32,8 @@ LDLIBS  := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson $(MPI_LIBS) -
 # BUILD and BIN may be set to build another target beside the main build (make portable-check does)
 BUILD   ?= build
 BIN     ?= bin
-LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c comm/*.c text/*.c io/*.c tasks/*.c eval/*.c selftrain/*.c host/*.c)
-LIB_SRC := $(filter-out host/main.c,$(LIB_SRC))
+LIB_SRC := $(wildcard common/*.c kernels/*.c kernels/cpu/*.c model/*.c comm/*.c text/*.c io/*.c tasks/*.c eval/*.c selftrain/*.c cli/*.c)
+LIB_SRC := $(filter-out cli/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c tests/tool_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -68,7 +68,7 @@ $(BUILD)/libqstar.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(BIN)/qstar: $(BUILD)/host/main.o $(BUILD)/libqstar.a
+$(BIN)/qstar: $(BUILD)/cli/main.o $(BUILD)/libqstar.a
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)

@@ -227,7 +227,7 @@ void comm_reduce_scatter_sum(const Comm* c, void* x, size_t n, CommType t) {
 #endif
 }
 
-// With NCCL, x may also be host memory (train.c gathers the checkpoint's moments and, under ZeRO-1 in
+// With NCCL, x may also be host memory (cli/cmd_train.c gathers the checkpoint's moments and, under ZeRO-1 in
 // bf16, master weights in host arrays):
 // comm_nccl.cuh stages it through device memory.
 void comm_allgather(const Comm* c, void* x, size_t n, CommType t) {

@@ -12,7 +12,7 @@
 #    with the parameter count (random init, AdamW, the checkpoint), and the full preset takes 15 s of
 #    CPU for an lm case and 25-40 s for a quietstar one, ~3 min for all of them on the 2-core
 #    development machine; QSTAR_INFO_MEMORY_FULL=1 runs configs/100m.json itself.
-#    quietstar from the base config (host/train.c adds the thought tokens: the base model's device
+#    quietstar from the base config (cli/cmd_train.c adds the thought tokens: the base model's device
 #    state is freed before the grown model is created, so the step stays the peak) and from a config
 #    that already has them;
 #  - the reference's bf16 mode (--bf16-weights, given to both): in bf16 no fp32 master and bf16 moments

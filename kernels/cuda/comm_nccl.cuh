@@ -186,7 +186,7 @@ extern "C" void qstar_nccl_finalize(void) {
     nccl_stage_bytes = 0;
 }
 
-// NCCL reads and writes device memory only. train.c gathers the checkpoint's AdamW moments in host
+// NCCL reads and writes device memory only. cli/cmd_train.c gathers the checkpoint's AdamW moments in host
 // arrays; those go through the staging buffer.
 static bool nccl_on_device(const void* p) {
 #ifdef CUEMU

@@ -45,7 +45,7 @@ $(BUILD)/cuda/backend_cuda.o: $(CUDA_SRC) $(CUDA_DEPS) kernels/cuda/runtime.cuh
 $(BUILD)/cuda/backend_cuda_bf16.o: $(CUDA_SRC) $(CUDA_DEPS) kernels/cuda/runtime.cuh
 	$(call nvcc_compile,1)
 
-bin/qstar-cuda: $(BUILD)/host/main.o $(BUILD)/libqstar.a $(CUDA_OBJ)
+bin/qstar-cuda: $(BUILD)/cli/main.o $(BUILD)/libqstar.a $(CUDA_OBJ)
 	@mkdir -p bin
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(CUDA_LIBS) $(LDLIBS)
@@ -70,7 +70,7 @@ $(BUILD)/emu/backend_emu.o: $(CUDA_SRC) $(CUDA_DEPS) kernels/cuda/runtime.cuh $(
 $(BUILD)/emu/backend_emu_bf16.o: $(CUDA_SRC) $(CUDA_DEPS) kernels/cuda/runtime.cuh $(EMU_HDR)
 	$(call emu_compile,1)
 
-bin/qstar-emu: $(BUILD)/host/main.o $(BUILD)/libqstar.a $(EMU_BACKEND)
+bin/qstar-emu: $(BUILD)/cli/main.o $(BUILD)/libqstar.a $(EMU_BACKEND)
 	@mkdir -p bin
 	@echo "  LINK  $@"
 	@$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(EMU_LDLIBS_C)

@@ -1,10 +1,10 @@
 /*
  * libFuzzer harness: `qstar generate`'s prompts file (JSON Lines of {"prompt", "id"}) through its
- * reader read_prompts (host/cmd_generate.c, included here for its static reader), with the bundled
+ * reader read_prompts (cli/cmd_generate.c, included here for its static reader), with the bundled
  * tokenizer and its vocabulary.
  */
 #include "text/tokenizer.c"
-#include "host/cmd_generate.c"
+#include "cli/cmd_generate.c"
 #include "tests/fuzz/common.h"
 #include "tests/fuzz/tok_harness.h"
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: `qstar tokenize`'s input reader (process_file in host/cmd_tokenize.c,
+ * libFuzzer harness: `qstar tokenize`'s input reader (process_file in cli/cmd_tokenize.c,
  * included here for its static functions) with the bundled tokenizer. The first input byte picks the
  * kind (even: JSON Lines with the text in "text", odd: a .txt document); the rest is the file. The
  * reader maps its file: a mapping left by a failed call is unmapped here.
@@ -20,7 +20,7 @@ static int fz_munmap(void* p, size_t n) {
 }
 #define mmap fz_mmap
 #define munmap fz_munmap
-#include "host/cmd_tokenize.c"
+#include "cli/cmd_tokenize.c"
 #undef mmap
 #undef munmap
 

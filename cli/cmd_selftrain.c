@@ -32,7 +32,7 @@
 
 #include "common/fs.h"
 #include "common/args.h"
-#include "host/commands.h"
+#include "cli/commands.h"
 #include "selftrain/selftrain.h"
 #include "io/weights.h"
 

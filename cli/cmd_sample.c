@@ -10,7 +10,7 @@
 
 #include "common/args.h"
 #include "io/checkpoint.h"
-#include "host/commands.h"
+#include "cli/commands.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/generate.h"

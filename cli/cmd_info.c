@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "common/args.h"
-#include "host/commands.h"
+#include "cli/commands.h"
 #include "common/util.h"
 #include "model/model.h"
 #include "model/quietstar.h"
@@ -155,7 +155,7 @@ static StepMemory step_memory(const Plan* p, int batch) {
     s.grads = xb * p->n;
     s.master = p->master ? 4.0 * p->shard : 0;
     s.moments = 2.0 * (p->bf16_moments ? xb : 4) * p->shard;
-    s.grad_copy = p->grad_copy ? 4.0 * p->n : 0;  // host/train.c GradReduce.stage
+    s.grad_copy = p->grad_copy ? 4.0 * p->n : 0;  // cli/cmd_train.c GradReduce.stage
     s.act = activation_bytes(p->c, p->one, p->quietstar, p->qc, p->xb, p->recompute, batch, p->seq);
     s.work = (double)QSTAR_DEVICE_WORKSPACE_BYTES;
     const double rows = (double)batch * (p->quietstar ? p->qc->n_passes : 1);
@@ -273,7 +273,7 @@ int cmd_info(int argc, char** argv) {
     printf("  step        %s GiB\n", gib(s.total, b1, sizeof b1));
     // The start of the run never exceeds the step: the optimizer state is made sharded
     // (model_create_shard), and adding the thought tokens frees the base model's device state before it
-    // creates the grown one (host/train.c).
+    // creates the grown one (cli/cmd_train.c).
     printf("per-GPU total: %s GiB\n", gib(s.total, b1, sizeof b1));
     if (budget_gib > 0) {
         const double budget = budget_gib * 1073741824.0;

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "host/cmd_tokenize.h"
-#include "host/commands.h"
+#include "cli/cmd_tokenize.h"
+#include "cli/commands.h"
 #include "kernels/ops.h"
 
 static int usage(FILE* f) {

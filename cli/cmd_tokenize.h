@@ -1,6 +1,6 @@
 /*
  * `qstar tokenize`: turns JSONL or plain-text documents into token shards (io/shard.h) with a
- * tokenizer.json tokenizer (text/tokenizer.h). See host/cmd_tokenize.c for the options.
+ * tokenizer.json tokenizer (text/tokenizer.h). See cli/cmd_tokenize.c for the options.
  */
 #ifndef QSTAR_CMD_TOKENIZE_H
 #define QSTAR_CMD_TOKENIZE_H

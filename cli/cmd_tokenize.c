@@ -16,7 +16,7 @@
  * an earlier run are removed at the end). Documents are tokenized in parallel (OpenMP over a batch of
  * documents) and appended in input order, so the output is identical for every thread count.
  */
-#include "host/cmd_tokenize.h"
+#include "cli/cmd_tokenize.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

@@ -13,7 +13,7 @@
 
 #include "common/args.h"
 #include "io/checkpoint.h"
-#include "host/commands.h"
+#include "cli/commands.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
 #include "model/generate.h"

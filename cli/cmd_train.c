@@ -16,7 +16,7 @@
 #include "common/args.h"
 #include "io/checkpoint.h"
 #include "comm/comm.h"
-#include "host/commands.h"
+#include "cli/commands.h"
 #include "io/dataloader.h"
 #include "text/tokenizer.h"
 #include "common/util.h"

@@ -1,5 +1,5 @@
 /*
- * The subcommands of the qstar binary; host/main.c dispatches argv[1] to one of these. Each takes
+ * The subcommands of the qstar binary; cli/main.c dispatches argv[1] to one of these. Each takes
  * argv with argv[0] set to the subcommand name and returns the process exit status.
  */
 #ifndef QSTAR_COMMANDS_H

@@ -16,7 +16,7 @@
 
 #include "common/args.h"
 #include "io/checkpoint.h"
-#include "host/commands.h"
+#include "cli/commands.h"
 #include "io/dataloader.h"
 #include "eval/token_report.h"
 #include "text/tokenizer.h"
