@@ -40,10 +40,10 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-# The CUDA-on-CPU emulator (tests/emu) and the CUDA backend (kernels/cuda): EMU_BACKEND is the
+# The CUDA-on-CPU emulator (emu/) and the CUDA backend (kernels/cuda): EMU_BACKEND is the
 # kernels compiled for the emulator (the `emu` backend), linked into the tests and bin/qstar-emu
 # when the CUDA headers are present.
--include tests/emu/emu.mk
+-include emu/emu.mk
 include kernels/cuda/cuda.mk
 
 .PHONY: all deps run test bench cuda gpu-check clean smollm2 fuzz fuzz-build portable-check

@@ -6,7 +6,7 @@
  *
  * The NCCL functions are weak references: bin/qstar (CPU backend only) links without them and says
  * so when asked for multi-rank GPU training; bin/qstar-cuda and bin/qstar-emu define them (the emu
- * backend over tests/emu/nccl_emu.cpp).
+ * backend over emu/nccl_emu.cpp).
  */
 #include "comm/comm.h"
 

@@ -2,7 +2,7 @@
  * The backend contract: every op the model may call, forward and backward, as a table of function
  * pointers. model/ talks to hardware only through a Backend, so the same model code runs on the
  * CPU reference (kernels/cpu), on CUDA (kernels/cuda) and, in tests, on the CUDA sources executed
- * by the emulator (tests/emu). Pointers passed to ops are backend memory (from be->alloc).
+ * by the emulator (emu/). Pointers passed to ops are backend memory (from be->alloc).
  *
  * Conventions, the same for every backend:
  *  - row-major tensors; shapes in the comment beside each argument; N = rows (tokens).

@@ -8,7 +8,7 @@
  * magnitude, so the pre-fill cannot hide an error.
  *
  * Build (from the repository root, after `make` for build/libqstar.a and the emulator objects):
- *   g++ -std=c++20 -O1 -I. -I/usr/local/cuda/include -x c++ -include tests/emu/cuemu.h \
+ *   g++ -std=c++20 -O1 -I. -I/usr/local/cuda/include -x c++ -include emu/cuemu.h \
  *       tests/emu_attention_check.cu -x none build/emu/cuemu.o build/emu/cublas_emu.o build/libqstar.a \
  *       -o build/emu_attention_check -pthread -fopenmp -lopenblas -lm
  */

@@ -1,7 +1,7 @@
 /*
  * emu_ops_check.cu — the CUDA backend's memory-bound and small ops (embedding, rmsnorm, rope, swiglu,
  * elementwise, cross-entropy, AdamW/round_bf16/sum_squares, the Quiet-STaR ops) run on the CPU
- * emulator (tests/emu) and compared with the C reference of the same op (kernels/cpu): bitwise where
+ * emulator (emu/) and compared with the C reference of the same op (kernels/cpu): bitwise where
  * the reference is exact (copies, masks, Gumbel argmax, rolls, advantage, bf16 rounding, in-order
  * sums), within 1e-5 relative otherwise. Random inputs at small, deliberately awkward sizes (rows and
  * columns not multiples of the block sizes), ignored targets, repeated tokens, accumulate (+=)
@@ -13,8 +13,8 @@
  * noise straddles a rounding boundary, hence TOL_BF16 = 2^-7; fp32 outputs (losses, dweight, dtable)
  * keep 1e-5, and the embedding table gradient stays bitwise. The full cross-backend suite is tests/test_ops;
  * this is the kernel author's check. Build and run (after `make` has built build/libqstar.a and the
- * emulator objects, see tests/emu/emu.mk):
- *   g++ -std=c++20 -O1 -I. -I/usr/local/cuda/include -x c++ -include tests/emu/cuemu.h tests/emu_ops_check.cu \
+ * emulator objects, see emu/emu.mk):
+ *   g++ -std=c++20 -O1 -I. -I/usr/local/cuda/include -x c++ -include emu/cuemu.h tests/emu_ops_check.cu \
  *       -x none build/emu/cuemu.o build/emu/cublas_emu.o build/libqstar.a -fopenmp -pthread -lopenblas -lcjson -lm \
  *       -o build/emu_ops_check && build/emu_ops_check
  */

@@ -5,7 +5,7 @@
 # of the working tree (build-san/tree: the tracked and untracked files, not the build outputs, with
 # .venv and runs/models linked) whose own bin/ and build/ hold the sanitized binaries; the main tree's
 # build is untouched. C code: -fsanitize=address,undefined -fno-sanitize-recover=undefined (any UB is
-# an error). The emulator's C++ (tests/emu) is instrumented too (EMU_EXTRA_CXXFLAGS).
+# an error). The emulator's C++ (emu/) is instrumented too (EMU_EXTRA_CXXFLAGS).
 #
 # LeakSanitizer is on. fatal() exits while the program still holds its buffers (an error exit is not
 # a leak): common/util.c turns the leak check off for exits through fatal() only (__lsan_is_turned_off),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CUDA kernels against the C reference, without a GPU: the kernels/cuda sources compiled for the
-# project's CPU emulator (tests/emu) form the `emu` backend. Every op test runs on it (tolerance per
+# project's CPU emulator (emu/) form the `emu` backend. Every op test runs on it (tolerance per
 # op, maximum errors printed in the logs), the model-level gradient and generation tests run on it,
 # the Quiet-STaR parity case runs on it, and a full lm step and a full quietstar step of `qstar train`
 # agree between --device cpu and --device emu. The op tests and the emulator's block/warp tests run a
@@ -41,7 +41,7 @@ run test_quietstar_ops $tb/test_quietstar_ops $dev
 
 # The same op tests (every kernel that uses shared memory or warp-synchronous code runs in them) and
 # the emulator's own block/warp/atomics/math/tensorcore tests once more with the threads of each
-# block run last to first and the blocks spread over two workers (tests/emu/README.md; the flash
+# block run last to first and the blocks spread over two workers (emu/README.md; the flash
 # attention kernels have their own schedule runs in test_emu_checks.sh): a missing __syncthreads or
 # __syncwarp that the default order hides (a thread reading what a lower-numbered thread writes) or a
 # race between blocks fails here. QSTAR_EMU_SCHEDULES="random:1 random:2 ..." adds runs under
@@ -54,7 +54,7 @@ for sched in $([ $dev = emu ] && echo reverse ${QSTAR_EMU_SCHEDULES:-}); do
   # not repeated here)
   run "test_bf16[$sched,2 workers]" env CUEMU_SCHEDULE=$sched CUEMU_WORKERS=2 QSTAR_BF16_SKIP_CURVE=1 build/tests/test_bf16 emu-bf16
   for t in block warp atomics math tensorcore; do
-    [ -f tests/emu/test_$t.cu ] || continue
+    [ -f emu/test_$t.cu ] || continue
     if [ -x build/tests/test_emu_$t ]; then
       run "test_emu_$t[$sched,2 workers]" env CUEMU_SCHEDULE=$sched CUEMU_WORKERS=2 build/tests/test_emu_$t
     else bad "build/tests/test_emu_$t is not built"; fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmarks of bench/cuda without a GPU: builds their emulator variants (make emu-bench: the
-# same sources against tests/emu, the `emu` backend) and runs each; every op's validation against the
+# same sources against emu/, the `emu` backend) and runs each; every op's validation against the
 # C reference must pass and each must end with "timing needs a GPU" and exit 0. Where the nvcc
 # builds exist (make cuda-bench) and no GPU is present, each must say "timing needs a GPU" and exit 0
 # too. The emulator builds also run once with --time, which runs the timing and report code (no

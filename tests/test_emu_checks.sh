@@ -4,7 +4,7 @@
 # against the fp32 oracle), emu_attention_check (the scalar attention kernels), emu_flash_check (the
 # tensor-core flash attention forward/backward and thought attention: head dims 64/80/96/128, GQA
 # ratios, odd T, fp32 and bf16 input; tolerances from bf16's unit roundoff 2^-8, stated in the .cu).
-# Each is built with g++ against tests/emu and build/libqstar.a and run with the default schedule, two
+# Each is built with g++ against emu/ and build/libqstar.a and run with the default schedule, two
 # workers, and the reverse and a random warp schedule (the orders that expose missing barriers).
 # Then the SASS check of the flash kernels (below). Without nvcc (whose CUDA headers the emulator
 # build needs) the test says it is skipped.
@@ -30,10 +30,10 @@ fi
 pass=0; fail=0
 for src in tests/emu_*_check.cu; do
   name=$(basename "$src" .cu); bin=build/emu/$name
-  if [ ! -x "$bin" ] || [ -n "$(find "$src" kernels/cuda tests/emu build/libqstar.a -newer "$bin" -print -quit)" ]; then
+  if [ ! -x "$bin" ] || [ -n "$(find "$src" kernels/cuda emu build/libqstar.a -newer "$bin" -print -quit)" ]; then
     # -Wno-unused-function: a check includes whole op-family headers and calls some of their launchers
     if ! g++ -std=c++20 -O2 -g -Wall -Wextra -Werror -Wno-unknown-pragmas -Wno-unused-function -pthread -I. -I"$cuda_home/include" \
-         -isystem "$blas_inc" -x c++ -include tests/emu/cuemu.h "$src" -x none \
+         -isystem "$blas_inc" -x c++ -include emu/cuemu.h "$src" -x none \
          build/emu/cuemu.o build/emu/cublas_emu.o build/libqstar.a -o "$bin" \
          -L"$blas_dir" -Wl,-rpath,"$blas_dir" -lopenblas -lcjson -fopenmp -lm >>$log 2>&1; then
       echo "FAIL compiling $src for the emulator:"; tail -15 $log

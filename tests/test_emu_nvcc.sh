@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Proves that the emulator's test kernels (tests/emu/test_*.cu) are real CUDA: each file must
+# Proves that the emulator's test kernels (emu/test_*.cu) are real CUDA: each file must
 # compile with nvcc for sm_80 and sm_90 with every warning an error (compile only — there is no
 # GPU here). The same files run on the CPU emulator as build/tests/test_emu_*, so a kernel idiom
 # that only the emulator accepts fails here.
 # Objects go to build/emu-nvcc/ and are reused while neither the .cu file nor a header under
-# tests/emu (or tests/check.h) changed, so only the first run pays nvcc's ~3 s per file; two
+# emu/ (or tests/check.h) changed, so only the first run pays nvcc's ~3 s per file; two
 # files compile at a time. Without nvcc the test says it is skipped.
 set -u
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ fi
 out=build/emu-nvcc
 mkdir -p "$out"
 flags=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -Werror all-warnings -c)
-headers=(tests/emu/*.h tests/check.h kernels/cuda/portable.h kernels/cuda/tensorcore.cuh)
+headers=(emu/*.h tests/check.h kernels/cuda/portable.h kernels/cuda/tensorcore.cuh)
 
 up_to_date() { # $1 = object, $2 = source
   [ -f "$1" ] || return 1
@@ -32,7 +32,7 @@ compile() { # $1 = source, $2 = object; the exit status lands in $2.rc, the mess
   else rm -f "$2.tmp" "$2"; echo 1 >"$2.rc"; fi
 }
 
-sources=(tests/emu/test_*.cu)
+sources=(emu/test_*.cu)
 for src in "${sources[@]}"; do
   obj="$out/$(basename "$src" .cu).o"
   if up_to_date "$obj" "$src"; then echo 0 >"$obj.rc"; : >"$obj.log"; continue; fi

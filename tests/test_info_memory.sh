@@ -2,7 +2,7 @@
 # `qstar info`'s memory plan against what a run allocates: for each case, `qstar info` with the run's
 # options prints `per-GPU total: X GiB`, and bin/qstar-emu runs one training step of the same
 # configuration on the CUDA emulator with CUEMU_MEMREPORT=1, which reports the peak of the bytes held
-# through cudaMalloc (tests/emu/README.md). The two must agree within 5 % of the peak; every case
+# through cudaMalloc (emu/README.md). The two must agree within 5 % of the peak; every case
 # prints both numbers.
 #  - tiny preset: lm and quietstar, fp32 and bf16 (the 32 MiB cuBLASLt workspace is most of it), and
 #    lm at batch 32 x seq 16 with and without --recompute (activations 21 and 15 MiB of totals 69

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data-parallel training through the NCCL path, without a GPU: bin/qstar-emu --device emu runs the
-# CUDA backend on the CPU emulator, and its NCCL calls go to tests/emu/nccl_emu.cpp (the same
+# CUDA backend on the CPU emulator, and its NCCL calls go to emu/nccl_emu.cpp (the same
 # kernels/cuda/comm_nccl.cuh code as bin/qstar-cuda, over loopback sockets instead of libnccl).
 #  - the log says the collectives went through NCCL; 2 ranks x batch B reach the parameters of
 #    1 rank x batch 2B (relative L2 <= 1e-5, as tests/test_mpi.sh on MPI);

@@ -1,6 +1,6 @@
 # bench/cuda — GPU benchmarks of the CUDA backend, validate-then-benchmark (bench/cuda/bench_common.h).
 # Included at the end of kernels/cuda/cuda.mk (it uses NVCC, CUDA_LIBS, EMU_BACKEND, EMU_CXX, ... from
-# there and from tests/emu/emu.mk).
+# there and from emu/emu.mk).
 #   make cuda-bench   build/bench/cuda/<name>: each bench_<name>.cu compiled by nvcc and linked like
 #                     bin/qstar-cuda (the cuda backend); validates and times on a GPU, and without one
 #                     says "timing needs a GPU" and exits 0.
@@ -38,7 +38,7 @@ $(BENCH_EMU_BIN): $(BUILD)/bench/emu/%: bench/cuda/%.cu $(BENCH_CU_DEPS) $(BUILD
 	@mkdir -p $(dir $@)
 	@echo "  EMU   $<"
 	@mkdir -p $(BUILD)/bench/obj-emu
-	@$(EMU_CXX) $(EMU_CXXFLAGS) -std=c++20 -I. -x c++ -include tests/emu/cuemu.h -c $< -o $(BUILD)/bench/obj-emu/$*.o
+	@$(EMU_CXX) $(EMU_CXXFLAGS) -std=c++20 -I. -x c++ -include emu/cuemu.h -c $< -o $(BUILD)/bench/obj-emu/$*.o
 	@$(CC) $(CFLAGS) $(BUILD)/bench/obj-emu/$*.o $(EMU_BACKEND) $(BUILD)/libqstar.a -o $@ $(LDLIBS) $(EMU_LDLIBS_C)
 else
 emu-bench:

@@ -14,7 +14,7 @@
  *
  * Which backend: the nvcc build tests backend_get("cuda") and times it when cudaGetDeviceCount finds
  * a device (without one it says so and exits 0: timing needs a GPU, and validation without a GPU is
- * the emulator build's job). The emulator build (g++ -include tests/emu/cuemu.h, CUEMU defined) tests
+ * the emulator build's job). The emulator build (g++ -include emu/cuemu.h, CUEMU defined) tests
  * backend_get("emu") — the same kernel sources run on the CPU — at small sizes, prints "timing needs
  * a GPU" and exits 0 when every check passed, 1 otherwise; with --time it also runs the timing and
  * report code (events, flush, lines) on the emulator, so that code is tested without a GPU.
@@ -150,7 +150,7 @@ static inline int bench_setup(Bench* b, int argc, char** argv, int (*extra)(Benc
     b->ref = backend_get("cpu");
 #ifdef CUEMU
     b->be = backend_get("emu");
-    snprintf(b->device, sizeof b->device, "CPU emulator (tests/emu)");
+    snprintf(b->device, sizeof b->device, "CPU emulator (emu/)");
     if (b->gpu) {  // --time: runs the timing code on the emulator so it is tested without a GPU
         b->flush_bytes = (size_t)1 << 20;
         b->flush = b->be->alloc(b->flush_bytes);

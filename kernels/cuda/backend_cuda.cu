@@ -1,7 +1,7 @@
 /*
  * The CUDA backend tables (kernels/ops.h). The op families live one per header beside their
  * launchers; this file includes them all and fills a table, once per precision: compiled by nvcc it
- * is `backend_cuda` (fp32) or `backend_cuda_bf16`; compiled by g++ against the CPU emulator (tests/emu)
+ * is `backend_cuda` (fp32) or `backend_cuda_bf16`; compiled by g++ against the CPU emulator (emu/)
  * it is `backend_emu` or `backend_emu_bf16`, which the tests compare op by op with the C reference.
  * Memory, copies and the stream are kernels/cuda/runtime.cu's, shared by both.
  */

@@ -3,7 +3,7 @@
  * memory; host memory is accepted too and goes through a bounded device staging buffer). comm/comm.c
  * reaches these functions through weak symbols, so the CPU-only build links without them. Compiled
  * by nvcc against libnccl for bin/qstar-cuda, and by g++ against the emulator's NCCL shim
- * (tests/emu/nccl_emu.cpp) for the `emu` backend, so the same code runs in the multi-rank tests.
+ * (emu/nccl_emu.cpp) for the `emu` backend, so the same code runs in the multi-rank tests.
  *
  * Bootstrap (qstar_nccl_init): one communicator per process, one GPU per rank. The device is the
  * local rank (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID or LOCAL_RANK; rank % device count when no

@@ -1,7 +1,7 @@
 /*
  * Shared pieces of the CUDA backend: error checks that name the call and file:line, NVTX ranges,
  * warp and block reductions, and the stream every op runs on. The same sources compile with nvcc for
- * the GPU and with g++ against the project's CPU emulator (tests/emu): kernels launch through
+ * the GPU and with g++ against the project's CPU emulator (emu/): kernels launch through
  * LAUNCH(...) and take dynamic shared memory through DYN_SMEM(...) (kernels/cuda/portable.h), and
  * use only *_sync warp intrinsics with explicit masks.
  */

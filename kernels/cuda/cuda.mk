@@ -16,7 +16,7 @@ NVCC_FLAGS += -lineinfo
 endif
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
 # Multi-rank training on GPUs (kernels/cuda/comm_nccl.cuh): NCCL when its header is beside CUDA's (the
-# emu build uses tests/emu/nccl_emu.cpp instead of libnccl); MPI's headers (MPI_CFLAGS, from the
+# emu build uses emu/nccl_emu.cpp instead of libnccl); MPI's headers (MPI_CFLAGS, from the
 # Makefile) for the id broadcast, as -isystem so -Werror ignores them. Without MPI, ranks find the id
 # through QSTAR_NCCL_ID_FILE only.
 ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
@@ -61,7 +61,7 @@ EMU_QSTAR    := bin/qstar-emu
 define emu_compile
 	@mkdir -p $(dir $@)
 	@echo "  EMU   $<$(if $(filter 1,$(1)), (bf16),)"
-	@$(EMU_CXX) $(EMU_CXXFLAGS) $(CUDA_COMM_FLAGS) -DQSTAR_CUDA_BF16=$(1) -std=c++20 -I. -x c++ -include tests/emu/cuemu.h -c $< -o $@
+	@$(EMU_CXX) $(EMU_CXXFLAGS) $(CUDA_COMM_FLAGS) -DQSTAR_CUDA_BF16=$(1) -std=c++20 -I. -x c++ -include emu/cuemu.h -c $< -o $@
 endef
 $(BUILD)/emu/runtime_emu.o: kernels/cuda/runtime.cu $(CUDA_DEPS) kernels/cuda/runtime.cuh $(EMU_HDR)
 	$(call emu_compile,0)

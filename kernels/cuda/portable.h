@@ -1,6 +1,6 @@
 /*
  * portable.h — the two spellings that differ between the real CUDA build (nvcc) and the CPU
- * emulator build (g++ -include tests/emu/cuemu.h). Kernel sources use these macros instead of the
+ * emulator build (g++ -include emu/cuemu.h). Kernel sources use these macros instead of the
  * raw syntax so that one source compiles both ways:
  *
  *   DYN_SMEM(T, name);   inside a kernel: `T* name` points at the block's dynamic shared memory
@@ -33,7 +33,7 @@
     ::cuemu::launch(#kernel, kernel, dim3(grid), dim3(block), (size_t)(smem), (stream), ##__VA_ARGS__)
 
 #else
-#error "kernels/cuda/portable.h: compile with nvcc, or with g++ -include tests/emu/cuemu.h (the CPU emulator)"
+#error "kernels/cuda/portable.h: compile with nvcc, or with g++ -include emu/cuemu.h (the CPU emulator)"
 #endif
 
 #endif /* QSTAR_CUDA_PORTABLE_H */

@@ -2,7 +2,7 @@
  * tensorcore.cuh — the warp-level tensor-core building blocks of the tiled kernels (flash attention,
  * bf16 GEMM-like loops), behind small device functions so that one source runs two ways:
  *   nvcc (sm_80+): each function is the one PTX instruction (mma.sync, ldmatrix, cp.async);
- *   the CPU emulator (tests/emu, CUEMU): C++ that implements the PTX ISA's per-lane fragment layouts
+ *   the CPU emulator (emu/, CUEMU): C++ that implements the PTX ISA's per-lane fragment layouts
  *   exactly, as a warp-collective step: every lane deposits its operands in a per-warp scratch, the
  *   warp meets at a full-mask ballot (all 32 lanes must be there, as on hardware; fewer is a trap),
  *   each lane computes its own result, and a trailing __syncwarp keeps a fast lane from overwriting
@@ -64,7 +64,7 @@
 #define TC_SITE , CUEMU_SITE
 
 #else
-#error "tensorcore.cuh: compile with nvcc, or with g++ -include tests/emu/cuemu.h (the CPU emulator)"
+#error "tensorcore.cuh: compile with nvcc, or with g++ -include emu/cuemu.h (the CPU emulator)"
 #endif
 
 /* two floats -> one register of two bf16 (round to nearest even), lo in the low half */

@@ -1,5 +1,5 @@
 /*
- * test_blas.cu — the emulator's cuBLAS and cuBLASLt shims (tests/emu/cublas_emu.cpp) against a
+ * test_blas.cu — the emulator's cuBLAS and cuBLASLt shims (emu/cublas_emu.cpp) against a
  * naive column-major loop: every transpose combination, alpha/beta (beta = 0 must not read C, so
  * C starts as NaN there), leading dimensions larger than the rows, strided batches, GemmEx with
  * fp32 and bf16 inputs, and cuBLASLt with bias / ReLU / GELU epilogues, bias gradients, batches

@@ -19,7 +19,7 @@
  */
 #include "test_helpers.h"
 
-#include "../../kernels/cuda/tensorcore.cuh"
+#include "../kernels/cuda/tensorcore.cuh"
 
 #include <math.h>
 

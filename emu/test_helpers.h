@@ -1,5 +1,5 @@
 /*
- * test_helpers.h — shared by the emulator's own tests (tests/emu/test_*.cu): the CHECK harness
+ * test_helpers.h — shared by the emulator's own tests (emu/test_*.cu): the CHECK harness
  * from tests/check.h plus small host-side helpers to move arrays to and from device memory.
  * Everything here is ordinary CUDA host code, so the same test sources also compile with nvcc
  * (tests/test_emu_nvcc.sh proves that the kernels are real CUDA).
@@ -15,8 +15,8 @@
 #include <string.h>
 #include <vector>
 
-#include "../check.h"
-#include "../../kernels/cuda/portable.h"
+#include "../tests/check.h"
+#include "../kernels/cuda/portable.h"
 
 #define FULL_MASK 0xffffffffu
 #define CU_OK(call) CHECK((call) == cudaSuccess, "%s failed", #call)

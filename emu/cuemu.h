@@ -1,8 +1,8 @@
 /*
- * cuemu.h — prelude that lets g++ compile CUDA sources for the CPU emulator (tests/emu).
+ * cuemu.h — prelude that lets g++ compile CUDA sources for the CPU emulator (emu/).
  *
  * The project's CUDA kernels are compiled a second time as plain C++:
- *     g++ -std=c++17 -I$CUDA_HOME/include -x c++ -include tests/emu/cuemu.h file.cu -x none
+ *     g++ -std=c++17 -I$CUDA_HOME/include -x c++ -include emu/cuemu.h file.cu -x none
  *         build/emu/cuemu.o build/emu/cublas_emu.o -pthread -lopenblas
  * and run on the CPU, each CUDA thread a fiber (see cuemu.cpp for the scheduler). This header must
  * come before any CUDA header: the CUDA host headers keep pre-existing definitions of __global__,
@@ -32,7 +32,7 @@
  * with 0xFF at block start), CUEMU_INITCHECK=1 (under valgrind: shared and new device memory start
  * undefined), CUEMU_COUNTERS=1 (a line of counters per launch), CUEMU_MEMREPORT=1 (cudaMalloc peak
  * at exit), CUEMU_SPIN_TIMEOUT_S (livelock report, default 10), CUEMU_VERBOSE (say why a launch was
- * rejected). tests/emu/README.md says what each check catches and what the emulator cannot see.
+ * rejected). emu/README.md says what each check catches and what the emulator cannot see.
  */
 #ifndef CUEMU_H
 #define CUEMU_H
