@@ -47,6 +47,7 @@
 
 #include "common/util.h"
 #include "kernels/cpu/fastexp.h"
+#include "kernels/cpu/simd.h"
 #include "kernels/ops.h"
 
 #define QB 128  // qstar's query tile (kernels/cpu/thought_attention.c), for its FLOP count
@@ -141,12 +142,9 @@ static void dense_forward(Dense* d, floatX* out, float* lse, const floatX* qkv, 
                             const int i = q0 + q;
                             float* s = Sb + (size_t)q * LK;
                             const float* m = d->mask + (size_t)i * d->LK;
-                            float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-                            for (int j = 0; j < LK; j++) {
-                                s[j] += m[j];
-                                mx = s[j] > mx ? s[j] : mx;
-                            }
+#pragma omp simd
+                            for (int j = 0; j < LK; j++) s[j] += m[j];
+                            const float mx = vmax_of(s, LK, -INFINITY);
                             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
                             for (int j = 0; j < LK; j++) {

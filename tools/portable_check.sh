@@ -7,7 +7,8 @@
 #   test_ops cpu (every op against its reference, the few-rows matmul's rows alone == rows in a batch),
 #   test_tokenizer, test_generate_batch, and a 20-step tiny training run whose loss must fall (12
 #   smaller steps under qemu).
-# On x86-64: gcc at x86-64 (SSE2), x86-64-v2 (SSE4.2) and x86-64-v3 (AVX2/FMA), clang at x86-64-v3;
+# On x86-64: gcc at x86-64 (SSE2), x86-64-v2 (SSE4.2) and x86-64-v3 (AVX2/FMA), clang at x86-64-v3
+# (which also builds every C test and benchmark, so clang's warnings are seen);
 # every x86-64 machine runs these binaries, whatever its own CPU. ARM=1 adds aarch64: a cross build with
 # Debian's gcc-aarch64-linux-gnu and arm64 libraries (dpkg multiarch), run under qemu-aarch64
 # (tools/deps.sh portable-arm installs them; several minutes more). On an aarch64 machine the targets
@@ -46,8 +47,13 @@ for t in "${targets[@]}"; do
   if ! command -v "$cc" > /dev/null; then bad "$name: $cc not found (tools/deps.sh portable installs it)"; continue; fi
   if [ "$runner" != - ] && ! command -v "$runner" > /dev/null; then bad "$name: $runner not found"; continue; fi
   mkdir -p "$b"
+  want=("$b/bin/qstar" "$b/tests/test_ops" "$b/tests/test_tokenizer" "$b/tests/test_generate_batch")
+  # with the other compiler, every C test, tool and benchmark too: the main build only ever sees gcc
+  if [[ "$cc" == clang* ]]; then
+    for f in tests/test_*.c tests/tool_*.c bench/bench_*.c; do want+=("$b/${f%.c}"); done
+  fi
   if ! make -s -j"$jobs" BUILD="$b" BIN="$b/bin" CC="$cc" ARCH="$march" EMU_NVCC= NVCC= MPI_CFLAGS= MPI_LIBS= \
-       "$b/bin/qstar" "$b/tests/test_ops" "$b/tests/test_tokenizer" "$b/tests/test_generate_batch" > "$b/build.log" 2>&1; then
+       "${want[@]}" > "$b/build.log" 2>&1; then
     bad "$name: build failed ($cc $march), log $b/build.log:"; grep -E 'error|Error' "$b/build.log" | head -5 | sed 's/^/       /'
     continue
   fi
