@@ -423,7 +423,7 @@ int cmd_eval_task(int argc, char** argv) {
     const int n_specs = (int)(sizeof specs / sizeof specs[0]);
     args_parse(argc, argv, specs, n_specs,
                "usage: qstar eval --task gsm8k|csqa --data FILE.jsonl --ckpt DIR [--metric soft|cot-maj] [options]\n\n"
-               "Benchmark accuracy by the Quiet-STaR reference's protocols (README: Benchmarks).");
+               "Benchmark accuracy by the Quiet-STaR reference's protocols (docs/usage.md, GSM8K and CommonsenseQA).");
     if (!task_name || !data || !ckpt) fatal("eval: --task, --data and --ckpt are required");
     int task;
     if (!strcmp(task_name, "gsm8k")) task = TASK_GSM8K;
