@@ -10,6 +10,11 @@
  *  - gradients of parameters ACCUMULATE (+=), so micro-batches sum; gradients of activations
  *    are overwritten unless the argument says "+=".
  *  - reductions that feed training are deterministic (fixed order, no float atomics).
+ *
+ * Adding an op: a pointer in Backend below (shapes beside each argument); the C reference in
+ * kernels/cpu/<family>.c, declared in kernels/cpu/cpu.h and set in kernels/cpu/backend_cpu.c's table;
+ * the kernel with its launcher in kernels/cuda/<family>.cuh, set in kernels/cuda/backend_cuda.cu's
+ * table; a comparison of the backends in tests/test_ops.c (cpu, and the CUDA sources on the emulator).
  */
 #ifndef QSTAR_OPS_H
 #define QSTAR_OPS_H
