@@ -70,7 +70,9 @@ int cmd_eval(int argc, char** argv) {
         {"tokenizer", ARG_STR, &tok_path, "tokenizer.json for --token-report (default: the checkpoint's own)"},
     };
     args_parse(argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
-               "usage: qstar eval --ckpt DIR --data 'DIR/*.bin' [options]\n\nHeld-out loss.");
+               "usage: qstar eval --ckpt DIR --data 'DIR/*.bin' [options]\n\n"
+               "Held-out loss. The other mode, benchmark accuracy on GSM8K or CommonsenseQA, is\n"
+               "qstar eval --task gsm8k|csqa (its options: qstar eval --task gsm8k --help).");
     if (!ckpt || !data) fatal("eval: --ckpt and --data are required");
     if (batch <= 0 || seq <= 0) fatal("eval: --batch and --seq must be positive");
     if (report_tokens <= 0) fatal("eval: --report-tokens must be positive");

@@ -19,7 +19,7 @@ static int usage(FILE* f) {
             "  generate completions for a JSONL file of prompts, batched (K samples each)\n"
             "  info    parameter count and training memory of a config\n"
             "  tokenize JSONL/text documents -> token shards with a tokenizer.json\n"
-            "  selftrain STaR self-training on arith/gsm8k (--method star)\n\n"
+            "  selftrain the STaR family on arith/gsm8k: --method star|rft|vstar|stepdpo\n\n"
             "backends in this build: %s\n",
             backend_names());
     return f == stdout ? 0 : 2;
