@@ -1,6 +1,6 @@
 /*
  * Thought attention: qstar's structured kernel against the reference's dense-mask attention, on
- * the CPU. The reference (quiet-star.md §1.3) runs step k's queries against the concatenated keys
+ * the CPU. The reference (docs/quietstar.md §4) runs step k's queries against the concatenated keys
  * [block 0 | block 1 | … | block k] with a dense additive mask of shape (L, (k+1)·L): causal over
  * the text block, and only the diagonal (the query's own slot) in each thought block. That costs
  * O(L²·(k+1)) per step and head; qstar's kernel (kernels/cpu/thought_attention.c) does the causal

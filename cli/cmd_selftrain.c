@@ -1,5 +1,5 @@
 /*
- * `qstar selftrain`: the self-taught-reasoner family (research/star-family.md) on the `arith` and
+ * `qstar selftrain`: the self-taught-reasoner family (docs/star-family.md) on the `arith` and
  * `gsm8k` tasks. This file parses the command and runs the methods whose iteration is "collect
  * examples, fine-tune the ORIGINAL model on them, evaluate": STaR, RFT and V-STaR's generator; the
  * V-STaR verifier and test (selftrain_vstar.c) and per-step DPO (selftrain_stepdpo.c) have their own.

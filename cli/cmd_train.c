@@ -253,7 +253,7 @@ static void add_thought_tokens(Model* model, Tokenizer* tok, const char* tok_pat
     *model = grown;
 }
 
-// The Quiet-STaR reference trains with these Hugging Face Trainer settings (quiet-star.md §6): AdamW
+// The Quiet-STaR reference trains with these HF Trainer settings (docs/quietstar.md §11): AdamW
 // lr 1e-6, betas (0.9, 0.999), eps 1e-8, weight decay 0.001, 20 warmup steps, then linear decay to 0
 // over 100k steps (flat in practice), clip 1.0, and 8 sequences per optimizer step (4 per micro-batch,
 // 2 accumulated). A fresh --mode quietstar run takes them wherever the command line is silent; a

@@ -1,6 +1,6 @@
 /*
  * `qstar eval --task gsm8k|csqa`: accuracy on a benchmark file, by the Quiet-STaR reference's two
- * protocols (../shared/research/quiet-star.md §2, §3; the reference's eval_helpers.py and
+ * protocols (docs/quietstar.md §12, §13; the reference's eval_helpers.py and
  * zero-shotcot-eval.py).
  *
  * --metric soft (zero-shot, no generation): each question becomes "Q: {question}\nA:{answer}\n"

@@ -1,6 +1,6 @@
 /*
  * Direct preference optimisation (Rafailov et al.), the loss of V-STaR's verifier and of per-step DPO
- * (Setlur et al.; research/star-family.md §0, §3, §4):
+ * (Setlur et al.; docs/star-family.md §1.3, §4.2, §5):
  *
  *   logπ(y|x) = Σ_{t ∈ response} log π(y_t | x, y_<t)            (a sum over response tokens)
  *   z_p       = β [ (logπ(y+) − logπ_ref(y+)) − (logπ(y−) − logπ_ref(y−)) ]

@@ -3,7 +3,7 @@
  * and a mixing head blends the prediction made after the thought with the one made without it; the
  * thoughts are trained by REINFORCE on how much they help predict the next T true tokens.
  *
- * One training step, exactly as the reference (../shared/research/quiet-star.md §1, §6):
+ * One training step, exactly as the reference (docs/quietstar.md §1-§10):
  *   rows R = B·P (the P passes of a sequence adjacent); S = N + T − 1 forwards over all L slots;
  *   step 0 the text itself (base NLL), step 1 the start token (×100 embedding), steps 2..N−2 the
  *   sampled thought tokens, step N−1 the end token, steps N..N+T−2 the true next tokens; each at

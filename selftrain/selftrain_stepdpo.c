@@ -1,5 +1,5 @@
 /*
- * Per-step DPO on incorrect synthetic data (Setlur et al., research/star-family.md §4). One iteration n:
+ * Per-step DPO on incorrect synthetic data (Setlur et al., docs/star-family.md §5). One iteration n:
  *
  *   generate  --samples completions per training problem from M_{n-1} (= π_sft for n = 1) at
  *             --temperature, judged right or wrong (generations_NNN.jsonl);

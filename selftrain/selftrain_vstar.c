@@ -1,5 +1,5 @@
 /*
- * V-STaR's last two stages (Hosseini et al., research/star-family.md §3), after the generator
+ * V-STaR's last two stages (Hosseini et al., docs/star-family.md §4.2, §4.3), after the generator
  * iterations of cmd_selftrain.c have stored every sample with its label (verifier_NNN.jsonl, D_VER):
  *
  *   verifier  the preference pairs of each problem (every correct x incorrect sample of it, at most

@@ -1,5 +1,5 @@
 /*
- * The self-taught-reasoner family's task logic (research/star-family.md), as pure functions over text:
+ * The self-taught-reasoner family's task logic (docs/star-family.md), as pure functions over text:
  * problems and answer checking per task (`arith`: n-digit addition in STaR's scratchpad format, made
  * by a seeded generator; `gsm8k`: the number after "####", normalised), the hints of rationalization
  * and their removal, RFT's calculator-annotation check, equation keys and deduplication of reasoning

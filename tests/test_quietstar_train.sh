@@ -101,7 +101,7 @@ assert abs(n0 - 1) < 0.01 and abs(n1 - 0.9) < 0.01
 PY
 then ok "--bf16-weights keeps every weight bf16; --decay-norms decays the norms"; else bad "bf16-weights / decay-norms"; fi
 
-# defaults: the reference's Trainer settings (quiet-star.md §6) where the command line is silent,
+# defaults: the reference's Trainer settings (docs/quietstar.md §11) where the command line is silent,
 # shown in the settings table; the model directory's tokenizer.json when --tokenizer is not given
 cp -r "$base" "$work/base_tok"; cp "$tok" "$work/base_tok/tokenizer.json"
 $Q train --model "$work/base_tok" --mode quietstar --data "$work/d.bin" --out "$work/def" --steps 1 --seq 16 --n-ahead 4 \

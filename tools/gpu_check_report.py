@@ -16,7 +16,7 @@ Run comparison tolerances (--compare). The cuda run computes its products in exa
 tools/gpu_check.sh), so the two runs differ by fp32 rounding order and device math only, as the
 emulator does in the cross-backend suite: step 1's loss (lm) or base NLL (quietstar) within 1e-5
 relative, every step's within 2e-4 (lm, 30 steps) and 5e-3 (quietstar: its thoughts are sampled by
-Gumbel-max, where a near-tie can pick another token on the GPU, research/cuda-review.md §2). The lm
+Gumbel-max, where a near-tie can pick another token on the GPU; docs/cuda.md, make gpu-check). The lm
 run's loss must fall (mean of the last 5 steps below the first step's). Measured on an H200
 (2026-11-30): step 1 equal (lm) and 2.9e-9 (quietstar); worst 1.1e-5 over 30 lm steps and 6.3e-4 over
 4 quietstar steps. With TF32 products the same runs drifted 3.3 % and 18 %.

@@ -3,7 +3,7 @@
  * on CUDA (contracts in kernels/ops.h; the C reference in kernels/cpu is the oracle).
  *
  * Why this shape: thought attention is ordinary causal attention over the L step-0 keys plus, per
- * query, k extra keys of its own slot at steps 1..k (quiet-star.md §1.3). A dense (k+1)L-wide mask
+ * query, k extra keys of its own slot at steps 1..k (docs/quietstar.md §4). A dense (k+1)L-wide mask
  * would waste O(L²k) work and memory, so every kernel walks exactly the keys a query may see with a
  * flash-style online softmax (running max m, normalizer l, rescaled accumulator): nothing of size
  * L×L ever exists in memory, and the backward pass recomputes probabilities from the saved

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent reference of one Quiet-STaR training step, written from the reference algorithm
-(../shared/research/quiet-star.md §1 and §6) the way the reference computes it: the transformers
+(docs/quietstar.md §1-§10) the way the reference computes it: the transformers
 Mistral layers run once per step over a growing key/value cache with a DENSE additive mask of shape
 (L, (k+1)·L) — causal over the text block plus the diagonal of every thought block — and PyTorch
 autograd differentiates the whole unrolled computation. The thought tokens are forced (given), so

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent Python reference for RFT's per-problem rejection and selection (Yuan et al., App. A.3;
-the official collect_rejection_sampling.py logic as research/star-family.md §2 and §7 describe it), used by
+the official collect_rejection_sampling.py logic as docs/star-family.md §3.1 describes it), used by
 tests/test_selftrain_parts.c on seeded GSM8K-style completions:
 
   rft_reference.py IN.json OUT.json

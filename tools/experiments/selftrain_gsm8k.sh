@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# RFT, V-STaR and per-step DPO on GSM8K problems from one model (research/star-family.md §2-4), each a short
+# RFT, V-STaR and per-step DPO on GSM8K problems from one model (docs/star-family.md §3-5), each a short
 # `qstar selftrain --task gsm8k` run, as a table (results.md, results.json): what each run's metrics.jsonl
 # reports, the starting model's greedy test accuracy beside it, and the wall time of each.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# STaR on n-digit addition (Zelikman et al. §4.1-4.3; research/star-family.md §1.3): test accuracy per
+# STaR on n-digit addition (Zelikman et al. §4.1-4.3; docs/star-family.md §2.4): test accuracy per
 # outer iteration and per digit count, as a table (results.md, results.json) and a plot (accuracy.png).
 #
 #   tools/experiments/star_arith.sh [--out DIR] [--smoke]
