@@ -58,7 +58,7 @@ int cmd_eval(int argc, char** argv) {
         {"batch", ARG_INT, &batch, "sequences per forward"},
         {"seq", ARG_INT, &seq, "tokens per sequence"},
         {"max-batches", ARG_INT, &max_batches, "stop after N batches (0: all windows)"},
-        {"n-ahead", ARG_INT, &n_ahead, "Quiet-STaR thought length (default: the run's, else 12)"},
+        {"n-ahead", ARG_UINT, &n_ahead, "Quiet-STaR thought length (default: the run's, else 12)"},
         {"no-thoughts", ARG_FLAG, &no_thoughts, "score a Quiet-STaR checkpoint without thinking only"},
         {"seed", ARG_INT, &seed, "thought sampling seed"},
         {"json", ARG_STR, &json_out, "also write the results to this JSON file"},

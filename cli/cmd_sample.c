@@ -60,8 +60,8 @@ int cmd_sample(int argc, char** argv) {
         {"top-p", ARG_FLOAT, &top_p, "nucleus sampling mass"},
         {"max-tokens", ARG_INT, &max_tokens, "text tokens to generate"},
         {"seed", ARG_INT, &seed, "sampling seed"},
-        {"n-ahead", ARG_INT, &n_ahead, "thought length incl. start and end (default: the run's)"},
-        {"thought-embed-scale", ARG_FLOAT, &embed_scale, "scale of the start/end embeddings (default: the run's)"},
+        {"n-ahead", ARG_UINT, &n_ahead, "thought length incl. start and end (default: the run's)"},
+        {"thought-embed-scale", ARG_UFLOAT, &embed_scale, "scale of the start/end embeddings (default: the run's)"},
         {"device", ARG_STR, &device, "backend"},
         {"precision", ARG_STR, &precision, "fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere)"},
     };

@@ -13,20 +13,28 @@
 
 #include "common/util.h"
 
+// The storage type of an option: the unsigned kinds are stored as their signed ones.
+static ArgType base_type(ArgType t) { return t == ARG_UINT ? ARG_INT : t == ARG_UFLOAT ? ARG_FLOAT : t; }
+
 static void set_value(ArgSpec* s, const char* cmd, const char* val) {
     char* end = NULL;
     errno = 0;
     switch (s->type) {
-    case ARG_INT: {
+    case ARG_INT:
+    case ARG_UINT: {
         long v = strtol(val, &end, 10);
         if (errno || end == val || *end || v < -2147483647L || v > 2147483647L)
-            fatal("%s: --%s expects an integer, got \"%s\"", cmd, s->name, val);
+            fatal("%s: --%s expects an integer from %s to 2147483647, got \"%s\"", cmd, s->name,
+                  s->type == ARG_UINT ? "0" : "-2147483647", val);
+        if (s->type == ARG_UINT && v < 0) fatal("%s: --%s must not be negative, got \"%s\"", cmd, s->name, val);
         *(int*)s->ptr = (int)v;
         break;
     }
-    case ARG_FLOAT: {
+    case ARG_FLOAT:
+    case ARG_UFLOAT: {
         float v = strtof(val, &end);
         if (errno || end == val || *end || !isfinite(v)) fatal("%s: --%s expects a number, got \"%s\"", cmd, s->name, val);
+        if (s->type == ARG_UFLOAT && v < 0) fatal("%s: --%s must not be negative, got \"%s\"", cmd, s->name, val);
         *(float*)s->ptr = v;
         break;
     }
@@ -43,10 +51,11 @@ static void print_help(const ArgSpec* specs, int n, const char* summary) {
     printf("%s\n\noptions:\n", summary);
     for (int i = 0; i < n; i++) {
         const ArgSpec* s = &specs[i];
-        const char* meta = s->type == ARG_INT ? " N" : s->type == ARG_FLOAT ? " X" : s->type == ARG_STR ? " S" : "";
+        const ArgType t = base_type(s->type);
+        const char* meta = t == ARG_INT ? " N" : t == ARG_FLOAT ? " X" : t == ARG_STR ? " S" : "";
         char def[64] = "";
-        if (s->type == ARG_INT) snprintf(def, sizeof def, " (default %d)", *(int*)s->ptr);
-        if (s->type == ARG_FLOAT) snprintf(def, sizeof def, " (default %g)", *(float*)s->ptr);
+        if (t == ARG_INT) snprintf(def, sizeof def, " (default %d)", *(int*)s->ptr);
+        if (t == ARG_FLOAT) snprintf(def, sizeof def, " (default %g)", *(float*)s->ptr);
         if (s->type == ARG_STR && *(const char**)s->ptr) snprintf(def, sizeof def, " (default %s)", *(const char**)s->ptr);
         printf("  --%s%-*s %s%s\n", s->name, (int)(22 - strlen(s->name) - strlen(meta)), meta, s->help, def);
     }
@@ -83,8 +92,10 @@ void args_print_table(const ArgSpec* specs, int n) {
         const ArgSpec* s = &specs[i];
         char val[256];
         switch (s->type) {
-        case ARG_INT: snprintf(val, sizeof val, "%d", *(int*)s->ptr); break;
-        case ARG_FLOAT: snprintf(val, sizeof val, "%g", *(float*)s->ptr); break;
+        case ARG_INT:
+        case ARG_UINT: snprintf(val, sizeof val, "%d", *(int*)s->ptr); break;
+        case ARG_FLOAT:
+        case ARG_UFLOAT: snprintf(val, sizeof val, "%g", *(float*)s->ptr); break;
         case ARG_STR: snprintf(val, sizeof val, "%s", *(const char**)s->ptr ? *(const char**)s->ptr : "-"); break;
         case ARG_FLAG: snprintf(val, sizeof val, "%s", *(int*)s->ptr ? "yes" : "no"); break;
         }
@@ -98,8 +109,10 @@ cJSON* args_to_json(const ArgSpec* specs, int n) {
     for (int i = 0; i < n; i++) {
         const ArgSpec* s = &specs[i];
         switch (s->type) {
+        case ARG_UINT:
         case ARG_INT: cJSON_AddNumberToObject(o, s->name, *(int*)s->ptr); break;
-        case ARG_FLOAT: cJSON_AddNumberToObject(o, s->name, *(float*)s->ptr); break;
+        case ARG_FLOAT:
+        case ARG_UFLOAT: cJSON_AddNumberToObject(o, s->name, *(float*)s->ptr); break;
         case ARG_STR:
             if (*(const char**)s->ptr) cJSON_AddStringToObject(o, s->name, *(const char**)s->ptr);
             else cJSON_AddNullToObject(o, s->name);
@@ -126,7 +139,9 @@ void args_from_json(ArgSpec* specs, int n, const cJSON* obj, const char* source)
         } else {
             if (!cJSON_IsNumber(v)) fatal("%s: setting \"%s\" must be a number", source, s->name);
             const double d = v->valuedouble;  // range-checked: a conversion out of range is undefined
-            if (s->type == ARG_INT) {
+            if ((s->type == ARG_UINT || s->type == ARG_UFLOAT) && d < 0)
+                fatal("%s: setting \"%s\" must not be negative (got %g)", source, s->name, d);
+            if (base_type(s->type) == ARG_INT) {
                 if (!(d >= -2147483647.0 && d <= 2147483647.0 && d == floor(d)))
                     fatal("%s: setting \"%s\" must be an integer (got %g)", source, s->name, d);
                 *(int*)s->ptr = (int)d;

@@ -8,12 +8,14 @@
 
 #include <cjson/cJSON.h>
 
-typedef enum { ARG_INT, ARG_FLOAT, ARG_STR, ARG_FLAG } ArgType;
+// ARG_UINT and ARG_UFLOAT are ARG_INT and ARG_FLOAT that must not be negative: a count or a scale
+// whose 0 means "off" or "default" (the help says which); a negative one is an error naming the option.
+typedef enum { ARG_INT, ARG_FLOAT, ARG_STR, ARG_FLAG, ARG_UINT, ARG_UFLOAT } ArgType;
 
 typedef struct {
     const char* name;  // without the leading "--"
     ArgType type;
-    void* ptr;         // int*, float*, const char**, int* (flag)
+    void* ptr;         // int*, float*, const char**, int* (flag), int* (uint), float* (ufloat)
     const char* help;
     int given;         // set by args_parse when the option was on the command line
 } ArgSpec;
