@@ -101,8 +101,30 @@ char* xsprintf(const char* fmt, ...) {
     return out;
 }
 
+// Opens path for reading, refusing what is not a regular file: a directory would read as a file of
+// LONG_MAX bytes, and open() of a FIFO blocks until a writer comes (O_NONBLOCK keeps it from waiting).
+static FILE* open_regular(const char* path) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st = {0};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        const int is_dir = S_ISDIR(st.st_mode);
+        close(fd);
+        fatal("%s: not a regular file (%s)", path, is_dir ? "a directory" : "a pipe, socket or device");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE* f = fdopen(fd, "rb");
+    if (!f) {
+        int err = errno;
+        close(fd);
+        errno = err;
+    }
+    return f;
+}
+
 char* read_file_maybe(const char* path, size_t* len) {
-    FILE* f = fopen(path, "rb");
+    FILE* f = open_regular(path);
     if (!f) return NULL;
     // the stream is closed before any error: a caller that survives fatal() (the fuzz harnesses,
     // tests/fuzz) must not be left with a FILE whose memory it then frees

@@ -36,7 +36,8 @@ void* xrealloc(void* p, size_t count, size_t size);  // count * size checked for
 char* xstrdup(const char* s);
 char* xsprintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));  // malloc'd
 
-// Whole-file read: returns malloc'd bytes with a terminating NUL (not counted in *len).
+// Whole-file read: returns malloc'd bytes with a terminating NUL (not counted in *len). A path that
+// is not a regular file (a directory, a FIFO, a device) is an error, at once: a FIFO is never waited on.
 char* read_file_or_die(const char* path, size_t* len);
 // Like read_file_or_die but returns NULL (and sets errno) when the file cannot be opened.
 char* read_file_maybe(const char* path, size_t* len);
