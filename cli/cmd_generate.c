@@ -7,6 +7,7 @@
  * at every --batch, and sample 0 of a prompt is what `qstar sample` prints for it.
  */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,21 +156,36 @@ int cmd_generate(int argc, char** argv) {
                     .thoughts = thoughts, .stop_token = (int)tok_eos_id(tok)};
     gc.n_ahead = n_ahead > 0 ? n_ahead : (int)checkpoint_setting(ckpt, "n-ahead", 12);
     gc.embed_scale = embed_scale > 0 ? embed_scale : (float)checkpoint_setting(ckpt, "thought-embed-scale", 100);
-    const int n_reqs = n_prompts * samples;
+    // Every request's prompt, completion and thought fit the model's context; checked here, in 64 bits,
+    // before anything is sized by --max-tokens (generate_batch checks it again for its own callers).
+    size_t max_prompt = 0;
+    for (int p = 0; p < n_prompts; p++) max_prompt = ps[p].ids.n > max_prompt ? ps[p].ids.n : max_prompt;
+    const int64_t need = (int64_t)max_prompt + max_tokens + (thoughts ? gc.n_ahead : 0);
+    if (need > cfg.max_position_embeddings)
+        fatal("generate: --max-tokens %d: the longest prompt (%zu tokens) + %d tokens%s exceed the model's context "
+              "of %d positions",
+              max_tokens, max_prompt, max_tokens, thoughts ? " + a thought" : "", cfg.max_position_embeddings);
+    // requests are indexed by int (generate_batch); each holds max_tokens output ids
+    const int n_reqs = (int)checked_count((size_t)n_prompts, (size_t)samples, INT_MAX, "generate: prompts x --samples");
     GenRequest* reqs = xcalloc((size_t)n_reqs, sizeof(GenRequest));
-    int32_t* outbuf = xmalloc(sizeof(int32_t) * (size_t)n_reqs * max_tokens);
-    Stopper st = {.tok = tok, .reqs = reqs, .stop = stop, .stop_at = xmalloc(sizeof(size_t) * n_reqs)};
+    int32_t* outbuf = xmalloc_for("generate: prompts x --samples x --max-tokens",
+                                  checked_count((size_t)n_reqs, (size_t)max_tokens, SIZE_MAX / sizeof(int32_t),
+                                                "generate: prompts x --samples x --max-tokens"),
+                                  sizeof(int32_t));
+    Stopper st = {.tok = tok, .reqs = reqs, .stop = stop,
+                  .stop_at = xmalloc_for("generate: prompts x --samples", (size_t)n_reqs, sizeof(size_t))};
     int32_t** prompt32 = xmalloc(sizeof(int32_t*) * n_prompts);
     for (int p = 0; p < n_prompts; p++) {
         prompt32[p] = xmalloc(sizeof(int32_t) * ps[p].ids.n);
         for (size_t i = 0; i < ps[p].ids.n; i++) prompt32[p][i] = (int32_t)ps[p].ids.ids[i];
         for (int k = 0; k < samples; k++) {
-            GenRequest* q = &reqs[p * samples + k];
+            const size_t r = (size_t)p * (size_t)samples + (size_t)k;
+            GenRequest* q = &reqs[r];
             q->prompt = prompt32[p];
             q->n_prompt = (int)ps[p].ids.n;
             q->sample = (uint32_t)k;
-            q->out = outbuf + (size_t)(p * samples + k) * max_tokens;
-            st.stop_at[p * samples + k] = SIZE_MAX;
+            q->out = outbuf + r * (size_t)max_tokens;
+            st.stop_at[r] = SIZE_MAX;
         }
     }
     double t0 = now_seconds();

@@ -25,6 +25,7 @@
  * uninterrupted run's.
  */
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -498,10 +499,26 @@ int cmd_selftrain(int argc, char** argv) {
     if (s.n_train > 0 && s.n_train < n_train) n_train = s.n_train;
     if (s.n_test > 0 && s.n_test < n_test) n_test = s.n_test;
     if (s.shots >= n_train) fatal("%s: %d problems, fewer than --shots %d + 1", s.train, n_train, s.shots);
+    // Requests are counted and indexed by int, and n + 1 of them allocated; sample keys of all iterations
+    // stay below 2^31 (stepdpo's rollouts use the keys above). The products are checked here, before
+    // any of them sizes an allocation, each message naming the options that make it.
+    const size_t max_req = (size_t)INT_MAX - 1, n_prob = (size_t)(n_train - s.shots);
+    if (method != METHOD_STAR) {
+        size_t n = checked_count(n_prob, (size_t)s.samples, max_req, "selftrain: training problems x --samples");
+        checked_count(n, (size_t)s.iterations, max_req, "selftrain: --iterations x training problems x --samples");
+    }
+    if (method == METHOD_VSTAR)
+        checked_count((size_t)n_test, (size_t)s.test_samples, max_req, "selftrain: test problems x --test-samples");
+    if (method == METHOD_STEPDPO)
+        checked_count(n_prob, (size_t)s.rollouts, max_req, "selftrain: training problems x --rollouts");
+    checked_count((size_t)s.gen_batch, 4, max_req, "selftrain: --gen-batch x 4 (requests per chunk)");
     char* tok_path = xsprintf("%s/tokenizer.json", s.model);
     Tokenizer* tok = tok_load(tok_path);
     ModelConfig cfg;
     config_load(&cfg, s.model);
+    if (s.max_tokens >= cfg.max_position_embeddings)
+        fatal("selftrain: --max-tokens %d: more than the model's context of %d positions holds after a prompt",
+              s.max_tokens, cfg.max_position_embeddings);
     Model m;
     model_create(&m, &cfg, be);
     const int64_t eos = tok_eos_id(tok);

@@ -85,6 +85,20 @@ void* xrealloc(void* p, size_t count, size_t size) {
     return q;
 }
 
+size_t checked_count(size_t a, size_t b, size_t limit, const char* what) {
+    if (a && (b > SIZE_MAX / a || a * b > limit))
+        fatal("%s: %zu x %zu is more than this run can hold (at most %zu)", what, a, b, limit);
+    return a * b;
+}
+
+void* xmalloc_for(const char* what, size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) fatal("%s: %zu x %zu bytes is more than memory can hold", what, count, size);
+    const size_t bytes = count * size;
+    void* p = malloc(bytes ? bytes : 1);
+    if (!p) fatal("%s: out of memory allocating %zu x %zu bytes", what, count, size);
+    return p;
+}
+
 char* xstrdup(const char* s) {
     size_t n = strlen(s);
     char* d = xmalloc(n + 1);

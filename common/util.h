@@ -34,6 +34,11 @@ void* xmalloc(size_t bytes);            // exits on failure
 void* xcalloc(size_t count, size_t size);
 void* xrealloc(void* p, size_t count, size_t size);  // count * size checked for overflow; exits on failure
 char* xstrdup(const char* s);
+// a * b for counts the user chose (--samples x problems): exits with "<what>: A x B is more than this
+// run can hold (at most LIMIT)" when the product overflows or exceeds limit. what names the options.
+size_t checked_count(size_t a, size_t b, size_t limit, const char* what);
+// xmalloc of count * size bytes whose error names what the memory is for (the option that sized it).
+void* xmalloc_for(const char* what, size_t count, size_t size);
 char* xsprintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));  // malloc'd
 
 // Whole-file read: returns malloc'd bytes with a terminating NUL (not counted in *len). A path that

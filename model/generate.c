@@ -230,8 +230,10 @@ int generate(Model* m, const GenConfig* gc, const int32_t* prompt, int n_prompt,
     if (n_prompt < 1) fatal("generate: the prompt must have at least one token");
     if (gc->thoughts && c->start_thought_id < 0) fatal("generate: --thoughts needs a Quiet-STaR checkpoint");
     if (gc->thoughts && gc->n_ahead < 4) fatal("generate: n_ahead must be at least 4");
-    const int max_len = n_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);
-    if (max_len > c->max_position_embeddings) fatal("generate: prompt + tokens exceed max_position_embeddings");
+    // in 64 bits: max_tokens near INT_MAX must not wrap past the check
+    const int64_t need = (int64_t)n_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);
+    if (need > c->max_position_embeddings) fatal("generate: prompt + tokens exceed max_position_embeddings");
+    const int max_len = (int)need;
     Gen g;
     gen_init(&g, m, max_len, gc->thoughts ? gc->n_ahead : 1);
     int produced = 0;
@@ -487,10 +489,11 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
         reqs[r].n_out = 0;
         reqs[r].finish = GEN_FINISH_LENGTH;
     }
-    const int max_len = max_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);
-    if (max_len > c->max_position_embeddings)
+    const int64_t need = (int64_t)max_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);  // no int wrap
+    if (need > c->max_position_embeddings)
         fatal("generate: prompt (%d tokens) + max tokens (%d) exceed max_position_embeddings (%d)", max_prompt,
               gc->max_tokens, c->max_position_embeddings);
+    const int max_len = (int)need;
     const int slots = batch < n_reqs ? batch : n_reqs;
     // rows per step: the running requests' new tokens plus the prompts admitted (at least the longest)
     const int cap = slots + (max_prompt > 512 ? max_prompt : 512);

@@ -21,6 +21,7 @@
  *   evaluate  M_n greedy on the test problems.
  * One metrics.jsonl record per iteration; state.json records each finished stage for --resume.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,11 @@ static Pair* rollouts_stage(Model* m, const RunCtx* rc, int iter, const Samples*
             g->complete = st_completion_end(task, smp->texts[r]) != NULL;
             g->last_prefix = g->complete ? g->L - 1 : g->L;
             g->first_req = n_req;
+            // every step prefix of every negative gets M rollouts: bounded like the other request counts
+            if ((int64_t)g->last_prefix * M > (int64_t)INT_MAX - 1 - n_req)
+                fatal("selftrain: stepdpo rollouts: steps of the wrong samples x --rollouts %d exceed %d requests "
+                      "(lower --rollouts or --negatives)",
+                      M, INT_MAX - 1);
             n_req += g->last_prefix * M;
             nn++, taken++;
         }
