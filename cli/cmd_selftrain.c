@@ -499,6 +499,14 @@ int cmd_selftrain(int argc, char** argv) {
     if (s.n_train > 0 && s.n_train < n_train) n_train = s.n_train;
     if (s.n_test > 0 && s.n_test < n_test) n_test = s.n_test;
     if (s.shots >= n_train) fatal("%s: %d problems, fewer than --shots %d + 1", s.train, n_train, s.shots);
+    // Fine-tuning steps of the last (largest when --grow > 1) iteration: int(start_steps * grow^(n-1))
+    // must be an int, else the conversion is undefined (it recorded 3e9 steps and ran none).
+    for (int n = 1; n <= s.iterations; n++) {
+        const double steps = s.start_steps * pow(s.grow, n - 1);
+        if (!(steps <= INT_MAX))
+            fatal("selftrain: --start-steps %d x --grow %g^%d = %.4g fine-tuning steps in iteration %d, more than %d",
+                  s.start_steps, s.grow, n - 1, steps, n, INT_MAX);
+    }
     // Requests are counted and indexed by int, and n + 1 of them allocated; sample keys of all iterations
     // stay below 2^31 (stepdpo's rollouts use the keys above). The products are checked here, before
     // any of them sizes an allocation, each message naming the options that make it.
