@@ -272,7 +272,7 @@ static void run_iterations(Model* m, const RunCtx* rc, int method, int first_ite
         Collected col = {0};
         char* kept_path = xsprintf("%s/kept_%03d.jsonl", s.out, iter);
         if (*done) {
-            col.ex = st_read_examples(kept_path, &col.n_ex);
+            col.ex = st_read_examples(kept_path, rc->vocab, &col.n_ex);
             col.n_correct = (int)st_json_num(part, "correct");
             col.n_rat = (int)st_json_num(part, "rationalized");
             const cJSON* kp = cJSON_GetObjectItemCaseSensitive(part, "kept");
@@ -312,7 +312,7 @@ static void run_iterations(Model* m, const RunCtx* rc, int method, int first_ite
             for (int j = 1; j < iter; j++) {
                 char* kp = xsprintf("%s/kept_%03d.jsonl", s.out, j);
                 int ne;
-                Example* more = st_read_examples(kp, &ne);
+                Example* more = st_read_examples(kp, rc->vocab, &ne);
                 ex = xrealloc(ex, (size_t)(n_ex + ne + 1), sizeof(Example));
                 memcpy(ex + n_ex, more, sizeof(Example) * (size_t)ne);
                 n_ex += ne;
@@ -547,7 +547,7 @@ int cmd_selftrain(int argc, char** argv) {
     char* hctx = st_few_shot(task, train, s.shots, 1);
     // the exemplars are not training problems
     RunCtx rc = {&s, task, n_train - s.shots, n_test, train + s.shots, test, ctx, hctx, tok, eos >= 0 ? (int)eos : 0,
-                 eos, settings};
+                 eos, settings, cfg.vocab_size};
     if (method == METHOD_STEPDPO) {
         stepdpo_run(&m, &rc, first_iter, saved);
     } else {

@@ -117,9 +117,10 @@ void st_metrics_rewind(const char* out, const cJSON* state, int iter);
 void st_metrics_append(const char* out, const cJSON* rec);  // and print it on stdout
 double st_json_num(const cJSON* o, const char* key);
 void st_write_examples(const char* path, const Example* ex, int n);
-Example* st_read_examples(const char* path, int* n_out);
-// A JSON list of token ids (a record's "prompt", "completion", ...); path:line name it in the error.
-Toks st_json_ids(const cJSON* a, const char* path, int line);
+Example* st_read_examples(const char* path, int vocab, int* n_out);
+// A JSON list of token ids (a record's "prompt", "completion", ...), each an integer in [0, vocab):
+// an id out of range would index past the embedding table. path:line name it in the error.
+Toks st_json_ids(const cJSON* a, int vocab, const char* path, int line);
 void st_free_examples(Example* ex, int n);
 // RUN_DIR/<name>/ as a complete checkpoint (weights, config, tokenizer), written atomically and marked as
 // a run directory (common/fs.h): selftrain removes it later (iter_NNN without --keep-all).
@@ -138,6 +139,7 @@ typedef struct {
     int pad;
     int64_t eos;
     const cJSON* settings;
+    int vocab;  // the model's vocabulary size: token ids read back from the run directory are below it
 } RunCtx;
 // V-STaR after its generator iterations: the verifier (DPO), then the test-time candidates (stage
 // "verifier" and "test" records). saved_stage: the resumed state's stage (NULL: none).

@@ -4,6 +4,7 @@
  * files. Moved here from cmd_selftrain.c unchanged in behaviour, so STaR's runs stay bitwise what they
  * were; generation gained sampling (per-request sample keys) and text prefixes for rollouts.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,18 +370,22 @@ void st_write_examples(const char* path, const Example* ex, int n) {
     atomic_commit(&f);
 }
 
-Toks st_json_ids(const cJSON* a, const char* path, int line) {
+Toks st_json_ids(const cJSON* a, int vocab, const char* path, int line) {
     if (!cJSON_IsArray(a)) fatal("%s:%d: not a list of token ids", path, line);
     Toks t = {xmalloc(sizeof(int32_t) * (size_t)(cJSON_GetArraySize(a) + 1)), 0};
     const cJSON* v;
     cJSON_ArrayForEach(v, a) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0) fatal("%s:%d: a token id is not a non-negative number", path, line);
-        t.ids[t.n++] = (int32_t)v->valuedouble;
+        // compared as a double before any conversion: 1e99 converted to int32 is undefined
+        const double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+        if (!(d >= 0 && d < vocab && d == floor(d)))
+            fatal("%s:%d: token id %s is not an integer in [0, %d) (the model's vocabulary)", path, line,
+                  cJSON_IsNumber(v) ? xsprintf("%.15g", d) : "(not a number)", vocab);
+        t.ids[t.n++] = (int32_t)d;
     }
     return t;
 }
 
-Example* st_read_examples(const char* path, int* n_out) {
+Example* st_read_examples(const char* path, int vocab, int* n_out) {
     Jsonl r;
     if (!jsonl_open(&r, path)) fatal("%s: missing (the run's state says its generation finished)", path);
     int n = 0, cap = 16;
@@ -388,8 +393,8 @@ Example* st_read_examples(const char* path, int* n_out) {
     while (jsonl_next(&r)) {
         if (!cJSON_IsObject(r.value)) fatal("%s:%d: not a JSON object", path, r.line);
         if (n == cap) ex = xrealloc(ex, (size_t)(cap *= 2), sizeof(Example));
-        ex[n].prompt = st_json_ids(cJSON_GetObjectItemCaseSensitive(r.value, "prompt"), path, r.line);
-        ex[n].completion = st_json_ids(cJSON_GetObjectItemCaseSensitive(r.value, "completion"), path, r.line);
+        ex[n].prompt = st_json_ids(cJSON_GetObjectItemCaseSensitive(r.value, "prompt"), vocab, path, r.line);
+        ex[n].completion = st_json_ids(cJSON_GetObjectItemCaseSensitive(r.value, "completion"), vocab, path, r.line);
         n++;
     }
     jsonl_close(&r);

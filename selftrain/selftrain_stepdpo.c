@@ -21,6 +21,7 @@
  *   evaluate  M_n greedy on the test problems.
  * One metrics.jsonl record per iteration; state.json records each finished stage for --resume.
  */
+#include <math.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,7 +105,7 @@ static void write_pair(AtomicFile* f, const Pair* p) {
     jsonl_write(f, o);
 }
 
-static Pair* read_pairs(const char* path, int* n_out) {
+static Pair* read_pairs(const char* path, int vocab, int* n_out) {
     Jsonl r;
     if (!jsonl_open(&r, path)) fatal("%s: missing (the run's state says its rollouts finished)", path);
     Pair* p = NULL;
@@ -112,11 +113,12 @@ static Pair* read_pairs(const char* path, int* n_out) {
     while (jsonl_next(&r)) {
         const cJSON* o = r.value;
         const cJSON* w = cJSON_GetObjectItemCaseSensitive(o, "weight");
-        if (!cJSON_IsObject(o) || !cJSON_IsNumber(w)) fatal("%s:%d: not a pair (prompt, chosen, rejected, weight)", path, r.line);
+        if (!cJSON_IsObject(o) || !cJSON_IsNumber(w) || !(fabs(w->valuedouble) <= 1e30))  // a float weight
+            fatal("%s:%d: not a pair (prompt, chosen, rejected, weight)", path, r.line);
         p = xrealloc(p, (size_t)n + 1, sizeof(Pair));
-        p[n].prompt = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "prompt"), path, r.line);
-        p[n].chosen = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "chosen"), path, r.line);
-        p[n].rejected = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "rejected"), path, r.line);
+        p[n].prompt = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "prompt"), vocab, path, r.line);
+        p[n].chosen = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "chosen"), vocab, path, r.line);
+        p[n].rejected = st_json_ids(cJSON_GetObjectItemCaseSensitive(o, "rejected"), vocab, path, r.line);
         p[n].weight = (float)w->valuedouble;
         n++;
     }
@@ -342,7 +344,7 @@ void stepdpo_run(Model* m, const RunCtx* rc, int first_iter, const cJSON* saved)
             save_stage(rc, iter, counts, "rollouts");
             fault_point("after_rollouts");
         } else {
-            pairs = read_pairs(ppath, &n_pairs);
+            pairs = read_pairs(ppath, rc->vocab, &n_pairs);
         }
         free(ppath);
         if (smp.texts) free_samples(&smp);

@@ -26,7 +26,7 @@ typedef struct {
     Toks prompt, completion;
 } VerSample;
 
-static VerSample* read_verifier_data(const char* path, VerSample* v, int* n) {
+static VerSample* read_verifier_data(const char* path, int vocab, VerSample* v, int* n) {
     Jsonl r;
     if (!jsonl_open(&r, path)) fatal("%s: missing (the generator iterations write it)", path);
     while (jsonl_next(&r)) {
@@ -41,8 +41,8 @@ static VerSample* read_verifier_data(const char* path, VerSample* v, int* n) {
         VerSample* s = &v[(*n)++];
         s->problem = pr->valueint;
         s->correct = cJSON_IsTrue(ok);
-        s->prompt = st_json_ids(a, path, r.line);
-        s->completion = st_json_ids(c, path, r.line);
+        s->prompt = st_json_ids(a, vocab, path, r.line);
+        s->completion = st_json_ids(c, vocab, path, r.line);
     }
     jsonl_close(&r);
     return v;
@@ -127,7 +127,7 @@ static void train_verifier(Model* m, const RunCtx* rc) {
     int n = 0;
     for (int it = 1; it <= s->iterations; it++) {
         char* p = xsprintf("%s/verifier_%03d.jsonl", s->out, it);
-        v = read_verifier_data(p, v, &n);
+        v = read_verifier_data(p, rc->vocab, v, &n);
         free(p);
     }
     int correct = 0;
