@@ -43,14 +43,31 @@ void fatal_set_cleanup(void (*fn)(void* arg), void* arg) {
     fatal_cleanup_arg = arg;
 }
 
+// The message is one line whatever it quotes: a newline, carriage return or other control character
+// of the user's text (a question, a path) is written as an escape, so that input can never print a
+// second, forged "qstar: error:" line.
+static void put_escaped(const char* m) {
+    for (const unsigned char* c = (const unsigned char*)m; *c; c++) {
+        if (*c == '\n') fputs("\\n", stderr);
+        else if (*c == '\r') fputs("\\r", stderr);
+        else if (*c == '\t') fputs("\\t", stderr);
+        else if (*c < 0x20 || *c == 0x7f) fprintf(stderr, "\\x%02x", *c);
+        else fputc(*c, stderr);
+    }
+}
+
 void fatal(const char* fmt, ...) {
     fflush(stdout);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "qstar: error: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    char* msg = NULL;
+    const int ok = vasprintf(&msg, fmt, ap) >= 0;
     va_end(ap);
+    fprintf(stderr, "qstar: error: ");
+    if (ok) put_escaped(msg);
+    else fputs("(out of memory formatting the message)", stderr);
+    fprintf(stderr, "\n");
+    free(msg);
     fflush(stderr);
     if (fatal_cleanup) {  // cleared first: an error inside the cleanup must not run it again
         void (*fn)(void*) = fatal_cleanup;
