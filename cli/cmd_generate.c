@@ -7,6 +7,7 @@
  * at every --batch, and sample 0 of a prompt is what `qstar sample` prints for it.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "common/args.h"
 #include "io/checkpoint.h"
+#include "io/jsonl.h"
 #include "cli/commands.h"
 #include "text/tokenizer.h"
 #include "common/util.h"
@@ -62,23 +64,14 @@ static char* unescape(const char* s) {
 }
 
 static Prompt* read_prompts(const char* path, const Tokenizer* tok, int vocab, int* n_out) {
-    size_t len;
-    char* text = read_file_or_die(path, &len);
+    Jsonl r;
+    if (!jsonl_open(&r, path)) fatal("%s: cannot open: %s", path, strerror(errno));
     Prompt* ps = NULL;
-    int n = 0, cap = 0, line = 0;
-    for (char* p = text; p < text + len;) {
-        char* nl = memchr(p, '\n', (size_t)(text + len - p));
-        char* end = nl ? nl : text + len;
-        line++;
-        char* q = p;
-        while (q < end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-        if (q == end) {  // blank line
-            p = end + 1;
-            continue;
-        }
-        *end = 0;
-        cJSON* o = cJSON_Parse(q);
-        if (!cJSON_IsObject(o)) fatal("%s: line %d: not a JSON object", path, line);
+    int n = 0, cap = 0;
+    while (jsonl_next(&r)) {
+        const int line = r.line;
+        const cJSON* o = r.value;
+        if (!cJSON_IsObject(o)) fatal("%s: line %d: %s", path, line, jsonl_not_object(&r));
         const cJSON* pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
         if (!pr) fatal("%s: line %d: no \"prompt\" field", path, line);
         if (!cJSON_IsString(pr)) fatal("%s: line %d: \"prompt\" is not a string", path, line);
@@ -98,10 +91,8 @@ static Prompt* read_prompts(const char* path, const Tokenizer* tok, int vocab, i
                 fatal("%s: line %d: token %u is outside the model's vocabulary", path, line, P->ids.ids[i]);
         P->id = id ? cJSON_Duplicate(id, 1) : cJSON_CreateNumber(n);
         n++;
-        cJSON_Delete(o);
-        p = end + 1;
     }
-    free(text);
+    jsonl_close(&r);
     if (n == 0) fatal("%s: no prompts", path);
     *n_out = n;
     return ps;

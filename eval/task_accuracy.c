@@ -198,7 +198,7 @@ static Item* read_items(const char* path, int task, int limit, int* n_out) {
     Item* items = NULL;
     int n = 0, cap = 0;
     while ((limit <= 0 || n < limit) && jsonl_next(&r)) {
-        if (!cJSON_IsObject(r.value)) fatal("%s:%d: not a JSON object", path, r.line);
+        if (!cJSON_IsObject(r.value)) fatal("%s:%d: %s", path, r.line, jsonl_not_object(&r));
         if (n == cap) items = xrealloc(items, (size_t)(cap = cap ? 2 * cap : 256), sizeof(Item));
         Item* it = &items[n++];
         memset(it, 0, sizeof *it);

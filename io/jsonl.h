@@ -13,10 +13,14 @@
 
 #include "common/util.h"
 
+// A line is one JSON value and nothing else but white space: a second value or any other text after
+// it, a NUL byte, a string escape \u0000 (C strings would end there) or bytes that are not UTF-8
+// make the line no value (value NULL), and error says which, for the caller's "FILE:LINE: " message.
 typedef struct {
     int line;      // the number (from 1) of the line jsonl_next stopped at
-    cJSON* value;  // that line's value; NULL when it is not JSON or holds a NUL byte (then nul is 1)
-    int nul;
+    cJSON* value;  // that line's value; NULL when the line is not one (error says why)
+    const char* error;  // NULL with a value, else why the line is none (a static string)
+    int nul;            // the line holds a NUL byte
     const char *p, *end;  // what is left of the text
     char* text;           // the file's text, when jsonl_open read it
 } Jsonl;
@@ -28,6 +32,8 @@ int jsonl_open(Jsonl* r, const char* path);
 // Moves to the next line that is not blank: 1, or 0 after the last. The previous value is deleted
 // (after a 0 the reader holds nothing but what jsonl_open read).
 int jsonl_next(Jsonl* r);
+// What is wrong with the line when value is not an object: error, or "not a JSON object".
+const char* jsonl_not_object(const Jsonl* r);
 // Deletes the last value and frees what jsonl_open read; calling it again does nothing.
 void jsonl_close(Jsonl* r);
 

@@ -391,7 +391,7 @@ Example* st_read_examples(const char* path, int vocab, int* n_out) {
     int n = 0, cap = 16;
     Example* ex = xmalloc(sizeof(Example) * (size_t)cap);
     while (jsonl_next(&r)) {
-        if (!cJSON_IsObject(r.value)) fatal("%s:%d: not a JSON object", path, r.line);
+        if (!cJSON_IsObject(r.value)) fatal("%s:%d: %s", path, r.line, jsonl_not_object(&r));
         if (n == cap) ex = xrealloc(ex, (size_t)(cap *= 2), sizeof(Example));
         ex[n].prompt = st_json_ids(cJSON_GetObjectItemCaseSensitive(r.value, "prompt"), vocab, path, r.line);
         ex[n].completion = st_json_ids(cJSON_GetObjectItemCaseSensitive(r.value, "completion"), vocab, path, r.line);

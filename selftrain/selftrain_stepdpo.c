@@ -43,6 +43,7 @@ static Samples read_samples(const char* path, int n_expected) {
     if (!jsonl_open(&r, path)) fatal("%s: missing (the run's state says its generation finished)", path);
     Samples s = {xmalloc(sizeof(char*) * (size_t)(n_expected + 1)), xmalloc(sizeof(int) * (size_t)(n_expected + 1)), 0};
     while (jsonl_next(&r)) {
+        if (!cJSON_IsObject(r.value)) fatal("%s:%d: %s", path, r.line, jsonl_not_object(&r));
         const cJSON* c = cJSON_GetObjectItemCaseSensitive(r.value, "completion");
         const cJSON* ok = cJSON_GetObjectItemCaseSensitive(r.value, "correct");
         if (!cJSON_IsString(c) || !cJSON_IsBool(ok) || s.n == n_expected)
@@ -111,6 +112,7 @@ static Pair* read_pairs(const char* path, int vocab, int* n_out) {
     Pair* p = NULL;
     int n = 0;
     while (jsonl_next(&r)) {
+        if (!cJSON_IsObject(r.value)) fatal("%s:%d: %s", path, r.line, jsonl_not_object(&r));
         const cJSON* o = r.value;
         const cJSON* w = cJSON_GetObjectItemCaseSensitive(o, "weight");
         if (!cJSON_IsObject(o) || !cJSON_IsNumber(w) || !(fabs(w->valuedouble) <= 1e30))  // a float weight

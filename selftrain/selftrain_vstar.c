@@ -30,6 +30,7 @@ static VerSample* read_verifier_data(const char* path, int vocab, VerSample* v, 
     Jsonl r;
     if (!jsonl_open(&r, path)) fatal("%s: missing (the generator iterations write it)", path);
     while (jsonl_next(&r)) {
+        if (!cJSON_IsObject(r.value)) fatal("%s:%d: %s", path, r.line, jsonl_not_object(&r));
         const cJSON* o = r.value;
         const cJSON* pr = cJSON_GetObjectItemCaseSensitive(o, "problem");
         const cJSON* ok = cJSON_GetObjectItemCaseSensitive(o, "correct");

@@ -368,12 +368,8 @@ StarItem* star_parse_tasks(const char* text, size_t len, const char* name, int t
     Jsonl r;
     jsonl_from_text(&r, text, len);
     while (jsonl_next(&r)) {
-        if (r.nul) {
-            set_err(err, errcap, "%s:%d: a NUL byte in the line", name, r.line);
-            goto fail;
-        }
         if (!cJSON_IsObject(r.value)) {
-            set_err(err, errcap, "%s:%d: not a JSON object", name, r.line);
+            set_err(err, errcap, "%s:%d: %s", name, r.line, jsonl_not_object(&r));
             goto fail;
         }
         if (n == cap) items = xrealloc(items, (size_t)(cap = cap ? 2 * cap : 64), sizeof(StarItem));
