@@ -173,7 +173,7 @@ static void process_file(Run* r, const char* path, const char* field, int thread
     int jsonl = ends_with(path, ".jsonl") || ends_with(path, ".json");
     if (!jsonl && !ends_with(path, ".txt"))
         fatal("%s: unknown input type (expected .jsonl/.json: JSON Lines, or .txt: one document per file)", path);
-    int fd = open(path, O_RDONLY);
+    int fd = open_regular(path);
     if (fd < 0) fatal("%s: cannot open input file", path);
     struct stat st;
     if (fstat(fd, &st)) fatal("%s: cannot stat input file", path);

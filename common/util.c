@@ -132,11 +132,11 @@ char* xsprintf(const char* fmt, ...) {
     return out;
 }
 
-// Opens path for reading, refusing what is not a regular file: a directory would read as a file of
+// Opens path for reading (util.h), refusing what is not a regular file: a directory would read as a file of
 // LONG_MAX bytes, and open() of a FIFO blocks until a writer comes (O_NONBLOCK keeps it from waiting).
-static FILE* open_regular(const char* path) {
+int open_regular(const char* path) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return NULL;
+    if (fd < 0) return -1;
     struct stat st = {0};
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         const int is_dir = S_ISDIR(st.st_mode);
@@ -145,6 +145,12 @@ static FILE* open_regular(const char* path) {
     }
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
+static FILE* fopen_regular(const char* path) {
+    int fd = open_regular(path);
+    if (fd < 0) return NULL;
     FILE* f = fdopen(fd, "rb");
     if (!f) {
         int err = errno;
@@ -155,7 +161,7 @@ static FILE* open_regular(const char* path) {
 }
 
 char* read_file_maybe(const char* path, size_t* len) {
-    FILE* f = open_regular(path);
+    FILE* f = fopen_regular(path);
     if (!f) return NULL;
     // the stream is closed before any error: a caller that survives fatal() (the fuzz harnesses,
     // tests/fuzz) must not be left with a FILE whose memory it then frees

@@ -44,6 +44,9 @@ char* xsprintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));  // 
 // Whole-file read: returns malloc'd bytes with a terminating NUL (not counted in *len). A path that
 // is not a regular file (a directory, a FIFO, a device) is an error, at once: a FIFO is never waited on.
 char* read_file_or_die(const char* path, size_t* len);
+// open(path, O_RDONLY) of a regular file: -1 (errno says why) when it cannot be opened; anything else
+// (a directory, a FIFO, a device) is an error at once, "PATH: not a regular file (...)", never waited on.
+int open_regular(const char* path);
 // Like read_file_or_die but returns NULL (and sets errno) when the file cannot be opened.
 char* read_file_maybe(const char* path, size_t* len);
 

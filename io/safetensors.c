@@ -261,7 +261,7 @@ static void check_no_overlap(const StIndex* st, int first, const char* path) {
 // Opens and validates one .safetensors file, appending its tensors. keep_metadata: this is the
 // file whose __metadata__ st_metadata reports.
 static void parse_file(StIndex* st, const char* path, int keep_metadata) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_regular(path);  // a FIFO is refused, not waited on
     if (fd < 0) fatal("%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0) fatal("%s: cannot stat: %s", path, strerror(errno));

@@ -65,7 +65,7 @@ static uint64_t check_header(const char* path, const ShardHeader* h, int64_t fil
 }
 
 static void read_header(const char* path, ShardHeader* h, int64_t* size) {
-    int fd = open(path, O_RDONLY);
+    int fd = open_regular(path);
     if (fd < 0) fatal("%s: cannot open shard: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) fatal("%s: cannot stat: %s", path, strerror(errno));
@@ -94,7 +94,7 @@ void shard_open(Shard* s, const char* path) {
     s->n_tokens = check_header(path, &h, size);
     s->token_bytes = (int)h.token_bytes;
     s->path = xstrdup(path);
-    int fd = open(path, O_RDONLY);
+    int fd = open_regular(path);
     if (fd < 0) fatal("%s: cannot open shard: %s", path, strerror(errno));
     s->map_bytes = (uint64_t)size;
     s->map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);

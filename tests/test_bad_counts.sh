@@ -92,5 +92,9 @@ expect_error "generate --in FIFO" "$work/fifo"$'\n'"not a regular file" $Q gener
 expect_error "eval --data FIFO" "$work/fifo"$'\n'"not a regular file" $Q eval --task gsm8k --ckpt "$ck" --data "$work/fifo"
 expect_error "selftrain --train DIRECTORY" "$work/adir"$'\n'"not a regular file" $Q "${S[@]}" --method star --train "$work/adir" --out "$work/s"
 
+expect_error "train --data FIFO (a shard)" "$work/fifo"$'\n'"not a regular file" $Q train --config configs/tiny.json --data "$work/fifo" --steps 1 --batch 2 --seq 16 --out "$work/t"
+rm -rf "$work/fifock"; mkdir -p "$work/fifock"; cp "$ck"/*.json "$work/fifock/"; mkfifo "$work/fifock/model.safetensors"
+expect_error "generate --ckpt whose model.safetensors is a FIFO (no hang)" "model.safetensors" $Q generate --ckpt "$work/fifock" --in "$work/p5.jsonl" --out "$work/g.jsonl"
+
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
