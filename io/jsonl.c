@@ -85,7 +85,7 @@ int jsonl_next(Jsonl* r) {
             const char* after = NULL;
             r->value = cJSON_ParseWithLengthOpts(q, n, &after, 0);
             if (!r->value) {
-                r->error = "not JSON";
+                r->error = "not a JSON object";
             } else {
                 while (after < end && (*after == ' ' || *after == '\t' || *after == '\r')) after++;
                 if (after < end) {
