@@ -578,6 +578,12 @@ int cmd_eval_task(int argc, char** argv) {
         GenConfig gc = {.temperature = temperature, .top_p = 1.0f, .max_tokens = max_tokens, .seed = (uint64_t)seed,
                         .thoughts = thoughts, .n_ahead = qs_n_ahead, .embed_scale = qs_scale,
                         .stop_token = (int)tok_eos_id(tok)};
+        // each generation's prompt + tokens fit the context (checked again by generate_batch, but only
+        // after the buffers below are sized by --max-tokens and --answer-tokens)
+        if (max_tokens >= cfg.max_position_embeddings || answer_tokens >= cfg.max_position_embeddings)
+            fatal("eval: --max-tokens %d / --answer-tokens %d: more than the model's context of %d positions holds "
+                  "after a question",
+                  max_tokens, answer_tokens, cfg.max_position_embeddings);
         const int chunk = batch / votes > 1 ? batch / votes : 1;  // questions per generate_batch call
         GenRequest* reqs = xcalloc((size_t)chunk * votes, sizeof(GenRequest));
         int32_t* out1 = xmalloc(sizeof(int32_t) * (size_t)chunk * votes * max_tokens);

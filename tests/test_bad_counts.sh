@@ -48,6 +48,9 @@ S=(selftrain --model "$ck" --task arith --train "$work/a.jsonl" --test "$work/a.
 # 1, 2, 12: products of counts beyond int, --max-tokens beyond the context
 expect_error "generate 5 prompts x --samples 858993460" "--samples" $Q "${G[@]}" --max-tokens 1 --samples 858993460
 expect_error "generate --max-tokens 2147483647" "--max-tokens 2147483647"$'\n'"context" $Q "${G[@]}" --max-tokens 2147483647
+expect_error "sample --max-tokens 2147483647" "--max-tokens 2147483647"$'\n'"context" $Q sample --ckpt "$ck" --prompt hi --max-tokens 2147483647
+printf '{"question": "How many?", "answer": "#### 7"}\n' > "$work/q1.jsonl"
+expect_error "eval cot-maj --max-tokens 2147483647" "--max-tokens 2147483647"$'\n'"context" $Q eval --task gsm8k --metric cot-maj --ckpt "$ck" --data "$work/q1.jsonl" --max-tokens 2147483647
 expect_error "selftrain rft --samples 858993460" "--samples" $Q "${S[@]}" --method rft --samples 858993460 --out "$work/s"
 expect_error "selftrain vstar --samples 858993460" "--samples" $Q "${S[@]}" --method vstar --iterations 1 --samples 858993460 --out "$work/s"
 expect_error "selftrain stepdpo --samples 858993460" "--samples" $Q "${S[@]}" --method stepdpo --samples 858993460 --out "$work/s"
