@@ -2,10 +2,12 @@
  * Causal grouped-query attention forward and backward on tensor cores, FlashAttention-2 style (the
  * backward is described at its kernels below), and the Quiet-STaR thought attention forward and
  * backward by decomposition (the causal part on tensor cores, the own-slot keys in fp32, merged by
- * log-sum-exp; see flash_thought_attention_forward/backward). NOT wired into the backend table yet: its products
- * are bf16 (fp32 accumulate) and the backend contract (ops.h) is fp32 today, so it waits for the bf16
- * precision issue; tests/test_emu_checks.sh checks it on the emulator against the CPU oracle
- * with tolerances derived from bf16's unit roundoff. Same contract as attention_forward/backward in
+ * log-sum-exp; see flash_thought_attention_forward/backward). In the bf16 backend table: with bf16
+ * storage, backend_cuda.cu routes the four attention ops here (Tin = floatX = bf16) for head dims 64,
+ * 80, 96, 128 and 16-byte aligned rows; the fp32 table keeps attention.cuh's kernels (its products are
+ * bf16, fp32 accumulate, so it does not meet the fp32 contract's tolerances), and compiles the Tin = float
+ * instances only for bench_attention's v3 and the checks. tests/test_emu_checks.sh checks it on the
+ * emulator against the CPU oracle with tolerances derived from bf16's unit roundoff. Same contract as attention_forward/backward in
  * kernels/ops.h: qkv rows hold NH query heads, then NKV key heads, then NKV value heads, each HD
  * wide; query head h reads kv head h / (NH/NKV); scale 1/sqrt(HD); out (B*T, NH*HD), lse (B, NH, T)
  * natural-log log-sum-exp of the scaled scores.
@@ -31,8 +33,8 @@
  *     itself 16-byte aligned — checked by the launcher).
  *   Tin = float (today's floatX): 128-bit loads of 8 floats, rounded to bf16 by registers and stored
  *     to shared memory; synchronous (the next tile is staged before the current one is computed, so
- *     loads do not overlap the math). This is the contract/correctness path; speed comes with bf16
- *     activations.
+ *     loads do not overlap the math). No training step runs it (the fp32 table uses attention.cuh);
+ *     bench_attention times it as v3, apart from the bf16 path (v2).
  * Rows past T are zero-filled (a NaN there would survive P = 0 as 0·NaN). Products are exact in fp32;
  * the error is bf16 rounding of Q, K, V (and of P before P·V), unit roundoff 2^-8.
  * Shared memory: forward 5 · 64 · (HD+8) · 2 bytes = 45 KiB (HD 64) ... 85 KiB (HD 128); backward
