@@ -145,6 +145,7 @@ struct SmemAccess {
     unsigned warp;
     unsigned long long seq; /* the how-manieth call of each lane */
     unsigned mask, arrived, bytes;
+    bool store; /* counted in C_BANK_CONFLICTS_ST, else _LD */
     uintptr_t addr[32];
 };
 
@@ -712,7 +713,14 @@ void release_barrier(Worker& w) {
 /* Shared memory has 32 banks of 4 bytes. A warp's access is split into phases of 128 bytes' worth of
  * lanes (32 lanes of <= 4 bytes, 16 of 8, 8 of 16); in a phase, lanes that touch the same 4-byte word
  * share it (broadcast), and each bank serves one word per wavefront. Returns the wavefronts beyond
- * one per phase. */
+ * one per phase. Source: CUDA C++ Programming Guide, "Compute Capability 5.x > Shared Memory" (the
+ * rule sm_80/sm_90 keep, sections "Compute Capability 8.x/9.x > Shared Memory": 32 banks, successive
+ * 32-bit words in successive banks, a word read by several threads is broadcast, each bank serves one
+ * word per request) and "Device Memory Accesses > Shared Memory" (an n-way conflict splits a request into
+ * n conflict-free ones). The phases for 64- and 128-bit accesses (half- and quarter-warps, each
+ * 128 bytes) are what the hardware does per Nsight Compute's "shared memory wavefronts" (a 128-bit
+ * warp-wide access takes 4 wavefronts without conflicts); the guide does not state them for 8.x/9.x.
+ * Stores apply the same rule; several lanes storing one word are one word (one of them wins). */
 unsigned long long extra_wavefronts(const SmemAccess& a) {
     unsigned per_phase = a.bytes <= 4 ? 32 : a.bytes >= 16 ? 8 : 128 / a.bytes;
     unsigned words_per_lane = a.bytes <= 4 ? 1 : a.bytes / 4;
@@ -734,6 +742,12 @@ unsigned long long extra_wavefronts(const SmemAccess& a) {
         if (most > 1) extra += most - 1;
     }
     return extra;
+}
+
+void count_smem(Worker& w, const SmemAccess& a) {
+    const unsigned long long extra = extra_wavefronts(a);
+    w.counts[C_BANK_CONFLICTS] += extra;
+    w.counts[a.store ? C_BANK_CONFLICTS_ST : C_BANK_CONFLICTS_LD] += extra;
 }
 
 void run_block(Worker& w, unsigned long long b) {
@@ -844,7 +858,7 @@ void run_block(Worker& w, unsigned long long b) {
     }
     check_dynsmem_guard(w);
     /* accesses that some lanes of their mask never made (they exited, or diverged): count what came */
-    for (SmemAccess& a : w.smem_pending) w.counts[C_BANK_CONFLICTS] += extra_wavefronts(a);
+    for (SmemAccess& a : w.smem_pending) count_smem(w, a);
     w.smem_pending.clear();
 }
 
@@ -1097,28 +1111,34 @@ void fiber_yield(const char* file, int line) {
     to_scheduler(*w, f);
 }
 
-void smem_access(const void* addr, unsigned bytes, unsigned mask, const char* file, int line) {
+static void smem_access_at(const void* addr, unsigned bytes, unsigned mask, bool store, const char* file, int line) {
     Worker* w = tl_worker;
     if (!w || !w->cur) return;
     Fiber* f = w->cur;
     if (!(mask >> f->lane & 1))
-        fatal("%s calls cuemu::smem_access with mask 0x%08x, which does not include its own lane, at %s:%d",
-              where(*w, *f).c_str(), mask, file, line);
+        fatal("%s calls cuemu::%s with mask 0x%08x, which does not include its own lane, at %s:%d",
+              where(*w, *f).c_str(), store ? "smem_store" : "smem_access", mask, file, line);
     unsigned long long seq = f->smem_calls++;
     SmemAccess* a = nullptr;
     for (SmemAccess& x : w->smem_pending)
-        if (x.warp == f->warp && x.seq == seq) a = &x;
+        if (x.warp == f->warp && x.seq == seq && x.mask == mask && x.store == store) a = &x;
     if (!a) {
-        w->smem_pending.push_back(SmemAccess{f->warp, seq, mask, 0, bytes, {}});
+        w->smem_pending.push_back(SmemAccess{f->warp, seq, mask, 0, bytes, store, {}});
         a = &w->smem_pending.back();
     }
     a->addr[f->lane] = (uintptr_t)addr;
     a->arrived |= 1u << f->lane;
     if (a->arrived == (a->mask & w->present[f->warp] & ~w->exited[f->warp])) {
-        w->counts[C_BANK_CONFLICTS] += extra_wavefronts(*a);
+        count_smem(*w, *a);
         *a = w->smem_pending.back();
         w->smem_pending.pop_back();
     }
+}
+void smem_access(const void* addr, unsigned bytes, unsigned mask, const char* file, int line) {
+    smem_access_at(addr, bytes, mask, false, file, line);
+}
+void smem_store(const void* addr, unsigned bytes, unsigned mask, const char* file, int line) {
+    smem_access_at(addr, bytes, mask, true, file, line);
 }
 
 void misaligned(const void* p, unsigned align, const char* what, const char* file, int line) {
@@ -1136,6 +1156,8 @@ void trap(const char* what, const char* file, int line) {
 }
 
 /* CUEMU_SCHEDULE=forward (default) | reverse | random[:SEED] */
+void add_kernel_totals(const char* name, const Counters& c);
+
 static void parse_schedule(Launch& L) {
     const char* s = getenv("CUEMU_SCHEDULE");
     if (!s || !*s || !strcmp(s, "forward")) return;
@@ -1231,12 +1253,46 @@ void launch_raw(const char* name, const void* fn, dim3 grid, dim3 block, size_t 
         }
         fprintf(stderr, "cuemu: counters '%s' grid (%u,%u,%u) block (%u,%u,%u) smem %zu:%s\n", name, grid.x, grid.y,
                 grid.z, block.x, block.y, block.z, smem, line.c_str());
+        add_kernel_totals(name, c);
     }
 }
 
+/* CUEMU_COUNTERS=1: totals per kernel name, printed at exit in first-launch order */
+std::mutex g_kernel_totals_mutex;
+std::vector<std::pair<std::string, Counters>>* g_kernel_totals;
+void print_kernel_totals() {
+    std::lock_guard<std::mutex> lk(g_kernel_totals_mutex);
+    if (!g_kernel_totals) return;
+    for (const auto& kt : *g_kernel_totals) {
+        std::string line;
+        char buf[96];
+        for (int i = C_LAUNCHES; i < C_NUM; i++) {
+            if (!kt.second.v[i]) continue;
+            snprintf(buf, sizeof buf, " %s=%llu", counter_name(i), kt.second.v[i]);
+            line += buf;
+        }
+        fprintf(stderr, "cuemu: kernel totals '%s':%s\n", kt.first.c_str(), line.c_str());
+    }
+}
+void add_kernel_totals(const char* name, const Counters& c) {
+    std::lock_guard<std::mutex> lk(g_kernel_totals_mutex);
+    if (!g_kernel_totals) {
+        g_kernel_totals = new std::vector<std::pair<std::string, Counters>>();
+        atexit(print_kernel_totals);
+    }
+    for (auto& kt : *g_kernel_totals)
+        if (kt.first == name) {
+            for (int i = 0; i < C_NUM; i++) kt.second.v[i] += c.v[i];
+            return;
+        }
+    g_kernel_totals->emplace_back(name, c);
+}
+
 const char* counter_name(int c) {
-    static const char* names[C_NUM] = {"launches",        "blocks",        "threads", "barriers", "warp_collectives",
-                                       "bytes_read",      "bytes_written", "mma",     "flops",    "bank_conflicts"};
+    static const char* names[C_NUM] = {"launches",         "blocks",           "threads",  "barriers",
+                                       "warp_collectives", "bytes_read",       "bytes_written", "mma",
+                                       "flops",            "bank_conflicts",   "bank_conflicts_ld",
+                                       "bank_conflicts_st"};
     return c >= 0 && c < C_NUM ? names[c] : "?";
 }
 Counters last_launch_counters() {

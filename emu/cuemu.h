@@ -98,7 +98,8 @@ inline thread_local unsigned char* t_dynsmem = nullptr;
  * recent launch on any thread) and total_counters() (since the start or reset_counters()); C host
  * code uses the extern "C" functions below. CUEMU_COUNTERS=1 prints one line per launch on
  * stderr: `cuemu: counters 'kernel' grid (..) block (..): barriers=.. warp_collectives=.. ...`
- * (only the non-zero counters). */
+ * (only the non-zero counters), and at exit one line per kernel name with its totals over all its
+ * launches: `cuemu: kernel totals 'kernel': launches=.. ... bank_conflicts=..`. */
 enum Counter : int {
     C_LAUNCHES,         /* kernel launches (1 per launch) */
     C_BLOCKS,           /* blocks run */
@@ -109,7 +110,9 @@ enum Counter : int {
     C_BYTES_WRITTEN,    /* bytes written, as reported by helpers */
     C_MMA,              /* tensor-core MMA instructions (warp-level), as reported by helpers */
     C_FLOPS,            /* floating-point operations, as reported by helpers (2 per multiply-add) */
-    C_BANK_CONFLICTS,   /* extra shared-memory wavefronts, as reported by helpers */
+    C_BANK_CONFLICTS,   /* extra shared-memory wavefronts, as reported by helpers (loads + stores) */
+    C_BANK_CONFLICTS_LD, /* the part of C_BANK_CONFLICTS from loads (ldmatrix, smem_access) */
+    C_BANK_CONFLICTS_ST, /* the part from stores (st.shared, cp.async destinations: smem_store) */
     C_NUM
 };
 inline thread_local unsigned long long* t_counts = nullptr; /* the running worker's tally, or null */
@@ -123,7 +126,7 @@ struct Counters {
 Counters last_launch_counters(); /* the most recently finished launch */
 Counters total_counters();       /* every launch since the start or the last reset_counters() */
 void reset_counters();
-const char* counter_name(int c); /* "launches", "blocks", ..., "bank_conflicts" */
+const char* counter_name(int c); /* "launches", "blocks", ..., "bank_conflicts", "bank_conflicts_ld", ... */
 
 /* ---------------------------------------------------------------- device memory accounting
  * Bytes requested through cudaMalloc (and its Async/Managed forms) and not yet freed: the current
@@ -231,6 +234,11 @@ namespace cuemu {
  *     ::cuemu::smem_access(row_ptr, 16);
  *     #endif */
 void smem_access(const void* addr, unsigned bytes, unsigned mask = 0xffffffffu, CUEMU_SITE);
+/* The same for a warp-wide shared-memory store (st.shared, or the destinations of the lanes' cp.async
+ * of one instruction): counted in C_BANK_CONFLICTS and C_BANK_CONFLICTS_ST (smem_access: _LD).
+ * Lanes of one warp that make the same how-manieth call with disjoint masks (the two sides of a
+ * branch, e.g. cp.async for rows in range and a zero store for the others) are separate accesses. */
+void smem_store(const void* addr, unsigned bytes, unsigned mask = 0xffffffffu, CUEMU_SITE);
 [[noreturn]] void misaligned(const void* p, unsigned align, const char* what, const char* file, int line);
 inline void check_align(const void* p, unsigned align, const char* what, CUEMU_SITE) {
     if ((uintptr_t)p & (uintptr_t)(align - 1)) misaligned(p, align, what, CUEMU_AT);

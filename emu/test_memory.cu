@@ -8,10 +8,12 @@
  *     its leading red zone (the trailing one is tested in test_deadlock.cu);
  *   cudaMalloc accounting: current and peak bytes, memory_reset_peak(), CUEMU_MEMREPORT=1;
  *   cuemu::check_align, for helpers' vector loads: a misaligned 16-byte load names the kernel;
- *   cuemu::smem_access: the bank conflicts of warp-wide shared accesses of 4, 8 and 16 bytes;
+ *   cuemu::smem_access / smem_store: the bank conflicts of warp-wide shared loads and stores of 4, 8
+ *     and 16 bytes (a planted stride-32 conflict counts 31, consecutive words 0), apart per kind, and
+ *     the two sides of a branch (disjoint masks) as two accesses;
  *   per-launch counters: blocks, threads, barriers, warp collectives, and what a kernel reports
  *     through cuemu::count() (bytes, MMA, FLOPs), for the last launch and in total, the same with
- *     two workers, and CUEMU_COUNTERS=1 lines;
+ *     two workers, and CUEMU_COUNTERS=1 lines (per launch, and per kernel at exit);
  *   CUEMU_INITCHECK=1 under valgrind: a kernel whose output depends on never-written shared memory
  *     makes memcheck report uninitialised values (skipped, by name, without valgrind).
  * Fatal cases run in a forked child (with an alarm) that must die with the expected message.
@@ -106,6 +108,29 @@ __global__ void k_banks(char* out, int stride, int bytes) {
     ::cuemu::smem_access(p, (unsigned)bytes);
 #endif
     if (bytes == 0) *out = *p; /* never: the test only counts */
+}
+
+/* the same as a store (st.shared, cp.async destinations) */
+__global__ void k_banks_store(char* out, int stride, int bytes) {
+    __shared__ float4 s[32 * 33];
+    char* p = reinterpret_cast<char*>(s) + threadIdx.x * stride;
+#ifdef CUEMU
+    ::cuemu::smem_store(p, (unsigned)bytes);
+#endif
+    if (bytes == 0) *p = *out; /* never: the test only counts */
+}
+
+/* the two sides of a branch are two instructions: even lanes store word 2l, odd lanes word 2l too,
+ * each side 2-way (lanes l and l + 16 share a bank): 1 extra wavefront each, 2 in all; counted as one
+ * access of all 32 lanes it would be 1 */
+__global__ void k_banks_branches(char* out) {
+    __shared__ float s[64];
+    const bool even = threadIdx.x % 2 == 0;
+    float* p = s + 2 * threadIdx.x;
+#ifdef CUEMU
+    ::cuemu::smem_store(p, 4, even ? 0x55555555u : 0xaaaaaaaau);
+#endif
+    if (out) *p = even ? 0.0f : 1.0f;
 }
 
 /* reads shared memory that no thread wrote in this block */
@@ -315,16 +340,31 @@ int main(int argc, char** argv) {
                             {32, 16, 4}}; /* float4 at stride 2: 2-way in each of 4 phases */
     for (const auto& bk : banks) {
         LAUNCH(k_banks, 1, 32, 0, 0, (char*)NULL, bk[0], bk[1]);
-        unsigned long long got = cuemu::last_launch_counters()[cuemu::C_BANK_CONFLICTS];
-        CHECK(got == (unsigned long long)bk[2], "bank conflicts of %d-byte accesses at stride %d: %llu (want %d)", bk[1],
-              bk[0], got, bk[2]);
+        cuemu::Counters k = cuemu::last_launch_counters();
+        unsigned long long got = k[cuemu::C_BANK_CONFLICTS];
+        CHECK(got == (unsigned long long)bk[2] && k[cuemu::C_BANK_CONFLICTS_LD] == got && k[cuemu::C_BANK_CONFLICTS_ST] == 0,
+              "bank conflicts of %d-byte loads at stride %d: %llu, loads %llu, stores %llu (want %d, %d, 0)", bk[1],
+              bk[0], got, k[cuemu::C_BANK_CONFLICTS_LD], k[cuemu::C_BANK_CONFLICTS_ST], bk[2], bk[2]);
+        LAUNCH(k_banks_store, 1, 32, 0, 0, (char*)NULL, bk[0], bk[1]);
+        k = cuemu::last_launch_counters();
+        got = k[cuemu::C_BANK_CONFLICTS];
+        CHECK(got == (unsigned long long)bk[2] && k[cuemu::C_BANK_CONFLICTS_ST] == got && k[cuemu::C_BANK_CONFLICTS_LD] == 0,
+              "bank conflicts of %d-byte stores at stride %d: %llu, stores %llu, loads %llu (want %d, %d, 0)", bk[1],
+              bk[0], got, k[cuemu::C_BANK_CONFLICTS_ST], k[cuemu::C_BANK_CONFLICTS_LD], bk[2], bk[2]);
     }
+    LAUNCH(k_banks_branches, 1, 32, 0, 0, (char*)NULL);
+    CHECK(cuemu::last_launch_counters()[cuemu::C_BANK_CONFLICTS_ST] == 2,
+          "stores of the two sides of a branch (disjoint masks) are counted apart: %llu (want 2)",
+          cuemu::last_launch_counters()[cuemu::C_BANK_CONFLICTS_ST]);
     cudaFree(f);
     o = in_child(run_counters_print);
     CHECK(o.code == 0 &&
               has(o, "cuemu: counters 'k_counted' grid (2,1,1) block (32,1,1) smem 0: blocks=2 threads=64 barriers=4 "
                      "warp_collectives=6 bytes_read=256 bytes_written=256 mma=2 flops=8192"),
           "CUEMU_COUNTERS=1 prints a line per launch");
+    CHECK(has(o, "cuemu: kernel totals 'k_counted': launches=1 blocks=2 threads=64 barriers=4 warp_collectives=6 "
+                 "bytes_read=256 bytes_written=256 mma=2 flops=8192\n"),
+          "CUEMU_COUNTERS=1 prints each kernel's totals at exit");
     show_if_failed("counters", o);
 
     /* initcheck under valgrind */

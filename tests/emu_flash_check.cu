@@ -93,8 +93,14 @@ static void run_case(int B, int T, int NH, int NKV, int HD, bool bf16_input, boo
     const unsigned long long mma_want = (unsigned long long)B * (NH / gp) * tiles * 4 * (HD / 16 * 8 + 4 * HD / 8);
     CHECK(cnt[::cuemu::C_MMA] == mma_want, "flash forward: %llu mma counted, %llu planned", cnt[::cuemu::C_MMA],
           mma_want);
-    CHECK(cnt[::cuemu::C_BANK_CONFLICTS] == 0, "flash forward: %llu ldmatrix bank conflicts",
-          cnt[::cuemu::C_BANK_CONFLICTS]);
+    CHECK(cnt[::cuemu::C_BANK_CONFLICTS_LD] == 0, "flash forward: %llu ldmatrix bank conflicts",
+          cnt[::cuemu::C_BANK_CONFLICTS_LD]);
+    // staging stores (cp.async destinations, zero fills): 16-byte rows at a stride of HD + 8 elements are
+    // conflict-free in every 8-lane phase at HD 64 and 128 (row stride 9 or 17 16-byte units, 8 chunks
+    // per row); at HD 80 and 96 some phases span rows and collide (counted, not checked)
+    if (HD == 64 || HD == 128)
+        CHECK(cnt[::cuemu::C_BANK_CONFLICTS_ST] == 0, "flash forward HD %d: %llu staging store bank conflicts", HD,
+              cnt[::cuemu::C_BANK_CONFLICTS_ST]);
     std::vector<float> out(out_c.size()), lse(lse_c.size());
     cudaMemcpy(out.data(), d_out, out.size() * sizeof(float), cudaMemcpyDeviceToHost);
     cudaMemcpy(lse.data(), d_lse, lse.size() * sizeof(float), cudaMemcpyDeviceToHost);

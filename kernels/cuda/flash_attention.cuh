@@ -27,7 +27,9 @@
  *
  * Staging and precision. Shared memory holds bf16: Q (64 rows) and a double buffer of K and V tiles,
  * rows padded by 8 elements (16 bytes) so the 8 row addresses of an ldmatrix fall in distinct banks
- * (the emulator's counters confirm 0 bank conflicts).
+ * (the emulator's counters confirm 0 ldmatrix bank conflicts). The 16-byte staging stores (cp.async
+ * destinations, zero fills) are conflict-free at HD 64 and 128; at HD 80 and 96 an 8-lane phase can
+ * span two rows and collide: 48 and 32 extra wavefronts per 64-row tile (of 80 and 96 phases).
  *   Tin = __nv_bfloat16: cp.async 16-byte copies, tile j+1 in flight while tile j is computed
  *     (requires 16-byte aligned rows: HD and the row width are multiples of 8 elements, and qkv
  *     itself 16-byte aligned — checked by the launcher).
@@ -67,6 +69,23 @@ struct FlashSmem {
 // sequence position (r / 2^gp): src + (r >> gp)·C3 + (r & (2^gp − 1))·HD, so gp = 0 is a plain run of
 // positions (K, V, unpacked Q) and gp > 0 packs the query heads of a GQA group. Positions at or past
 // `nvalid` are zero-filled. Each thread moves 8-element chunks.
+#ifdef CUEMU
+// The emulator's bank-conflict count of one flash_stage store: the lanes of this warp at the same loop
+// step that take the same branch (cp.async for positions < nvalid, the zero store for the others; `copy`)
+// issue one warp-wide 16-byte store together (the block is one-dimensional, lanes 32w..32w+31).
+template <int HD>
+inline void flash_stage_count(const void* to, int c, int rows, int nvalid, int gp, bool copy) {
+    constexpr int CHUNKS = HD / 8;
+    const int lane = threadIdx.x % 32;
+    unsigned mask = 0;
+    for (int l = 0; l < 32; l++) {
+        const int cl = c - lane + l;
+        if (cl < rows * CHUNKS && (((cl / CHUNKS) >> gp) < nvalid) == copy) mask |= 1u << l;
+    }
+    ::cuemu::smem_store(to, 16, mask);
+}
+#endif
+
 template <int HD>
 __device__ __forceinline__ void flash_stage(__nv_bfloat16* dst, const __nv_bfloat16* src, size_t C3, int rows,
                                             int nvalid, int gp = 0) {
@@ -74,6 +93,9 @@ __device__ __forceinline__ void flash_stage(__nv_bfloat16* dst, const __nv_bfloa
     for (int c = threadIdx.x; c < rows * CHUNKS; c += blockDim.x) {
         const int r = c / CHUNKS, d = (c % CHUNKS) * 8, pos = r >> gp;
         __nv_bfloat16* to = dst + r * FlashSmem<HD>::ROW + d;
+#ifdef CUEMU
+        flash_stage_count<HD>(to, c, rows, nvalid, gp, pos < nvalid);
+#endif
         if (pos < nvalid) cp_async_16(to, src + (size_t)pos * C3 + (size_t)(r & ((1 << gp) - 1)) * HD + d);
         else *reinterpret_cast<uint4*>(to) = make_uint4(0, 0, 0, 0);
     }
@@ -91,6 +113,10 @@ __device__ __forceinline__ void flash_stage(__nv_bfloat16* dst, const float* src
             const float4 a = p[0], b = p[1];
             v = make_uint4(pack_bf16x2(a.x, a.y), pack_bf16x2(a.z, a.w), pack_bf16x2(b.x, b.y), pack_bf16x2(b.z, b.w));
         }
+#ifdef CUEMU
+        // one st.shared.v4 for every lane of the step, in range or not
+        flash_stage_count<HD>(dst + r * FlashSmem<HD>::ROW + d, c, rows, 1 << 30, 0, true);
+#endif
         *reinterpret_cast<uint4*>(dst + r * FlashSmem<HD>::ROW + d) = v;
     }
 }
@@ -472,6 +498,10 @@ __device__ __forceinline__ void flash_stage_stats(float* s_lse2, float* s_d, con
                                                   int q0, int T) {
     for (int r = threadIdx.x; r < 64; r += blockDim.x) {
         const bool ok = q0 + r < T;
+#ifdef CUEMU
+        ::cuemu::smem_store(s_lse2 + r, 4, 0xffffffffu);  // two st.shared.f32 of whole warps (64 rows)
+        ::cuemu::smem_store(s_d + r, 4, 0xffffffffu);
+#endif
         s_lse2[r] = ok ? lse[q0 + r] * 1.4426950408889634f : INFINITY;
         s_d[r] = ok ? D[q0 + r] : 0.0f;
     }

@@ -39,7 +39,10 @@
  *
  * Emulator counters (cuemu::count, CUEMU_COUNTERS=1): each mma counts one C_MMA and 4096 C_FLOPS per
  * warp; ldmatrix counts the bytes it delivers and its shared-memory bank conflicts (extra wavefronts,
- * from all 32 row addresses); cp.async counts 16 bytes read and 16 written per lane.
+ * from all 32 row addresses; in C_BANK_CONFLICTS and C_BANK_CONFLICTS_LD); cp.async counts 16 bytes
+ * read and 16 written per lane. cp.async cannot count its destination's bank conflicts itself (it
+ * does not know which lanes issue it together): the caller describes the warp's copy with
+ * cuemu::smem_store(dst, 16, mask), as flash_stage does.
  */
 #pragma once
 
@@ -245,7 +248,11 @@ inline void ldmatrix(uint32_t* r, unsigned nmat, bool trans, const void* row, co
     w.addr[lane] = row;
     converge(op, file, line);
     ::cuemu::count(::cuemu::C_BYTES_READ, 4 * nmat); /* nmat 32-bit registers per lane */
-    if (lane == 0) ::cuemu::count(::cuemu::C_BANK_CONFLICTS, bank_conflicts(w, nmat));
+    if (lane == 0) {
+        const unsigned extra = bank_conflicts(w, nmat);
+        ::cuemu::count(::cuemu::C_BANK_CONFLICTS, extra);
+        ::cuemu::count(::cuemu::C_BANK_CONFLICTS_LD, extra);
+    }
     for (unsigned j = 0; j < nmat; j++) {
         uint16_t lo, hi;
         if (!trans) {
