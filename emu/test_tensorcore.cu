@@ -13,6 +13,9 @@
  *   cp.async: the destination reads as poison (0xFF) until its group is waited for; wait_group<1>,
  *     <0>, an uncommitted copy, wait_all; a double-buffered loop with a planted missing wait fails;
  *   emulator counters: mma count and FLOPs, ldmatrix bytes and bank conflicts of 32-byte rows;
+ *   exp2_approx (ex2.approx.ftz.f32) against exp2 in double: relative error <= EXP2_APPROX_REL_ERR
+ *     over [-126, 128) (fine steps, and every integer and half), the .ftz rules (subnormal input ->
+ *     1, results below 2^-126 -> +0) and the special values (+-0, +-inf, NaN);
  *   traps (in a forked child): misaligned ldmatrix row, misaligned cp.async source and destination,
  *     an mma with only half a warp.
  * Poison and traps are emulator semantics and are checked only there; on a GPU the rest runs as is.
@@ -30,6 +33,11 @@
 
 #include <string>
 #endif
+
+__global__ void k_exp2(const float* x, float* y, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = exp2_approx(x[i]);
+}
 
 /* ------------------------------------------------------------------ fragment builders (PTX ISA form) */
 template <class T>
@@ -401,6 +409,41 @@ static void test_pipeline(void) {
     cudaFree(d_src), cudaFree(d_out);
 }
 
+static void test_exp2_approx(void) {
+    std::vector<float> x;
+    for (int i = -126 * 64; i < 128 * 64; i++) x.push_back(i / 64.0f + 0.00390625f * (float)(i % 7));  // fine steps
+    for (int i = -126; i < 128; i++) x.push_back((float)i), x.push_back(i + 0.5f);
+    const size_t nrange = x.size();
+    const float special[] = {0.0f, -0.0f, 1e-40f, -1e-40f, -126.5f, -130.0f, -149.0f, -1000.0f, -INFINITY, INFINITY, NAN};
+    for (float v : special) x.push_back(v);
+    const int n = (int)x.size();
+    float *dx = nullptr, *dy = nullptr;
+    cudaMalloc((void**)&dx, n * sizeof(float));
+    cudaMalloc((void**)&dy, n * sizeof(float));
+    cudaMemcpy(dx, x.data(), n * sizeof(float), cudaMemcpyHostToDevice);
+    LAUNCH(k_exp2, (n + 127) / 128, 128, 0, 0, dx, dy, n);
+    std::vector<float> y(n);
+    cudaMemcpy(y.data(), dy, n * sizeof(float), cudaMemcpyDeviceToHost);
+    double worst = 0;
+    for (size_t i = 0; i < nrange; i++) {
+        const double want = exp2((double)x[i]);
+        if (want < 1.17549435e-38) continue;  // below the normal range: the .ftz checks below
+        worst = fmax(worst, fabs(y[i] - want) / want);
+    }
+    CHECK(worst <= EXP2_APPROX_REL_ERR, "exp2_approx: worst relative error %.3g over [-126, 128) (bound %.3g)", worst,
+          EXP2_APPROX_REL_ERR);
+    const float* ys = y.data() + nrange;
+    CHECK(ys[0] == 1.0f && ys[1] == 1.0f, "exp2_approx(+-0) = 1: %g %g", ys[0], ys[1]);
+    CHECK(ys[2] == 1.0f && ys[3] == 1.0f, "exp2_approx(subnormal) = 1 (.ftz): %g %g", ys[2], ys[3]);
+    CHECK(ys[4] == 0.0f && ys[5] == 0.0f && ys[6] == 0.0f && ys[7] == 0.0f && !signbit(ys[4]),
+          "exp2_approx(x < -126) = +0 (.ftz): %g %g %g %g", ys[4], ys[5], ys[6], ys[7]);
+    CHECK(ys[8] == 0.0f && !signbit(ys[8]) && isinf(ys[9]) && ys[9] > 0 && isnan(ys[10]),
+          "exp2_approx(-inf, +inf, NaN) = +0, +inf, NaN: %g %g %g", ys[8], ys[9], ys[10]);
+    printf("exp2_approx: worst relative error %.3g over %zu inputs in [-126, 128)\n", worst, nrange);
+    cudaFree(dx);
+    cudaFree(dy);
+}
+
 #ifdef CUEMU
 static void* g_buf;
 static void run_ld_misaligned(void) { LAUNCH(k_ldmatrix_misaligned, 1, 32, 0, 0, (uint32_t*)g_buf); }
@@ -451,5 +494,6 @@ int main(void) {
     printf("traps:\n");
     test_traps();
 #endif
+    test_exp2_approx();
     return test_summary();
 }

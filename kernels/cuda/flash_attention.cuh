@@ -21,7 +21,9 @@
  * memory by ldmatrix (K row-major [key][d] is exactly the col-major B operand, so no transpose);
  * causal mask only on tiles with keys past the tile's first position; online softmax in registers
  * (base-2 exponentials, the row max and sum kept per lane and reduced over the 4 lanes of a row by
- * two shuffles); P is re-packed from the S accumulators into A fragments without touching memory
+ * two shuffles; the forward keeps the raw scores and makes each probability one FFMA,
+ * s·scale·log2e − m·scale·log2e, into exp2_approx = ex2.approx.ftz, relative error <= 2^-21,
+ * tensorcore.cuh); P is re-packed from the S accumulators into A fragments without touching memory
  * (the C layout of two adjacent n-blocks is the A layout of one k-chunk); O += P·V with V [key][d]
  * loaded by ldmatrix.trans.
  *
@@ -41,7 +43,7 @@
  * the error is bf16 rounding of Q, K, V (and of P before P·V), unit roundoff 2^-8.
  * Shared memory: forward 5 · 64 · (HD+8) · 2 bytes = 45 KiB (HD 64) ... 85 KiB (HD 128); backward
  * 6 tiles + 1 KiB = 55 ... 103 KiB; set per kernel through cudaFuncSetAttribute above 48 KiB.
- * Registers (ptxas, sm_80/sm_90, no spills): forward 96-132; backward dQ 154-202, dK/dV 188-254 — at
+ * Registers (ptxas, sm_80/sm_90, no spills): forward 101-140; backward dQ 154-202, dK/dV 188-254 — at
  * HD 128 dK/dV sits at the 255 limit (dK and dV accumulators are 128 of them), so a compiler change
  * could make it spill; make cuda would then fail and say so.
  * Emulator, measured: removing the trailing __syncthreads of a double-buffered loop (forward, or the
@@ -155,12 +157,14 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
     flash_stage<HD>(sV, vbase, C3, FLASH_BLOCK_K, T);
     cp_async_commit();
 
-    // scores in the log2 domain: exp(x·scale) = exp2(x·scale·log2 e)
+    // scores stay unscaled (raw Q·K); exp(x·scale) = exp2(x·scale·log2 e), and each probability is one
+    // FFMA, x·scale_log2 − m·scale_log2, into ex2.approx (as FA2 with --use_fast_math)
     const float scale_log2 = 1.4426950408889634f / sqrtf((float)HD);
     float o[DB][4];
 #pragma unroll
     for (int i = 0; i < DB; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows lane/4 and lane/4 + 8 of the warp
+                                                               // (m: running max of the raw scores)
     const int row_lo = warp * 16 + lane / 4;               // this lane's first tile row (the other: +8)
     const int pos[2] = {q0 + (row_lo >> gp), q0 + ((row_lo + 8) >> gp)};  // their query positions
 
@@ -203,21 +207,21 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
         for (int nb = 0; nb < 8; nb++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                float x = s[nb][e] * scale_log2;
                 if (diagonal) {
                     const int key = j * FLASH_BLOCK_K + nb * 8 + 2 * (lane % 4) + (e & 1);
-                    if (key > pos[e >> 1]) x = -INFINITY;
+                    if (key > pos[e >> 1]) s[nb][e] = -INFINITY;  // -inf·scale − m·scale = -inf: P = 0
                 }
-                s[nb][e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nb][e]);  // scale_log2 > 0: the max commutes with it
             }
-        float corr[2];
+        float corr[2], ms[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
             mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            corr[r] = exp2f(m[r] - mx[r]);  // 0 on the first tile (m = -inf); key 0 keeps mx finite
+            // 0 on the first tile (m = -inf); key 0 keeps mx finite
+            corr[r] = exp2_approx((m[r] - mx[r]) * scale_log2);
             m[r] = mx[r];
+            ms[r] = mx[r] * scale_log2;
             l[r] *= corr[r];
         }
 #pragma unroll
@@ -228,8 +232,10 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
         uint32_t p[4][4];  // P as A fragments, one per 16-key chunk
 #pragma unroll
         for (int nb = 0; nb < 8; nb++) {
-            const float p0 = exp2f(s[nb][0] - m[0]), p1 = exp2f(s[nb][1] - m[0]);
-            const float p2 = exp2f(s[nb][2] - m[1]), p3 = exp2f(s[nb][3] - m[1]);
+            const float p0 = exp2_approx(fmaf(s[nb][0], scale_log2, -ms[0]));
+            const float p1 = exp2_approx(fmaf(s[nb][1], scale_log2, -ms[0]));
+            const float p2 = exp2_approx(fmaf(s[nb][2], scale_log2, -ms[1]));
+            const float p3 = exp2_approx(fmaf(s[nb][3], scale_log2, -ms[1]));
             l[0] += p0 + p1;
             l[1] += p2 + p3;
             p[nb / 2][(nb % 2) * 2 + 0] = pack_bf16x2(p0, p1);  // row lane/4: a[0] (even nb) or a[2]
@@ -261,14 +267,15 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
     for (int r = 0; r < 2; r++) {
         const int row = pos[r], h = h0 + ((row_lo + 8 * r) & ((1 << gp) - 1));
         if (row >= T) continue;
-        const float inv = 1.0f / l[r];  // l >= 1: the row max contributes exp2(0)
+        const float inv = 1.0f / l[r];  // l >= ~1: the row max contributes exp2(fma residual) = 1 ± 2^-21
         floatX* orow = out + ((size_t)b * T + row) * CO + (size_t)h * HD + 2 * (lane % 4);
 #pragma unroll
         for (int i = 0; i < DB; i++) {
             orow[i * 8] = (floatX)(o[i][2 * r] * inv);
             orow[i * 8 + 1] = (floatX)(o[i][2 * r + 1] * inv);
         }
-        if (lane % 4 == 0) lse[((size_t)b * NH + h) * T + row] = (m[r] + log2f(l[r])) * 0.6931471805599453f;
+        if (lane % 4 == 0)
+            lse[((size_t)b * NH + h) * T + row] = (m[r] * scale_log2 + log2f(l[r])) * 0.6931471805599453f;
     }
 }
 

@@ -13,6 +13,7 @@
  *   ldmatrix_x1/x2/x4[_trans]   8x8 b16 matrices from shared memory, one 16-byte row address per lane
  *   cp_async_16(dst, src)       16 bytes global -> shared, .cg (L2 only); cp_async_commit();
  *                               cp_async_wait_group<N>(); cp_async_wait_all()
+ *   exp2_approx(x)              2^x by the SFU: ex2.approx.ftz.f32 (below)
  *
  * Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"), with
  * g = lane / 4 (groupID) and t = lane % 4 (threadID_in_group); each 32-bit register holds two 16-bit
@@ -69,6 +70,19 @@
 #else
 #error "tensorcore.cuh: compile with nvcc, or with g++ -include emu/cuemu.h (the CPU emulator)"
 #endif
+
+/* exp2_approx(x) = ex2.approx.ftz.f32: 2^x from the special function unit (one MUFU.EX2, no range
+ * fix-up as exp2f has without --use_fast_math). PTX ISA, "Floating Point Instructions: ex2": a fast
+ * approximation whose maximum relative error over the full range is of the order of 2^-22 (2 ulp of
+ * fp32; the exact figure was not re-checked while writing this, so the code relies only on
+ * <= 2^-21 = EXP2_APPROX_REL_ERR, which emu/test_tensorcore.cu checks); .ftz: a subnormal input is
+ * read as 0 and a subnormal result is flushed to +0, i.e. 2^x = 0 for x < -126; 2^+-0 = 1 exactly
+ * (the PTX ISA's table of special values), 2^-inf = +0, 2^+inf = +inf, NaN -> NaN. Used where the result is rounded to bf16 next (u = 2^-8)
+ * or summed in fp32: 2^-21 is far below both. The emulator cannot reproduce the SFU's bits; it
+ * returns 2^x·(1 + 2^-22) rounded to fp32 (and the .ftz rules): a result near the edge of the
+ * documented error, deterministic, so the kernels' tolerances are exercised against the bound
+ * rather than against an exact exp2. */
+#define EXP2_APPROX_REL_ERR 4.76837158203125e-07 /* 2^-21 */
 
 /* two floats -> one register of two bf16 (round to nearest even), lo in the low half */
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
@@ -136,6 +150,11 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
 __device__ __forceinline__ void cp_async_16(void* smem_dst, const void* gmem_src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(tc_smem_addr(smem_dst)), "l"(gmem_src)
                  : "memory");
+}
+__device__ __forceinline__ float exp2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
@@ -347,6 +366,12 @@ __device__ inline void cp_async_16(void* smem_dst, const void* gmem_src TC_SITE)
     ::cuemu::count(::cuemu::C_BYTES_READ, 16);
     ::cuemu::count(::cuemu::C_BYTES_WRITTEN, 16);
     q.pending.push_back(c);
+}
+__device__ inline float exp2_approx(float x) {
+    if (x != x) return x;                                       /* NaN */
+    if (fabsf(x) < 1.17549435e-38f) return 1.0f;                /* +-0, and subnormals (.ftz): exactly 1 */
+    const float r = (float)(exp2((double)x) * (1.0 + 0x1p-22)); /* at the edge of the error bound */
+    return r < 1.17549435e-38f ? 0.0f : r;                      /* .ftz: subnormal result -> +0 */
 }
 __device__ inline void cp_async_commit() { tc_emu::my_queue().committed++; }
 template <int N>
