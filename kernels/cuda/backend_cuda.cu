@@ -69,14 +69,15 @@ using namespace QSTAR_NS;
 static double cuda_peak_flops_x(void) { return cuda_peak_flops(QSTAR_CUDA_BF16); }
 
 // Attention: with bf16 storage the tensor-core kernels (flash_attention.cuh) for the head dims they are
-// built for and 16-byte aligned rows; otherwise (fp32 storage, other head dims) the fp32 kernels of
-// attention.cuh.
+// built for and 16-byte aligned rows (the forward also needs out 16-byte aligned: 16-byte row stores);
+// otherwise (fp32 storage, other head dims) the fp32 kernels of attention.cuh.
 static bool use_flash(int HD, const void* qkv, size_t stride_elems) {
     const bool hd = HD == 64 || HD == 80 || HD == 96 || HD == 128;
     return QSTAR_CUDA_BF16 && hd && (uintptr_t)qkv % 16 == 0 && stride_elems * sizeof(floatX) % 16 == 0;
 }
 static void attention_forward_x(floatX* out, float* lse, const floatX* qkv, int B, int T, int NH, int NKV, int HD) {
-    if (use_flash(HD, qkv, 0)) flash_attention_forward<floatX>(out, lse, qkv, B, T, NH, NKV, HD, qstar_stream);
+    if (use_flash(HD, qkv, 0) && (uintptr_t)out % 16 == 0)
+        flash_attention_forward<floatX>(out, lse, qkv, B, T, NH, NKV, HD, qstar_stream);
     else cuda_attention_forward(out, lse, qkv, B, T, NH, NKV, HD);
 }
 static void attention_backward_x(floatX* dqkv, const floatX* dout, const floatX* out, const float* lse,
@@ -87,7 +88,7 @@ static void attention_backward_x(floatX* dqkv, const floatX* dout, const floatX*
 }
 static void thought_attention_forward_x(floatX* out, float* lse, const floatX* qkv, size_t step_stride, int k, int R,
                                         int L, int NH, int NKV, int HD) {
-    if (use_flash(HD, qkv, step_stride))
+    if (use_flash(HD, qkv, step_stride) && (uintptr_t)out % 16 == 0)
         flash_thought_attention_forward<floatX>(out, lse, qkv, step_stride, k, R, L, NH, NKV, HD, qstar_stream);
     else cuda_thought_attention_forward(out, lse, qkv, step_stride, k, R, L, NH, NKV, HD);
 }

@@ -25,7 +25,8 @@
  * s·scale·log2e − m·scale·log2e, into exp2_approx = ex2.approx.ftz, relative error <= 2^-21,
  * tensorcore.cuh); P is re-packed from the S accumulators into A fragments without touching memory
  * (the C layout of two adjacent n-blocks is the A layout of one k-chunk); O += P·V with V [key][d]
- * loaded by ldmatrix.trans.
+ * loaded by ldmatrix.trans. O is normalised into shared memory (the K buffers, free after the loop)
+ * and written out in 16-byte chunks, so out must be 16-byte aligned (the launcher checks).
  *
  * Staging and precision. Shared memory holds bf16: Q (64 rows) and a double buffer of K and V tiles,
  * rows padded by 8 elements (16 bytes) so the 8 row addresses of an ldmatrix fall in distinct banks
@@ -43,7 +44,7 @@
  * the error is bf16 rounding of Q, K, V (and of P before P·V), unit roundoff 2^-8.
  * Shared memory: forward 5 · 64 · (HD+8) · 2 bytes = 45 KiB (HD 64) ... 85 KiB (HD 128); backward
  * 6 tiles + 1 KiB = 55 ... 103 KiB; set per kernel through cudaFuncSetAttribute above 48 KiB.
- * Registers (ptxas, sm_80/sm_90, no spills): forward 101-140; backward dQ 154-202, dK/dV 188-254 — at
+ * Registers (ptxas, sm_80/sm_90, no spills): forward 100-141; backward dQ 154-202, dK/dV 188-254 — at
  * HD 128 dK/dV sits at the 255 limit (dK and dV accumulators are 128 of them), so a compiler change
  * could make it spill; make cuda would then fail and say so.
  * Emulator, measured: removing the trailing __syncthreads of a double-buffered loop (forward, or the
@@ -121,6 +122,20 @@ __device__ __forceinline__ void flash_stage(__nv_bfloat16* dst, const float* src
 #endif
         *reinterpret_cast<uint4*>(dst + r * FlashSmem<HD>::ROW + d) = v;
     }
+}
+
+// Two adjacent output elements to shared memory: one 32-bit store (bf16 pair) or one 64-bit (float2).
+__device__ __forceinline__ void flash_store2(__nv_bfloat16* p, float a, float b) {
+#ifdef CUEMU
+    ::cuemu::smem_store(p, 4);
+#endif
+    *reinterpret_cast<uint32_t*>(p) = pack_bf16x2(a, b);
+}
+__device__ __forceinline__ void flash_store2(float* p, float a, float b) {
+#ifdef CUEMU
+    ::cuemu::smem_store(p, 8);
+#endif
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
 }
 
 template <int HD, class Tin>
@@ -262,20 +277,38 @@ __global__ void __launch_bounds__(32 * FLASH_WARPS)
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
     }
+    // O leaves through shared memory: each warp writes its 16 normalised rows (floatX, row stride
+    // HD + 8 elements: the 8 rows of one store fall in distinct banks) into the K buffers, free since
+    // the loop's trailing barrier, then copies them out as 16-byte chunks (STG.128 instead of 2-byte
+    // scalar stores). The region is the warp's own, so __syncwarp orders it.
+    floatX* sO = reinterpret_cast<floatX*>(sK) + warp * 16 * S::ROW;  // [16][ROW] floatX: fits in sK's 2 tiles
     const size_t CO = (size_t)NH * HD;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const int row = pos[r], h = h0 + ((row_lo + 8 * r) & ((1 << gp) - 1));
-        if (row >= T) continue;
         const float inv = 1.0f / l[r];  // l >= ~1: the row max contributes exp2(fma residual) = 1 ± 2^-21
-        floatX* orow = out + ((size_t)b * T + row) * CO + (size_t)h * HD + 2 * (lane % 4);
+        floatX* srow = sO + (lane / 4 + 8 * r) * S::ROW + 2 * (lane % 4);
 #pragma unroll
-        for (int i = 0; i < DB; i++) {
-            orow[i * 8] = (floatX)(o[i][2 * r] * inv);
-            orow[i * 8 + 1] = (floatX)(o[i][2 * r + 1] * inv);
-        }
-        if (lane % 4 == 0)
+        for (int i = 0; i < DB; i++) flash_store2(srow + i * 8, o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+        if (row < T && lane % 4 == 0)
             lse[((size_t)b * NH + h) * T + row] = (m[r] * scale_log2 + log2f(l[r])) * 0.6931471805599453f;
+    }
+    __syncwarp();
+    constexpr int RC = HD * (int)sizeof(floatX) / 16;  // 16-byte chunks per row
+    constexpr int EC = 16 / (int)sizeof(floatX);       // elements per chunk
+    static_assert(FLASH_BLOCK_Q * S::ROW * sizeof(floatX) <= 2 * S::TILE * sizeof(__nv_bfloat16),
+                  "the O staging rows must fit in the K double buffer");
+    static_assert(16 * RC % 32 == 0, "every lane makes the same number of 16-byte copies");
+#pragma unroll
+    for (int c = lane; c < 16 * RC; c += 32) {  // 16·RC is a multiple of 32 for every HD built
+        const int rr = c / RC, k = c % RC, trow = warp * 16 + rr;
+        const int row = q0 + (trow >> gp), h = h0 + (trow & ((1 << gp) - 1));
+        const floatX* from = sO + rr * S::ROW + k * EC;
+#ifdef CUEMU
+        ::cuemu::smem_access(from, 16);
+#endif
+        const uint4 v = *reinterpret_cast<const uint4*>(from);
+        if (row < T) *reinterpret_cast<uint4*>(out + ((size_t)b * T + row) * CO + (size_t)h * HD + k * EC) = v;
     }
 }
 
@@ -303,6 +336,7 @@ static void flash_forward_dispatch(floatX* out, float* lse, const Tin* qkv, cons
                                    int NKV, int HD, cudaStream_t stream) {
     if (NKV <= 0 || NH % NKV != 0) fatal("flash attention: NH=%d is not a multiple of NKV=%d", NH, NKV);
     if ((uintptr_t)qkv % 16 != 0 || (uintptr_t)qsrc % 16 != 0) fatal("flash attention: qkv is not 16-byte aligned");
+    if ((uintptr_t)out % 16 != 0) fatal("flash attention: out is not 16-byte aligned (16-byte row stores)");
     switch (HD) {
     case 64: flash_attention_forward_hd<64>(out, lse, qkv, qsrc, B, T, NH, NKV, stream); break;
     case 80: flash_attention_forward_hd<80>(out, lse, qkv, qsrc, B, T, NH, NKV, stream); break;
