@@ -1,5 +1,5 @@
 /*
- * Run directories: made with a marker, removed only when marked (fs.h). Removal walks the tree with
+ * Run directories: made with a marker, removed only when marked (fs.h). Removal (tree_remove) walks the tree with
  * nftw(FTW_DEPTH | FTW_PHYS | FTW_MOUNT): children before their directory, a symbolic link reported
  * as a link (and unlinked) rather than followed, and nothing on another filesystem entered. This
  * replaces selftrain's `rm -rf '<path>'` run by a shell (the C library's system), which a quote in
@@ -105,17 +105,9 @@ static int rm_entry(const char* p, const struct stat* sb, int type, struct FTW* 
     return 0;
 }
 
-char* run_dir_remove(const char* path) {
+char* tree_remove(const char* path) {
     struct stat st;
-    if (lstat(path, &st) != 0) {
-        if (errno == ENOENT) return NULL;
-        return xsprintf("%s: cannot remove: %s", path, strerror(errno));
-    }
-    if (!S_ISDIR(st.st_mode)) return xsprintf("%s: not removed: not a directory (a run directory was expected)", path);
-    if (!run_dir_is_ours(path))
-        return xsprintf("%s: not removed: not a directory qstar made (no %s marker, and files other than a "
-                        "checkpoint's)",
-                        path, RUN_DIR_MARKER);
+    if (lstat(path, &st) != 0) return errno == ENOENT ? NULL : xsprintf("%s: cannot remove: %s", path, strerror(errno));
     rm_failed_path = NULL;
     int rc = nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
     if (rm_failed_path) {
@@ -128,4 +120,18 @@ char* run_dir_remove(const char* path) {
     // FTW_MOUNT leaves another filesystem's entries unvisited: their directory is then still here
     if (lstat(path, &st) == 0) return xsprintf("%s: cannot remove: something in it is on another filesystem", path);
     return NULL;
+}
+
+char* run_dir_remove(const char* path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return NULL;
+        return xsprintf("%s: cannot remove: %s", path, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) return xsprintf("%s: not removed: not a directory (a run directory was expected)", path);
+    if (!run_dir_is_ours(path))
+        return xsprintf("%s: not removed: not a directory qstar made (no %s marker, and files other than a "
+                        "checkpoint's)",
+                        path, RUN_DIR_MARKER);
+    return tree_remove(path);
 }

@@ -18,11 +18,15 @@ void run_dir_create(const char* path);
 // 1 when path is a directory qstar may remove (the rule is at its definition), else 0.
 int run_dir_is_ours(const char* path);
 
-// Removes the run directory path and everything in it, without following a symbolic link (one inside
-// is unlinked, its target untouched) and without entering another filesystem mounted inside. A path
-// that does not exist is not an error. Returns NULL when done, else a malloc'd one-line message that
-// names the path and says why it is (still) there: not a directory, not a qstar run directory, or an
-// entry that could not be removed.
+// Removes path and everything in it, without following a symbolic link (one inside is unlinked, its
+// target untouched) and without entering another filesystem mounted inside. A path that does not
+// exist is not an error. Returns NULL when done, else a malloc'd one-line message naming the path and
+// the entry that could not be removed. No ownership check: for a directory the caller made itself in
+// this run (a checkpoint's .tmp.step_N); anything named by the user goes through run_dir_remove.
+char* tree_remove(const char* path);
+
+// tree_remove of the run directory path, refused (a message, nothing removed) when path is not a
+// directory or not a qstar run directory (run_dir_is_ours).
 char* run_dir_remove(const char* path);
 
 #endif

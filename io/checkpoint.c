@@ -14,24 +14,15 @@
 #include <unistd.h>
 
 #include "common/bf16.h"
+#include "common/fs.h"
 #include "io/safetensors.h"
 #include "common/util.h"
 #include "io/weights.h"
 
-static void remove_tree(const char* path) {
-    DIR* d = opendir(path);
-    if (!d) return;
-    struct dirent* e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char* p = xsprintf("%s/%s", path, e->d_name);
-        if (dir_exists(p)) remove_tree(p);
-        else unlink(p);
-        free(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
+// A directory this save made (.tmp.step_N, .old.step_N): removed without following links (fs.h). A
+// failure is left unsaid: what stays behind is a leftover, never the checkpoint, and where it matters
+// (an unwritable run directory) the save's own next step fails with the one error line that names it.
+static void remove_tree(const char* path) { free(tree_remove(path)); }
 
 static void remove_tree_on_error(void* path) { remove_tree(path); }
 

@@ -8,6 +8,8 @@
  *    removed when marked, and no file named after the "command" in them appears;
  *  - a checkpoint directory written before the marker existed (config.json, model.safetensors,
  *    tokenizer.json, an interrupted save's temp file) counts as ours; one with anything else does not;
+ *  - tree_remove (a checkpoint's own .tmp/.old directories: no marker asked for) removes an unmarked
+ *    tree holding a link to a directory outside, and leaves what the link points to;
  *  - run_program passes arguments as they are, sets the child's environment, reports exit statuses.
  */
 #define _GNU_SOURCE
@@ -182,6 +184,25 @@ static void test_run_program(void) {
     CHECK(run_program(none, NULL, -1, 1) == -1, "a missing program is not -1");
 }
 
+// tree_remove, as io/checkpoint.c uses it on its .tmp.step_N/.old.step_N: no marker needed, and a
+// link to a directory outside is unlinked, not entered (its old remover followed such links).
+static void test_tree_remove(void) {
+    const char* outside = TOP "/outside";
+    mkdir_p(outside);
+    put(outside, "weights.bin", "precious");
+    const char* t = TOP "/.old.step_000002";
+    mkdir_p(TOP "/.old.step_000002/sub");
+    put(TOP "/.old.step_000002/sub", "model.safetensors", "x");
+    CHECK(symlink("../outside", TOP "/.old.step_000002/data") == 0, "symlink: %s", strerror(errno));
+    char* err = tree_remove(t);
+    CHECK(err == NULL && !exists(t, NULL), "an unmarked tree was not removed: %s", err ? err : "still there");
+    free(err);
+    CHECK(exists(outside, "weights.bin"), "tree_remove followed a link out of the tree and removed its files");
+    err = tree_remove(t);
+    CHECK(err == NULL, "tree_remove of a path that does not exist: %s", err ? err : "");
+    free(err);
+}
+
 int main(void) {
     // the test's own work directory is a run directory: a failed earlier run's leftovers go with it
     char* err = run_dir_remove(TOP);
@@ -191,6 +212,7 @@ int main(void) {
     test_refuses();
     test_hostile_names();
     test_legacy_checkpoint();
+    test_tree_remove();
     test_run_program();
     return test_summary();
 }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "io/safetensors.h"
+#include "common/fs.h"
 #include "common/util.h"
 #include "tests/check.h"
 
@@ -439,22 +440,6 @@ static void test_atomic(void) {
     free(dir);
 }
 
-static void remove_tree(const char* path) {
-    DIR* d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    for (struct dirent* e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char* p = xsprintf("%s/%s", path, e->d_name);
-        remove_tree(p);
-        free(p);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 int main(int argc, char** argv) {
     if (argc == 3 && !strcmp(argv[1], "--open")) return mode_open(argv[2]);
     if (argc == 5 && !strcmp(argv[1], "--dump")) return mode_dump(argv[2], argv[3], argv[4]);
@@ -466,6 +451,6 @@ int main(int argc, char** argv) {
     test_large_f16();
     test_sharded();
     test_atomic();
-    remove_tree(tmpdir);
+    free(tree_remove(tmpdir));
     return test_summary();
 }
