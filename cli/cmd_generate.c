@@ -147,15 +147,11 @@ int cmd_generate(int argc, char** argv) {
                     .thoughts = thoughts, .stop_token = (int)tok_eos_id(tok)};
     gc.n_ahead = n_ahead > 0 ? n_ahead : (int)checkpoint_setting(ckpt, "n-ahead", 12);
     gc.embed_scale = embed_scale > 0 ? embed_scale : (float)checkpoint_setting(ckpt, "thought-embed-scale", 100);
-    // Every request's prompt, completion and thought fit the model's context; checked here, in 64 bits,
-    // before anything is sized by --max-tokens (generate_batch checks it again for its own callers).
+    // Every request's prompt, completion and thought fit the model's context, checked before anything
+    // is sized by --max-tokens (generate_batch checks it again for its own callers).
     size_t max_prompt = 0;
     for (int p = 0; p < n_prompts; p++) max_prompt = ps[p].ids.n > max_prompt ? ps[p].ids.n : max_prompt;
-    const int64_t need = (int64_t)max_prompt + max_tokens + (thoughts ? gc.n_ahead : 0);
-    if (need > cfg.max_position_embeddings)
-        fatal("generate: --max-tokens %d: the longest prompt (%zu tokens) + %d tokens%s exceed the model's context "
-              "of %d positions",
-              max_tokens, max_prompt, max_tokens, thoughts ? " + a thought" : "", cfg.max_position_embeddings);
+    generate_check_context(&cfg, &gc, max_prompt, "generate");
     // requests are indexed by int (generate_batch); each holds max_tokens output ids
     const int n_reqs = (int)checked_count((size_t)n_prompts, (size_t)samples, INT_MAX, "generate: prompts x --samples");
     GenRequest* reqs = xcalloc((size_t)n_reqs, sizeof(GenRequest));

@@ -91,10 +91,7 @@ int cmd_sample(int argc, char** argv) {
         if (ids.ids[i] >= (uint32_t)cfg.vocab_size) fatal("%s: token %u is outside the model's vocabulary", tok_path, ids.ids[i]);
         p32[i] = (int32_t)ids.ids[i];
     }
-    // the context check generate() makes, before --max-tokens sizes the text buffer (in 64 bits)
-    if ((int64_t)ids.n + max_tokens + (thoughts ? gc.n_ahead : 0) > cfg.max_position_embeddings)
-        fatal("sample: --max-tokens %d: the prompt (%zu tokens) + %d tokens exceed the model's context of %d positions",
-              max_tokens, ids.n, max_tokens, cfg.max_position_embeddings);
+    generate_check_context(&cfg, &gc, ids.n, "sample");  // before --max-tokens sizes the text buffer
     Printer pr = {.tok = tok, .show_thoughts = thoughts && !hide, .tty = stdout_is_tty()};
     pr.text = xmalloc(sizeof(uint32_t) * (ids.n + (size_t)max_tokens + 1));
     memcpy(pr.text, ids.ids, sizeof(uint32_t) * ids.n);

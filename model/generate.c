@@ -224,16 +224,22 @@ static void think(Gen* g, const GenConfig* gc, int i, GenEmit emit, void* user) 
     model_lm_head(m, g->logits, g->hmix, 1);
 }
 
+void generate_check_context(const ModelConfig* c, const GenConfig* gc, size_t prompt_tokens, const char* who) {
+    const int64_t need = (int64_t)prompt_tokens + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);
+    if (need > c->max_position_embeddings)
+        fatal("%s: --max-tokens %d: the prompt (%zu tokens) + %d tokens%s exceed the model's context of %d positions",
+              who, gc->max_tokens, prompt_tokens, gc->max_tokens, gc->thoughts ? " + a thought" : "",
+              c->max_position_embeddings);
+}
+
 int generate(Model* m, const GenConfig* gc, const int32_t* prompt, int n_prompt, GenEmit emit, void* user) {
     const ModelConfig* c = &m->cfg;
     const int H = c->hidden_size, V = c->vocab_size;
     if (n_prompt < 1) fatal("generate: the prompt must have at least one token");
     if (gc->thoughts && c->start_thought_id < 0) fatal("generate: --thoughts needs a Quiet-STaR checkpoint");
     if (gc->thoughts && gc->n_ahead < 4) fatal("generate: n_ahead must be at least 4");
-    // in 64 bits: max_tokens near INT_MAX must not wrap past the check
-    const int64_t need = (int64_t)n_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);
-    if (need > c->max_position_embeddings) fatal("generate: prompt + tokens exceed max_position_embeddings");
-    const int max_len = (int)need;
+    generate_check_context(c, gc, (size_t)n_prompt, "generate");
+    const int max_len = n_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);
     Gen g;
     gen_init(&g, m, max_len, gc->thoughts ? gc->n_ahead : 1);
     int produced = 0;
@@ -489,11 +495,8 @@ void generate_batch(Model* m, const GenConfig* gc, GenRequest* reqs, int n_reqs,
         reqs[r].n_out = 0;
         reqs[r].finish = GEN_FINISH_LENGTH;
     }
-    const int64_t need = (int64_t)max_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);  // no int wrap
-    if (need > c->max_position_embeddings)
-        fatal("generate: prompt (%d tokens) + max tokens (%d) exceed max_position_embeddings (%d)", max_prompt,
-              gc->max_tokens, c->max_position_embeddings);
-    const int max_len = (int)need;
+    generate_check_context(c, gc, (size_t)max_prompt, "generate");
+    const int max_len = max_prompt + gc->max_tokens + (gc->thoughts ? gc->n_ahead : 0);
     const int slots = batch < n_reqs ? batch : n_reqs;
     // rows per step: the running requests' new tokens plus the prompts admitted (at least the longest)
     const int cap = slots + (max_prompt > 512 ? max_prompt : 512);

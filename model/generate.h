@@ -25,6 +25,11 @@ enum { GEN_TEXT, GEN_THOUGHT_START, GEN_THOUGHT_TOKEN, GEN_THOUGHT_END };
 typedef void (*GenEmit)(void* user, int kind, int32_t token);
 
 // Returns the number of text tokens produced.
+// Exits with "WHO: --max-tokens N: the prompt (P tokens) + N tokens[ + a thought] exceed the model's
+// context of C positions" unless a prompt of prompt_tokens, gc->max_tokens new tokens and (with
+// gc->thoughts) one thought of gc->n_ahead fit max_position_embeddings. In 64 bits, so a --max-tokens
+// near 2^31 is refused, not wrapped; callers that size buffers by max_tokens call it first.
+void generate_check_context(const ModelConfig* c, const GenConfig* gc, size_t prompt_tokens, const char* who);
 int generate(Model* m, const GenConfig* gc, const int32_t* prompt, int n_prompt, GenEmit emit, void* user);
 
 // ---- batched generation -------------------------------------------------------------------------
