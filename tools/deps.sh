@@ -16,52 +16,41 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok instal
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 
-# `tools/deps.sh fuzz` (make fuzz): only clang and its libFuzzer/sanitizer runtime, which make test
-# does not need
-if [ "${1:-}" = fuzz ]; then
-  if ! command -v clang >/dev/null || ! installed libclang-rt-dev; then
-    echo "deps: installing clang and libclang-rt-dev (libFuzzer) for make fuzz"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends clang libclang-rt-dev >/dev/null
-  fi
-  exit 0
-fi
-# `tools/deps.sh portable` (make portable-check): clang and its OpenMP runtime, for the clang build.
-# `tools/deps.sh portable-arm` (make portable-check ARM=1): the aarch64 cross compiler, qemu-user, and
-# the arm64 C libraries through dpkg multiarch (the cross gcc looks for headers and libraries in the
-# multiarch folders, /usr/include/aarch64-linux-gnu and /usr/lib/aarch64-linux-gnu).
-if [ "${1:-}" = portable ] || [ "${1:-}" = portable-arm ]; then
-  need="clang libomp-dev"
-  if [ "$1" = portable-arm ]; then
-    need="$need gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 libopenblas-openmp-dev:arm64 libcjson-dev:arm64 libgomp1:arm64"
-    dpkg --print-foreign-architectures | grep -qx arm64 || { echo "deps: adding the arm64 architecture (dpkg multiarch)"; $SUDO dpkg --add-architecture arm64; }
-  fi
-  missing=""
-  for p in $need; do installed "$p" || missing="$missing $p"; done
-  if [ -n "$missing" ]; then
-    echo "deps: installing for make portable-check:$missing"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  fi
-  exit 0
-fi
-missing=""
-for p in $APT_PACKAGES; do
-  installed "$p" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  echo "deps: installing Debian packages:$missing"
+# apt_need WHY PKG...: installs those of the packages that are missing (apt-get update once per run)
+updated=0
+apt_need() {
+  local why=$1 p missing=""; shift
+  for p in "$@"; do installed "$p" || missing="$missing $p"; done
+  [ -n "$missing" ] || return 0
+  echo "deps: installing $why:$missing"
   if [ -n "$SUDO" ]; then
     command -v sudo >/dev/null || { echo "deps: need root or sudo to install:$missing" >&2; exit 1; }
   fi
-  $SUDO apt-get update -qq
+  [ "$updated" = 1 ] || { $SUDO apt-get update -qq; updated=1; }
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+}
+
+case "${1:-}" in
+  # make fuzz: only clang and its libFuzzer/sanitizer runtime, which make test does not need
+  fuzz) apt_need "clang and libFuzzer for make fuzz" clang libclang-rt-dev; exit 0 ;;
+  # make portable-check: clang and its OpenMP runtime, for the clang build
+  portable) apt_need "for make portable-check" clang libomp-dev; exit 0 ;;
+  # make portable-check ARM=1: also the aarch64 cross compiler, qemu-user, and the arm64 C libraries
+  # through dpkg multiarch (the cross gcc looks for headers and libraries in the multiarch folders,
+  # /usr/include/aarch64-linux-gnu and /usr/lib/aarch64-linux-gnu)
+  portable-arm)
+    dpkg --print-foreign-architectures | grep -qx arm64 \
+      || { echo "deps: adding the arm64 architecture (dpkg multiarch)"; $SUDO dpkg --add-architecture arm64; }
+    apt_need "for make portable-check ARM=1" clang libomp-dev gcc-aarch64-linux-gnu qemu-user libc6-dev:arm64 \
+      libopenblas-openmp-dev:arm64 libcjson-dev:arm64 libgomp1:arm64
+    exit 0 ;;
+esac
+apt_need "Debian packages" $APT_PACKAGES
 # optional: a headless browser for tests/test_token_report.sh; a failure here only makes that case skip
 if [ "${QSTAR_NO_CHROMIUM:-0}" != 1 ] && ! installed chromium-headless-shell && ! installed chromium \
    && { [ -z "$SUDO" ] || command -v sudo >/dev/null; }; then
   echo "deps: installing chromium-headless-shell (renders the token report in its test; QSTAR_NO_CHROMIUM=1 skips)"
-  [ -n "$missing" ] || $SUDO apt-get update -qq || true
+  [ "$updated" = 1 ] || $SUDO apt-get update -qq || true
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium-headless-shell \
     >/dev/null 2>&1 || echo "deps: chromium-headless-shell could not be installed; the render test will skip"
 fi
