@@ -31,9 +31,8 @@
 #define FEW_ROWS 32  // at most this many rows: the streaming kernel below
 #define OB 4         // weight rows per block (vsum4 adds the lanes of 4 sums at once)
 // Input rows per pass: as many as leave registers for the OB weight vectors and one input vector
-// (AVX-512 and NEON: 6, 24 sums in 29 of 32 registers; AVX2: 2, 8 sums in 13 of 16).
-#define NB_MAX ((VREGS - OB - 1) / OB > 6 ? 6 : (VREGS - OB - 1) / OB)
-_Static_assert(NB_MAX == 2 || NB_MAX == 6, "few_rows_forward dispatches passes of 1-2 or 1-6 rows");
+// (32 registers, AVX-512 and NEON: 6, 24 sums in 29; 16 registers, AVX2: 2, 8 sums in 13).
+#define NB_MAX (VREGS >= 32 ? 6 : 2)
 
 // out rows n0..n0+nb−1, columns o0..o0+OB−1; prefetches pf_lines cache lines from pf meanwhile, evenly
 // over its column steps.
