@@ -14,23 +14,10 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=1 OPENBLAS_NU
 work=build/test-work/bad_counts; rm -rf "$work"; mkdir -p "$work"
 Q=bin/qstar
 
-# expect_error NAME NEEDLES CMD...: CMD, run under 4 GB of address space and 60 s, must fail with exit
-# status 1 and one stderr line "qstar: error: ..." holding every line of NEEDLES
-vm_limit=4000000
-if ldd "$Q" 2>/dev/null | grep -qE 'lib(a|t)san' || nm "$Q" 2>/dev/null | grep -qE '__(a|t)san_init'; then vm_limit=unlimited; fi
-expect_error() {
-  local name=$1 needle=$2; shift 2
-  (ulimit -v $vm_limit; exec timeout -s KILL 60 "$@") > "$work/out.txt" 2> "$work/err.txt" < /dev/null; local rc=$?
-  grep -v '^selftrain: \|^  ' "$work/err.txt" > "$work/err1.txt"  # selftrain's progress lines are not errors
-  local lines; lines=$(wc -l < "$work/err1.txt")
-  local found=1 n
-  while IFS= read -r n; do grep -qF -- "$n" "$work/err1.txt" || found=0; done <<< "$needle"
-  if [ $rc -eq 1 ] && [ "$lines" = 1 ] && grep -q '^qstar: error: ' "$work/err1.txt" && [ $found = 1 ]; then
-    pass=$((pass+1)); echo "ok   $name: $(cat "$work/err1.txt")"
-  else
-    fail=$((fail+1)); echo "FAIL $name (exit $rc, $lines stderr lines, want one naming '$needle'):"; sed 's/^/       /' "$work/err.txt" | head -5
-  fi
-}
+# every case under 4 GB of address space (a sanitizer build reserves more: no limit there)
+EXPECT_VM_LIMIT=4000000
+if ldd "$Q" 2>/dev/null | grep -qE 'lib(a|t)san' || nm "$Q" 2>/dev/null | grep -qE '__(a|t)san_init'; then EXPECT_VM_LIMIT=; fi
+. tests/lib/expect_error.sh
 
 # a tiny checkpoint (3 steps) and 6 one-digit additions, as tests/test_generate_cmd.sh makes them
 tok=data/corpus/tokenizer.json

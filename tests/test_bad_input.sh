@@ -9,23 +9,7 @@ pass=0; fail=0
 work=build/test-work/bad; rm -rf "$work"; mkdir -p "$work"
 Q=bin/qstar
 
-# expect_error NAME NEEDLES CMD...: CMD must fail with exit status 1 and one stderr line
-# "qstar: error: ..." holding every line of NEEDLES (a line "!TEXT": TEXT must not appear)
-expect_error() {
-  local name=$1 needle=$2; shift 2
-  "$@" > "$work/out.txt" 2> "$work/err.txt"; local rc=$?
-  local lines; lines=$(wc -l < "$work/err.txt")
-  local found=1 n
-  while IFS= read -r n; do
-    if [ "${n:0:1}" = "!" ]; then grep -qF -- "${n:1}" "$work/err.txt" && found=0
-    else grep -qF -- "$n" "$work/err.txt" || found=0; fi
-  done <<< "$needle"
-  if [ $rc -eq 1 ] && [ "$lines" = 1 ] && grep -q '^qstar: error: ' "$work/err.txt" && [ $found = 1 ]; then
-    pass=$((pass+1)); echo "ok   $name: $(cat "$work/err.txt")"
-  else
-    fail=$((fail+1)); echo "FAIL $name (exit $rc, $lines stderr lines, want one naming '$needle'):"; sed 's/^/       /' "$work/err.txt" | head -5
-  fi
-}
+. tests/lib/expect_error.sh
 
 good="$work/good.bin"
 python3 tests/lib/make_shard.py "$good" --random 1024 --tokens 3000

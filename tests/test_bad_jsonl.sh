@@ -12,21 +12,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=1 OPENBLAS_NU
 work=build/test-work/bad_jsonl; rm -rf "$work"; mkdir -p "$work"
 Q=bin/qstar
 
-# expect_error NAME NEEDLES CMD...: exit status 1 and one stderr line "qstar: error: ..." holding every
-# line of NEEDLES (selftrain's progress lines aside)
-expect_error() {
-  local name=$1 needle=$2; shift 2
-  timeout -s KILL 60 "$@" > "$work/out.txt" 2> "$work/err.txt" < /dev/null; local rc=$?
-  grep -v '^selftrain: \|^  ' "$work/err.txt" > "$work/err1.txt"
-  local lines; lines=$(wc -l < "$work/err1.txt")
-  local found=1 n
-  while IFS= read -r n; do grep -qF -- "$n" "$work/err1.txt" || found=0; done <<< "$needle"
-  if [ $rc -eq 1 ] && [ "$lines" = 1 ] && grep -q '^qstar: error: ' "$work/err1.txt" && [ $found = 1 ]; then
-    pass=$((pass+1)); echo "ok   $name: $(cat "$work/err1.txt")"
-  else
-    fail=$((fail+1)); echo "FAIL $name (exit $rc, $lines stderr lines, want one naming '$needle'):"; sed 's/^/       /' "$work/err.txt" | head -5
-  fi
-}
+. tests/lib/expect_error.sh
 expect_ok() {
   local name=$1; shift
   if timeout -s KILL 60 "$@" > "$work/out.txt" 2> "$work/err.txt" < /dev/null; then pass=$((pass+1)); echo "ok   $name"
